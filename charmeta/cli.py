@@ -1,0 +1,60 @@
+"""``charmeta`` console entry point: a thin dispatcher over ``charmeta.commands.*``.
+
+Each sub-command lives in its own module exposing ``register(subparsers)``;
+adding a command is adding a module and one name to ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from charmeta.errors import CharmetaError
+
+#: Sub-command modules under ``charmeta.commands``, in help order.
+COMMANDS = ("extract", "eval", "bench", "run", "synth", "schema")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="charmeta", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"charmeta.commands.{name}")
+        except ModuleNotFoundError as exc:  # a command whose optional deps are missing
+            if exc.name and exc.name.startswith("charmeta.commands"):
+                continue
+            stub = sub.add_parser(name, help=f"(unavailable: {exc.name} not installed)")
+            stub.set_defaults(func=lambda _a, _e=exc: _missing(_e))
+            continue
+        module.register(sub)
+    return parser
+
+
+def _missing(exc: ModuleNotFoundError) -> int:
+    print(f"charmeta: this command needs the '{exc.name}' package; run `make install`.", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except CharmetaError as exc:
+        print(f"charmeta: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

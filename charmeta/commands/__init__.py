@@ -1,0 +1,1 @@
+"""Sub-commands of the ``charmeta`` CLI, one module each (see ``charmeta.cli``)."""

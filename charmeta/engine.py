@@ -1,0 +1,100 @@
+"""The batch entry point every caller uses: CLI, Dagster assets, the app, benchmarks.
+
+``Engine.process_batch`` turns a batch of raw inputs into an Arrow table of the
+rich schema, one row per input, never raising on a bad row: guards turn bad
+inputs into ``invalid`` records with a reason, and a backend that raises on a
+batch is retried record by record so one poison record cannot fail a shard.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import pyarrow as pa
+
+from charmeta.extractors.base import AttributeExtractor
+from charmeta.records import Extraction, rows_to_table, to_row
+
+log = logging.getLogger("charmeta.engine")
+
+#: Largest caption accepted, in characters; longer ones are ``invalid`` (not truncated:
+#: a truncated caption would silently lose tags).
+MAX_TEXT_CHARS = 64_000
+#: Most tags (comma / space separated items) accepted in one entry.
+MAX_TAGS = 2_000
+
+
+def guard_text(value: Any) -> tuple[Optional[str], Optional[str]]:
+    """Return ``(text, None)`` for a usable caption, else ``(None, reason)``."""
+    if value is None:
+        return None, "missing text (null)"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, f"text is not valid UTF-8 (byte {exc.start})"
+    if not isinstance(value, str):
+        return None, f"text must be a string, got {type(value).__name__}"
+    if "\x00" in value:
+        return None, "text contains NUL bytes"
+    if len(value) > MAX_TEXT_CHARS:
+        return None, f"text too long ({len(value)} chars > limit {MAX_TEXT_CHARS})"
+    if not value.strip():
+        return None, "empty or whitespace-only text"
+    if value.count(",") > MAX_TAGS or (value.count(" ") > MAX_TAGS * 4):
+        return None, f"too many tags (> {MAX_TAGS})"
+    if "\ufffd" in value:
+        return None, "text contains undecodable bytes (U+FFFD replacement characters)"
+    return value, None
+
+
+@dataclass
+class Engine:
+    """A configured set of extractor backends plus the fusion step."""
+
+    text_extractor: AttributeExtractor
+
+    @classmethod
+    def default(cls) -> "Engine":
+        from charmeta.extractors.text import TextExtractor
+
+        return cls(text_extractor=TextExtractor.default())
+
+    def extract_text(self, value: Any) -> Extraction:
+        """Extract one caption / prose entry; bad input becomes an ``invalid`` Extraction."""
+        text, reason = guard_text(value)
+        if reason is not None:
+            return Extraction.invalid(reason)
+        try:
+            return self.text_extractor.extract(text)
+        except Exception as exc:  # a poison record must not fail the batch
+            log.warning("extractor %s failed on one record: %r", self.text_extractor.name, exc)
+            return Extraction.invalid(f"extractor {self.text_extractor.name} failed: {type(exc).__name__}: {exc}")
+
+    def extract_texts(self, values: Sequence[Any]) -> list[Extraction]:
+        return [self.extract_text(v) for v in values]
+
+    def process_batch(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[Any],
+        source_shard: Optional[str] = None,
+        positions: Optional[Sequence[int]] = None,
+        preset_invalid: Optional[Sequence[Optional[str]]] = None,
+    ) -> pa.Table:
+        """One batch of inputs to one Arrow table of rich records, same order, same length.
+
+        ``preset_invalid`` carries reasons found upstream (a broken JSON line, a
+        missing column): those rows become ``invalid`` without touching the text.
+        """
+        if len(ids) != len(texts):
+            raise ValueError(f"ids ({len(ids)}) and texts ({len(texts)}) differ in length")
+        rows = []
+        for i, (rid, value) in enumerate(zip(ids, texts)):
+            pre = preset_invalid[i] if preset_invalid is not None else None
+            ex = Extraction.invalid(pre) if pre else self.extract_text(value)
+            pos = positions[i] if positions is not None else i
+            rows.append(to_row(ex, str(rid), source_shard, pos))
+        return rows_to_table(rows)

@@ -1,0 +1,1 @@
+"""Attribute extractor backends. Each implements ``AttributeExtractor``; see ``base``."""

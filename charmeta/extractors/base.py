@@ -1,0 +1,28 @@
+"""The swappable extractor interface every backend implements.
+
+A backend turns one entry into an ``Extraction`` (attributes with confidence and
+evidence). The tag/prose backend is one implementation; image backends (CLIP,
+SigLIP) and an LLM backend implement the same protocol, and ``fusion.fuse``
+merges several backends' results per attribute.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+from charmeta.records import Extraction
+
+
+@runtime_checkable
+class AttributeExtractor(Protocol):
+    """Turns entries into ``Extraction`` records. Implementations must not raise on bad rows."""
+
+    name: str
+
+    def extract(self, item: Any) -> Extraction:
+        """Extract one entry (text for text backends, image bytes/array for image ones)."""
+        ...
+
+    def extract_batch(self, items: Sequence[Any]) -> list[Extraction]:
+        """Extract many entries; backends that batch (models) override this."""
+        ...

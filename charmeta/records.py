@@ -1,0 +1,161 @@
+"""The in-memory result of extracting one entry, and its three serialisations.
+
+``Extraction`` is a plain slotted dataclass, not a pydantic model: millions are
+built per run, so the hot path stays free of per-row validation. The views:
+
+* ``to_row`` - a dict matching ``contract.rich_arrow_schema()`` (Parquet);
+* ``to_cli_json`` - the ``charmeta extract`` line shape;
+* ``to_clean`` - the clean export record (Title Case keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import pyarrow as pa
+
+from charmeta.contract import ATTRIBUTES, CORE_KEYS, UNKNOWN, rich_arrow_schema
+
+
+@dataclass(slots=True)
+class Decision:
+    """One attribute's decision: value, confidence in [0, 1], evidence, conflict flag."""
+
+    value: Any
+    confidence: float
+    evidence: list[str] = field(default_factory=list)
+    conflict: bool = False
+
+
+@dataclass(slots=True)
+class Extraction:
+    """Everything the core learned about one entry."""
+
+    input_kind: str = "tags"  # tags | prose | image
+    status: str = "ok"  # ok | multi_character | excluded | invalid
+    reason: Optional[str] = None
+    character_count: Optional[int] = None
+    multi_character: bool = False
+    characters: list[str] = field(default_factory=list)
+    copyrights: list[str] = field(default_factory=list)
+    artists: list[str] = field(default_factory=list)
+    rating: Optional[str] = None
+    attributes: dict[str, Decision] = field(default_factory=dict)
+
+    @classmethod
+    def invalid(cls, reason: str, input_kind: str = "tags") -> "Extraction":
+        return cls(input_kind=input_kind, status="invalid", reason=reason)
+
+    def value(self, key: str) -> Any:
+        d = self.attributes.get(key)
+        return d.value if d is not None else (UNKNOWN if key in CORE_KEYS else None)
+
+
+def to_row(
+    ex: Extraction,
+    record_id: str,
+    source_shard: Optional[str] = None,
+    source_position: Optional[int] = None,
+) -> dict[str, Any]:
+    """Flatten an extraction into one row of the rich Arrow schema."""
+    row: dict[str, Any] = {
+        "id": record_id,
+        "source_shard": source_shard,
+        "source_position": source_position,
+        "input_kind": ex.input_kind,
+        "status": ex.status,
+        "reason": ex.reason,
+        "character_count": ex.character_count,
+        "multi_character": ex.multi_character,
+        "characters": ex.characters,
+        "copyrights": ex.copyrights,
+        "artists": ex.artists,
+        "rating": ex.rating,
+    }
+    invalid = ex.status == "invalid"
+    attrs = ex.attributes
+    for spec in ATTRIBUTES:
+        col = spec.column
+        d = attrs.get(spec.key)
+        if spec.is_list:
+            row[col] = (d.value if d is not None else None)
+            continue
+        if d is None:
+            if invalid or not spec.is_core:
+                row[col] = None
+                row[col + "_confidence"] = None
+                row[col + "_evidence"] = None
+                row[col + "_conflict"] = None
+            else:
+                row[col] = UNKNOWN
+                row[col + "_confidence"] = 0.0
+                row[col + "_evidence"] = []
+                row[col + "_conflict"] = False
+            continue
+        row[col] = d.value
+        row[col + "_confidence"] = d.confidence
+        row[col + "_evidence"] = d.evidence
+        row[col + "_conflict"] = d.conflict
+    return row
+
+
+def rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
+    """Build an Arrow table of the rich schema from row dicts (columnar, one pass)."""
+    schema = rich_arrow_schema()
+    rows = list(rows)
+    columns = {name: [r[name] for r in rows] for name in schema.names}
+    return pa.table(columns, schema=schema)
+
+
+def to_clean(ex: Extraction) -> dict[str, Any]:
+    """The clean export record: nine core keys always, optional keys when evidenced."""
+    out: dict[str, Any] = {}
+    for spec in ATTRIBUTES:
+        d = ex.attributes.get(spec.key)
+        if spec.is_core:
+            out[spec.key] = d.value if d is not None else UNKNOWN
+        elif d is not None and d.value not in (None, [], ""):
+            out[spec.key] = d.value
+    return out
+
+
+def to_cli_json(ex: Extraction, record_id: Any) -> dict[str, Any]:
+    """The ``charmeta extract`` output line shape (issue #2)."""
+    if ex.status == "invalid":
+        return {
+            "id": record_id,
+            "status": ex.status,
+            "reason": ex.reason,
+            "character_count": ex.character_count,
+            "attributes": {},
+            "confidence": {},
+            "evidence": {},
+        }
+    clean = to_clean(ex)
+    conf: dict[str, float] = {}
+    evid: dict[str, list[str]] = {}
+    conflicts: list[str] = []
+    for key in clean:
+        d = ex.attributes.get(key)
+        conf[key] = round(d.confidence, 3) if d is not None else 0.0
+        evid[key] = list(d.evidence) if d is not None else []
+        if d is not None and d.conflict:
+            conflicts.append(key)
+    out = {
+        "id": record_id,
+        "status": ex.status,
+        "reason": ex.reason,
+        "character_count": ex.character_count,
+        "input_kind": ex.input_kind,
+        "rating": ex.rating,
+        "characters": ex.characters,
+        "copyrights": ex.copyrights,
+        "artists": ex.artists,
+        "attributes": clean,
+        "confidence": conf,
+        "evidence": evid,
+    }
+    if conflicts:
+        out["conflicts"] = conflicts
+    return out
