@@ -1,0 +1,417 @@
+"""The per-partition work of every pipeline stage, free of Dagster.
+
+Why a separate module: the assets call these functions inside a process pool
+(both cores busy, one partition per task), and worker processes should import
+pyarrow + the core, not Dagster. Each function streams its input Parquet by
+record batches and writes ``<root>/<stage>/<key>.parquet`` through a temp file
++ ``os.replace``; a ``.json`` stats file written last is the commit marker that
+carries the input fingerprint, so a re-run skips a partition exactly when its
+output is complete *and* was built from the same input and code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from typing import Any, Callable, Iterator, Optional
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from charmeta.contract import ATTRIBUTES, CORE_KEYS, STATUSES, rich_arrow_schema
+from charmeta.sources import RAW_SCHEMA, iter_shard, read_registry
+
+log = logging.getLogger("charmeta.pipeline")
+
+RAW, NORMALIZED, EMBEDDINGS, PREDICTIONS, VALIDATED = (
+    "raw_shards",
+    "normalized_records",
+    "embeddings",
+    "attribute_predictions",
+    "validated_records",
+)
+STAGES = (RAW, NORMALIZED, EMBEDDINGS, PREDICTIONS, VALIDATED)
+#: Bump a stage's version when its output for the same input changes.
+STAGE_VERSIONS = {RAW: "1", NORMALIZED: "1", EMBEDDINGS: "1", PREDICTIONS: "1", VALIDATED: "1"}
+UPSTREAM = {RAW: None, NORMALIZED: RAW, EMBEDDINGS: RAW, PREDICTIONS: NORMALIZED, VALIDATED: PREDICTIONS}
+
+BATCH_ROWS = 8_192
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,200}$")
+
+EMBEDDING_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("source_position", pa.int64(), nullable=False),
+        pa.field("image_member", pa.string()),
+        pa.field("embedding", pa.list_(pa.float32())),
+        pa.field("backend", pa.string()),
+    ]
+)
+
+
+class Store:
+    """The output root: where every stage's Parquet lives, and nowhere else.
+
+    Paths are built only from validated partition keys and fixed stage names,
+    and checked to resolve inside the root, so data can never write elsewhere.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(os.path.expanduser(root))
+
+    def path(self, stage: str, key: str, suffix: str = ".parquet") -> str:
+        if stage not in STAGES and stage != "export":
+            raise ValueError(f"unknown stage {stage!r}")
+        if not _KEY_RE.match(key) or ".." in key:
+            raise ValueError(f"unsafe partition key {key!r}")
+        path = os.path.join(self.root, stage, key + suffix)
+        if os.path.commonpath([os.path.realpath(path), self.root]) != self.root:
+            raise ValueError(f"partition key {key!r} escapes the output root")
+        return path
+
+    def stats(self, stage: str, key: str) -> Optional[dict[str, Any]]:
+        """The commit marker of a finished partition, or None."""
+        try:
+            with open(self.path(stage, key, ".json"), encoding="utf-8") as fh:
+                stats = json.load(fh)
+        except (FileNotFoundError, ValueError):
+            return None
+        return stats if os.path.exists(self.path(stage, key)) else None
+
+    def is_done(self, stage: str, key: str, fingerprint: str) -> bool:
+        s = self.stats(stage, key)
+        return bool(s) and s.get("fingerprint") == fingerprint
+
+
+def _atomic_json(path: str, obj: Any) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class _AtomicParquet:
+    """ParquetWriter to a temp file, renamed into place only when fully written."""
+
+    def __init__(self, path: str, schema: pa.Schema) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.path = path
+        self.tmp = f"{path}.tmp-{os.getpid()}"
+        self.schema = schema
+        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if batch.num_rows:
+            tbl = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            self.writer.write_table(tbl.cast(self.schema) if tbl.schema != self.schema else tbl)
+            self.rows += batch.num_rows
+
+    def commit(self) -> None:
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            if os.path.exists(self.tmp):
+                os.remove(self.tmp)
+
+
+# ---------------------------------------------------------------------------
+# extractor / embedder backends (swappable by resource config)
+# ---------------------------------------------------------------------------
+class NullExtractor:
+    """Extracts nothing (every core attribute ``Unknown``): measures platform overhead
+    and lets the platform run before a real backend exists."""
+
+    name = "null"
+    version = "1"
+
+    def extract(self, text: str):  # noqa: ANN201
+        from charmeta.records import Extraction
+
+        return Extraction(input_kind="tags", status="ok", character_count=None)
+
+    def extract_batch(self, items):  # noqa: ANN001, ANN201
+        return [self.extract(t) for t in items]
+
+
+_ENGINES: dict[str, Any] = {}
+
+
+def make_engine(backend: str):  # noqa: ANN201
+    """``text`` -> ``Engine.default()``; ``null`` -> NullExtractor; ``pkg.mod:attr`` ->
+    ``attr()`` returning an ``Engine`` or an extractor. Cached per process."""
+    if backend in _ENGINES:
+        return _ENGINES[backend]
+    from charmeta.engine import Engine
+
+    if backend in ("text", "default"):
+        engine = Engine.default()
+    elif backend == "null":
+        engine = Engine(text_extractor=NullExtractor())
+    elif ":" in backend:
+        mod, _, attr = backend.partition(":")
+        obj = getattr(importlib.import_module(mod), attr)
+        obj = obj() if callable(obj) and not hasattr(obj, "extract") else obj
+        engine = obj if isinstance(obj, Engine) else Engine(text_extractor=obj)
+    else:
+        raise ValueError(f"unknown extractor backend {backend!r}: use text, null or package.module:factory")
+    _ENGINES[backend] = engine
+    return engine
+
+
+def backend_identity(backend: str) -> str:
+    """Name + version of the backend, part of the predictions fingerprint."""
+    try:
+        ex = make_engine(backend).text_extractor
+        return f"{backend}/{getattr(ex, 'name', '?')}/{getattr(ex, 'version', '0')}"
+    except Exception as exc:  # surfaced again (and loudly) when the stage runs
+        return f"{backend}/unavailable:{type(exc).__name__}"
+
+
+# ---------------------------------------------------------------------------
+# fingerprints
+# ---------------------------------------------------------------------------
+def stage_fingerprint(stage: str, shard_fp: str, backend: str = "", embedder: str = "") -> str:
+    chain = [shard_fp]
+    s: Optional[str] = stage
+    order = []
+    while s is not None:
+        order.append(s)
+        s = UPSTREAM[s]
+    for st in reversed(order):
+        chain.append(f"{st}@{STAGE_VERSIONS[st]}")
+        if st == PREDICTIONS:
+            chain.append(backend)
+        if st == EMBEDDINGS:
+            chain.append(embedder)
+    return hashlib.sha1("|".join(chain).encode("utf-8")).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------
+# stage bodies
+# ---------------------------------------------------------------------------
+def _read_batches(path: str, columns: Optional[list[str]] = None) -> Iterator[pa.RecordBatch]:
+    pf = pq.ParquetFile(path)
+    yield from pf.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+
+
+def _preview(tbl_batch: Optional[pa.RecordBatch], cols: list[str], n: int = 5) -> list[dict[str, Any]]:
+    if tbl_batch is None:
+        return []
+    keep = [c for c in cols if c in tbl_batch.schema.names]
+    return tbl_batch.slice(0, n).select(keep).to_pylist()
+
+
+def _count(counter: dict[str, int], arr: pa.Array) -> None:
+    for item in pc.value_counts(arr).to_pylist():
+        k = item["values"] if item["values"] is not None else "null"
+        counter[k] = counter.get(k, 0) + item["counts"]
+
+
+def _raw(store: Store, key: str, spec, out: _AtomicParquet, **_: Any) -> dict[str, Any]:
+    first, flagged = None, 0
+    for batch in iter_shard(spec, batch_rows=BATCH_ROWS):
+        first = first or batch
+        flagged += batch.num_rows - batch.column("reason").null_count
+        out.write(batch)
+    return {"upstream_invalid": flagged, "preview": _preview(first, ["id", "text", "source_position", "reason"])}
+
+
+_ZERO_WIDTH = "[\u200b\u200c\u200d\u2060\ufeff]"
+
+
+def normalize_text(arr: pa.Array) -> pa.Array:
+    """Vectorised clean-up that never changes meaning: Unicode NFC, zero-width
+    characters removed, runs of whitespace (incl. newlines, NBSP) to one space, trimmed."""
+    arr = pc.utf8_normalize(arr, "NFC")
+    arr = pc.replace_substring_regex(arr, _ZERO_WIDTH, "")
+    arr = pc.replace_substring_regex(arr, r"[\s\x{00a0}\x{3000}]+", " ")
+    return pc.utf8_trim_whitespace(arr)
+
+
+def _normalized(store: Store, key: str, spec, out: _AtomicParquet, **_: Any) -> dict[str, Any]:
+    first, changed = None, 0
+    for batch in _read_batches(store.path(RAW, key)):
+        text = batch.column("text")
+        norm = normalize_text(text)
+        changed += pc.sum(pc.cast(pc.not_equal(text, norm), pa.int64())).as_py() or 0
+        batch = batch.set_column(batch.schema.get_field_index("text"), "text", norm)
+        first = first or batch
+        out.write(batch)
+    return {"texts_changed": changed, "preview": _preview(first, ["id", "text", "reason"])}
+
+
+def _embeddings(store: Store, key: str, spec, out: _AtomicParquet, embedder: str = "none", **_: Any) -> dict[str, Any]:
+    """The image stage's slot: ``none`` writes one row per record with a null embedding,
+    so the asset graph, partitions and file layout are fixed before image backends land."""
+    if embedder != "none":
+        raise ValueError(f"embedder backend {embedder!r} is not available yet (only 'none')")
+    with_image = 0
+    for batch in _read_batches(store.path(RAW, key), ["id", "source_position", "image_member"]):
+        n = batch.num_rows
+        with_image += n - batch.column("image_member").null_count
+        out.write(pa.RecordBatch.from_arrays(
+            [batch.column("id"), batch.column("source_position"), batch.column("image_member"),
+             pa.nulls(n, pa.list_(pa.float32())), pa.array([embedder] * n, pa.string())],
+            schema=EMBEDDING_SCHEMA))
+    return {"with_image": with_image, "embedded": 0}
+
+
+def _predictions(store: Store, key: str, spec, out: _AtomicParquet, backend: str = "text", **_: Any) -> dict[str, Any]:
+    engine = make_engine(backend)
+    statuses: dict[str, int] = {}
+    first = None
+    for batch in _read_batches(store.path(NORMALIZED, key)):
+        d = batch.to_pydict()
+        table = engine.process_batch(
+            d["id"], d["text"], source_shard=spec.relpath, positions=d["source_position"], preset_invalid=d["reason"]
+        )
+        _count(statuses, table.column("status"))
+        if first is None and table.num_rows:
+            first = table.to_batches()[0]
+        out.write(table)
+    return {"status_counts": statuses, "preview": _preview(first, ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core])}
+
+
+def contract_violations(batch: pa.RecordBatch) -> tuple[pa.Array, list[Optional[str]]]:
+    """Vectorised contract check of rich rows: a boolean mask of bad rows, plus a
+    reason per row (only computed for the rare bad rows)."""
+    n = batch.num_rows
+    bad = pa.array([False] * n)
+    problems: list[tuple[pa.Array, str]] = []
+    status = batch.column("status")
+    not_invalid = pc.fill_null(pc.not_equal(status, "invalid"), True)
+    problems.append((pc.invert(pc.fill_null(pc.is_in(status, pa.array(STATUSES)), False)), "unknown status"))
+    problems.append((pc.is_null(batch.column("id")), "missing id"))
+    for spec in ATTRIBUTES:
+        if spec.column not in batch.schema.names:
+            continue
+        col = batch.column(spec.column)
+        if spec.is_list:
+            continue
+        if spec.values:
+            out_of_vocab = pc.and_(pc.is_valid(col), pc.invert(pc.fill_null(pc.is_in(col, pa.array(spec.values)), False)))
+            problems.append((out_of_vocab, f"{spec.key} value outside the vocabulary"))
+        elif spec.pattern:
+            mism = pc.and_(pc.is_valid(col), pc.invert(pc.fill_null(pc.match_substring_regex(col, spec.pattern), False)))
+            problems.append((mism, f"{spec.key} value does not match {spec.pattern}"))
+        if spec.is_core:
+            problems.append((pc.and_(not_invalid, pc.is_null(col)), f"missing core attribute {spec.key}"))
+        conf = batch.column(f"{spec.column}_confidence")
+        problems.append((pc.fill_null(pc.or_(pc.less(conf, 0), pc.greater(conf, 1)), False), f"{spec.key} confidence outside [0, 1]"))
+    for mask, _ in problems:
+        bad = pc.or_(bad, pc.fill_null(mask, False))
+    reasons: list[Optional[str]] = [None] * n
+    if pc.any(bad).as_py():
+        for mask, why in problems:
+            for i in pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist():
+                reasons[i] = (reasons[i] + "; " if reasons[i] else "contract violation: ") + why
+    return bad, reasons
+
+
+def _validated(store: Store, key: str, spec, out: _AtomicParquet, **_: Any) -> dict[str, Any]:
+    schema = rich_arrow_schema()
+    statuses: dict[str, int] = {}
+    repaired, first = 0, None
+    attr_cols = [c for a in ATTRIBUTES for c in ([a.column] if a.is_list else
+                 [a.column, f"{a.column}_confidence", f"{a.column}_evidence", f"{a.column}_conflict"])]
+    for batch in _read_batches(store.path(PREDICTIONS, key)):
+        bad, reasons = contract_violations(batch)
+        nbad = pc.sum(pc.cast(bad, pa.int64())).as_py() or 0
+        if nbad:
+            repaired += nbad
+            cols = {name: batch.column(name) for name in batch.schema.names}
+            cols["status"] = pc.if_else(bad, pa.scalar("invalid"), cols["status"])
+            cols["reason"] = pc.if_else(bad, pa.array(reasons, pa.string()), cols["reason"])
+            for c in attr_cols:
+                cols[c] = pc.if_else(bad, pa.scalar(None, cols[c].type), cols[c])
+            batch = pa.RecordBatch.from_arrays([cols[n] for n in schema.names], schema=schema)
+        _count(statuses, batch.column("status"))
+        first = first or batch
+        out.write(batch)
+    input_rows = pq.ParquetFile(store.path(NORMALIZED, key)).metadata.num_rows
+    return {"status_counts": statuses, "contract_violations": repaired, "input_rows": input_rows,
+            "preview": _preview(first, ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core])}
+
+
+_BODIES: dict[str, Callable[..., dict[str, Any]]] = {
+    RAW: _raw, NORMALIZED: _normalized, EMBEDDINGS: _embeddings, PREDICTIONS: _predictions, VALIDATED: _validated,
+}
+_SCHEMAS = {RAW: RAW_SCHEMA, NORMALIZED: RAW_SCHEMA, EMBEDDINGS: EMBEDDING_SCHEMA}
+
+
+def process_partition(stage: str, root: str, key: str, backend: str = "text", embedder: str = "none",
+                      force: bool = False) -> dict[str, Any]:
+    """Build one stage's output for one partition (or skip it when already done)."""
+    store = Store(root)
+    spec = read_registry(store.root, key)
+    fp = stage_fingerprint(stage, spec.fingerprint, backend_identity(backend) if stage == PREDICTIONS else "", embedder)
+    if not force and store.is_done(stage, key, fp):
+        stats = dict(store.stats(stage, key) or {})
+        stats["skipped"] = True
+        return stats
+    t0 = time.perf_counter()
+    out = _AtomicParquet(store.path(stage, key), _SCHEMAS.get(stage, rich_arrow_schema()))
+    try:
+        extra = _BODIES[stage](store, key, spec, out, backend=backend, embedder=embedder)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    seconds = time.perf_counter() - t0
+    stats = {
+        "key": key, "stage": stage, "fingerprint": fp, "rows": out.rows, "seconds": round(seconds, 3),
+        "rows_per_second": round(out.rows / seconds, 1) if seconds > 0 else None,
+        "source_shard": spec.relpath, "source_start": spec.start, **extra,
+    }
+    _atomic_json(store.path(stage, key, ".json"), stats)
+    stats["skipped"] = False
+    return stats
+
+
+def _worker(args: tuple) -> dict[str, Any]:
+    return process_partition(*args)
+
+
+def run_stage(stage: str, root: str, keys: list[str], backend: str = "text", embedder: str = "none",
+              workers: int = 1, on_done: Optional[Callable[[dict[str, Any]], None]] = None) -> list[dict[str, Any]]:
+    """Run ``stage`` for ``keys``: in a spawn process pool when there are several
+    partitions and ``workers > 1`` (CPU-bound Python: processes, not threads)."""
+    jobs = [(stage, root, k, backend, embedder) for k in keys]
+    results: dict[str, dict[str, Any]] = {}
+    workers = max(1, min(workers, len(jobs)))
+    if workers == 1:
+        for j in jobs:
+            r = process_partition(*j)
+            results[j[2]] = r
+            if on_done:
+                on_done(r)
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_worker, j): j[2] for j in jobs}
+            for fut in as_completed(futures):
+                r = fut.result()
+                results[futures[fut]] = r
+                if on_done:
+                    on_done(r)
+    return [results[k] for k in keys]
+
+
+def default_workers() -> int:
+    """Worker processes per stage step: ``CHARMETA_WORKERS`` or the CPU count."""
+    env = os.environ.get("CHARMETA_WORKERS")
+    if env:
+        return max(1, int(env))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
