@@ -1,0 +1,105 @@
+"""Fusion: merge caption (tags / prose) and pixel evidence per attribute, with provenance.
+
+Why flag instead of pick silently: when the caption says ``blonde_hair`` and the
+pixels say Black, either the tag is wrong or the model is; a dataset consumer
+needs to see both. The winner follows ``data/images/fusion.json`` (captions by
+default: tags are precise, zero-shot is not) and ``conflict`` is set, with both
+sides in the evidence, prefixed ``tag:`` / ``pixel:``. Agreement raises
+confidence (noisy-OR). Character counts are merged the same way: either source
+seeing 2+ characters makes the entry ``multi_character``, and a disagreement is
+written into ``reason``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from charmeta.contract import ATTRIBUTES, UNKNOWN
+from charmeta.records import Decision, Extraction
+
+
+def _policy(attribute: str) -> dict:
+    from charmeta.images import rules
+
+    return rules.fusion_policy(attribute)
+
+
+def _known(d: Optional[Decision]) -> bool:
+    return d is not None and d.value not in (None, UNKNOWN, "", [])
+
+
+def _tagged(d: Decision, prefix: str) -> list[str]:
+    return [e if e.startswith(("tag:", "pixel:")) else f"{prefix}{e}" for e in d.evidence]
+
+
+def fuse_decision(attribute: str, text: Optional[Decision], pixel: Optional[Decision]) -> Optional[Decision]:
+    """One attribute: both sides' evidence kept, winner by policy, conflict flagged."""
+    if not _known(text) and not _known(pixel):
+        if text is None and pixel is None:
+            return None
+        ev = (_tagged(text, "tag:") if text else []) + (_tagged(pixel, "pixel:") if pixel else [])
+        base = text if text is not None else pixel
+        return Decision(base.value if base is not None else UNKNOWN, 0.0, ev, bool(text and text.conflict))
+    if not _known(pixel):
+        ev = _tagged(text, "tag:") + (_tagged(pixel, "pixel:") if pixel else [])  # type: ignore[arg-type]
+        return Decision(text.value, text.confidence, ev, text.conflict)  # type: ignore[union-attr]
+    if not _known(text):
+        ev = (_tagged(text, "tag:") if text else []) + _tagged(pixel, "pixel:")  # type: ignore[arg-type]
+        return Decision(pixel.value, pixel.confidence, ev, bool(text and text.conflict))  # type: ignore[union-attr]
+    assert text is not None and pixel is not None
+    ev = _tagged(text, "tag:") + _tagged(pixel, "pixel:")
+    if text.value == pixel.value:
+        conf = 1.0 - (1.0 - text.confidence) * (1.0 - pixel.confidence)
+        return Decision(text.value, round(conf, 4), ev, text.conflict)
+    pol = _policy(attribute)
+    win, lose = (pixel, text) if pol["prefer"] == "pixel" else (text, pixel)
+    conf = win.confidence * (1.0 - float(pol["conflict_penalty"]) * lose.confidence)
+    ev.append(f"conflict: tag says {text.value}, pixels say {pixel.value}; kept {win.value}")
+    return Decision(win.value, round(conf, 4), ev, True)
+
+
+def fuse_counts(text_count: Optional[int], pixel_count: Optional[int], pixel_backend: str = "pixels"
+                ) -> tuple[Optional[int], bool, Optional[str]]:
+    """(count, multi_character, disagreement note). The caption count wins when present."""
+    count = text_count if text_count is not None else pixel_count
+    multi = any(c is not None and c >= 2 for c in (text_count, pixel_count))
+    note = None
+    if text_count is not None and pixel_count is not None and text_count != pixel_count:
+        note = f"character count disagrees: caption says {text_count}, pixels say {pixel_count} ({pixel_backend})"
+    return count, multi, note
+
+
+def fuse(text: Optional[Extraction], pixels: Optional[Extraction], *, pixel_count: Optional[int] = None,
+         pixel_backend: str = "pixels", notes: Optional[list[str]] = None, input_kind: str = "image") -> Extraction:
+    """Merge a caption extraction and a pixel extraction of the same image into one record."""
+    notes = list(notes or [])
+    if text is not None and text.status == "invalid":
+        notes.append(f"caption ignored: {text.reason}")
+        text = None
+    attrs: dict[str, Decision] = {}
+    for spec in ATTRIBUTES:
+        t = text.attributes.get(spec.key) if text else None
+        p = pixels.attributes.get(spec.key) if pixels else None
+        if spec.is_list or (p is None):
+            if t is not None:
+                attrs[spec.key] = t if spec.is_list else Decision(t.value, t.confidence, _tagged(t, "tag:"), t.conflict)
+            continue
+        d = fuse_decision(spec.key, t, p)
+        if d is not None:
+            attrs[spec.key] = d
+    tc = text.character_count if text else None
+    count, multi, note = fuse_counts(tc, pixel_count, pixel_backend)
+    if note:
+        notes.append(note)
+    status = "ok"
+    if text is not None and text.status == "excluded":
+        status = "excluded"
+    elif multi:
+        status = "multi_character"
+    reasons = ([text.reason] if text is not None and text.reason else []) + notes
+    return Extraction(
+        input_kind=input_kind, status=status, reason="; ".join(reasons) or None, character_count=count,
+        multi_character=multi, characters=list(text.characters) if text else [],
+        copyrights=list(text.copyrights) if text else [], artists=list(text.artists) if text else [],
+        rating=text.rating if text else None, attributes=attrs,
+    )

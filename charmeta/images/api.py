@@ -1,0 +1,143 @@
+"""One-image entry point for ``charmeta extract --image PATH`` and the app.
+
+Why a separate pipeline object: the model, heads, prompt vectors and face
+detector load once per process and are shared; ``extract_image`` is a thin
+call. Offline rule: when the image model cannot be loaded the caption's
+attributes are still returned, with ``image model unavailable: ...`` in
+``reason`` - never a crash, never a network wait.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from charmeta.errors import CharmetaError, UnsafeInputError
+from charmeta.fusion import fuse
+from charmeta.images.config import ImageConfig
+from charmeta.records import Extraction
+
+log = logging.getLogger("charmeta.images.api")
+
+TextExtract = Callable[[str], Extraction]
+
+
+def default_text_extract() -> Optional[TextExtract]:
+    """The project's caption extractor, or None when it is not importable (reported as a note)."""
+    try:
+        from charmeta.engine import Engine
+
+        return Engine.default().extract_text
+    except Exception as exc:  # the text backend is optional for the image path
+        log.warning("caption extractor unavailable: %r", exc)
+        return None
+
+
+@dataclass
+class ImagePipeline:
+    """Loaded-once state for pixel extraction under one ``ImageConfig``."""
+
+    config: ImageConfig
+    predictor: Any = None  # ImagePredictor, or None when the model is unavailable
+    embedder: Any = None
+    cache: Any = None
+    counter: Any = None
+    unavailable: Optional[str] = None
+
+    @classmethod
+    def load(cls, config: ImageConfig) -> "ImagePipeline":
+        from charmeta.images.cache import EmbeddingCache
+        from charmeta.images.counter import get_counter
+
+        pipe = cls(config)
+        try:
+            pipe.counter = get_counter(config.counter)
+        except Exception as exc:
+            log.warning("character counter unavailable: %r", exc)
+        try:
+            from charmeta.images.embedders import load_embedder
+            from charmeta.images.heads import load_heads
+            from charmeta.images.predict import ImagePredictor
+
+            pipe.embedder = load_embedder(config)
+            pipe.cache = EmbeddingCache.in_dir(config.cache_dir)
+            heads, version = load_heads(config.heads_dir, pipe.embedder.model_id, pipe.embedder.revision)
+            pipe.predictor = ImagePredictor(pipe.embedder, heads, version, pipe.cache)
+        except (CharmetaError, ImportError, OSError) as exc:
+            pipe.unavailable = f"image model unavailable: {exc}"
+            log.warning(pipe.unavailable)
+        return pipe
+
+
+_PIPELINES: dict[ImageConfig, ImagePipeline] = {}
+
+
+def get_pipeline(config: ImageConfig) -> ImagePipeline:
+    if config not in _PIPELINES:
+        _PIPELINES[config] = ImagePipeline.load(config)
+    return _PIPELINES[config]
+
+
+def _read(path_or_bytes: Union[str, Path, bytes], max_bytes: int) -> tuple[Optional[bytes], Optional[str], Optional[str]]:
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return bytes(path_or_bytes), None, None
+    p = Path(path_or_bytes)
+    if not p.is_file():
+        return None, None, f"image file not found: {p}"
+    size = p.stat().st_size
+    if size > max_bytes:
+        return None, None, f"image file too large ({size} bytes > limit {max_bytes})"
+    return p.read_bytes(), p.suffix.lstrip(".").lower() or None, None
+
+
+def extract_image(path_or_bytes: Union[str, Path, bytes], caption: Optional[str] = None,
+                  config: Optional[ImageConfig] = None, *, text_extract: Optional[TextExtract] = None) -> Extraction:
+    """Attributes of one image (plus its caption, when given), fused with provenance.
+
+    Bad image bytes give an ``invalid`` Extraction with a specific reason.
+    """
+    from charmeta.images.decode import decode_image
+    from charmeta.images.normalize import encode_png, letterbox
+
+    config = config or ImageConfig.from_env()
+    data, ext, reason = _read(path_or_bytes, config.max_bytes)
+    if reason:
+        return Extraction.invalid(reason, "image")
+    dec = decode_image(data, ext=ext, max_bytes=config.max_bytes, max_side=config.max_side, max_pixels=config.max_pixels)
+    if not dec.ok:
+        return Extraction.invalid(dec.reason or "undecodable image", "image")
+    notes: list[str] = []
+    text_ex = None
+    if caption:
+        extract = text_extract or default_text_extract()
+        if extract is None:
+            notes.append("caption extractor unavailable: caption not used")
+        else:
+            text_ex = extract(caption)
+    pipe = get_pipeline(config)
+    count, backend = None, "none"
+    if pipe.counter is not None:
+        res = pipe.counter.count(dec.image)
+        count, backend = res.count, res.backend
+    pixel_ex = None
+    if pipe.predictor is None:
+        notes.append(pipe.unavailable or "image model unavailable")
+    else:
+        try:
+            from charmeta.images.embed import embed_pngs
+            from charmeta.images.hashing import sha256_bytes
+
+            sha = sha256_bytes(data)  # type: ignore[arg-type]
+            emb = pipe.cache.get_many([sha], pipe.embedder.model_id, pipe.embedder.revision).get(sha)
+            if emb is None:
+                png = encode_png(letterbox(dec.image, pipe.embedder.image_size))  # type: ignore[arg-type]
+                emb = embed_pngs([png], pipe.embedder)[0]
+                pipe.cache.put_many({sha: emb}, pipe.embedder.model_id, pipe.embedder.revision)
+            attrs = pipe.predictor.predict(emb[None, :])[0]
+            pixel_ex = Extraction(input_kind="image", attributes=attrs)
+        except Exception as exc:  # one bad forward pass must not lose the caption's attributes
+            notes.append(f"image model failed: {type(exc).__name__}: {exc}")
+    notes = dec.notes + notes
+    return fuse(text_ex, pixel_ex, pixel_count=count, pixel_backend=backend, notes=notes)
