@@ -29,8 +29,8 @@ def normalise(tag: str) -> str:
 
 
 def _pairs(node: Any, key: str = "", depth: int = 0) -> Iterator[tuple[str, str]]:
-    """``(tag, value)`` from any nesting: ``{tag: value}`` maps below the top level,
-    ``{value: [tags]}`` maps two levels down, ``[{"tags": [...], "display": value}]`` lists."""
+    """``(tag, value)`` from any nesting: ``{tag: value}`` maps and ``{value: [tags]}``
+    maps below the top level, ``[{"tags": [...], "display": value}]`` lists."""
     if key in _SKIP_KEYS:
         return
     if isinstance(node, dict):
@@ -38,8 +38,8 @@ def _pairs(node: Any, key: str = "", depth: int = 0) -> Iterator[tuple[str, str]
             if isinstance(v, str):
                 if depth > 0:
                     yield k, v
-            elif isinstance(v, list) and depth > 0 and v and all(isinstance(t, str) for t in v):
-                if depth > 1:
+            elif isinstance(v, list) and v and all(isinstance(t, str) for t in v):
+                if depth > 0:  # top-level string lists are rule parameters (order, nude_tags...)
                     yield from ((t, k) for t in v)
             else:
                 yield from _pairs(v, k, depth + 1)

@@ -1,0 +1,157 @@
+"""``charmeta bench``: synthetic data, the DuckDB floor, core extraction, ``extract`` CLI, end to end.
+
+Every figure is printed with the machine it came from and appended to
+``docs/benchmarks.md``; stages whose code is not written yet say
+``not available`` instead of failing. No figure is asserted here: the issue's
+targets are printed next to the measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import sys
+import time
+from pathlib import Path
+
+#: The issue's target for ``charmeta extract`` on one core.
+EXTRACT_TARGET_RPS = 20_000
+
+PREAMBLE = """# Benchmarks
+
+Produced by `make bench` / `charmeta bench --rows N` (`charmeta/bench/`). Each run
+appends a section: the machine, then one row per stage. Every stage runs in its own
+child process; *wall* is that process start to exit, *work* the timed loop the child
+reports (without interpreter start-up or model load), rows/s uses *work* when there
+is one. Peak RSS is sampled every 50 ms over the process tree (psutil when installed,
+else /proc); for in-process stages the child's own `ru_maxrss` is used when larger.
+
+Stages:
+
+- **synth**: `charmeta synth` writing the input shards (Parquet, zstd), or `reused`.
+- **duckdb floor**: one DuckDB query over the same shards: read text, split tags
+  (`,` for ordered tags, space for raw Danbooru), lower-case, `_` -> space, unescape
+  parentheses, join a tag -> (attribute, value) table from `charmeta/data/ontology/*.json`
+  (or a WD-vocabulary fallback), group by entry, write Parquet. The least any tag
+  pipeline can do; end to end is quoted as a multiple of it.
+- **core extraction**: `Engine.default().process_batch(ids, texts)` over the shards in
+  batches, one core.
+- **extract CLI**: `charmeta extract --input X.jsonl --output Y.jsonl` on synthetic JSONL
+  captions (target: >= 20,000 entries/s on one core; rows/s here is over the whole
+  process wall, start-up included).
+- **end to end**: `charmeta run --source <shards> --output <dir>`, process tree.
+
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="benchmark: DuckDB floor, core extraction, extract CLI, end to end")
+    p.add_argument("--rows", type=int, default=200_000, help="synthetic rows (default 200000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", default="out/bench", help="where shards and outputs go (default out/bench)")
+    p.add_argument("--extract-rows", type=int, default=100_000, help="captions for the extract CLI stage")
+    p.add_argument("--batch-rows", type=int, default=10_000, help="batch size for core extraction")
+    p.add_argument("--threads", type=int, default=None, help="DuckDB threads for the floor (default: all)")
+    p.add_argument("--skip", action="append", default=[], choices=("floor", "core", "extract", "e2e"),
+                   help="skip a stage (repeatable)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per stage before it is killed")
+    p.add_argument("--report", default=None, help="Markdown file to append to (default docs/benchmarks.md)")
+    p.add_argument("--no-report", action="store_true", help="print only, write no Markdown")
+    p.set_defaults(func=run)
+
+
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _default_report() -> Path:
+    root = Path(__file__).resolve().parents[2]
+    return (root if (root / "docs").is_dir() else Path.cwd()) / "docs" / "benchmarks.md"
+
+
+def run(args: argparse.Namespace) -> int:
+    from charmeta.bench import machine, report
+    from charmeta.bench.data import ensure_synth
+    from charmeta.bench.stages import StageResult, cli_cmd, run_child, unavailable, worker_cmd
+    from charmeta.errors import ConfigError
+
+    if args.rows < 1 or args.extract_rows < 1:
+        raise ConfigError("--rows and --extract-rows must be >= 1")
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    results: list[StageResult] = []
+    summary: list[str] = []
+
+    t0 = time.perf_counter()
+    shards, reused = ensure_synth(work, args.rows, args.seed, log=log)
+    synth_s = time.perf_counter() - t0
+    results.append(StageResult("synth (parquet)", True, args.rows, synth_s, note="reused" if reused else ""))
+    shard_glob = str(shards / "*.parquet")
+
+    floor = None
+    if "floor" not in args.skip:
+        log("bench: duckdb floor ...")
+        cmd = ["--glob", shard_glob, "--out", str(work / f"floor-{args.rows}.parquet")]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        floor = run_child("duckdb floor", worker_cmd("floor", *cmd), args.rows, json_result=True, timeout=args.timeout)
+        if floor.available:
+            floor.note = f"{floor.extra.get('threads')} threads; {floor.extra.get('ontology')}"
+        results.append(floor)
+
+    if "core" not in args.skip:
+        log("bench: core extraction ...")
+        core = run_child("core extraction", worker_cmd("core", "--glob", shard_glob, "--batch-rows", str(args.batch_rows)),
+                         args.rows, json_result=True, timeout=args.timeout)
+        if core.available:
+            core.note = f"1 core, batches of {args.batch_rows:,}; engine load {core.extra.get('load_seconds', 0):.2f}s"
+        results.append(core)
+
+    if "extract" not in args.skip:
+        if not _have("charmeta.commands.extract"):
+            results.append(unavailable("extract CLI", "charmeta/commands/extract.py not written yet"))
+        else:
+            log("bench: extract CLI ...")
+            jdir, _ = ensure_synth(work, args.extract_rows, args.seed, fmt="jsonl", shards=1, log=log)
+            out = work / f"extract-{args.extract_rows}.jsonl"
+            ex = run_child("extract CLI", cli_cmd("extract", "--input", str(jdir / "part-00000.jsonl"), "--output", str(out)),
+                           args.extract_rows, timeout=args.timeout)
+            if ex.available and ex.rows_per_s:
+                verdict = "meets" if ex.rows_per_s >= EXTRACT_TARGET_RPS else "BELOW"
+                ex.note = f"{verdict} the {EXTRACT_TARGET_RPS:,}/s one-core target"
+                summary.append(f"extract CLI: {ex.rows_per_s:,.0f} entries/s over the process wall ({verdict} >= {EXTRACT_TARGET_RPS:,}/s)")
+            results.append(ex)
+
+    if "e2e" not in args.skip:
+        if not _have("charmeta.commands.run"):
+            results.append(unavailable("end to end", "charmeta/commands/run.py not written yet"))
+        else:
+            log("bench: end to end (charmeta run) ...")
+            out_dir = work / f"run-{args.rows}"
+            shutil.rmtree(out_dir, ignore_errors=True)
+            e2e = run_child("end to end", cli_cmd("run", "--source", str(shards), "--output", str(out_dir)),
+                            args.rows, timeout=args.timeout)
+            results.append(e2e)
+            if e2e.available and floor is not None and floor.available and floor.seconds > 0:
+                ratio = e2e.wall_s / floor.seconds
+                e2e.note = f"{ratio:.1f}x the DuckDB floor"
+                summary.append(f"end to end / DuckDB floor: {ratio:.1f}x the floor's time "
+                               f"({e2e.rows_per_s:,.0f} vs {floor.rows_per_s:,.0f} rows/s)")
+
+    print(report.console_table(results))
+    for line in summary:
+        print(line)
+    if not args.no_report:
+        path = Path(args.report) if args.report else _default_report()
+        params = {"rows": f"{args.rows:,}", "seed": str(args.seed), "shards": str(len(list(shards.glob('*.parquet'))))}
+        report.append(path, report.markdown_section(results, machine.describe(), params, summary), PREAMBLE)
+        log(f"bench: appended results to {path}")
+    return 0
