@@ -381,6 +381,34 @@ def process_partition(stage: str, root: str, key: str, backend: str = "text", em
     return stats
 
 
+#: Below this many rows in a step, partitions run in-process (no pool start-up).
+POOL_MIN_ROWS = int(os.environ.get("CHARMETA_POOL_MIN_ROWS", "20000"))
+
+
+def estimate_rows(stage: str, root: str, keys: list[str]) -> int:
+    """Rows a step will touch: upstream stats when known, else the shard's row range
+    or its file size (about 200 bytes per caption); unknown counts as large."""
+    store = Store(root)
+    total = 0
+    up = UPSTREAM[stage]
+    for k in keys:
+        stats = store.stats(up, k) if up else None
+        if stats and stats.get("rows") is not None:
+            total += int(stats["rows"])
+            continue
+        spec = read_registry(store.root, k)
+        if spec.stop is not None:
+            total += spec.stop - spec.start
+        elif spec.uri.startswith("file://"):
+            try:
+                total += os.path.getsize(spec.uri[len("file://"):]) // 200
+            except OSError:
+                total += POOL_MIN_ROWS
+        else:
+            total += POOL_MIN_ROWS
+    return total
+
+
 def _worker(args: tuple) -> dict[str, Any]:
     return process_partition(*args)
 
@@ -392,6 +420,8 @@ def run_stage(stage: str, root: str, keys: list[str], backend: str = "text", emb
     jobs = [(stage, root, k, backend, embedder) for k in keys]
     results: dict[str, dict[str, Any]] = {}
     workers = max(1, min(workers, len(jobs)))
+    if workers > 1 and estimate_rows(stage, root, keys) < POOL_MIN_ROWS:
+        workers = 1  # starting spawn workers costs more than a few thousand rows take
     if workers == 1:
         for j in jobs:
             r = process_partition(*j)

@@ -1,0 +1,26 @@
+"""Jobs: all partitioned stages (plus their checks) per shard range, and the export.
+
+They are separate because Dagster jobs cannot mix the ``shards`` partitions
+with the unpartitioned export. Both run in-process: parallelism comes from the
+process pool inside each stage step, which avoids a process start per step.
+"""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job, in_process_executor
+
+from charmeta_dagster.assets import PARTITIONED_ASSETS, dataset_export, shards_partitions
+
+shards_job = define_asset_job(
+    "shards_job",
+    selection=AssetSelection.assets(*PARTITIONED_ASSETS),
+    partitions_def=shards_partitions,
+    executor_def=in_process_executor,
+    description="raw_shards -> normalized_records / embeddings -> attribute_predictions -> validated_records, with checks.",
+)
+export_job = define_asset_job(
+    "export_job",
+    selection=AssetSelection.assets(dataset_export),
+    executor_def=in_process_executor,
+    description="dataset_export: JSONL, DuckDB catalog, manifest.json over all partitions.",
+)
