@@ -11,6 +11,7 @@ overlapping boxes, so one face found by both detectors counts once.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -98,7 +99,10 @@ class CharacterCounter:
             try:
                 import animeface
 
-                for f in animeface.detect(small):
+                with warnings.catch_warnings():  # animeface uses a Pillow API deprecated in 12.x
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    faces = animeface.detect(small)
+                for f in faces:
                     p = f.face.pos
                     if f.likelihood >= self.settings["anime_min_likelihood"] and min(p.width, p.height) >= min_side:
                         boxes.append((p.x, p.y, p.width, p.height))

@@ -13,7 +13,7 @@ import json
 import tarfile
 import time
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +38,8 @@ NORMALIZED_SCHEMA = pa.schema(
         pa.field("orig_height", pa.int32()),
         pa.field("notes", pa.list_(pa.string())),
         pa.field("size", pa.int32()),
+        pa.field("pixel_count", pa.int32()),  # characters counted on the full-resolution image
+        pa.field("counter", pa.string()),
         pa.field("pixels", pa.binary()),  # PNG of the letterboxed RGB image, size x size
     ]
 )
@@ -71,12 +73,18 @@ def decode_png(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
-def normalize_record(rec: ImageRecord, size: int, limits: Optional[dict] = None) -> tuple[dict, Optional[DecodedImage]]:
-    """One ``ImageRecord`` to one normalized row (and the decoded image, for counting faces)."""
+def normalize_record(rec: ImageRecord, size: int, limits: Optional[dict] = None, counter: Any = None
+                     ) -> tuple[dict, Optional[DecodedImage]]:
+    """One ``ImageRecord`` to one normalized row (and the decoded image).
+
+    ``counter`` (a ``CharacterCounter``) runs here, on the full-resolution
+    decode, because faces shrink below detector size once letterboxed.
+    """
     row = {
         "id": rec.id, "source_shard": rec.source, "source_position": rec.position, "caption": rec.caption,
         "status": "invalid", "reason": rec.preset_reason, "sha256": None, "phash": None, "format": None,
         "orig_width": None, "orig_height": None, "notes": [], "size": size, "pixels": None,
+        "pixel_count": None, "counter": None,
     }
     if rec.preset_reason:
         return row, None
@@ -90,14 +98,18 @@ def normalize_record(rec: ImageRecord, size: int, limits: Optional[dict] = None)
     try:
         boxed = letterbox(dec.image, size)  # type: ignore[arg-type]
         row.update(status="ok", reason=None, phash=phash(dec.image), pixels=encode_png(boxed))  # type: ignore[arg-type]
+        if counter is not None:
+            res = counter.count(dec.image)
+            row.update(pixel_count=res.count, counter=res.backend)
     except Exception as exc:  # a decoder bug on one file must not fail the partition
         row["reason"] = f"normalize failed: {type(exc).__name__}: {exc}"
     return row, dec
 
 
-def normalize_batch(records: Iterable[ImageRecord], size: int = 224, limits: Optional[dict] = None) -> pa.Table:
+def normalize_batch(records: Iterable[ImageRecord], size: int = 224, limits: Optional[dict] = None,
+                    counter: Any = None) -> pa.Table:
     """Records to a ``NORMALIZED_SCHEMA`` table, same order; bad images are ``invalid`` rows."""
-    rows = [normalize_record(r, size, limits)[0] for r in records]
+    rows = [normalize_record(r, size, limits, counter)[0] for r in records]
     return pa.table({n: [r[n] for r in rows] for n in NORMALIZED_SCHEMA.names}, schema=NORMALIZED_SCHEMA)
 
 
