@@ -32,7 +32,7 @@ COPY (
   SELECT n.id,
          count(*) AS n_tags,
          count(o.attribute) AS n_matched,
-         list(DISTINCT o.attribute || '=' || o.value) FILTER (WHERE o.attribute IS NOT NULL) AS attrs
+         list(o.attribute || '=' || o.value) FILTER (WHERE o.attribute IS NOT NULL) AS attrs
   FROM norm AS n LEFT JOIN onto AS o USING (tag)
   GROUP BY n.id
 ) TO '{out}' (FORMAT parquet)

@@ -40,7 +40,7 @@ class StageResult:
 
     @property
     def rows_per_s(self) -> Optional[float]:
-        return self.rows / self.seconds if self.available and self.seconds > 0 else None
+        return self.rows / self.seconds if self.available and self.seconds > 0 else None  # 0 s: nothing timed
 
 
 def unavailable(name: str, why: str) -> StageResult:

@@ -93,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     shards, reused = ensure_synth(work, args.rows, args.seed, log=log)
     synth_s = time.perf_counter() - t0
-    results.append(StageResult("synth (parquet)", True, args.rows, synth_s, note="reused" if reused else ""))
+    # a reused data set has no generation rate to report
+    results.append(StageResult("synth (parquet)", True, args.rows, 0.0 if reused else synth_s,
+                               note=f"reused {shards.name}" if reused else f"wrote {shards.name}"))
     shard_glob = str(shards / "*.parquet")
 
     floor = None
