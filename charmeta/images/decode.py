@@ -87,6 +87,16 @@ def _to_8bit_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     return img.convert("RGB")
 
 
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"))
+
+
+def _sniff(data: bytes) -> Optional[str]:
+    """Format from magic bytes, to tell a damaged image from a non-image."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for sig, name in _MAGIC if data.startswith(sig)), None)
+
+
 def _declared_size(data: bytes) -> Optional[tuple[int, int]]:
     """Header-only size, bypassing PIL's bomb check (used only to word the refusal)."""
     Image.init()
@@ -134,6 +144,9 @@ def decode_image(
     except Image.DecompressionBombWarning as exc:
         return _fail(f"decompression bomb: {exc}")
     except UnidentifiedImageError:
+        magic = _sniff(data)
+        if magic:
+            return _fail(f"corrupt {magic}: signature present but the header cannot be parsed (truncated or damaged)")
         head = data[:16].lstrip()[:5].lower()
         kind = "text/HTML" if head[:1] in (b"<", b"{") or head.isascii() and head.isalnum() else "unknown bytes"
         return _fail(f"not an image{said}: content is {kind}, not a recognised image format")

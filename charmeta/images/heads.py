@@ -200,3 +200,21 @@ def load_heads(root: Optional[str | Path], model: str, revision: str, version: O
     meta = json.loads((folder / "report.json").read_text())["heads"]
     return {a: Head(a, m["classes"], t[f"{a}.weight"], t[f"{a}.bias"], float(m["temperature"]))
             for a, m in meta.items()}, version
+
+
+def attribute_heads_step(normalized: pa.Table, embeddings: pa.Table, extract: Callable[[str], Any],
+                         root: str | Path, model: str, revision: str, settings: Optional[dict] = None
+                         ) -> dict[str, Any]:
+    """The whole ``attribute_heads`` step: weak labels -> train -> save a version -> report.
+
+    Returns ``{"version", "folder", "report", "n_labelled_images"}``; when no
+    attribute had enough labels nothing is saved and ``version`` is None (the
+    predictor then stays on zero-shot).
+    """
+    labels = weak_labels(normalized["id"].to_pylist(), normalized["caption"].to_pylist(), extract)
+    heads, report = train_heads(embeddings, labels, settings)
+    out: dict[str, Any] = {"version": None, "folder": None, "report": report, "n_labelled_images": len(labels)}
+    if heads:
+        folder = save_heads(heads, report, root, model, revision)
+        out.update(version=folder.name, folder=str(folder))
+    return out

@@ -87,3 +87,12 @@ def test_multi_character_from_pixels_without_caption(cfg):
     ex = extract_image(buf.getvalue(), "1girl, solo", cfg, text_extract=stub_extract)
     assert ex.multi_character and ex.character_count == 1
     assert "character count disagrees: caption says 1, pixels say 2 (haar)" in ex.reason
+
+
+def test_extract_image_with_project_caption_extractor(cfg):
+    pytest.importorskip("charmeta.extractors.text")
+    ex = extract_image(solid((240, 220, 90), (64, 64)), "1girl, solo, blonde_hair, long_hair, blue_eyes", cfg)
+    assert ex.status == "ok" and ex.character_count == 1
+    assert ex.attributes["Hair Color"].value == "Blonde"
+    assert ex.attributes["Hair Color"].evidence[0].startswith("tag:")
+    assert any(e.startswith("pixel:") for e in ex.attributes["Hair Color"].evidence)
