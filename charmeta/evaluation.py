@@ -1,0 +1,128 @@
+"""Accuracy of the extractor on a labeled set (``make eval``).
+
+Dev-set rows: ``{"id", "text", "format", "multi_character", "excluded",
+"labels": {core attributes} | null, "dress_keywords": [...], "optional": {...}}``.
+Dress is judged by keywords: a correct value contains one of them
+(case-insensitive); ``Unknown`` and ``None`` must match exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+from charmeta.contract import CORE_KEYS, validate_clean
+from charmeta.engine import Engine
+from charmeta.records import Extraction, to_clean
+
+TAG_FORMATS = ("v31", "v30", "danbooru")
+
+
+def dress_correct(value: str, expected: str, keywords: list[str]) -> bool:
+    if expected in ("Unknown", "None") or not keywords:
+        return value == expected
+    low = value.lower()
+    return any(k.lower() in low for k in keywords)
+
+
+@dataclass
+class EvalReport:
+    """Counts per (format, attribute), plus status metrics and failures for debugging."""
+
+    correct: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    total: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    excluded_hit: int = 0
+    excluded_total: int = 0
+    false_excluded: int = 0
+    schema_ok: int = 0
+    schema_total: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def accuracy(self, group: str, key: str) -> float | None:
+        t = self.total.get((group, key), 0)
+        return self.correct.get((group, key), 0) / t if t else None
+
+    @property
+    def multi_precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def multi_recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def multi_f1(self) -> float:
+        p, r = self.multi_precision, self.multi_recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def evaluate(rows: Iterable[dict[str, Any]], engine: Engine | None = None) -> EvalReport:
+    engine = engine or Engine.default()
+    rep = EvalReport()
+    for row in rows:
+        ex: Extraction = engine.extract_text(row["text"])
+        fmt = row.get("format", "unknown")
+        group = "tags" if fmt in TAG_FORMATS else fmt
+        want_multi = bool(row.get("multi_character"))
+        got_multi = ex.multi_character
+        rep.tp += want_multi and got_multi
+        rep.fp += (not want_multi) and got_multi
+        rep.fn += want_multi and not got_multi
+        if row.get("excluded"):
+            rep.excluded_total += 1
+            rep.excluded_hit += ex.status == "excluded"
+        elif ex.status == "excluded":
+            rep.false_excluded += 1
+            rep.failures.append({"id": row["id"], "key": "status", "want": "not excluded", "got": ex.reason})
+        if ex.status != "invalid":
+            rep.schema_total += 1
+            try:
+                validate_clean(to_clean(ex))
+                rep.schema_ok += 1
+            except ValidationError as exc:
+                rep.failures.append({"id": row["id"], "key": "schema", "want": "valid", "got": str(exc)[:200]})
+        labels = row.get("labels")
+        if not labels or want_multi or row.get("excluded"):
+            continue
+        for key in CORE_KEYS:
+            want = labels[key]
+            got = ex.value(key)
+            ok = dress_correct(got, want, row.get("dress_keywords") or []) if key == "Dress" else got == want
+            for g in (group, fmt, "all"):
+                rep.total[(g, key)] += 1
+                rep.correct[(g, key)] += ok
+            if not ok:
+                ev = ex.attributes.get(key)
+                rep.failures.append({"id": row["id"], "key": key, "want": want, "got": got,
+                                     "evidence": ev.evidence if ev else [], "text": row["text"][:300]})
+    return rep
+
+
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def format_report(rep: EvalReport) -> str:
+    groups = ["tags", "v31", "v30", "danbooru", "prose", "all"]
+    lines = ["attribute      " + "".join(f"{g:>10}" for g in groups)]
+    for key in CORE_KEYS:
+        cells = []
+        for g in groups:
+            acc = rep.accuracy(g, key)
+            cells.append(f"{acc:10.3f}" if acc is not None else f"{'-':>10}")
+        lines.append(f"{key:<15}" + "".join(cells))
+    n = rep.total.get(("all", "Age"), 0)
+    lines.append(f"(n single-character labeled rows: {n})")
+    lines.append(f"multi-character precision {rep.multi_precision:.3f}  recall {rep.multi_recall:.3f}  F1 {rep.multi_f1:.3f}")
+    lines.append(f"excluded recall {rep.excluded_hit}/{rep.excluded_total}   wrongly excluded {rep.false_excluded}")
+    lines.append(f"schema-valid outputs {rep.schema_ok}/{rep.schema_total}")
+    return "\n".join(lines)

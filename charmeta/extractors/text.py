@@ -1,0 +1,208 @@
+"""The tag / prose extractor backend: one caption or description in, one ``Extraction`` out.
+
+Hot path (tag captions): split into items, normalise, one dict lookup per item
+(``Ontology.frozen``), append observations; then the resolvers and the safety
+rule run once per entry. Items the ontology does not know are read as phrases
+by ``ProseReader`` only in prompt-style lists and prose, never in the name
+sections of ordered-tags captions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional, Sequence
+
+from charmeta.contract import CORE_KEYS, UNKNOWN
+from charmeta.evidence import Evidence
+from charmeta.ontology import (
+    ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, META, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
+    Ontology, get_ontology, normalize_tag,
+)
+from charmeta.parsing import split_caption
+from charmeta.prose import ProseReader, title_case
+from charmeta.records import Decision, Extraction
+from charmeta.resolvers import UNKNOWN_COUNT_FACTOR, DressResolver, build_resolvers
+from charmeta.safety import SafetyRule
+
+_NAME_QUALIFIER_RE = re.compile(r"^[^()]+\([^()]+\)(\s*\([^()]+\))*$")
+_COUNT_KEYS = {"girl", "boy", "other"}
+_RATING_WORDS = {"g": "general", "s": "sensitive", "q": "questionable", "e": "explicit",
+                 "general": "general", "safe": "general", "sensitive": "sensitive", "questionable": "questionable", "explicit": "explicit"}
+
+
+class TextExtractor:
+    """Danbooru-style tags and prose -> ``Extraction`` (implements ``AttributeExtractor``)."""
+
+    name = "text"
+
+    def __init__(self, ontology: Ontology) -> None:
+        self.ont = ontology
+        self.prose = ProseReader(ontology)
+        self.resolvers = build_resolvers(ontology)
+        self.dress = self.resolvers["Dress"]
+        assert isinstance(self.dress, DressResolver)
+        self.safety = SafetyRule(ontology)
+        self._lookup = ontology.frozen.get
+        self._severity = ontology.meta["rating_severity"]
+
+    @classmethod
+    def default(cls) -> "TextExtractor":
+        return cls(get_ontology())
+
+    # -- protocol -----------------------------------------------------------------------
+
+    def extract_batch(self, items: Sequence[Any]) -> list[Extraction]:
+        return [self.extract(t) for t in items]
+
+    def extract(self, text: str, rating: Optional[str] = None) -> Extraction:
+        parsed = split_caption(text)
+        ev = Evidence()
+        if rating:
+            r = _RATING_WORDS.get(str(rating).strip().lower())
+            if r:
+                ev.ratings.append(r)
+        kind = "tags"
+        if parsed.fmt == "prose":
+            kind = "prose"
+            self.prose.read(text, ev, tag_reader=self._read_clause_as_tag)
+        else:
+            if parsed.header:
+                self._read_header(parsed.header, ev)
+            unknown, known = self._read_items(parsed.body, ev, parsed.fmt)
+            if unknown and parsed.fmt == "tags":
+                self.prose.read(", ".join(unknown), ev, clauses=unknown)
+                if len(unknown) > known:
+                    kind = "prose"
+        return self._finish(ev, kind)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _read_header(self, items: list[str], ev: Evidence) -> None:
+        """Count tags, then character, copyright, artist names (never attribute evidence)."""
+        ont = self.ont
+        for raw in items:
+            t = normalize_tag(raw)
+            hits = self._lookup(t)
+            if hits and any(h.kind in (COUNT, SOLO, GENDER, META, RATING) for h in hits):
+                self._apply(hits, t, ev)
+                continue
+            if ont.is_character(t) or (not ev.characters and not ont.is_copyright(t)):
+                ev.characters.append(t)
+            elif ont.is_copyright(t) or not ev.copyrights:
+                ev.copyrights.append(t)
+            else:
+                ev.artists.append(t)
+
+    def _read_items(self, items: list[str], ev: Evidence, fmt: str) -> tuple[list[str], int]:
+        lookup = self._lookup
+        unknown: list[str] = []
+        known = 0
+        prompt_list = fmt == "tags"
+        for raw in items:
+            t = normalize_tag(raw)
+            hits = lookup(t)
+            if hits is None:
+                if prompt_list and t and not self.ont.is_meta(t) and t not in self.ont.known_vocab:
+                    if not _NAME_QUALIFIER_RE.match(t):
+                        unknown.append(t)
+                continue
+            known += 1
+            self._apply(hits, t, ev)
+        return unknown, known
+
+    def _read_clause_as_tag(self, clause: str, ev: Evidence) -> bool:
+        """In prose, a clause that is itself a tag (``dark skin``, ``smiling``) is read as one."""
+        hits = self._lookup(clause)
+        if not hits or all(h.kind == NAME for h in hits):
+            return False
+        self._apply(hits, clause, ev)
+        return True
+
+    def _apply(self, hits: tuple, t: str, ev: Evidence) -> None:
+        for kind, key, value in hits:
+            if kind == ATTR:
+                ev.add(key, value[0], value[1], t)
+            elif kind == LIST:
+                ev.add_list(key, value, t)
+            elif kind == GARMENT:
+                g = self.ont.garments[value]
+                display = None
+                if g.name_from_tag:  # "black tank top" -> Black Tank Top, not the family name
+                    form = next((h[2] for h in hits if h[0] == CGARMENT), t)
+                    color = next((h[1] for h in hits if h[0] == CGARMENT), None)
+                    display = title_case(form) if color is None else f"{color} {title_case(form)}"
+                ev.garments.append((g.rank, value, t, display))
+            elif kind == CGARMENT:
+                ev.garment_colors.append((key, value, t))
+            elif kind == COUNT:
+                if t not in ev.counts:
+                    ev.counts[t] = value
+                    ev.count_groups[key] = ev.count_groups.get(key, 0) + value
+            elif kind == SOLO:
+                ev.solo = True
+            elif kind == RATING:
+                ev.ratings.append(value)
+            elif kind == MULTI:
+                ev.add_multi(key, t)
+            elif kind == NUDE:
+                ev.nude.append(t)
+            elif kind == DSTYLE:
+                ev.dress_styles.append((value, t))
+            elif kind == GENDER:
+                ev.gender_tags.append((value, t))
+            elif kind == MINOR:
+                ev.minor.append(t)
+            elif kind == SEXUAL:
+                ev.sexual.append(t)
+            elif kind == EXCLUDE:
+                ev.exclude.append((value, t))
+            elif kind == NAME:
+                (ev.characters if key == "character" else ev.copyrights).append(t)
+            # META: rating/year/quality words are recognised and kept out of attributes.
+
+    # -- resolution -----------------------------------------------------------------------
+
+    def _finish(self, ev: Evidence, kind: str) -> Extraction:
+        count: Optional[int]
+        if ev.counts:
+            count = sum(ev.count_groups.values())
+        elif ev.prose_count is not None:
+            count = ev.prose_count
+        elif ev.solo:
+            count = 1
+        else:
+            count = None
+        rating = None
+        if ev.ratings:
+            rating = max(ev.ratings, key=lambda r: self._severity.get(r, 0))
+        attributes: dict[str, Decision] = {}
+        for key, resolver in self.resolvers.items():
+            d = resolver.resolve(ev)
+            if d is not None:
+                attributes[key] = d
+        style = self.dress.style(ev)
+        if style is not None:
+            attributes["Dress Style"] = style
+        if count is None:
+            for d in attributes.values():
+                d.confidence = round(d.confidence * UNKNOWN_COUNT_FACTOR, 4)
+        for key in CORE_KEYS:
+            if key not in attributes:
+                attributes[key] = Decision(UNKNOWN, 0.0, [], False)
+        ex = Extraction(
+            input_kind=kind,
+            character_count=count,
+            multi_character=bool(count and count >= 2),
+            characters=list(dict.fromkeys(ev.characters)),
+            copyrights=list(dict.fromkeys(ev.copyrights)),
+            artists=list(dict.fromkeys(ev.artists)),
+            rating=rating,
+            attributes=attributes,
+        )
+        reason = self.safety.reason(ev, attributes["Age"].value, rating)
+        if reason is not None:
+            ex.status, ex.reason = "excluded", reason
+        elif ex.multi_character:
+            ex.status, ex.reason = "multi_character", f"{count} characters"
+        return ex
+

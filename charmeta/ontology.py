@@ -1,0 +1,383 @@
+"""Load the tag ontology (``data/ontology/*.json``) and compile it into one lookup index.
+
+The extractor's hot path is one dict lookup per normalised tag: every rule in the
+data files (exact tags, color x noun patterns, suffix rules expanded over the WD
+tagger vocabulary, count tags, ratings, safety tags) is compiled here, once per
+process, into ``Ontology.index: tag -> tuple[Hit, ...]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any, NamedTuple
+
+# Hit kinds (first element of a Hit): kept as short interned strings for speed.
+ATTR = "attr"  # (ATTR, attribute key, (value, strength))
+MULTI = "multi"  # (MULTI, attribute key, None): multicolor / heterochromia marker
+GARMENT = "garment"  # (GARMENT, None, garment index)
+CGARMENT = "cgarment"  # (CGARMENT, color display, garment form)
+NUDE = "nude"
+DSTYLE = "dstyle"  # (DSTYLE, None, style)
+COUNT = "count"  # (COUNT, group, n)
+SOLO = "solo"
+RATING = "rating"  # (RATING, None, rating)
+META = "meta"
+GENDER = "gender"  # (GENDER, None, value)
+MINOR = "minor"
+SEXUAL = "sexual"
+EXCLUDE = "exclude"  # (EXCLUDE, None, reason)
+NAME = "name"  # (NAME, "character" | "copyright", None)
+LIST = "list"  # (LIST, attribute key, value)
+IGNORE = "ignore"
+
+#: Evidence strengths. Explicit tags beat implied ones (uniform -> Teen).
+EXPLICIT = 2.0
+IMPLIED = 1.0
+
+_COUNT_GROUPS = {"girl": "girl", "boy": "boy", "other": "other"}
+
+
+class Hit(NamedTuple):
+    kind: str
+    key: Any
+    value: Any
+
+
+@dataclass(frozen=True)
+class Garment:
+    """One garment family of ``dress.json``: how it displays, its style and priority."""
+
+    index: int
+    display: str
+    style: str
+    tier: int
+    forms: tuple[str, ...]
+    tags: tuple[str, ...]
+    name_from_tag: bool = False
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        return (self.tier, self.index)
+
+
+@dataclass
+class AttributeRules:
+    """Per-attribute resolver settings read from its ontology file."""
+
+    key: str
+    resolver: str
+    order: tuple[str, ...] = ()
+    conflict_on_multiple: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def normalize_tag(raw: str) -> str:
+    """Canonical tag form: lower case, spaces for underscores, unescaped parentheses.
+
+    Emoticons of three characters or fewer keep their underscores (``^_^``), as
+    in the ordered-tags captions.
+    """
+    t = raw.strip().lower()
+    if "\\" in t:
+        t = t.replace("\\(", "(").replace("\\)", ")").replace("\\", "")
+    if "_" in t and len(t) > 3:
+        t = t.replace("_", " ")
+    if "  " in t:
+        t = " ".join(t.split())
+    return t
+
+
+def _read_text(rel: str) -> str:
+    return resources.files("charmeta").joinpath(rel).read_text("utf-8")
+
+
+def _read_json(rel: str) -> Any:
+    return json.loads(_read_text(rel))
+
+
+class Ontology:
+    """The compiled ontology. Build once per process with ``Ontology.load()``."""
+
+    def __init__(self) -> None:
+        base = "data/ontology/"
+        self.meta = _read_json(base + "meta.json")
+        self.aliases: dict[str, str] = _read_json(base + "aliases.json")["aliases"]
+        self.colors = _read_json(base + "colors.json")
+        self.prose = _read_json(base + "prose.json")
+        self.safety = _read_json(base + "safety.json")
+        self.dress = _read_json(base + "dress.json")
+        self.rules: dict[str, AttributeRules] = {}
+        self.index: dict[str, list[Hit]] = {}
+        self.prose_words: dict[str, dict[str, str]] = {}  # attribute -> prose word -> value
+        self.version = self._fingerprint()
+        self._wd_general, self._wd_characters = self._load_wd_vocab()
+        self.copyrights = self._load_copyrights()
+        self.garments: list[Garment] = []
+        self._compile()
+        self.year_re = re.compile(self.meta["year_pattern"])
+        self.meta_substrings: tuple[str, ...] = tuple(self.meta["meta_substrings"])
+        # Freeze to tuples for cheap iteration.
+        self.frozen: dict[str, tuple[Hit, ...]] = {k: tuple(v) for k, v in self.index.items()}
+        self.known_vocab: frozenset[str] = frozenset(self._wd_general) | frozenset(self.frozen)
+
+    # -- loading --------------------------------------------------------------------
+
+    @staticmethod
+    @lru_cache(maxsize=1)
+    def load() -> "Ontology":
+        return Ontology()
+
+    def _fingerprint(self) -> str:
+        h = hashlib.sha256()
+        folder = resources.files("charmeta").joinpath("data/ontology")
+        for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+            if entry.name.endswith(".json"):
+                h.update(entry.name.encode())
+                h.update(entry.read_bytes())
+        return h.hexdigest()[:12]
+
+    def _load_wd_vocab(self) -> tuple[set[str], set[str]]:
+        general: set[str] = set()
+        characters: set[str] = set()
+        reader = csv.DictReader(io.StringIO(_read_text("data/reference/wd_selected_tags.csv")))
+        for row in reader:
+            name = normalize_tag(row["name"])
+            if row["category"] == "0":
+                general.add(name)
+            elif row["category"] == "4":
+                characters.add(name)
+        for line in _read_text("data/reference/characters_dev.txt").splitlines():
+            if line and not line.startswith("#"):
+                characters.add(normalize_tag(line.split(",", 1)[0]))
+        return general, characters
+
+    def _load_copyrights(self) -> frozenset[str]:
+        series: set[str] = set()
+        for line in _read_text("data/reference/characters_dev.txt").splitlines():
+            if line and not line.startswith("#"):
+                parts = line.split(",")
+                if len(parts) > 1:
+                    series.add(normalize_tag(parts[1]))
+        for name in self._wd_characters:  # "kaga (kancolle)" -> "kancolle"
+            m = re.search(r"\(([^()]+)\)\s*$", name)
+            if m:
+                series.add(m.group(1).strip())
+        return frozenset(series)
+
+    # -- compiling --------------------------------------------------------------------
+
+    def _add(self, tag: str, hit: Hit) -> None:
+        tag = normalize_tag(tag)
+        hits = self.index.setdefault(tag, [])
+        if hit not in hits:
+            hits.append(hit)
+
+    def _compile(self) -> None:
+        self._compile_meta()
+        self._compile_counts()
+        base = "data/ontology/"
+        for name in ("hair_style", "body_type", "ethnicity", "skin_tone", "expression"):
+            self._compile_priority_file(_read_json(f"{base}{name}.json"))
+        self._compile_colors(_read_json(base + "hair_color.json"))
+        self._compile_colors(_read_json(base + "eye_color.json"))
+        self._compile_length(_read_json(base + "hair_length.json"))
+        self._compile_age(_read_json(base + "age.json"))
+        self._compile_gender(_read_json(base + "gender.json"))
+        self._compile_dress()
+        self._compile_list_file(_read_json(base + "accessories.json"))
+        marks = _read_json(base + "marks.json")
+        self._compile_list_file(marks["scars"])
+        self._compile_list_file(marks["tattoos"], suffix_title=marks["tattoos"].get("suffix"))
+        self._compile_list_file(_read_json(base + "features.json"))
+        self._compile_safety()
+        for name in self._wd_characters:
+            if name not in self.index:
+                self.index[name] = [Hit(NAME, "character", None)]
+        for name in self.copyrights:
+            if name not in self.index:
+                self.index[name] = [Hit(NAME, "copyright", None)]
+        for alias, canonical in self.aliases.items():
+            if alias != canonical and normalize_tag(canonical) in self.index:
+                for hit in self.index[normalize_tag(canonical)]:
+                    self._add(alias, hit)
+
+    def _compile_meta(self) -> None:
+        for word, rating in self.meta["ratings"].items():
+            self._add(word, Hit(RATING, None, rating))
+        for word in self.meta["years"] + self.meta["quality"]:
+            self._add(word, Hit(META, None, None))
+
+    def _compile_counts(self) -> None:
+        for group in _COUNT_GROUPS:
+            for n in range(1, 6):
+                self._add(f"{n}{group}" + ("" if n == 1 else "s"), Hit(COUNT, group, n))
+            self._add(f"6+{group}s", Hit(COUNT, group, 6))
+            self._add(f"multiple {group}s", Hit(COUNT, group, 2))
+        self._add("solo", Hit(SOLO, None, None))
+        # `solo focus` does not make a multi-character entry single (contract section 2).
+        for word in ("solo focus", "other focus"):
+            self._add(word, Hit(META, None, None))
+
+    def _rules(self, data: dict[str, Any]) -> AttributeRules:
+        rules = AttributeRules(
+            key=data["attribute"],
+            resolver=data["resolver"],
+            order=tuple(data.get("order", ())),
+            conflict_on_multiple=bool(data.get("conflict_on_multiple", False)),
+            extra={k: v for k, v in data.items() if k not in ("attribute", "resolver", "order", "tags", "prose")},
+        )
+        self.rules[rules.key] = rules
+        prose = {k: v for k, v in data.get("prose", {}).items() if v}
+        if prose:
+            self.prose_words[rules.key] = prose
+        return rules
+
+    def _compile_priority_file(self, data: dict[str, Any]) -> None:
+        rules = self._rules(data)
+        for tag, value in data["tags"].items():
+            if value:
+                self._add(tag, Hit(ATTR, rules.key, (value, EXPLICIT)))
+
+    def _compile_colors(self, data: dict[str, Any]) -> None:
+        rules = self._rules(data)
+        palette: dict[str, str] = self.colors[data["colors"]]
+        pattern: str = data["pattern"]
+        for word, value in palette.items():
+            self._add(pattern.format(color=word), Hit(ATTR, rules.key, (value, EXPLICIT)))
+        for tag in data["multicolor_tags"]:
+            self._add(tag, Hit(MULTI, rules.key, None))
+        for tag, value in data.get("tags", {}).items():
+            self._add(tag, Hit(ATTR, rules.key, (value, EXPLICIT)))
+
+    def _compile_length(self, data: dict[str, Any]) -> None:
+        rules = self._rules(data)
+        for tag, value in data["tags"].items():
+            self._add(tag, Hit(ATTR, rules.key, (value, EXPLICIT)))
+        for tag, value in data["implied"].items():
+            self._add(tag, Hit(ATTR, rules.key, (value, IMPLIED)))
+
+    def _compile_age(self, data: dict[str, Any]) -> None:
+        rules = self._rules(data)
+        for tag, value in data["explicit"].items():
+            self._add(tag, Hit(ATTR, rules.key, (value, EXPLICIT)))
+        for tag, value in data["implied"].items():
+            self._add(tag, Hit(ATTR, rules.key, (value, IMPLIED)))
+
+    def _compile_gender(self, data: dict[str, Any]) -> None:
+        self._rules(data)
+        for tag, value in data["tags"].items():
+            if value:
+                self._add(tag, Hit(GENDER, None, value))
+
+    def _compile_dress(self) -> None:
+        data = self.dress
+        self.rules["Dress"] = AttributeRules(key="Dress", resolver="dress")
+        for tag in data["nude_tags"]:
+            self._add(tag, Hit(NUDE, None, None))
+        form_owner: dict[str, int] = {}
+        for i, g in enumerate(data["garments"]):
+            tags = tuple(normalize_tag(t) for t in g["tags"])
+            forms = tuple(normalize_tag(f) for f in g.get("forms", g["tags"][:1]))
+            garment = Garment(i, g["display"], g["style"], int(g["tier"]), forms, tags, bool(g.get("name_from_tag")))
+            self.garments.append(garment)
+            for tag in tags:
+                self._add(tag, Hit(GARMENT, None, i))
+                form_owner.setdefault(tag, i)
+            for form in forms:
+                form_owner.setdefault(form, i)
+        # Heads expanded over the WD vocabulary ("sleeveless dress" -> Dress family).
+        heads: dict[str, list[Any]] = data["expand_heads"]
+        head_owner = {head: form_owner.get(head) for head in heads}
+        excl_prefix = tuple(data["expand_exclude_prefixes"])
+        excl_sub = tuple(data["expand_exclude_substrings"])
+        clothes: dict[str, str] = self.colors["clothes"]
+        for tag in sorted(self._wd_general):
+            words = tag.split(" ")
+            if len(words) < 2 or words[-1] not in heads or tag in self.index:
+                continue
+            if tag.startswith(excl_prefix) or any(s in tag for s in excl_sub):
+                continue
+            color = None
+            for n in (2, 1):
+                if " ".join(words[:n]) in clothes and len(words) > n:
+                    color = clothes[" ".join(words[:n])]
+                    rest = " ".join(words[n:])
+                    break
+            owner = head_owner.get(words[-1])
+            if owner is None:
+                continue
+            if color is not None:
+                continue  # colour-garment tags are compiled below for every form
+            self._add(tag, Hit(GARMENT, None, owner))
+        # Colour x form ("green kimono", "pink suit"): the colour plus the garment itself.
+        all_forms = set(form_owner)
+        for form in all_forms:
+            owner = form_owner[form]
+            for word, display in clothes.items():
+                tag = f"{word} {form}"
+                self._add(tag, Hit(CGARMENT, display, form))
+                self._add(tag, Hit(GARMENT, None, owner))
+        for tag, style in data["style_tags"].items():
+            self._add(tag, Hit(DSTYLE, None, style))
+
+    def _compile_list_file(self, data: dict[str, Any], suffix_title: str | None = None) -> None:
+        rules = self._rules(data)
+        key = rules.key
+        explicit_none = {normalize_tag(t) for t, v in data["tags"].items() if not v}
+        for tag, value in data["tags"].items():
+            if value:
+                self._add(tag, Hit(LIST, key, value))
+        suffixes: dict[str, str] = dict(data.get("suffixes", {}))
+        if suffix_title:
+            suffixes[suffix_title] = "{Title}"
+        if not suffixes:
+            return
+        excl_prefix = tuple(data.get("exclude_prefixes", ()))
+        excl_tags = {normalize_tag(t) for t in data.get("exclude_tags", ())}
+        for tag in self._wd_general:
+            if tag in explicit_none or tag in excl_tags or tag.startswith(excl_prefix):
+                continue
+            if any(h.kind == LIST and h.key == key for h in self.index.get(tag, ())):
+                continue
+            for suffix, value in suffixes.items():
+                if tag == suffix or tag.endswith(" " + suffix):
+                    shown = tag.title() if value == "{Title}" else value
+                    self._add(tag, Hit(LIST, key, shown))
+                    break
+
+    def _compile_safety(self) -> None:
+        s = self.safety
+        for tag, reason in s["always_exclude"].items():
+            self._add(tag, Hit(EXCLUDE, None, reason))
+        for tag in s["minor_tags"]:
+            self._add(tag, Hit(MINOR, None, None))
+        for tag in s["sexual_tags"] + s["sexual_words"]:
+            self._add(tag, Hit(SEXUAL, None, None))
+
+    # -- lookups --------------------------------------------------------------------
+
+    def lookup(self, tag: str) -> tuple[Hit, ...]:
+        return self.frozen.get(tag, ())
+
+    def is_character(self, tag: str) -> bool:
+        return tag in self._wd_characters
+
+    def is_copyright(self, tag: str) -> bool:
+        return tag in self.copyrights
+
+    def is_meta(self, tag: str) -> bool:
+        if self.year_re.match(tag):
+            return True
+        return any(s in tag for s in self.meta_substrings)
+
+
+def get_ontology() -> Ontology:
+    """The process-wide compiled ontology (built on first use, ~0.3 s)."""
+    return Ontology.load()

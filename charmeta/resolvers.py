@@ -1,0 +1,253 @@
+"""The contract's resolution rules, one class per kind of rule.
+
+Each attribute file in ``data/ontology`` names its resolver (``"resolver":
+"priority"``); ``RESOLVERS`` maps that name to a class here. A resolver turns
+the observations of one attribute into one ``Decision`` (value, confidence,
+evidence, conflict). A new attribute with an existing kind of rule needs no
+code; a new kind of rule is a new class registered in ``RESOLVERS``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from charmeta.contract import UNKNOWN
+from charmeta.evidence import Evidence, Observation
+from charmeta.ontology import EXPLICIT, AttributeRules, Ontology
+from charmeta.records import Decision
+
+#: Confidence of a value read from an exact tag / an implied tag / prose.
+CONF_EXPLICIT = 0.95
+CONF_IMPLIED = 0.75
+CONF_CONFLICT = 0.5
+#: Factor applied when the character count is unknown (no count tag, no `solo`).
+UNKNOWN_COUNT_FACTOR = 0.9
+
+
+def _sources(obs: list[Observation]) -> list[str]:
+    seen: dict[str, None] = {}
+    for o in obs:
+        seen.setdefault(o.source, None)
+    return list(seen)
+
+
+def _conf(strength: float) -> float:
+    return CONF_EXPLICIT if strength >= EXPLICIT else CONF_IMPLIED
+
+
+def _unknown_conflict(obs: list[Observation]) -> Decision:
+    return Decision(UNKNOWN, 0.0, _sources(obs), True)
+
+
+class Resolver:
+    """Base: observations of one attribute -> one decision (``None`` = no evidence)."""
+
+    def __init__(self, rules: AttributeRules, ontology: Ontology) -> None:
+        self.rules = rules
+        self.key = rules.key
+        self.order = {v: i for i, v in enumerate(rules.order)}
+
+    def resolve(self, ev: Evidence) -> Optional[Decision]:
+        raise NotImplementedError
+
+
+class PriorityResolver(Resolver):
+    """Several values: the first in ``order`` wins; conflicting if the file says so."""
+
+    def resolve(self, ev: Evidence) -> Optional[Decision]:
+        obs = ev.attrs.get(self.key)
+        if not obs:
+            return None
+        top = max(o.strength for o in obs)
+        strong = [o for o in obs if o.strength >= top]
+        values = {o.value for o in strong}
+        best = min(values, key=lambda v: self.order.get(v, len(self.order)))
+        conflict = len(values) > 1 and self.rules.conflict_on_multiple
+        conf = CONF_CONFLICT if conflict else _conf(top)
+        return Decision(best, conf, _sources([o for o in strong if o.value == best] if not conflict else strong), conflict)
+
+
+class ExpressionResolver(PriorityResolver):
+    """Like priority, but weak cues (`blush`) only count when nothing stronger is present."""
+
+    def resolve(self, ev: Evidence) -> Optional[Decision]:
+        obs = ev.attrs.get(self.key)
+        if not obs:
+            return None
+        weak = set(self.rules.extra.get("weak", ()))
+        strong = [o for o in obs if o.source not in weak]
+        if strong and len(strong) != len(obs):
+            ev.attrs[self.key] = strong
+            try:
+                return super().resolve(ev)
+            finally:
+                ev.attrs[self.key] = obs
+        return super().resolve(ev)
+
+
+class ColorResolver(Resolver):
+    """One color -> it; a marker or two colors -> the multicolor value (two colors: conflicting)."""
+
+    def resolve(self, ev: Evidence) -> Optional[Decision]:
+        obs = ev.attrs.get(self.key) or []
+        markers = ev.multi.get(self.key)
+        multi_value = self.rules.extra["multicolor_value"]
+        if markers:
+            return Decision(multi_value, CONF_EXPLICIT, list(dict.fromkeys(markers)) + _sources(obs), False)
+        if not obs:
+            return None
+        values = {o.value for o in obs}
+        if len(values) == 1:
+            return Decision(obs[0].value, _conf(max(o.strength for o in obs)), _sources(obs), False)
+        # Two or more colors in a single-character entry: Multicolored / Heterochromia, conflicting.
+        return Decision(multi_value, CONF_CONFLICT, _sources(obs), True)
+
+
+class LengthResolver(Resolver):
+    """Explicit lengths decide; implied ones (bob cut -> Short) only without them; two lengths -> Unknown."""
+
+    def resolve(self, ev: Evidence) -> Optional[Decision]:
+        obs = ev.attrs.get(self.key)
+        if not obs:
+            return None
+        explicit = [o for o in obs if o.strength >= EXPLICIT]
+        use = explicit or obs
+        values = {o.value for o in use}
+        if len(values) == 1:
+            return Decision(use[0].value, _conf(use[0].strength), _sources(use), False)
+        # Short and Long together without a qualifier: a conflict -> Unknown.
+        return _unknown_conflict(use)
+
+
+class AgeResolver(Resolver):
+    """The most specific age evidence wins (stated age > age words > uniforms/defaults); ties conflict."""
+
+    def resolve(self, ev: Evidence) -> Optional[Decision]:
+        obs = ev.attrs.get(self.key)
+        if not obs:
+            return None
+        top = max(o.strength for o in obs)
+        strong = [o for o in obs if o.strength >= top]
+        values = {o.value for o in strong}
+        if len(values) == 1:
+            return Decision(strong[0].value, _conf(top), _sources(strong), len({o.value for o in obs}) > 1)
+        return _unknown_conflict(strong)
+
+
+class GenderResolver(Resolver):
+    """Count tags and explicit gender words (contract section 2 'Gender')."""
+
+    def resolve(self, ev: Evidence) -> Optional[Decision]:
+        tags = ev.gender_tags
+        nb = [s for v, s in tags if v == "Non-binary"]
+        if nb:
+            return Decision("Non-binary", CONF_EXPLICIT, nb, False)
+        male_tags = [s for v, s in tags if v == "Male"]
+        groups = ev.count_groups
+        girls, boys, others = groups.get("girl", 0), groups.get("boy", 0), groups.get("other", 0)
+        count_sources = list(ev.counts)
+        if male_tags and not girls:
+            return Decision("Male", CONF_EXPLICIT, male_tags + count_sources, False)
+        if girls and not boys and not others:
+            return Decision("Female", CONF_EXPLICIT, count_sources, False)
+        if boys and not girls and not others:
+            return Decision("Male", CONF_EXPLICIT, count_sources, False)
+        if (girls and boys) or ((girls or boys) and others):
+            if male_tags:
+                return Decision("Male", CONF_CONFLICT, male_tags + count_sources, True)
+            return Decision(UNKNOWN, 0.0, count_sources, True)
+        female_tags = [s for v, s in tags if v == "Female"]
+        if female_tags and not male_tags and not others:
+            return Decision("Female", CONF_IMPLIED, female_tags, False)
+        # Prose observations (nouns, pronouns) arrive as ordinary observations.
+        obs = ev.attrs.get(self.key)
+        if obs and not others:
+            top = max(o.strength for o in obs)
+            strong = [o for o in obs if o.strength >= top]
+            values = {o.value for o in strong}
+            if len(values) == 1:
+                return Decision(strong[0].value, _conf(top) if top >= EXPLICIT else 0.8, _sources(strong), False)
+            return _unknown_conflict(strong)
+        return None
+
+
+class DressResolver(Resolver):
+    """Primary outfit: nude -> None; else the highest-ranked garment with its matching color."""
+
+    def __init__(self, rules: AttributeRules, ontology: Ontology) -> None:
+        super().__init__(rules, ontology)
+        self.garments = ontology.garments
+        self.nude_value = ontology.dress["nude_value"]
+        self.nude_style = ontology.dress["nude_style"]
+
+    def resolve(self, ev: Evidence) -> Optional[Decision]:
+        if ev.nude:
+            return Decision(self.nude_value, CONF_EXPLICIT, list(dict.fromkeys(ev.nude)), False)
+        if not ev.garments:
+            return None
+        rank, gi, source, display = min(ev.garments, key=lambda g: g[0])
+        garment = self.garments[gi]
+        if display is not None:  # prose: the words as written, color already attached
+            return Decision(display, 0.85, [source], False)
+        evidence = [source]
+        color = None
+        for forms in (garment.tags, garment.forms):
+            matches = [(c, s) for c, f, s in ev.garment_colors if f in forms]
+            if matches:
+                colors = {c for c, _ in matches}
+                color = matches[0][0] if len(colors) == 1 else None
+                evidence += [s for _, s in matches]
+                break
+        value = f"{color} {garment.display}" if color else garment.display
+        return Decision(value, CONF_EXPLICIT, list(dict.fromkeys(evidence)), False)
+
+    def style(self, ev: Evidence) -> Optional[Decision]:
+        """Dress Style follows the primary garment; explicit style tags fill in otherwise."""
+        if ev.nude:
+            return Decision(self.nude_style, CONF_EXPLICIT, list(dict.fromkeys(ev.nude)), False)
+        explicit = [(s, src) for s, src in ev.dress_styles]
+        if ev.garments:
+            _, gi, source, _ = min(ev.garments, key=lambda g: g[0])
+            style = self.garments[gi].style
+            for s, src in explicit:  # `sportswear` beside a track suit confirms; beside a shirt it wins
+                if self.garments[gi].tier > 1:
+                    return Decision(s, CONF_EXPLICIT, [src], False)
+            return Decision(style, CONF_IMPLIED if not explicit else CONF_EXPLICIT, [source], False)
+        if explicit:
+            return Decision(explicit[0][0], CONF_IMPLIED, [explicit[0][1]], False)
+        return None
+
+
+class ListResolver(Resolver):
+    """List attributes: distinct values in order of appearance."""
+
+    def resolve(self, ev: Evidence) -> Optional[Decision]:
+        items = ev.lists.get(self.key)
+        if not items:
+            return None
+        values = list(dict.fromkeys(v for v, _ in items))
+        return Decision(values, CONF_EXPLICIT, list(dict.fromkeys(s for _, s in items)), False)
+
+
+RESOLVERS: dict[str, type[Resolver]] = {
+    "priority": PriorityResolver,
+    "expression": ExpressionResolver,
+    "color": ColorResolver,
+    "length": LengthResolver,
+    "age": AgeResolver,
+    "gender": GenderResolver,
+    "dress": DressResolver,
+    "list": ListResolver,
+}
+
+
+def build_resolvers(ontology: Ontology) -> dict[str, Resolver]:
+    """One resolver per attribute that has rules, chosen by the file's ``resolver`` name."""
+    out: dict[str, Resolver] = {}
+    for key, rules in ontology.rules.items():
+        name = rules.resolver
+        cls = RESOLVERS.get(name)
+        if cls is None:
+            raise ValueError(f"ontology file for {key!r} names unknown resolver {name!r}; known: {sorted(RESOLVERS)}")
+        out[key] = cls(rules, ontology)
+    return out
