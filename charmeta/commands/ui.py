@@ -1,0 +1,135 @@
+"""``charmeta ui``: the Dagster webserver and daemon for the charmeta code location.
+
+Why two processes instead of ``dagster dev``: ``dagster dev`` in the background
+ignores SIGINT/SIGTERM, so nothing could stop it cleanly; the webserver and the
+daemon (sensors, run queue, backfills) are started as separate processes in
+their own process groups and stopped by PID. The webserver binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Optional
+
+LOCATION_MODULE = "charmeta_dagster.definitions"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("ui", help="Dagster webserver + daemon on 127.0.0.1 (assets, checks, backfills)")
+    p.add_argument("--source", default=None, help="dataset for the shard sensor (default: $CHARMETA_SOURCE or samples/)")
+    p.add_argument("--output", default=None, help="output root (default: $CHARMETA_OUTPUT or out/demo)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("CHARMETA_UI_PORT", "3000")))
+    p.add_argument("--dagster-home", default=None)
+    p.set_defaults(func=ui_command)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    cand = os.path.join(os.path.dirname(sys.executable), name)
+    return cand if os.path.exists(cand) else name
+
+
+@dataclass
+class UiProcesses:
+    webserver: subprocess.Popen
+    daemon: subprocess.Popen
+    url: str
+    home: str
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM each process group we started, SIGKILL what is left after ``timeout``."""
+        for proc in (self.webserver, self.daemon):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for proc in (self.webserver, self.daemon):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=10)
+
+
+def start_ui(home: str, output: str, source: Optional[str] = None, port: Optional[int] = None,
+             env: Optional[dict[str, str]] = None, log_dir: Optional[str] = None) -> UiProcesses:
+    """Start webserver + daemon on 127.0.0.1 against the instance in ``home``."""
+    from charmeta_dagster.instance import ensure_home
+
+    home = ensure_home(home)
+    port = port or free_port()
+    penv = dict(os.environ)
+    penv.update(env or {})
+    penv["DAGSTER_HOME"] = home
+    penv["CHARMETA_OUTPUT"] = os.path.realpath(output)
+    if source:
+        penv["CHARMETA_SOURCE"] = source if "://" in source else os.path.realpath(source)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    penv.setdefault("CHARMETA_WORKERS", str(max(1, cpus // 2)))  # 2 concurrent runs x workers = cores
+    log_dir = log_dir or os.path.join(home, "logs")
+    os.makedirs(log_dir, exist_ok=True)
+
+    def spawn(args: list[str], name: str) -> subprocess.Popen:
+        out = open(os.path.join(log_dir, f"{name}.log"), "ab")
+        return subprocess.Popen(args, env=penv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    web = spawn([_bin("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-m", LOCATION_MODULE], "webserver")
+    daemon = spawn([_bin("dagster-daemon"), "run", "-m", LOCATION_MODULE], "daemon")
+    return UiProcesses(web, daemon, f"http://127.0.0.1:{port}", home)
+
+
+def wait_ready(ui: UiProcesses, timeout: float = 120.0) -> None:
+    """Block until the webserver answers ``/server_info`` (raises on timeout or exit)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ui.webserver.poll() is not None:
+            raise RuntimeError(f"dagster-webserver exited with {ui.webserver.returncode}; see {ui.home}/logs")
+        try:
+            with urllib.request.urlopen(ui.url + "/server_info", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"webserver not ready at {ui.url} after {timeout}s")
+
+
+def ui_command(args: argparse.Namespace) -> int:
+    from charmeta_dagster.instance import resolve_home
+    from charmeta_dagster.resources import default_output, default_source
+
+    output = args.output or default_output()
+    home = resolve_home(args.dagster_home, output)
+    def _term(_sig: int, _frame: object) -> None:  # stop children on SIGTERM too, not only Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    ui = start_ui(home, output, source=args.source or default_source(), port=args.port)
+    try:
+        wait_ready(ui)
+        print(f"charmeta ui: {ui.url}  (DAGSTER_HOME={ui.home}, logs in {ui.home}/logs; Ctrl-C stops)", flush=True)
+        while ui.webserver.poll() is None and ui.daemon.poll() is None:
+            time.sleep(1)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        ui.stop()
