@@ -59,10 +59,12 @@ def run(n: int = 64, model: Optional[str] = None, batch_size: int = 16, workers:
     from charmeta.images.embed import EmbedStats, embed_table
     from charmeta.images.normalize import normalize_batch
 
+    tmp = None
     if model is None:
         from charmeta.images.tiny import build_tiny_clip
 
-        model = str(build_tiny_clip(tempfile.mkdtemp(prefix="charmeta-bench-"), image_size=image_size, patch=32,
+        tmp = tempfile.mkdtemp(prefix="charmeta-bench-")
+        model = str(build_tiny_clip(tmp, image_size=image_size, patch=32,
                                     hidden=64, layers=2, proj=32))
     cfg = ImageConfig(model=model, cache_dir=None, heads_dir=None, counter="auto" if count_faces else "none")
     pipe = ImagePipeline.load(cfg)
@@ -94,6 +96,10 @@ def run(n: int = 64, model: Optional[str] = None, batch_size: int = 16, workers:
     t_e2e = time.perf_counter() - t
     # data wait = decode/normalize before the model + the loader wait inside it
     wait = t_norm + st2.data_wait_s
+    if tmp is not None:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)  # the model stays loaded in this process
     return BenchResult(n, n / t_norm, n / t_emb, n / t_e2e, wait / (wait + st2.model_s), model, batch_size, workers,
                        getattr(pipe.embedder, "device", "cpu"))
 
