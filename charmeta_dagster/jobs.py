@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-from charmeta_dagster.assets import PARTITIONED_ASSETS, dataset_export, shards_partitions
+from charmeta_dagster.assets import PARTITIONED_ASSETS, dataset_export
 
 shards_job = define_asset_job(
     "shards_job",
     selection=AssetSelection.assets(*PARTITIONED_ASSETS),
-    partitions_def=shards_partitions,
     executor_def=in_process_executor,
     description="raw_shards -> normalized_records / embeddings -> attribute_predictions -> validated_records, with checks.",
 )

@@ -357,7 +357,8 @@ def process_partition(stage: str, root: str, key: str, backend: str = "text", em
     """Build one stage's output for one partition (or skip it when already done)."""
     store = Store(root)
     spec = read_registry(store.root, key)
-    fp = stage_fingerprint(stage, spec.fingerprint, backend_identity(backend) if stage == PREDICTIONS else "", embedder)
+    fp = stage_fingerprint(stage, spec.fingerprint, backend_identity(backend) if stage in (PREDICTIONS, VALIDATED) else "",
+                           embedder)
     if not force and store.is_done(stage, key, fp):
         stats = dict(store.stats(stage, key) or {})
         stats["skipped"] = True
