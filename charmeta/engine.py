@@ -62,12 +62,17 @@ class Engine:
 
         return cls(text_extractor=TextExtractor.default())
 
-    def extract_text(self, value: Any) -> Extraction:
-        """Extract one caption / prose entry; bad input becomes an ``invalid`` Extraction."""
+    def extract_text(self, value: Any, rating: Optional[str] = None) -> Extraction:
+        """Extract one caption / prose entry; bad input becomes an ``invalid`` Extraction.
+
+        ``rating`` is a raw Danbooru post's own rating field (g/s/q/e), when known.
+        """
         text, reason = guard_text(value)
         if reason is not None:
             return Extraction.invalid(reason)
         try:
+            if rating is not None:
+                return self.text_extractor.extract(text, rating=rating)  # type: ignore[call-arg]
             return self.text_extractor.extract(text)
         except Exception as exc:  # a poison record must not fail the batch
             log.warning("extractor %s failed on one record: %r", self.text_extractor.name, exc)

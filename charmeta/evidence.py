@@ -7,48 +7,52 @@ conflicts, implied values) in one place and every decision can cite its evidence
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Optional
 
 
-@dataclass(slots=True)
-class Observation:
-    value: str
-    strength: float
-    source: str
+#: One observation: ``(value, strength, source)``. A plain tuple: millions are made per run.
+Observation = tuple[str, float, str]
 
 
-@dataclass(slots=True)
 class Evidence:
-    """Everything observed about one entry, before any rule is applied."""
+    """Everything observed about one entry, before any rule is applied.
 
-    attrs: dict[str, list[Observation]] = field(default_factory=dict)
-    multi: dict[str, list[str]] = field(default_factory=dict)  # attribute -> marker tags
-    garments: list[tuple[tuple[int, int, int], int, str, Optional[str]]] = field(default_factory=list)
-    # (rank, garment index, source, display override from prose)
-    garment_colors: list[tuple[str, str, str]] = field(default_factory=list)  # (color, form, source)
-    nude: list[str] = field(default_factory=list)
-    dress_styles: list[tuple[str, str]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)  # count tag -> n (distinct tags)
-    count_groups: dict[str, int] = field(default_factory=dict)  # girl/boy/other -> n
-    solo: bool = False
-    prose_count: Optional[int] = None  # people counted in prose
-    ratings: list[str] = field(default_factory=list)
-    gender_tags: list[tuple[str, str]] = field(default_factory=list)  # (value, source)
-    minor: list[str] = field(default_factory=list)
-    sexual: list[str] = field(default_factory=list)
-    exclude: list[tuple[str, str]] = field(default_factory=list)  # (reason, source)
-    lists: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-    characters: list[str] = field(default_factory=list)
-    copyrights: list[str] = field(default_factory=list)
-    artists: list[str] = field(default_factory=list)
+    A plain slotted class with a hand-written ``__init__``: one is built per
+    entry, and dataclass default factories cost ~15 us each time.
+    """
+
+    __slots__ = ("attrs", "multi", "garments", "garment_colors", "nude", "dress_styles", "counts", "count_groups",
+                 "solo", "prose_count", "ratings", "gender_tags", "minor", "sexual", "exclude", "lists",
+                 "characters", "copyrights", "artists")
+
+    def __init__(self) -> None:
+        self.attrs: dict[str, list[Observation]] = {}
+        self.multi: dict[str, list[str]] = {}  # attribute -> marker tags
+        # (rank, garment index, source, display override from prose / name_from_tag garments)
+        self.garments: list[tuple[tuple[int, int, int], int, str, Optional[str]]] = []
+        self.garment_colors: list[tuple[str, str, str]] = []  # (color, form, source)
+        self.nude: list[str] = []
+        self.dress_styles: list[tuple[str, str]] = []
+        self.counts: dict[str, int] = {}  # count tag -> n (distinct tags count once)
+        self.count_groups: dict[str, int] = {}  # girl / boy / other -> n
+        self.solo = False
+        self.prose_count: Optional[int] = None  # people counted in prose
+        self.ratings: list[str] = []
+        self.gender_tags: list[tuple[str, str]] = []  # (value, source)
+        self.minor: list[str] = []
+        self.sexual: list[str] = []
+        self.exclude: list[tuple[str, str]] = []  # (reason, source)
+        self.lists: dict[str, list[tuple[str, str]]] = {}
+        self.characters: list[str] = []
+        self.copyrights: list[str] = []
+        self.artists: list[str] = []
 
     def add(self, key: str, value: str, strength: float, source: str) -> None:
         obs = self.attrs.get(key)
         if obs is None:
-            self.attrs[key] = [Observation(value, strength, source)]
+            self.attrs[key] = [(value, strength, source)]
         else:
-            obs.append(Observation(value, strength, source))
+            obs.append((value, strength, source))
 
     def add_list(self, key: str, value: str, source: str) -> None:
         self.lists.setdefault(key, []).append((value, source))

@@ -118,13 +118,17 @@ class Ontology:
         self.prose_words: dict[str, dict[str, str]] = {}  # attribute -> prose word -> value
         self.version = self._fingerprint()
         self._wd_general, self._wd_characters = self._load_wd_vocab()
+        self.character_first_words = frozenset(n.split(" ", 1)[0] for n in self._wd_characters if " " in n)
         self.copyrights = self._load_copyrights()
         self.garments: list[Garment] = []
         self._compile()
         self.year_re = re.compile(self.meta["year_pattern"])
         self.meta_substrings: tuple[str, ...] = tuple(self.meta["meta_substrings"])
-        # Freeze to tuples for cheap iteration.
-        self.frozen: dict[str, tuple[Hit, ...]] = {k: tuple(v) for k, v in self.index.items()}
+        # Freeze to tuples for cheap iteration. META hits carry no information beyond
+        # "known, not an attribute": they freeze to an empty tuple.
+        self.frozen: dict[str, tuple[Hit, ...]] = {
+            k: tuple(h for h in v if h.kind != META) for k, v in self.index.items()
+        }
         self.known_vocab: frozenset[str] = frozenset(self._wd_general) | frozenset(self.frozen)
 
     # -- loading --------------------------------------------------------------------

@@ -85,11 +85,16 @@ def split_caption(text: str) -> ParsedCaption:
 
 
 def _items(text: str) -> list[str]:
+    if "\n" in text:
+        text = text.replace("\n", ",")
     out = []
-    for raw in _SPLIT_RE.split(text):
+    for raw in text.split(","):
+        raw = raw.strip()
         if not raw:
             continue
-        item = strip_prompt_weight(raw) if raw[0] in "([{" or raw[-1:] in ")]}" else raw
-        if item:
-            out.append(item)
+        if raw[0] in "([{" or raw[-1] in ")]}":
+            raw = strip_prompt_weight(raw)
+            if not raw:
+                continue
+        out.append(raw)
     return out

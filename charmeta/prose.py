@@ -275,12 +275,13 @@ class ProseReader:
     def _blank_names(self, clauses: list[_Clause]) -> None:
         """Character names are never evidence (``kaitou kid`` is not a child)."""
         is_char = self.ont.is_character
+        first_words = self.ont.character_first_words
         for c in clauses:
             toks = c.tokens
             n = len(toks)
             for size in (3, 2):
                 for i in range(n - size + 1):
-                    if is_char(" ".join(toks[i:i + size])):
+                    if toks[i] in first_words and is_char(" ".join(toks[i:i + size])):
                         for j in range(i, i + size):
                             toks[j] = "_"
 

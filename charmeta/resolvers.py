@@ -27,7 +27,7 @@ UNKNOWN_COUNT_FACTOR = 0.9
 def _sources(obs: list[Observation]) -> list[str]:
     seen: dict[str, None] = {}
     for o in obs:
-        seen.setdefault(o.source, None)
+        seen.setdefault(o[2], None)
     return list(seen)
 
 
@@ -58,13 +58,16 @@ class PriorityResolver(Resolver):
         obs = ev.attrs.get(self.key)
         if not obs:
             return None
-        top = max(o.strength for o in obs)
-        strong = [o for o in obs if o.strength >= top]
-        values = {o.value for o in strong}
+        if len(obs) == 1:
+            v, st, src = obs[0]
+            return Decision(v, _conf(st), [src], False)
+        top = max(o[1] for o in obs)
+        strong = [o for o in obs if o[1] >= top]
+        values = {o[0] for o in strong}
         best = min(values, key=lambda v: self.order.get(v, len(self.order)))
         conflict = len(values) > 1 and self.rules.conflict_on_multiple
         conf = CONF_CONFLICT if conflict else _conf(top)
-        return Decision(best, conf, _sources([o for o in strong if o.value == best] if not conflict else strong), conflict)
+        return Decision(best, conf, _sources([o for o in strong if o[0] == best] if not conflict else strong), conflict)
 
 
 class ExpressionResolver(PriorityResolver):
@@ -75,7 +78,7 @@ class ExpressionResolver(PriorityResolver):
         if not obs:
             return None
         weak = set(self.rules.extra.get("weak", ()))
-        strong = [o for o in obs if o.source not in weak]
+        strong = [o for o in obs if o[2] not in weak]
         if strong and len(strong) != len(obs):
             ev.attrs[self.key] = strong
             try:
@@ -96,9 +99,12 @@ class ColorResolver(Resolver):
             return Decision(multi_value, CONF_EXPLICIT, list(dict.fromkeys(markers)) + _sources(obs), False)
         if not obs:
             return None
-        values = {o.value for o in obs}
+        if len(obs) == 1:
+            v, st, src = obs[0]
+            return Decision(v, _conf(st), [src], False)
+        values = {o[0] for o in obs}
         if len(values) == 1:
-            return Decision(obs[0].value, _conf(max(o.strength for o in obs)), _sources(obs), False)
+            return Decision(obs[0][0], _conf(max(o[1] for o in obs)), _sources(obs), False)
         # Two or more colors in a single-character entry: Multicolored / Heterochromia, conflicting.
         return Decision(multi_value, CONF_CONFLICT, _sources(obs), True)
 
@@ -110,11 +116,14 @@ class LengthResolver(Resolver):
         obs = ev.attrs.get(self.key)
         if not obs:
             return None
-        explicit = [o for o in obs if o.strength >= EXPLICIT]
+        if len(obs) == 1:
+            v, st, src = obs[0]
+            return Decision(v, _conf(st), [src], False)
+        explicit = [o for o in obs if o[1] >= EXPLICIT]
         use = explicit or obs
-        values = {o.value for o in use}
+        values = {o[0] for o in use}
         if len(values) == 1:
-            return Decision(use[0].value, _conf(use[0].strength), _sources(use), False)
+            return Decision(use[0][0], _conf(use[0][1]), _sources(use), False)
         # Short and Long together without a qualifier: a conflict -> Unknown.
         return _unknown_conflict(use)
 
@@ -126,11 +135,14 @@ class AgeResolver(Resolver):
         obs = ev.attrs.get(self.key)
         if not obs:
             return None
-        top = max(o.strength for o in obs)
-        strong = [o for o in obs if o.strength >= top]
-        values = {o.value for o in strong}
+        if len(obs) == 1:
+            v, st, src = obs[0]
+            return Decision(v, _conf(st), [src], False)
+        top = max(o[1] for o in obs)
+        strong = [o for o in obs if o[1] >= top]
+        values = {o[0] for o in strong}
         if len(values) == 1:
-            return Decision(strong[0].value, _conf(top), _sources(strong), len({o.value for o in obs}) > 1)
+            return Decision(strong[0][0], _conf(top), _sources(strong), len({o[0] for o in obs}) > 1)
         return _unknown_conflict(strong)
 
 
@@ -162,11 +174,11 @@ class GenderResolver(Resolver):
         # Prose observations (nouns, pronouns) arrive as ordinary observations.
         obs = ev.attrs.get(self.key)
         if obs and not others:
-            top = max(o.strength for o in obs)
-            strong = [o for o in obs if o.strength >= top]
-            values = {o.value for o in strong}
+            top = max(o[1] for o in obs)
+            strong = [o for o in obs if o[1] >= top]
+            values = {o[0] for o in strong}
             if len(values) == 1:
-                return Decision(strong[0].value, _conf(top) if top >= EXPLICIT else 0.8, _sources(strong), False)
+                return Decision(strong[0][0], _conf(top) if top >= EXPLICIT else 0.8, _sources(strong), False)
             return _unknown_conflict(strong)
         return None
 

@@ -26,8 +26,16 @@ from charmeta.safety import SafetyRule
 
 _NAME_QUALIFIER_RE = re.compile(r"^[^()]+\([^()]+\)(\s*\([^()]+\))*$")
 _COUNT_KEYS = {"girl", "boy", "other"}
+_ITEM_CACHE_MAX = 200_000
+_NO_EVIDENCE: list[str] = []  # shared, never mutated
+#: Resolvers that read more than ``Evidence.attrs`` (counts, garments) run for every entry.
+_ALWAYS_RESOLVE = frozenset({"Gender", "Dress"})
 _RATING_WORDS = {"g": "general", "s": "sensitive", "q": "questionable", "e": "explicit",
                  "general": "general", "safe": "general", "sensitive": "sensitive", "questionable": "questionable", "explicit": "explicit"}
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items)) if len(items) > 1 else items
 
 
 class TextExtractor:
@@ -43,6 +51,8 @@ class TextExtractor:
         assert isinstance(self.dress, DressResolver)
         self.safety = SafetyRule(ontology)
         self._lookup = ontology.frozen.get
+        # raw item -> (normalised tag, hits): captions repeat the same few thousand tags.
+        self._item_cache: dict[str, tuple[str, Optional[tuple]]] = {}
         self._severity = ontology.meta["rating_severity"]
 
     @classmethod
@@ -80,10 +90,14 @@ class TextExtractor:
     def _read_header(self, items: list[str], ev: Evidence) -> None:
         """Count tags, then character, copyright, artist names (never attribute evidence)."""
         ont = self.ont
+        cache = self._item_cache
         for raw in items:
-            t = normalize_tag(raw)
-            hits = self._lookup(t)
-            if hits and any(h.kind in (COUNT, SOLO, GENDER, META, RATING) for h in hits):
+            cached = cache.get(raw)
+            if cached is None:
+                t = normalize_tag(raw)
+                cached = cache[raw] = (t, self._lookup(t))
+            t, hits = cached
+            if hits is not None and (not hits or any(h.kind in (COUNT, SOLO, GENDER, RATING) for h in hits)):
                 self._apply(hits, t, ev)
                 continue
             if ont.is_character(t) or (not ev.characters and not ont.is_copyright(t)):
@@ -98,16 +112,23 @@ class TextExtractor:
         unknown: list[str] = []
         known = 0
         prompt_list = fmt == "tags"
+        cache = self._item_cache
+        if len(cache) > _ITEM_CACHE_MAX:  # bounded memory whatever the dataset size
+            cache.clear()
         for raw in items:
-            t = normalize_tag(raw)
-            hits = lookup(t)
+            cached = cache.get(raw)
+            if cached is None:
+                t = normalize_tag(raw)
+                cached = cache[raw] = (t, lookup(t))
+            t, hits = cached
             if hits is None:
                 if prompt_list and t and not self.ont.is_meta(t) and t not in self.ont.known_vocab:
                     if not _NAME_QUALIFIER_RE.match(t):
                         unknown.append(t)
                 continue
             known += 1
-            self._apply(hits, t, ev)
+            if hits:
+                self._apply(hits, t, ev)
         return unknown, known
 
     def _read_clause_as_tag(self, clause: str, ev: Evidence) -> bool:
@@ -176,29 +197,30 @@ class TextExtractor:
         if ev.ratings:
             rating = max(ev.ratings, key=lambda r: self._severity.get(r, 0))
         attributes: dict[str, Decision] = {}
-        for key, resolver in self.resolvers.items():
-            d = resolver.resolve(ev)
-            if d is not None:
-                attributes[key] = d
-        style = self.dress.style(ev)
-        if style is not None:
-            attributes["Dress Style"] = style
+        resolvers = self.resolvers
+        for keys in (ev.attrs, ev.lists, ev.multi):
+            for key in keys:
+                if key not in attributes and key in resolvers:
+                    d = resolvers[key].resolve(ev)
+                    if d is not None:
+                        attributes[key] = d
+        for key in _ALWAYS_RESOLVE:
+            if key not in attributes:
+                d = resolvers[key].resolve(ev)
+                if d is not None:
+                    attributes[key] = d
+        if ev.garments or ev.nude or ev.dress_styles:
+            style = self.dress.style(ev)
+            if style is not None:
+                attributes["Dress Style"] = style
         if count is None:
             for d in attributes.values():
                 d.confidence = round(d.confidence * UNKNOWN_COUNT_FACTOR, 4)
         for key in CORE_KEYS:
             if key not in attributes:
-                attributes[key] = Decision(UNKNOWN, 0.0, [], False)
-        ex = Extraction(
-            input_kind=kind,
-            character_count=count,
-            multi_character=bool(count and count >= 2),
-            characters=list(dict.fromkeys(ev.characters)),
-            copyrights=list(dict.fromkeys(ev.copyrights)),
-            artists=list(dict.fromkeys(ev.artists)),
-            rating=rating,
-            attributes=attributes,
-        )
+                attributes[key] = Decision(UNKNOWN, 0.0, _NO_EVIDENCE, False)
+        ex = Extraction(kind, "ok", None, count, bool(count and count >= 2),
+                        _unique(ev.characters), _unique(ev.copyrights), _unique(ev.artists), rating, attributes)
         reason = self.safety.reason(ev, attributes["Age"].value, rating)
         if reason is not None:
             ex.status, ex.reason = "excluded", reason

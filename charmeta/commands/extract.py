@@ -1,0 +1,138 @@
+"""``charmeta extract``: one caption, one image, or a JSONL / text file of entries.
+
+Input lines are ``{"id": ..., "text": ..., "rating"?: "g|s|q|e"}`` objects or
+plain text (ids = 1-based line numbers). Every input line yields exactly one
+output line; a bad line (not JSON, no text, wrong type, too long, not UTF-8)
+becomes an ``invalid`` record with a reason, and the command still exits 0
+after saying on stderr how many lines were invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from charmeta.engine import MAX_TEXT_CHARS, Engine
+from charmeta.errors import ConfigError
+from charmeta.records import Extraction, to_cli_json
+
+#: A line longer than this (bytes) is not parsed as JSON at all: it is invalid as too long.
+MAX_LINE_BYTES = MAX_TEXT_CHARS * 4 + 4096
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help="extract attributes from a caption, an image, or a JSONL/text file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="one caption or description; prints one JSON record")
+    src.add_argument("--input", help="JSONL ({'id','text'} per line) or plain text file; '-' = stdin")
+    src.add_argument("--image", help="an image file; its .txt sidecar (or --caption) is used as the caption")
+    p.add_argument("--caption", help="caption for --image (default: the image's .txt sidecar, if any)")
+    p.add_argument("--output", default="-", help="output JSONL path; '-' = stdout (default)")
+    p.add_argument("--progress-every", type=int, default=100_000, help="log progress every N lines (0 = never)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    engine = Engine.default()
+    if args.text is not None:
+        _print_one(to_cli_json(engine.extract_text(args.text), 1))
+        return 0
+    if args.image is not None:
+        return _run_image(args, engine)
+    return _run_file(args, engine)
+
+
+def _print_one(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def _run_image(args: argparse.Namespace, engine: Engine) -> int:
+    path = Path(args.image)
+    if not path.exists():
+        raise ConfigError(f"image {path} not found")
+    caption = args.caption
+    sidecar = path.with_suffix(".txt")
+    if caption is None and sidecar.exists():
+        caption = sidecar.read_text("utf-8", errors="replace")
+    try:
+        from charmeta.images.api import extract_image
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"image support needs the 'images' extra ({exc.name} missing): run `make install`") from exc
+    ex = extract_image(path, caption, text_extract=engine.extract_text)
+    out = to_cli_json(ex, path.name)
+    _print_one(out)
+    return 0
+
+
+def parse_line(raw: bytes, lineno: int) -> tuple[Any, Any, Any, str | None]:
+    """One input line -> (id, text, rating, invalid reason)."""
+    if len(raw) > MAX_LINE_BYTES:
+        return lineno, None, None, f"line too long ({len(raw)} bytes > {MAX_LINE_BYTES})"
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return lineno, None, None, f"line is not valid UTF-8 (byte {exc.start})"
+    stripped = line.strip()
+    if not stripped.startswith("{"):
+        return lineno, line.rstrip("\r\n"), None, None
+    try:
+        obj = json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        return lineno, None, None, f"line is not valid JSON ({exc.msg} at column {exc.colno})"
+    if not isinstance(obj, dict):
+        return lineno, None, None, "expected a JSON object with a 'text' field"
+    rid = obj.get("id", lineno)
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        rid = lineno
+    if "text" not in obj:
+        return rid, None, None, "missing 'text' field"
+    rating = obj.get("rating") if isinstance(obj.get("rating"), str) else None
+    return rid, obj["text"], rating, None
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    for raw in stream:
+        if raw.strip():
+            yield raw
+
+
+def _run_file(args: argparse.Namespace, engine: Engine) -> int:
+    src: IO[bytes] = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    dst: IO[str] = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8", buffering=1 << 20)
+    dumps = json.dumps
+    n = invalid = 0
+    start = time.perf_counter()
+    buf: list[str] = []
+    try:
+        for lineno, raw in enumerate(src, start=1):
+            if not raw.strip():
+                continue
+            rid, text, rating, reason = parse_line(raw, lineno)
+            ex = Extraction.invalid(reason) if reason else engine.extract_text(text, rating)
+            if ex.status == "invalid":
+                invalid += 1
+            buf.append(dumps(to_cli_json(ex, rid), ensure_ascii=False))
+            n += 1
+            if len(buf) >= 4096:
+                dst.write("\n".join(buf) + "\n")
+                buf.clear()
+            if args.progress_every and n % args.progress_every == 0:
+                rate = n / (time.perf_counter() - start)
+                print(f"charmeta extract: {n:,} entries ({rate:,.0f}/s)", file=sys.stderr)
+        if buf:
+            dst.write("\n".join(buf) + "\n")
+    finally:
+        if src is not sys.stdin.buffer:
+            src.close()
+        if dst is not sys.stdout:
+            dst.close()
+        else:
+            dst.flush()
+    secs = time.perf_counter() - start
+    rate = n / secs if secs > 0 else 0.0
+    print(f"charmeta extract: {n:,} entries, {invalid:,} invalid, {secs:.2f}s ({rate:,.0f} entries/s)", file=sys.stderr)
+    return 0
