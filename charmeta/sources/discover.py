@@ -138,7 +138,7 @@ class Source:
             fmt = FORMAT_BY_EXT.get(ext)
             if fmt is None:
                 if ext not in IMAGE_EXTS and name.lower() not in ("readme.md", "license"):
-                    log.info("skipping %s: unknown extension %r", rel, ext)
+                    log.debug("skipping %s: unknown extension %r", rel, ext)
                 continue
             out.append(SourceFile(self.fs.unstrip_protocol(p), p, rel, fmt, _fs_fingerprint(info)))
         return out
