@@ -120,9 +120,28 @@ def _build_typo_index(words: Iterable[str], min_len: int) -> dict[str, str]:
     return index
 
 
-def _typo(token: str, index: dict[str, str], known: Iterable[str] = ()) -> Optional[str]:
+_TYPO_CACHE: dict[tuple[int, str], Optional[str]] = {}
+_TYPO_CACHE_MAX = 100_000
+
+
+def _typo(token: str, index: dict[str, str]) -> Optional[str]:
+    """The vocabulary word one typo away from ``token`` (memoised: prose repeats words)."""
     if len(token) < 4 or not token.isalpha():
         return None
+    key = (id(index), token)
+    hit = _TYPO_CACHE.get(key, _MISS)
+    if hit is not _MISS:
+        return hit  # type: ignore[return-value]
+    if len(_TYPO_CACHE) > _TYPO_CACHE_MAX:
+        _TYPO_CACHE.clear()
+    result = _TYPO_CACHE[key] = _typo_uncached(token, index)
+    return result
+
+
+_MISS = object()
+
+
+def _typo_uncached(token: str, index: dict[str, str]) -> Optional[str]:
     if token in index and index[token] != token and len(token) == len(index[token]) - 1:
         return index[token]  # a letter dropped: "blak" -> "black"
     for d in _deletes(token):

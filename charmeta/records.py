@@ -121,7 +121,7 @@ def to_clean(ex: Extraction) -> dict[str, Any]:
 
 
 def to_cli_json(ex: Extraction, record_id: Any) -> dict[str, Any]:
-    """The ``charmeta extract`` output line shape (issue #2)."""
+    """The ``charmeta extract`` output line shape (issue #2), built in one pass over the contract."""
     if ex.status == "invalid":
         return {
             "id": record_id,
@@ -132,15 +132,26 @@ def to_cli_json(ex: Extraction, record_id: Any) -> dict[str, Any]:
             "confidence": {},
             "evidence": {},
         }
-    clean = to_clean(ex)
+    clean: dict[str, Any] = {}
     conf: dict[str, float] = {}
     evid: dict[str, list[str]] = {}
     conflicts: list[str] = []
-    for key in clean:
-        d = ex.attributes.get(key)
-        conf[key] = round(d.confidence, 3) if d is not None else 0.0
-        evid[key] = list(d.evidence) if d is not None else []
-        if d is not None and d.conflict:
+    attrs = ex.attributes
+    for key, is_core in _KEY_KINDS:
+        d = attrs.get(key)
+        if d is None:
+            if is_core:
+                clean[key] = UNKNOWN
+                conf[key] = 0.0
+                evid[key] = []
+            continue
+        value = d.value
+        if not is_core and (value is None or value == [] or value == ""):
+            continue
+        clean[key] = value
+        conf[key] = d.confidence
+        evid[key] = d.evidence
+        if d.conflict:
             conflicts.append(key)
     out = {
         "id": record_id,
@@ -159,3 +170,6 @@ def to_cli_json(ex: Extraction, record_id: Any) -> dict[str, Any]:
     if conflicts:
         out["conflicts"] = conflicts
     return out
+
+
+_KEY_KINDS: tuple[tuple[str, bool], ...] = tuple((spec.key, spec.is_core) for spec in ATTRIBUTES)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+import orjson
 import time
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -80,8 +82,8 @@ def parse_line(raw: bytes, lineno: int) -> tuple[Any, Any, Any, str | None]:
     if not stripped.startswith("{"):
         return lineno, line.rstrip("\r\n"), None, None
     try:
-        obj = json.loads(stripped)
-    except json.JSONDecodeError as exc:
+        obj = orjson.loads(stripped)
+    except orjson.JSONDecodeError as exc:
         return lineno, None, None, f"line is not valid JSON ({exc.msg} at column {exc.colno})"
     if not isinstance(obj, dict):
         return lineno, None, None, "expected a JSON object with a 'text' field"
@@ -102,11 +104,11 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
 
 def _run_file(args: argparse.Namespace, engine: Engine) -> int:
     src: IO[bytes] = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
-    dst: IO[str] = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8", buffering=1 << 20)
-    dumps = json.dumps
+    dst: IO[bytes] = sys.stdout.buffer if args.output == "-" else open(args.output, "wb", buffering=1 << 20)
+    dumps = orjson.dumps
     n = invalid = 0
     start = time.perf_counter()
-    buf: list[str] = []
+    buf: list[bytes] = []
     try:
         for lineno, raw in enumerate(src, start=1):
             if not raw.strip():
@@ -115,20 +117,20 @@ def _run_file(args: argparse.Namespace, engine: Engine) -> int:
             ex = Extraction.invalid(reason) if reason else engine.extract_text(text, rating)
             if ex.status == "invalid":
                 invalid += 1
-            buf.append(dumps(to_cli_json(ex, rid), ensure_ascii=False))
+            buf.append(dumps(to_cli_json(ex, rid)))
             n += 1
             if len(buf) >= 4096:
-                dst.write("\n".join(buf) + "\n")
+                dst.write(b"\n".join(buf) + b"\n")
                 buf.clear()
             if args.progress_every and n % args.progress_every == 0:
                 rate = n / (time.perf_counter() - start)
                 print(f"charmeta extract: {n:,} entries ({rate:,.0f}/s)", file=sys.stderr)
         if buf:
-            dst.write("\n".join(buf) + "\n")
+            dst.write(b"\n".join(buf) + b"\n")
     finally:
         if src is not sys.stdin.buffer:
             src.close()
-        if dst is not sys.stdout:
+        if dst is not sys.stdout.buffer:
             dst.close()
         else:
             dst.flush()

@@ -53,6 +53,10 @@ class TextExtractor:
         self._lookup = ontology.frozen.get
         # raw item -> (normalised tag, hits): captions repeat the same few thousand tags.
         self._item_cache: dict[str, tuple[str, Optional[tuple]]] = {}
+        # Tags that may stand in the name section of an ordered-tags caption (1girl, solo, rating...).
+        self._header_tags = frozenset(
+            t for t, hits in ontology.frozen.items() if any(h.kind in (COUNT, SOLO, GENDER, RATING) for h in hits)
+        )
         self._severity = ontology.meta["rating_severity"]
 
     @classmethod
@@ -97,7 +101,7 @@ class TextExtractor:
                 t = normalize_tag(raw)
                 cached = cache[raw] = (t, self._lookup(t))
             t, hits = cached
-            if hits is not None and (not hits or any(h.kind in (COUNT, SOLO, GENDER, RATING) for h in hits)):
+            if hits is not None and (not hits or t in self._header_tags):
                 self._apply(hits, t, ev)
                 continue
             if ont.is_character(t) or (not ev.characters and not ont.is_copyright(t)):
@@ -113,6 +117,7 @@ class TextExtractor:
         known = 0
         prompt_list = fmt == "tags"
         cache = self._item_cache
+        attrs = ev.attrs
         if len(cache) > _ITEM_CACHE_MAX:  # bounded memory whatever the dataset size
             cache.clear()
         for raw in items:
@@ -128,7 +133,15 @@ class TextExtractor:
                 continue
             known += 1
             if hits:
-                self._apply(hits, t, ev)
+                h = hits[0]
+                if len(hits) == 1 and h[0] is ATTR:  # the common case, inlined
+                    obs = attrs.get(h[1])
+                    if obs is None:
+                        attrs[h[1]] = [(h[2][0], h[2][1], t)]
+                    else:
+                        obs.append((h[2][0], h[2][1], t))
+                else:
+                    self._apply(hits, t, ev)
         return unknown, known
 
     def _read_clause_as_tag(self, clause: str, ev: Evidence) -> bool:
