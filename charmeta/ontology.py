@@ -294,8 +294,11 @@ class Ontology:
             for tag in tags:
                 self._add(tag, Hit(GARMENT, None, i))
                 form_owner.setdefault(tag, i)
-            for form in forms:
-                form_owner.setdefault(form, i)
+        # A form belongs to the garment that names it as a tag ("dress" -> Dress), else
+        # to the first garment listing it as a color form ("suit" -> Business Suit).
+        for garment in self.garments:
+            for form in garment.forms:
+                form_owner.setdefault(form, garment.index)
         # Heads expanded over the WD vocabulary ("sleeveless dress" -> Dress family).
         heads: dict[str, list[Any]] = data["expand_heads"]
         head_owner = {head: form_owner.get(head) for head in heads}

@@ -70,10 +70,10 @@ def split_caption(text: str) -> ParsedCaption:
         return ParsedCaption("v31", _items(head), _items(body))
     if "," not in text and "\n" not in text:
         tokens = text.split()
-        if len(tokens) > 1 and ("_" in text or not _PROSE_HINT_RE.search(text)):
+        if len(tokens) > 1 and ("_" in text or (len(tokens) > 3 and not _PROSE_HINT_RE.search(text))):
             return ParsedCaption("danbooru", [], tokens)
-        if len(tokens) == 1:
-            return ParsedCaption("tags", [], tokens)
+        if len(tokens) <= 3 and not _PROSE_HINT_RE.search(text):
+            return ParsedCaption("tags", [], [strip_prompt_weight(text)])  # one tag: "male focus"
         return ParsedCaption("prose", [], [text])
     items = _items(text)
     for i, item in enumerate(items):

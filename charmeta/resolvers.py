@@ -154,6 +154,9 @@ class GenderResolver(Resolver):
         nb = [s for v, s in tags if v == "Non-binary"]
         if nb:
             return Decision("Non-binary", CONF_EXPLICIT, nb, False)
+        override = [s for v, s in tags if s in self.rules.extra.get("override_counts", ())]
+        if override:  # `otoko no ko` is Male whatever the count tags say
+            return Decision("Male", CONF_EXPLICIT, override, False)
         male_tags = [s for v, s in tags if v == "Male"]
         groups = ev.count_groups
         girls, boys, others = groups.get("girl", 0), groups.get("boy", 0), groups.get("other", 0)

@@ -104,6 +104,11 @@ class TextExtractor:
             if hits is not None and (not hits or t in self._header_tags):
                 self._apply(hits, t, ev)
                 continue
+            if hits and not (ont.is_character(t) or ont.is_copyright(t)):
+                # Not a name we know: safety tags still count (the rule errs on exclusion).
+                safety = tuple(h for h in hits if h.kind in (EXCLUDE, MINOR, SEXUAL))
+                if safety:
+                    self._apply(safety, t, ev)
             if ont.is_character(t) or (not ev.characters and not ont.is_copyright(t)):
                 ev.characters.append(t)
             elif ont.is_copyright(t) or not ev.copyrights:
