@@ -197,6 +197,7 @@ def run_gx_suite(df) -> dict[str, Any]:  # noqa: ANN001
     """The Great Expectations 1.x suite on a pandas frame of validated records."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
 
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -222,8 +223,7 @@ def run_gx_suite(df) -> dict[str, Any]:  # noqa: ANN001
     for key in CORE_KEYS:
         col = next(a.column for a in ATTRIBUTES if a.key == key)
         # core attributes are set for every non-invalid record: nulls only where status == invalid
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col, row_condition='status!="invalid"',
-                                                                condition_parser="pandas"))
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col, row_condition=Column("status") != "invalid"))
     ctx.suites.add(suite)
     result = batch_def.get_batch(batch_parameters={"dataframe": df}).validate(suite)
     failed = [r.expectation_config.type + ":" + str(r.expectation_config.kwargs.get("column"))
