@@ -118,6 +118,8 @@ class Ontology:
         self.prose_words: dict[str, dict[str, str]] = {}  # attribute -> prose word -> value
         self.version = self._fingerprint()
         self._wd_general, self._wd_characters = self._load_wd_vocab()
+        extra = _read_json("data/ontology/prose.json").get("extra_character_names", [])
+        self._wd_characters.update(normalize_tag(n) for n in extra)
         self.character_first_words = frozenset(n.split(" ", 1)[0] for n in self._wd_characters if " " in n)
         self.copyrights = self._load_copyrights()
         self.garments: list[Garment] = []

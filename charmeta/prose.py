@@ -245,7 +245,11 @@ class ProseReader:
     def __init__(self, ontology: Ontology) -> None:
         self.ont = ontology
         self.lex = build_lexicon(ontology)
-        self._age_index = ontology.lookup
+        self.name_prone = frozenset(ontology.prose.get("name_prone_nouns", ()))
+        self.known_adjectives = frozenset({"shy", "sleepy", "cute", "pretty", "beautiful", "handsome", "tall", "short", "happy",
+                                           "sad", "cool", "lonely", "brave", "angry", "smiling", "tired", "freckled", "young",
+                                           "blonde", "blond", "redheaded", "tiny", "small", "big", "cheerful", "grumpy", "quiet",
+                                           "little", "tough", "strong", "wild", "gentle", "elegant", "tan", "pale", "lean"})
 
     # -- entry points ------------------------------------------------------------------
 
@@ -319,6 +323,8 @@ class ProseReader:
                     continue
                 if i + 1 < len(toks) and toks[i + 1] in lex.persons and t not in lex.plural_persons:
                     continue  # "school girl", "ninja warrior": the head is the last noun
+                if t in self.name_prone and i > 0 and not self._person_context(toks[i - 1]):
+                    continue  # "kaitou kid", "iron man": the end of a name, not a person noun
                 prev = toks[max(0, i - 3):i]
                 relation = any(w in _POSSESSIVES for w in prev[-2:]) and not (i >= 1 and toks[i - 1] in ("her", "his") and t in ("hair",))
                 before = " ".join(toks[:i])
@@ -332,6 +338,14 @@ class ProseReader:
                 plural = t in lex.plural_persons
                 found.append(_Person(t, ci, i, relation, absent, plural, number if (plural or number > 1) else 1))
         return found
+
+    def _person_context(self, prev: str) -> bool:
+        """Whether the word before a name-prone noun lets it be a person noun."""
+        lex = self.lex
+        return (prev in _DETERMINERS or prev in _POSSESSIVES or prev in _STOP or prev in lex.age_adj
+                or prev in lex.ethnicity or prev in lex.body or prev in lex.numbers or prev in lex.hair_colors
+                or prev in lex.hair_color_nouns or prev in lex.nonbinary or prev in self.known_adjectives
+                or prev.endswith(("-haired", "-old", "-eyed")) or prev == "_")
 
     def _mark_other_context(self, clauses: list[_Clause], persons: list[_Person]) -> None:
         """Attributes after a relative's mention belong to the relative, not the character."""

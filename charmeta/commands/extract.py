@@ -79,6 +79,12 @@ def parse_line(raw: bytes, lineno: int) -> tuple[Any, Any, Any, str | None]:
     except UnicodeDecodeError as exc:
         return lineno, None, None, f"line is not valid UTF-8 (byte {exc.start})"
     stripped = line.strip()
+    if stripped[:1] == "[":  # a JSON array is a wrong type; a prompt like "[blue eyes], ..." is text
+        try:
+            orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            return lineno, line.rstrip("\r\n"), None, None
+        return lineno, None, None, "expected a JSON object with a 'text' field, got an array"
     if not stripped.startswith("{"):
         return lineno, line.rstrip("\r\n"), None, None
     try:

@@ -80,6 +80,10 @@ class TextExtractor:
             kind = "prose"
             self.prose.read(text, ev, tag_reader=self._read_clause_as_tag)
         else:
+            if parsed.fmt == "tags" and len(parsed.body) == 1 and " " in parsed.body[0] \
+                    and self._lookup(normalize_tag(parsed.body[0])) is None:
+                parsed.body = parsed.body[0].split()  # "1girl child": two space-separated tags, not one
+                parsed.fmt = "danbooru"
             if parsed.header:
                 self._read_header(parsed.header, ev)
             unknown, known = self._read_items(parsed.body, ev, parsed.fmt)

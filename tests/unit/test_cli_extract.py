@@ -1,0 +1,58 @@
+"""`charmeta extract` through the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from charmeta.contract import CORE_KEYS, validate_clean
+
+CLI = [sys.executable, "-m", "charmeta.cli"]
+
+
+def test_text_prints_one_record() -> None:
+    out = subprocess.run(CLI + ["extract", "--text", "1girl, blue eyes, long hair, green kimono"], capture_output=True, text=True, check=True)
+    rec = json.loads(out.stdout)
+    assert rec["status"] == "ok"
+    assert rec["attributes"]["Eye Color"] == "Blue" and rec["attributes"]["Dress"] == "Green Kimono"
+    assert set(CORE_KEYS) <= set(rec["attributes"]) and rec["confidence"]["Eye Color"] > 0.5
+    assert rec["evidence"]["Eye Color"] == ["blue eyes"]
+    validate_clean(rec["attributes"])
+
+
+def test_file_with_bad_lines(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    lines = [
+        b'{"id": "a", "text": "1girl, red hair"}',
+        b'{"id": "b", "text": "2girls, school uniform"}',
+        b"{not json",
+        b'{"id": "d"}',
+        b'{"id": "e", "text": 42}',
+        b'{"id": "f", "text": "' + b"x, " * 40000 + b'"}',
+        b"\xff\xfe not utf-8",
+        b'["a", "list"]',
+        b"plain prose line: a woman in a red dress",
+        b'{"id": "j", "text": "1girl, ||| explicit, nsfw, child"}',
+    ]
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    dst = tmp_path / "out.jsonl"
+    proc = subprocess.run(CLI + ["extract", "--input", str(src), "--output", str(dst)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    recs = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert len(recs) == len(lines)
+    assert [r["id"] for r in recs] == ["a", "b", 3, "d", "e", "f", 7, 8, 9, "j"]
+    assert [r["status"] for r in recs] == ["ok", "multi_character", "invalid", "invalid", "invalid", "invalid",
+                                           "invalid", "invalid", "ok", "excluded"]
+    assert all(r["reason"] for r in recs if r["status"] == "invalid")
+    assert "6 invalid" in proc.stderr
+    assert recs[8]["attributes"]["Dress"] == "Red Dress"
+
+
+def test_stdin_to_stdout() -> None:
+    proc = subprocess.run(CLI + ["extract", "--input", "-"], input="1boy, black hair\n\n1girl, bob cut\n",
+                          capture_output=True, text=True, check=True)
+    recs = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["id"] for r in recs] == [1, 3]
+    assert recs[1]["attributes"]["Hair Length"] == "Short"
