@@ -323,7 +323,7 @@ class ProseReader:
                     continue
                 if i + 1 < len(toks) and toks[i + 1] in lex.persons and t not in lex.plural_persons:
                     continue  # "school girl", "ninja warrior": the head is the last noun
-                if t in self.name_prone and i > 0 and not self._person_context(toks[i - 1]):
+                if t in self.name_prone and i > 0 and not self._person_context(toks[max(0, i - 2):i]):
                     continue  # "kaitou kid", "iron man": the end of a name, not a person noun
                 prev = toks[max(0, i - 3):i]
                 relation = any(w in _POSSESSIVES for w in prev[-2:]) and not (i >= 1 and toks[i - 1] in ("her", "his") and t in ("hair",))
@@ -339,10 +339,13 @@ class ProseReader:
                 found.append(_Person(t, ci, i, relation, absent, plural, number if (plural or number > 1) else 1))
         return found
 
-    def _person_context(self, prev: str) -> bool:
-        """Whether the word before a name-prone noun lets it be a person noun."""
+    def _person_context(self, before: list[str]) -> bool:
+        """Whether the words before a name-prone noun let it be a person noun (not a name's end)."""
         lex = self.lex
-        return (prev in _DETERMINERS or prev in _POSSESSIVES or prev in _STOP or prev in lex.age_adj
+        if any(w in _DETERMINERS or w in _POSSESSIVES for w in before):
+            return True
+        prev = before[-1]
+        return (prev in lex.persons or prev in lex.lengths or prev in _POSSESSIVES or prev in _STOP or prev in lex.age_adj
                 or prev in lex.ethnicity or prev in lex.body or prev in lex.numbers or prev in lex.hair_colors
                 or prev in lex.hair_color_nouns or prev in lex.nonbinary or prev in self.known_adjectives
                 or prev.endswith(("-haired", "-old", "-eyed")) or prev == "_")
@@ -421,7 +424,8 @@ class ProseReader:
             if gender:
                 ev.add("Gender", gender, EXPLICIT, subject.noun)
             if age:
-                strength = NOUN_DEFAULT if age == "Young Adult" and subject.noun in ("woman", "man", "lady", "gentleman", "guy", "dude", "women", "men", "ladies", "adult") else EXPLICIT
+                # Adult nouns ("woman", "businessman") say Young Adult only when nothing else does.
+                strength = NOUN_DEFAULT if age == "Young Adult" else EXPLICIT
                 ev.add("Age", age, strength, subject.noun)
             adult = subject.noun in ("woman", "man", "lady", "women", "men", "ladies", "adult", "person", "gentleman", "guy")
             for j, w in mods:
@@ -440,6 +444,8 @@ class ProseReader:
                     ev.add("Body Type", lex.body[w], EXPLICIT, f"{w} {subject.noun}")
                 elif w in lex.hair_color_nouns or w.endswith("-haired"):
                     self._haired(w, ev)
+                elif lex.lengths.get(w) == "Bald":
+                    ev.add("Hair Length", "Bald", EXPLICIT, f"{w} {subject.noun}")
             if subject.noun in lex.hair_color_nouns:
                 ev.add("Hair Color", lex.hair_color_nouns[subject.noun], EXPLICIT, subject.noun)
         # Standalone "redhead"/"blonde" nouns, hyphenated "-haired" words anywhere.
@@ -711,7 +717,7 @@ class ProseReader:
                 if i + size > n:
                     continue
                 phrase = " ".join(toks[i:i + size])
-                if phrase in lex.garment_phrases:
+                if phrase in lex.garment_phrases and phrase not in lex.persons:  # "a witch", "a nurse": people
                     match = (size, phrase)
                     break
             if match is None:
@@ -764,7 +770,7 @@ class ProseReader:
         i = 0
         while i < n:
             hit = None
-            for size in (3, 2, 1):
+            for size in (4, 3, 2, 1):
                 if i + size > n:
                     continue
                 phrase = " ".join(toks[i:i + size])
