@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 import pyarrow as pa
 
 from charmeta.extractors.base import AttributeExtractor
-from charmeta.records import Extraction, rows_to_table, to_row
+from charmeta.records import Extraction, extractions_to_table
 
 log = logging.getLogger("charmeta.engine")
 
@@ -96,10 +96,9 @@ class Engine:
         """
         if len(ids) != len(texts):
             raise ValueError(f"ids ({len(ids)}) and texts ({len(texts)}) differ in length")
-        rows = []
-        for i, (rid, value) in enumerate(zip(ids, texts)):
-            pre = preset_invalid[i] if preset_invalid is not None else None
-            ex = Extraction.invalid(pre) if pre else self.extract_text(value)
-            pos = positions[i] if positions is not None else i
-            rows.append(to_row(ex, str(rid), source_shard, pos))
-        return rows_to_table(rows)
+        extract = self.extract_text
+        if preset_invalid is None:
+            extractions = [extract(v) for v in texts]
+        else:
+            extractions = [Extraction.invalid(pre) if pre else extract(v) for v, pre in zip(texts, preset_invalid)]
+        return extractions_to_table(extractions, ids, source_shard, positions)
