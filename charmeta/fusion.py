@@ -85,7 +85,7 @@ def fuse(text: Optional[Extraction], pixels: Optional[Extraction], *, pixel_coun
                 attrs[spec.key] = t if spec.is_list else Decision(t.value, t.confidence, _tagged(t, "tag:"), t.conflict)
             continue
         d = fuse_decision(spec.key, t, p)
-        if d is not None:
+        if d is not None and (spec.is_core or d.value != UNKNOWN):  # optional keys only when evidenced
             attrs[spec.key] = d
     tc = text.character_count if text else None
     count, multi, note = fuse_counts(tc, pixel_count, pixel_backend)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-from charmeta_dagster.assets import PARTITIONED_ASSETS, dataset_export
+from charmeta_dagster.assets import PARTITIONED_ASSETS, attribute_heads, dataset_export
 
 shards_job = define_asset_job(
     "shards_job",
@@ -22,4 +22,10 @@ export_job = define_asset_job(
     selection=AssetSelection.assets(dataset_export),
     executor_def=in_process_executor,
     description="dataset_export: JSONL, DuckDB catalog, manifest.json over all partitions.",
+)
+heads_job = define_asset_job(
+    "heads_job",
+    selection=AssetSelection.assets(attribute_heads),
+    executor_def=in_process_executor,
+    description="attribute_heads: train + version image attribute heads over all shards' embeddings.",
 )

@@ -38,10 +38,12 @@ RAW, NORMALIZED, EMBEDDINGS, PREDICTIONS, VALIDATED = (
     "attribute_predictions",
     "validated_records",
 )
-STAGES = (RAW, NORMALIZED, EMBEDDINGS, PREDICTIONS, VALIDATED)
+NORMALIZED_IMAGES = "normalized_images"  # image stages: charmeta_dagster/image_stages.py (imported lazily)
+STAGES = (RAW, NORMALIZED, NORMALIZED_IMAGES, EMBEDDINGS, PREDICTIONS, VALIDATED)
 #: Bump a stage's version when its output for the same input changes.
-STAGE_VERSIONS = {RAW: "1", NORMALIZED: "1", EMBEDDINGS: "1", PREDICTIONS: "1", VALIDATED: "1"}
-UPSTREAM = {RAW: None, NORMALIZED: RAW, EMBEDDINGS: RAW, PREDICTIONS: NORMALIZED, VALIDATED: PREDICTIONS}
+STAGE_VERSIONS = {RAW: "1", NORMALIZED: "1", NORMALIZED_IMAGES: "1", EMBEDDINGS: "2", PREDICTIONS: "1", VALIDATED: "1"}
+UPSTREAM = {RAW: None, NORMALIZED: RAW, NORMALIZED_IMAGES: NORMALIZED, EMBEDDINGS: NORMALIZED_IMAGES,
+            PREDICTIONS: NORMALIZED, VALIDATED: PREDICTIONS}
 
 BATCH_ROWS = 8_192
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,200}$")
@@ -53,6 +55,10 @@ EMBEDDING_SCHEMA = pa.schema(
         pa.field("image_member", pa.string()),
         pa.field("embedding", pa.list_(pa.float32())),
         pa.field("backend", pa.string()),
+        pa.field("sha256", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("revision", pa.string()),
+        pa.field("cached", pa.bool_()),
     ]
 )
 
@@ -194,7 +200,9 @@ def stage_fingerprint(stage: str, shard_fp: str, backend: str = "", embedder: st
         chain.append(f"{st}@{STAGE_VERSIONS[st]}")
         if st == PREDICTIONS:
             chain.append(backend)
-        if st == EMBEDDINGS:
+            if embedder and embedder != "none":  # image shards only; text-only fingerprints unchanged
+                chain.append(embedder)
+        if st in (NORMALIZED_IMAGES, EMBEDDINGS):
             chain.append(embedder)
     return hashlib.sha1("|".join(chain).encode("utf-8")).hexdigest()[:16]
 
@@ -253,24 +261,41 @@ def _normalized(store: Store, key: str, spec, out: _AtomicParquet, **_: Any) -> 
     return {"texts_changed": changed, "preview": _preview(first, ["id", "text", "reason"])}
 
 
+def _normalized_images(store: Store, key: str, spec, out: _AtomicParquet, embedder: str = "none",
+                       **_: Any) -> dict[str, Any]:
+    if spec.fmt not in ("tar", "txt"):  # text-only formats: an empty partition, no image imports
+        return {"images": 0}
+    from charmeta_dagster import image_stages
+
+    return image_stages.normalized_images_body(store, key, spec, out, embedder)
+
+
 def _embeddings(store: Store, key: str, spec, out: _AtomicParquet, embedder: str = "none", **_: Any) -> dict[str, Any]:
-    """The image stage's slot: ``none`` writes one row per record with a null embedding,
-    so the asset graph, partitions and file layout are fixed before image backends land."""
-    if embedder != "none":
-        raise ValueError(f"embedder backend {embedder!r} is not available yet (only 'none')")
+    """One row per record: the image vector for image rows (``image_stages``), null otherwise."""
+    if embedder != "none" or (store.stats(NORMALIZED_IMAGES, key) or {}).get("images"):
+        from charmeta_dagster import image_stages
+
+        return image_stages.embeddings_body(store, key, spec, out, embedder)
     with_image = 0
     for batch in _read_batches(store.path(RAW, key), ["id", "source_position", "image_member"]):
         n = batch.num_rows
         with_image += n - batch.column("image_member").null_count
         out.write(pa.RecordBatch.from_arrays(
             [batch.column("id"), batch.column("source_position"), batch.column("image_member"),
-             pa.nulls(n, pa.list_(pa.float32())), pa.array([embedder] * n, pa.string())],
+             pa.nulls(n, pa.list_(pa.float32())), pa.array([embedder] * n, pa.string()),
+            pa.nulls(n, pa.string()), pa.nulls(n, pa.string()), pa.nulls(n, pa.string()), pa.nulls(n, pa.bool_())],
             schema=EMBEDDING_SCHEMA))
     return {"with_image": with_image, "embedded": 0}
 
 
-def _predictions(store: Store, key: str, spec, out: _AtomicParquet, backend: str = "text", **_: Any) -> dict[str, Any]:
+def _predictions(store: Store, key: str, spec, out: _AtomicParquet, backend: str = "text", embedder: str = "none",
+                 **_: Any) -> dict[str, Any]:
     engine = make_engine(backend)
+    images = None  # image rows: caption + pixels fused (image_stages), replacing the text-only row
+    if spec.fmt in ("tar", "txt") and (store.stats(NORMALIZED_IMAGES, key) or {}).get("images"):
+        from charmeta_dagster import image_stages
+
+        images = image_stages.image_predictions(store, key, embedder, engine)
     statuses: dict[str, int] = {}
     first = None
     for batch in _read_batches(store.path(NORMALIZED, key)):
@@ -278,6 +303,8 @@ def _predictions(store: Store, key: str, spec, out: _AtomicParquet, backend: str
         table = engine.process_batch(
             d["id"], d["text"], source_shard=spec.relpath, positions=d["source_position"], preset_invalid=d["reason"]
         )
+        if images:
+            table = image_stages.overlay(table, images)
         _count(statuses, table.column("status"))
         if first is None and table.num_rows:
             first = table.to_batches()[0]
@@ -348,8 +375,17 @@ def _validated(store: Store, key: str, spec, out: _AtomicParquet, **_: Any) -> d
 
 _BODIES: dict[str, Callable[..., dict[str, Any]]] = {
     RAW: _raw, NORMALIZED: _normalized, EMBEDDINGS: _embeddings, PREDICTIONS: _predictions, VALIDATED: _validated,
+    NORMALIZED_IMAGES: _normalized_images,
 }
 _SCHEMAS = {RAW: RAW_SCHEMA, NORMALIZED: RAW_SCHEMA, EMBEDDINGS: EMBEDDING_SCHEMA}
+
+
+def _schema(stage: str) -> pa.Schema:
+    if stage == NORMALIZED_IMAGES:
+        from charmeta_dagster.image_stages import normalized_schema  # PIL, not torch
+
+        return normalized_schema()
+    return _SCHEMAS.get(stage, rich_arrow_schema())
 
 
 def process_partition(stage: str, root: str, key: str, backend: str = "text", embedder: str = "none",
@@ -357,6 +393,7 @@ def process_partition(stage: str, root: str, key: str, backend: str = "text", em
     """Build one stage's output for one partition (or skip it when already done)."""
     store = Store(root)
     spec = read_registry(store.root, key)
+    embedder = embedder if spec.fmt in ("tar", "txt") else "none"  # formats without images ignore the embedder
     fp = stage_fingerprint(stage, spec.fingerprint, backend_identity(backend) if stage in (PREDICTIONS, VALIDATED) else "",
                            embedder)
     if not force and store.is_done(stage, key, fp):
@@ -364,7 +401,7 @@ def process_partition(stage: str, root: str, key: str, backend: str = "text", em
         stats["skipped"] = True
         return stats
     t0 = time.perf_counter()
-    out = _AtomicParquet(store.path(stage, key), _SCHEMAS.get(stage, rich_arrow_schema()))
+    out = _AtomicParquet(store.path(stage, key), _schema(stage))
     try:
         extra = _BODIES[stage](store, key, spec, out, backend=backend, embedder=embedder)
         out.commit()

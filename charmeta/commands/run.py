@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--text-field", default="", help="text column/field (default: auto-detect)")
     p.add_argument("--extractor", default=os.environ.get("CHARMETA_EXTRACTOR", "text"),
                    help="extractor backend: text (default), null, or package.module:factory")
+    p.add_argument("--embedder", default=os.environ.get("CHARMETA_EMBEDDER", "none"),
+                   choices=["none", "auto", "clip", "siglip", "open_clip"],
+                   help="image embedder backend for image shards (model: CHARMETA_IMAGE_MODEL; default none)")
     p.add_argument("--workers", type=int, default=0, help="worker processes per stage (0 = CPU count)")
     p.add_argument("--partitions-per-run", type=int, default=None, help="partitions per Dagster run (default 8)")
     p.add_argument("--dagster-home", default=None, help="Dagster instance folder")
@@ -158,7 +161,12 @@ def run_command(args: argparse.Namespace) -> int:
     if "unavailable" in backend_id:
         S.make_engine(args.extractor)  # raises the real error (missing backend, bad factory)
     store = S.Store(output)
-    fp = {s.key: S.stage_fingerprint(S.VALIDATED, s.fingerprint, backend_id, "none") for s in specs}
+    from charmeta_dagster.resources.images import image_embedder_config_from_env, image_embedder_from_env
+
+    image_cfg = image_embedder_config_from_env(args.embedder)
+    emb_spec = image_embedder_from_env(args.embedder).spec()
+    fp = {s.key: S.stage_fingerprint(S.VALIDATED, s.fingerprint, backend_id,
+                                     emb_spec if s.fmt in ("tar", "txt") else "none") for s in specs}
     todo = set(keys) if args.force else {k for k in keys if not store.is_done(S.VALIDATED, k, fp[k])}
     if args.force:
         for k in keys:  # drop commit markers so every stage rebuilds
@@ -176,6 +184,7 @@ def run_command(args: argparse.Namespace) -> int:
             "source": {"config": {"uri": source_uri, "shard_rows": shard_rows, "text_field": args.text_field or ""}},
             "store": {"config": {"root": output}},
             "extractor": {"config": {"backend": args.extractor, "embedder": "none", "workers": args.workers}},
+            "image_embedder": {"config": image_cfg},
         },
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
@@ -202,6 +211,13 @@ def run_command(args: argparse.Namespace) -> int:
             failed_runs.append(res.run_id)
         print(f"  [{i}/{len(chunks)}] run {res.run_id[:8]} {state}: shards {done_shards}/{len(todo)}, "
               f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s", file=sys.stderr, flush=True)
+
+    # image attribute heads: (re)trained when this run embedded images; used by later prediction runs
+    if todo and any((store.stats(S.EMBEDDINGS, k) or {}).get("embedded") for k in todo):
+        res = defs.resolve_job_def("heads_job").execute_in_process(run_config=run_config, instance=instance,
+                                                                   raise_on_error=False, tags=tags)
+        if not res.success:
+            failed_runs.append(res.run_id)
 
     # the export: rebuilt when any partition changed or it is missing
     manifest_path = os.path.join(output, "export", "manifest.json")

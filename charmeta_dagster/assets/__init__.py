@@ -34,6 +34,7 @@ from charmeta.export import export_dataset
 from charmeta.sources import registered_keys
 from charmeta_dagster import stages as S
 from charmeta_dagster.resources import ExtractorResource, OutputStore, SourceResource
+from charmeta_dagster.resources.images import ImageEmbedderResource, embedder_spec
 
 log = logging.getLogger("charmeta.pipeline")
 try:  # backfill_policy is marked beta; we rely on it knowingly (see module docstring)
@@ -66,7 +67,7 @@ def md_table(rows: list[dict[str, Any]], max_cell: int = 60) -> str:
 
 
 def materialize_stage(context: AssetExecutionContext, stage: str, store: OutputStore,
-                      extractor: ExtractorResource) -> MaterializeResult:
+                      extractor: ExtractorResource, embedder: Any = None) -> MaterializeResult:
     """Run one stage over the run's partitions and summarise it as metadata."""
     keys = list(context.partition_keys)
     t0 = time.perf_counter()
@@ -80,7 +81,8 @@ def materialize_stage(context: AssetExecutionContext, stage: str, store: OutputS
         context.log.info(json.dumps(event))
         log.info(json.dumps(event))
 
-    results = S.run_stage(stage, store.store().root, keys, backend=extractor.backend, embedder=extractor.embedder,
+    results = S.run_stage(stage, store.store().root, keys, backend=extractor.backend,
+                          embedder=extractor.embedder if embedder is None else embedder,
                           workers=extractor.n_workers(), on_done=on_done)
     seconds = time.perf_counter() - t0
     rows = sum(int(r.get("rows") or 0) for r in results)
@@ -103,7 +105,8 @@ def materialize_stage(context: AssetExecutionContext, stage: str, store: OutputS
     }
     for status, n in sorted(statuses.items()):
         metadata[f"status_{status}"] = MetadataValue.int(n)
-    for extra in ("upstream_invalid", "texts_changed", "contract_violations", "with_image"):
+    for extra in ("upstream_invalid", "texts_changed", "contract_violations", "with_image", "images", "invalid_images",
+                  "embedded", "cache_hits", "computed"):
         if any(extra in r for r in results):
             metadata[extra] = MetadataValue.int(sum(int(r.get(extra) or 0) for r in results))
     preview = next((r.get("preview") for r in results if r.get("preview")), None)
@@ -125,21 +128,26 @@ def normalized_records(context: AssetExecutionContext, store: OutputStore, extra
     return materialize_stage(context, S.NORMALIZED, store, extractor)
 
 
-@asset(**_COMMON, deps=[raw_shards], description="Image embeddings per record (slot for the image backends; 'none' writes nulls).")
-def embeddings(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource) -> MaterializeResult:
-    return materialize_stage(context, S.EMBEDDINGS, store, extractor)
+@asset(**_COMMON, deps=["normalized_images"],
+       description="Image embeddings per record from the ImageEmbedder resource (cache first; null for text rows).")
+def embeddings(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource,
+               image_embedder: ImageEmbedderResource) -> MaterializeResult:
+    return materialize_stage(context, S.EMBEDDINGS, store, extractor, embedder_spec(image_embedder, extractor.embedder))
 
 
-@asset(**_COMMON, deps=[normalized_records, embeddings],
-       description="Rich records from the extractor backend(s): value, confidence, evidence, conflict per attribute.")
-def attribute_predictions(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource) -> MaterializeResult:
-    return materialize_stage(context, S.PREDICTIONS, store, extractor)
+@asset(**_COMMON, deps=[normalized_records, "normalized_images", embeddings],
+       description="Rich records from the extractor backend(s): value, confidence, evidence, conflict per attribute; "
+                   "image rows fuse caption + pixels.")
+def attribute_predictions(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource,
+                          image_embedder: ImageEmbedderResource) -> MaterializeResult:
+    return materialize_stage(context, S.PREDICTIONS, store, extractor, embedder_spec(image_embedder, extractor.embedder))
 
 
 @asset(**_COMMON, deps=[attribute_predictions],
        description="Predictions checked against the contract in bulk; violations become invalid records with a reason.")
-def validated_records(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource) -> MaterializeResult:
-    return materialize_stage(context, S.VALIDATED, store, extractor)
+def validated_records(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource,
+                      image_embedder: ImageEmbedderResource) -> MaterializeResult:
+    return materialize_stage(context, S.VALIDATED, store, extractor, embedder_spec(image_embedder, extractor.embedder))
 
 
 @asset(group_name=GROUP, deps=[validated_records], kinds={"duckdb", "json"},
@@ -169,5 +177,8 @@ def dataset_export(context: AssetExecutionContext, store: OutputStore, source: S
     return MaterializeResult(metadata=metadata)
 
 
-PARTITIONED_ASSETS = [raw_shards, normalized_records, embeddings, attribute_predictions, validated_records]
-ALL_ASSETS = [*PARTITIONED_ASSETS, dataset_export]
+from charmeta_dagster.assets.images import attribute_heads, normalized_images  # noqa: E402 (uses the above)
+
+PARTITIONED_ASSETS = [raw_shards, normalized_records, normalized_images, embeddings, attribute_predictions,
+                      validated_records]
+ALL_ASSETS = [*PARTITIONED_ASSETS, attribute_heads, dataset_export]

@@ -19,11 +19,14 @@ def test_asset_graph_checks_and_lineage() -> None:
 
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_shards", "normalized_records", "embeddings", "attribute_predictions",
-                    "validated_records", "dataset_export"}
+    assert keys == {"raw_shards", "normalized_records", "normalized_images", "embeddings", "attribute_predictions",
+                    "validated_records", "attribute_heads", "dataset_export"}
     assert graph.get(AssetKey("validated_records")).parent_keys == {AssetKey("attribute_predictions")}
     assert graph.get(AssetKey("attribute_predictions")).parent_keys == {AssetKey("normalized_records"),
+                                                                        AssetKey("normalized_images"),
                                                                         AssetKey("embeddings")}
+    assert graph.get(AssetKey("embeddings")).parent_keys == {AssetKey("normalized_images")}
+    assert graph.get(AssetKey("attribute_heads")).parent_keys == {AssetKey("embeddings"), AssetKey("normalized_images")}
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert ("validated_records", "schema_conformance") in checks
     assert ("validated_records", "great_expectations_suite") in checks
