@@ -107,6 +107,14 @@ def ontology_version() -> str:
     return h.hexdigest()[:16]
 
 
+def _created_at() -> str:
+    """Now (UTC), or ``$SOURCE_DATE_EPOCH`` when set, so a rebuild can be byte-identical."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = (_dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch and epoch.isdigit()
+            else _dt.datetime.now(_dt.timezone.utc))
+    return when.isoformat(timespec="seconds")
+
+
 def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Write ``records.jsonl``, ``catalog.duckdb`` and ``manifest.json`` for ``keys``."""
     root = os.path.realpath(root)
@@ -154,6 +162,15 @@ def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str
     finally:
         con.close()
 
+    # 2b. quarantine table (every invalid record: shard + position + reason) and per-partition accounting
+    from charmeta.quarantine import QUARANTINE_FILE, partition_report, write_quarantine
+
+    quarantine_path = os.path.join(out_dir, QUARANTINE_FILE)
+    quarantine = write_quarantine(root, keys, quarantine_path)
+    per_partition = partition_report(root, keys)
+    done = [p for p in per_partition if p["status"] == "done"]
+    records_lost = sum(int(p["records_lost"] or 0) for p in done)
+
     # 3. the catalog: views over exactly the current partitions (absolute paths)
     catalog = os.path.join(out_dir, "catalog.duckdb")
     tmp_cat = catalog + f".tmp-{os.getpid()}"
@@ -168,6 +185,7 @@ def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str
                 cat.execute(f"CREATE VIEW {stage} AS SELECT * FROM {_read(sf)}")
         if files:
             cat.execute("CREATE VIEW status_counts AS SELECT status, count(*) AS n FROM validated_records GROUP BY 1")
+        cat.execute(f"CREATE VIEW quarantine AS SELECT * FROM read_parquet({_q(quarantine_path)})")
         cat.execute(f"CREATE VIEW export_records AS SELECT * FROM read_json_auto({_q(jsonl)}, format='newline_delimited')"
                     if exported else "CREATE VIEW export_records AS SELECT NULL::VARCHAR AS id WHERE false")
     finally:
@@ -176,7 +194,7 @@ def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str
 
     manifest = {
         "schema_version": SCHEMA_VERSION,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _created_at(),
         "records": total,
         "exported_records": exported,
         "status_counts": status_counts,
@@ -185,7 +203,11 @@ def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str
         "attribute_distributions": distributions,
         "code_version": code_version(),
         "ontology_version": ontology_version(),
-        "files": {"records": "records.jsonl", "catalog": "catalog.duckdb"},
+        "files": {"records": "records.jsonl", "catalog": "catalog.duckdb", "quarantine": QUARANTINE_FILE},
+        "quarantine": quarantine,
+        "records_lost": records_lost,
+        "invalid_rate": round(status_counts.get("invalid", 0) / total, 6) if total else 0.0,
+        "partitions_report": per_partition,
         "json_schema": clean_json_schema(),
         **(extra_manifest or {}),
     }

@@ -233,10 +233,17 @@ class _Person:
     noun: str
     clause: int
     pos: int
-    relation: bool
-    absent: bool
+    relation: bool  # "her brother": a relative of the character
+    absent: bool  # "waiting for his brother": not in the picture
     plural: bool
     number: int
+    present: bool = False  # a relative who is in the picture too ("and her daughter", "her sister standing")
+
+
+#: Words ending in -man that are not people.
+_NOT_PERSONS = frozenset({"german", "germans", "roman", "romans", "shaman", "talisman", "caiman", "ottoman", "walkman",
+                          "layman", "yeoman", "doberman", "superman", "batman", "pokeman", "ramen", "omen", "semen", "amen",
+                          "stamen", "specimen", "abdomen", "regimen", "acumen", "women", "woman"})
 
 
 class ProseReader:
@@ -317,7 +324,7 @@ class ProseReader:
             toks = c.tokens
             text = " ".join(toks)
             for i, t in enumerate(toks):
-                if t not in lex.persons and t not in lex.plural_persons:
+                if t not in lex.persons and t not in lex.plural_persons and self.person_info(t) is None:
                     continue
                 if t in ("blonde", "brunette") and i + 1 < len(toks) and toks[i + 1] in lex.hair_nouns:
                     continue
@@ -328,16 +335,36 @@ class ProseReader:
                 prev = toks[max(0, i - 3):i]
                 relation = any(w in _POSSESSIVES for w in prev[-2:]) and not (i >= 1 and toks[i - 1] in ("her", "his") and t in ("hair",))
                 before = " ".join(toks[:i])
-                absent = relation and (any(cue in text for cue in lex.absence) or before.endswith(("for her", "for his", "for their")))
-                if relation and any(before.endswith(v) or f"{v} {toks[i-1]}" in text for v in lex.interaction):
-                    absent = False
+                padded = f" {text} "
+                absent = relation and (any(f" {cue} " in padded for cue in lex.absence)
+                                       or before.endswith(("for her", "for his", "for their")))
+                present = False
+                near = " " + " ".join(toks[max(0, i - 4):i]) + " "
+                if relation and any(f" {v} " in near for v in lex.interaction):
+                    absent, present = False, True
+                if relation and not absent:
+                    # "a mother and her daughter", "her sister standing behind her": a second person in the picture
+                    nxt = toks[i + 1] if i + 1 < len(toks) else ""
+                    present = present or "and" in prev[-3:] or (nxt.endswith("ing") and nxt not in ("wearing",))
                 number = 1
                 for w in prev:
                     if w in lex.numbers:
                         number = max(number, lex.numbers[w])
                 plural = t in lex.plural_persons
-                found.append(_Person(t, ci, i, relation, absent, plural, number if (plural or number > 1) else 1))
+                found.append(_Person(t, ci, i, relation, absent, plural, number if (plural or number > 1) else 1, present))
         return found
+
+    def person_info(self, word: str) -> Optional[tuple[Optional[str], Optional[str]]]:
+        """(gender, age) of a person noun: the lexicon, else the -man / -woman suffix (fisherman)."""
+        info = self.lex.persons.get(word)
+        if info is not None:
+            return info
+        if len(word) > 5 and word.isalpha() and word not in _NOT_PERSONS:
+            if word.endswith(("woman", "women")):
+                return ("Female", "Young Adult")
+            if word.endswith(("man", "men")) and not word.endswith(("human", "humans")):
+                return ("Male", "Young Adult")
+        return None
 
     def _person_context(self, before: list[str]) -> bool:
         """Whether the words before a name-prone noun let it be a person noun (not a name's end)."""
@@ -356,9 +383,7 @@ class ProseReader:
             if not p.relation:
                 continue
             c = clauses[p.clause]
-            rest = c.tokens[p.pos + 1:]
-            if any(w in self.lex.hair_nouns or w in self.lex.eye_nouns for w in rest) or "has" in rest:
-                c.tokens = c.tokens[:p.pos + 1]
+            c.tokens = c.tokens[:p.pos + 1]  # what follows a relative's mention describes the relative
             if p.clause + 1 < len(clauses) and clauses[p.clause + 1].tokens[:1] == ["("]:
                 clauses[p.clause + 1].other = True
         for i, c in enumerate(clauses):
@@ -383,7 +408,7 @@ class ProseReader:
             if joined:
                 count = max(count or 0, 2)
         for p in singles:
-            if p.relation and subject is not None and self._joined(clauses, subject, p):
+            if p.relation and (p.present or (subject is not None and self._joined(clauses, subject, p))):
                 count = max(count or 0, 2)
         words = set(t for c in clauses for t in c.tokens)
         for g in lex.group_words:
@@ -418,7 +443,7 @@ class ProseReader:
             if nb in wordset:
                 ev.gender_tags.append(("Non-binary", nb))
         if subject is not None:
-            gender, age = lex.persons.get(subject.noun, (None, None))
+            gender, age = self.person_info(subject.noun) or (None, None)
             toks = clauses[subject.clause].tokens
             mods = self._person_modifiers(toks, subject.pos)
             if gender:
@@ -427,7 +452,7 @@ class ProseReader:
                 # Adult nouns ("woman", "businessman") say Young Adult only when nothing else does.
                 strength = NOUN_DEFAULT if age == "Young Adult" else EXPLICIT
                 ev.add("Age", age, strength, subject.noun)
-            adult = subject.noun in ("woman", "man", "lady", "women", "men", "ladies", "adult", "person", "gentleman", "guy")
+            adult = age == "Young Adult" or subject.noun in ("person", "adult")
             for j, w in mods:
                 if w in lex.age_adj:
                     val = lex.age_adj[w]

@@ -197,18 +197,37 @@ def run_command(args: argparse.Namespace) -> int:
     failed_runs = []
     done_shards, done_rows = 0, 0
     t_proc = time.perf_counter()
-    for i, chunk in enumerate(chunks, 1):
-        res = shards_job.execute_in_process(
+    failed_shards: dict[str, str] = {}
+
+    def execute(keys_: list[str]) -> Any:
+        return shards_job.execute_in_process(
             run_config=run_config, instance=instance, raise_on_error=False,
-            tags={**tags, RANGE_START: chunk[0], RANGE_END: chunk[-1]},
+            tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
         )
+
+    for i, chunk in enumerate(chunks, 1):
+        res = execute(chunk)
+        state = "ok" if res.success else "FAILED"
+        if not res.success:
+            # One bad shard must not hold back the others of its run: re-run every unfinished
+            # shard of the chunk as its own run, so only the shards that keep failing stay failed.
+            rest = [k for k in chunk if not store.is_done(S.VALIDATED, k, fp[k])]
+            if len(chunk) > 1 and rest:
+                print(f"  [{i}/{len(chunks)}] run {res.run_id[:8]} FAILED: re-running its {len(rest)} unfinished "
+                      "shards one per run", file=sys.stderr, flush=True)
+                for k in rest:
+                    r1 = execute([k])
+                    if not r1.success:
+                        failed_runs.append(r1.run_id)
+                        failed_shards[k] = r1.run_id
+                state = "ok" if not any(k in failed_shards for k in chunk) else "FAILED"
+            else:
+                failed_runs.append(res.run_id)
+                failed_shards.update({k: res.run_id for k in rest})
         done_shards += len(chunk)
         done_rows += sum(int((store.stats(S.VALIDATED, k) or {}).get("rows") or 0) for k in chunk)
         rate = done_rows / max(time.perf_counter() - t_proc, 1e-9)
         eta = (time.perf_counter() - t_proc) / done_shards * (len(todo) - done_shards)
-        state = "ok" if res.success else "FAILED"
-        if not res.success:
-            failed_runs.append(res.run_id)
         print(f"  [{i}/{len(chunks)}] run {res.run_id[:8]} {state}: shards {done_shards}/{len(todo)}, "
               f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s", file=sys.stderr, flush=True)
 
@@ -263,6 +282,8 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"  stages:   {output}/<stage>/<shard>.parquet  (stages: {', '.join(S.STAGES)})")
     print(f"  dagster:  DAGSTER_HOME={home}  (browse: charmeta ui --output {output})")
     if failed_runs or not export_ok:
+        for k, rid in failed_shards.items():
+            print(f"  failed shard: {k} (run {rid[:8]})", file=sys.stderr)
         print(f"charmeta run: {len(failed_runs)} Dagster runs failed: {', '.join(r[:8] for r in failed_runs)} "
               "(see `charmeta ui`); re-run to retry only the unfinished shards", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from charmeta.errors import SourceError, UnsafeInputError
+from charmeta.pathguard import unsafe_tar_member
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 CAPTION_EXTS = ("txt", "caption", "tags")
@@ -76,7 +77,9 @@ def read_webdataset(path: str | Path) -> Iterator[ImageRecord]:
             return
         img_ext = next((e for e in IMAGE_EXTS if e in parts or e in oversize), None)
         cap = next((parts.get(e) for e in CAPTION_EXTS if e in parts), None)
-        if img_ext is None:
+        if "<refused>" in oversize:
+            yield ImageRecord(cur_key, None, None, img_ext, str(path), pos, oversize["<refused>"])
+        elif img_ext is None:
             reason = "sample has no image member (only: " + ",".join(sorted(parts)) + ")"
             yield ImageRecord(cur_key, None, _decode_caption(cap), None, str(path), pos, reason)
         else:
@@ -86,17 +89,23 @@ def read_webdataset(path: str | Path) -> Iterator[ImageRecord]:
 
     try:
         tf = tarfile.open(path, mode="r|*")
-    except (tarfile.TarError, OSError) as exc:
-        raise SourceError(f"cannot open WebDataset tar {path}: {exc}") from exc
+    except (tarfile.TarError, OSError, EOFError) as exc:  # garbage or empty file: one visible invalid record
+        yield ImageRecord(f"{path.name}#unreadable", None, None, None, str(path), 0,
+                          f"cannot open WebDataset tar (garbage or empty file): {exc}")
+        return
     with tf:
         try:
             for m in tf:
-                if not m.isfile():
+                if m.isdir():
                     continue
                 key, ext = _split_key(m.name)
                 if key != cur_key:
                     yield from flush()
                     cur_key, parts, oversize = key, {}, {}
+                why = unsafe_tar_member(m)
+                if why is not None:  # links, absolute or '..' paths: the whole sample is refused
+                    oversize.setdefault("<refused>", why)
+                    continue
                 if m.size > MAX_MEMBER_BYTES:
                     oversize[ext] = f"tar member {m.name} too large ({m.size} bytes > {MAX_MEMBER_BYTES})"
                     continue

@@ -22,11 +22,15 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from charmeta.pathguard import unsafe_tar_member
 from charmeta.sources.spec import ID_FIELD_CANDIDATES, RAW_SCHEMA, TEXT_FIELD_CANDIDATES, ShardSpec
 
 Row = tuple[str, Optional[str], int, Optional[str], Optional[str]]  # id, text, position, reason, image
 
 TAR_TEXT_EXTS = ("txt", "caption", "text", "tags", "json")
+#: Largest text member of a tar read into memory; a caption is at most 64k characters,
+#: so anything this big is refused (an ``invalid`` record) instead of filling memory.
+MAX_TAR_TEXT_BYTES = 16 * 1024 * 1024
 TAR_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -362,11 +366,14 @@ def _split_key(name: str) -> tuple[str, str]:
 
 def _rows_tar(spec: ShardSpec) -> Iterator[Row]:
     pos = 0
+    unsafe: dict[str, str] = {}  # sample key -> why one of its members was refused
 
     def emit(key: str, members: dict[str, bytes], image: Optional[str]) -> Row:
         nonlocal pos
         p = pos
         pos += 1
+        if key in unsafe:
+            return key, None, p, unsafe.pop(key), None
         for ext in TAR_TEXT_EXTS:
             if ext not in members:
                 continue
@@ -397,16 +404,23 @@ def _rows_tar(spec: ShardSpec) -> Iterator[Row]:
         try:
             with tarfile.open(fileobj=fh, mode="r|*") as tar:
                 for m in tar:
-                    if not m.isfile():
+                    if m.isdir():
                         continue
                     key, ext = _split_key(m.name)
                     if current is not None and key != current:
                         yield emit(current, members, image)
                         members, image = {}, None
                     current = key
+                    why = unsafe_tar_member(m)
+                    if why is not None:
+                        unsafe.setdefault(key, why)
+                        continue
                     if ext in TAR_IMAGE_EXTS or ext.rsplit(".", 1)[-1] in TAR_IMAGE_EXTS:
                         image = m.name  # image bytes are read by the image stage, not here
                     elif ext in TAR_TEXT_EXTS:
+                        if m.size > MAX_TAR_TEXT_BYTES:
+                            unsafe.setdefault(key, f"tar member {m.name!r} too large ({m.size} bytes > {MAX_TAR_TEXT_BYTES})")
+                            continue
                         f = tar.extractfile(m)
                         members[ext] = f.read() if f is not None else b""
         except (tarfile.TarError, OSError, EOFError) as exc:

@@ -109,7 +109,9 @@ def test_mentioned_person_is_not_depicted(engine: Engine) -> None:
     ["two girls holding hands on a bridge", "three friends laughing around a table", "twin sisters posing back to back",
      "a couple sharing one umbrella", "A mother and her daughter baking cookies", "a samurai dueling a ninja on a rooftop",
      "bride and groom cutting a cake", "grandpa teaching his grandson to fish, both in straw hats",
-     "he's in a grey coat, she's in a yellow dress", "masterpiece, 2girls, school uniform"],
+     "he's in a grey coat, she's in a yellow dress", "masterpiece, 2girls, school uniform",
+     "a man holding his baby daughter", "an old fisherman and his grandson mending nets",
+     "a woman with long red hair, her sister standing behind her in a blue dress", "an elderly couple on a bench"],
 )
 def test_multi_character_prose(engine: Engine, text: str) -> None:
     ex = engine.extract_text(text)
@@ -151,3 +153,14 @@ def test_character_names_in_prose_are_not_evidence(engine: Engine) -> None:
 def test_nude_in_prose(engine: Engine) -> None:
     a = attrs(engine, "a thin old man sitting nude on a rock, bald")
     assert (a["Dress"], a["Body Type"], a["Age"], a["Hair Length"]) == ("None", "Slim", "Elderly", "Bald")
+
+
+def test_what_follows_a_relative_describes_the_relative(engine: Engine) -> None:
+    ex = engine.extract_text("his wife is wearing a red dress; he wears a navy suit, short grey hair")
+    assert ex.value("Dress") == "Navy Suit" and ex.value("Gender") == "Male"
+
+
+def test_occupation_nouns_by_suffix(engine: Engine) -> None:
+    a = attrs(engine, "an old fisherman mending nets")
+    assert a["Gender"] == "Male" and a["Age"] == "Elderly"
+    assert attrs(engine, "a German shepherd dog in the snow")["Gender"] == "Unknown"
