@@ -30,6 +30,12 @@ run_monitoring:
 sensors:
   use_threads: true
   num_workers: 2
+# Run retries (daemon-launched runs): a run whose process died (kill -9, OOM) is re-launched;
+# op exceptions are retried by the assets' RetryPolicy (backoff), not by a whole new run.
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
 """
 
 

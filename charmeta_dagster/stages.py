@@ -104,11 +104,43 @@ def _atomic_json(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_tmp(path: str) -> int:
+    """Remove ``<path>.tmp-<pid>`` files left by a killed (dead) writer; never a live one's."""
+    d, base = os.path.split(path)
+    stem = base.rsplit(".", 1)[0]
+    removed = 0
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return 0
+    for n in names:
+        head, sep, pid = n.rpartition(".tmp-")
+        if sep and head in (base, stem + ".json") and pid.isdigit() and int(pid) != os.getpid() \
+                and not _pid_alive(int(pid)):
+            try:
+                os.remove(os.path.join(d, n))
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 class _AtomicParquet:
     """ParquetWriter to a temp file, renamed into place only when fully written."""
 
     def __init__(self, path: str, schema: pa.Schema) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        sweep_stale_tmp(path)  # a kill -9 mid-partition leaves its temp file behind
         self.path = path
         self.tmp = f"{path}.tmp-{os.getpid()}"
         self.schema = schema
@@ -451,6 +483,15 @@ def _worker(args: tuple) -> dict[str, Any]:
     return process_partition(*args)
 
 
+class PartitionsFailed(RuntimeError):
+    """Some partitions of a step failed; the others were built and committed."""
+
+    def __init__(self, stage: str, errors: dict[str, str]) -> None:
+        self.stage, self.errors = stage, errors
+        lines = "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:20])
+        super().__init__(f"{stage}: {len(errors)} partition(s) failed: {lines}")
+
+
 def run_stage(stage: str, root: str, keys: list[str], backend: str = "text", embedder: str = "none",
               workers: int = 1, on_done: Optional[Callable[[dict[str, Any]], None]] = None) -> list[dict[str, Any]]:
     """Run ``stage`` for ``keys``: in a spawn process pool when there are several
@@ -460,9 +501,15 @@ def run_stage(stage: str, root: str, keys: list[str], backend: str = "text", emb
     workers = max(1, min(workers, len(jobs)))
     if workers > 1 and estimate_rows(stage, root, keys) < POOL_MIN_ROWS:
         workers = 1  # starting spawn workers costs more than a few thousand rows take
+    errors: dict[str, str] = {}  # one failing partition must not stop the others of the step
     if workers == 1:
         for j in jobs:
-            r = process_partition(*j)
+            try:
+                r = process_partition(*j)
+            except Exception as exc:
+                log.error("%s %s failed: %r", stage, j[2], exc)
+                errors[j[2]] = f"{type(exc).__name__}: {exc}"
+                continue
             results[j[2]] = r
             if on_done:
                 on_done(r)
@@ -470,10 +517,17 @@ def run_stage(stage: str, root: str, keys: list[str], backend: str = "text", emb
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_worker, j): j[2] for j in jobs}
             for fut in as_completed(futures):
-                r = fut.result()
+                try:
+                    r = fut.result()
+                except Exception as exc:
+                    log.error("%s %s failed: %r", stage, futures[fut], exc)
+                    errors[futures[fut]] = f"{type(exc).__name__}: {exc}"
+                    continue
                 results[futures[fut]] = r
                 if on_done:
                     on_done(r)
+    if errors:
+        raise PartitionsFailed(stage, {k: errors[k] for k in keys if k in errors})
     return [results[k] for k in keys]
 
 

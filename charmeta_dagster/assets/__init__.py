@@ -35,6 +35,7 @@ from charmeta.sources import registered_keys
 from charmeta_dagster import stages as S
 from charmeta_dagster.resources import ExtractorResource, OutputStore, SourceResource
 from charmeta_dagster.resources.images import ImageEmbedderResource, embedder_spec
+from charmeta_dagster.retry import partitions_failure, stage_retry_policy
 
 log = logging.getLogger("charmeta.pipeline")
 try:  # backfill_policy is marked beta; we rely on it knowingly (see module docstring)
@@ -81,9 +82,12 @@ def materialize_stage(context: AssetExecutionContext, stage: str, store: OutputS
         context.log.info(json.dumps(event))
         log.info(json.dumps(event))
 
-    results = S.run_stage(stage, store.store().root, keys, backend=extractor.backend,
-                          embedder=extractor.embedder if embedder is None else embedder,
-                          workers=extractor.n_workers(), on_done=on_done)
+    try:
+        results = S.run_stage(stage, store.store().root, keys, backend=extractor.backend,
+                              embedder=extractor.embedder if embedder is None else embedder,
+                              workers=extractor.n_workers(), on_done=on_done)
+    except S.PartitionsFailed as exc:  # the others are committed; retried per RetryPolicy, then reported
+        raise partitions_failure(exc) from exc
     seconds = time.perf_counter() - t0
     rows = sum(int(r.get("rows") or 0) for r in results)
     statuses: dict[str, int] = {}
@@ -115,7 +119,8 @@ def materialize_stage(context: AssetExecutionContext, stage: str, store: OutputS
     return MaterializeResult(metadata=metadata)
 
 
-_COMMON = dict(partitions_def=shards_partitions, backfill_policy=BACKFILL_POLICY, group_name=GROUP, kinds={"parquet"})
+_COMMON = dict(partitions_def=shards_partitions, backfill_policy=BACKFILL_POLICY, group_name=GROUP, kinds={"parquet"},
+               retry_policy=stage_retry_policy())
 
 
 @asset(**_COMMON, description="Rows of one source shard as read (id, text, source position, upstream reason).")
