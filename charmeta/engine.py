@@ -40,6 +40,9 @@ def guard_text(value: Any) -> tuple[Optional[str], Optional[str]]:
     if "\x00" in value:
         return None, "text contains NUL bytes"
     if len(value) > MAX_TEXT_CHARS:
+        n_tags = value.count(",") + 1  # name the real problem of a giant tag list, not just its length
+        if n_tags > MAX_TAGS:
+            return None, f"too many tags ({n_tags} > limit {MAX_TAGS}; {len(value)} chars)"
         return None, f"text too long ({len(value)} chars > limit {MAX_TEXT_CHARS})"
     if not value.strip():
         return None, "empty or whitespace-only text"

@@ -424,10 +424,14 @@ def _rows_tar(spec: ShardSpec) -> Iterator[Row]:
                         f = tar.extractfile(m)
                         members[ext] = f.read() if f is not None else b""
         except (tarfile.TarError, OSError, EOFError) as exc:
+            reason = f"tar is truncated or corrupt: {exc}"
+            if current is not None and not any(e in members for e in TAR_TEXT_EXTS):
+                unsafe.setdefault(current, reason)  # the sample being read when the data ended
+                yield emit(current, members, image)
+                return
             if current is not None:
                 yield emit(current, members, image)
-                current = None
-            yield f"{spec.relpath}:{pos}", None, pos, f"tar is truncated or corrupt: {exc}", None
+            yield f"{spec.relpath}:{pos}", None, pos, reason, None
             return
         if current is not None:
             yield emit(current, members, image)

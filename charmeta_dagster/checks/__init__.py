@@ -292,4 +292,7 @@ def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) 
         "lines": n_lines, "sampled": len(sample), "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")})
 
 
-ALL_CHECKS = [one_row_per_input, schema_conformance, label_distribution, great_expectations_suite, export_conformance]
+from charmeta_dagster.checks.reliability import RELIABILITY_CHECKS  # noqa: E402  (records lost, invalid rate)
+
+ALL_CHECKS = [one_row_per_input, schema_conformance, label_distribution, great_expectations_suite, export_conformance,
+              *RELIABILITY_CHECKS]
