@@ -313,17 +313,11 @@ class Ontology:
                 continue
             if tag.startswith(excl_prefix) or any(s in tag for s in excl_sub):
                 continue
-            color = None
-            for n in (2, 1):
-                if " ".join(words[:n]) in clothes and len(words) > n:
-                    color = clothes[" ".join(words[:n])]
-                    rest = " ".join(words[n:])
-                    break
+            if any(" ".join(words[:n]) in clothes for n in (2, 1) if len(words) > n):
+                continue  # colour-garment tags are compiled below for every form
             owner = head_owner.get(words[-1])
             if owner is None:
                 continue
-            if color is not None:
-                continue  # colour-garment tags are compiled below for every form
             self._add(tag, Hit(GARMENT, None, owner))
         # Colour x form ("green kimono", "pink suit"): the colour plus the garment itself.
         all_forms = set(form_owner)

@@ -386,7 +386,7 @@ class ProseReader:
             c.tokens = c.tokens[:p.pos + 1]  # what follows a relative's mention describes the relative
             if p.clause + 1 < len(clauses) and clauses[p.clause + 1].tokens[:1] == ["("]:
                 clauses[p.clause + 1].other = True
-        for i, c in enumerate(clauses):
+        for c in clauses:
             if c.tokens[:3] == ["the", "one", "with"] or c.tokens[:4] == ["(", "the", "one", "with"]:
                 c.other = True
 
@@ -477,7 +477,7 @@ class ProseReader:
         for c in clauses:
             if c.other:
                 continue
-            for i, w in enumerate(c.tokens):
+            for w in c.tokens:
                 if w.endswith("-haired"):
                     self._haired(w, ev)
         # Age phrases and stated ages.

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 from charmeta.contract import CORE_KEYS, UNKNOWN
 from charmeta.evidence import Evidence
 from charmeta.ontology import (
-    ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, META, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
+    ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
     Ontology, get_ontology, normalize_tag,
 )
 from charmeta.parsing import split_caption
