@@ -155,9 +155,9 @@ def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str
             for a in ATTRIBUTES:
                 col = _ident(a.column)
                 if a.is_list:
-                    q = f"SELECT v, count(*) FROM (SELECT unnest({col}) AS v FROM {src} WHERE status = 'ok') GROUP BY 1 ORDER BY 2 DESC LIMIT 50"
+                    q = f"SELECT v, count(*) FROM (SELECT unnest({col}) AS v FROM {src} WHERE status = 'ok') GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50"
                 else:
-                    q = f"SELECT coalesce({col}, '(absent)'), count(*) FROM {src} WHERE status = 'ok' GROUP BY 1 ORDER BY 2 DESC LIMIT 200"
+                    q = f"SELECT coalesce({col}, '(absent)'), count(*) FROM {src} WHERE status = 'ok' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 200"
                 distributions[a.key] = {str(v): int(n) for v, n in con.execute(q).fetchall()}
     finally:
         con.close()

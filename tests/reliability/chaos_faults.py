@@ -59,3 +59,44 @@ class FailingShardEngine(Engine):
 
 def failing_shard() -> Engine:
     return FailingShardEngine(text_extractor=PoisonExtractor())
+
+
+class FlakyEngine(FailingShardEngine):
+    """Fails the first batch of each shard whose path contains ``$CHAOS_FLAKY_SHARD`` once per
+    marker folder ``$CHAOS_MARKS`` (a transient fault), then works."""
+
+    def process_batch(self, ids, texts, source_shard=None, positions=None, preset_invalid=None):  # noqa: ANN001, ANN201
+        needle, marks = os.environ.get("CHAOS_FLAKY_SHARD", ""), os.environ.get("CHAOS_MARKS", "")
+        if needle and marks and source_shard and needle in source_shard:
+            mark = os.path.join(marks, source_shard.replace("/", "_") + ".failed-once")
+            if not os.path.exists(mark):
+                open(mark, "w").close()
+                raise ConnectionError(f"simulated transient failure on {source_shard}")
+        return super().process_batch(ids, texts, source_shard=source_shard, positions=positions,
+                                     preset_invalid=preset_invalid)
+
+
+def flaky() -> Engine:
+    return FlakyEngine(text_extractor=PoisonExtractor())
+
+
+class DroppingEngine(Engine):
+    """Loses the last row of every batch (a bug the records-lost checks must catch)."""
+
+    def process_batch(self, ids, texts, source_shard=None, positions=None, preset_invalid=None):  # noqa: ANN001, ANN201
+        tbl = super().process_batch(ids, texts, source_shard=source_shard, positions=positions,
+                                    preset_invalid=preset_invalid)
+        return tbl.slice(0, max(tbl.num_rows - 1, 0))
+
+
+def dropping() -> Engine:
+    return DroppingEngine(text_extractor=PoisonExtractor())
+
+
+class _FailOrFlaky(FlakyEngine):
+    pass
+
+
+def failing_shard_or_flaky() -> Engine:
+    """``$CHAOS_FAIL_SHARD`` keeps failing, ``$CHAOS_FLAKY_SHARD`` fails once."""
+    return _FailOrFlaky(text_extractor=PoisonExtractor())
