@@ -11,6 +11,7 @@ output is complete *and* was built from the same input and code.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib
 import json
@@ -19,6 +20,7 @@ import os
 import re
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any, Callable, Iterator, Optional
 
@@ -514,21 +516,55 @@ def run_stage(stage: str, root: str, keys: list[str], backend: str = "text", emb
             if on_done:
                 on_done(r)
     else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_worker, j): j[2] for j in jobs}
-            for fut in as_completed(futures):
-                try:
-                    r = fut.result()
-                except Exception as exc:
-                    log.error("%s %s failed: %r", stage, futures[fut], exc)
-                    errors[futures[fut]] = f"{type(exc).__name__}: {exc}"
-                    continue
-                results[futures[fut]] = r
-                if on_done:
-                    on_done(r)
+        pool = _shared_pool(workers)
+        futures = {pool.submit(_worker, j): j[2] for j in jobs}
+        for fut in as_completed(futures):
+            try:
+                r = fut.result()
+            except BrokenProcessPool as exc:  # a worker died (OOM, kill): next step gets a fresh pool
+                _reset_pool()
+                log.error("%s %s failed: worker process died: %r", stage, futures[fut], exc)
+                errors[futures[fut]] = f"worker process died: {exc}"
+                continue
+            except Exception as exc:
+                log.error("%s %s failed: %r", stage, futures[fut], exc)
+                errors[futures[fut]] = f"{type(exc).__name__}: {exc}"
+                continue
+            results[futures[fut]] = r
+            if on_done:
+                on_done(r)
     if errors:
         raise PartitionsFailed(stage, {k: errors[k] for k in keys if k in errors})
     return [results[k] for k in keys]
+
+
+_POOL: Optional[ProcessPoolExecutor] = None
+_POOL_SIZE = 0
+
+
+def _shared_pool(workers: int) -> ProcessPoolExecutor:
+    """One spawn pool per process, reused by every step and run it executes.
+
+    Starting spawn workers (interpreter, imports, ontology compile) costs about a
+    second each; a 5M-row job has dozens of steps, so workers live as long as the
+    process (shut down at exit) and keep their compiled engine between steps.
+    """
+    global _POOL, _POOL_SIZE
+    if _POOL is None or _POOL_SIZE != workers:
+        _reset_pool()
+        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        _POOL_SIZE = workers
+    return _POOL
+
+
+def _reset_pool() -> None:
+    global _POOL, _POOL_SIZE
+    if _POOL is not None:
+        _POOL.shutdown(wait=False, cancel_futures=True)
+    _POOL, _POOL_SIZE = None, 0
+
+
+atexit.register(_reset_pool)
 
 
 def default_workers() -> int:

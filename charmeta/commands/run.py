@@ -92,15 +92,27 @@ def contiguous_chunks(ordered: list[str], todo: set[str], per_run: int) -> list[
     for k in ordered:
         if k in todo:
             cur.append(k)
-            if len(cur) >= per_run:
-                chunks.append(cur)
-                cur = []
         elif cur:
             chunks.append(cur)
             cur = []
     if cur:
         chunks.append(cur)
-    return chunks
+    return [part for chunk in chunks for part in _balanced(chunk, per_run)]
+
+
+def _balanced(chunk: list[str], per_run: int) -> list[list[str]]:
+    """Re-cut a run of keys into equal-sized runs (25 -> 7/6/6/6, not 8/8/8/1), so no
+    run ends with one lone partition keeping a single core busy while the rest idle."""
+    if len(chunk) <= per_run:
+        return [chunk]
+    n_runs = -(-len(chunk) // per_run)
+    size, extra = divmod(len(chunk), n_runs)
+    out, start = [], 0
+    for i in range(n_runs):
+        end = start + size + (1 if i < extra else 0)
+        out.append(chunk[start:end])
+        start = end
+    return out
 
 
 def _fmt(n: float) -> str:
