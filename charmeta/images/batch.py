@@ -8,6 +8,7 @@ reconcile with the input.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Optional
 
 import pyarrow as pa
@@ -15,6 +16,8 @@ import pyarrow as pa
 from charmeta.fusion import fuse
 from charmeta.images.embed import EmbedStats, embed_table, embedding_matrix
 from charmeta.records import Extraction, rows_to_table, to_row
+
+log = logging.getLogger("charmeta.images")
 
 
 def extract_table(normalized: pa.Table, pipeline: object, text_extract: Optional[Callable[[str], Extraction]] = None,
@@ -26,16 +29,31 @@ def extract_table(normalized: pa.Table, pipeline: object, text_extract: Optional
     """
     rows_in = normalized.select([c for c in normalized.column_names if c != "pixels"]).to_pylist()
     pixel_attrs: dict[str, dict] = {}
+    failed: dict[str, str] = {}
     note = getattr(pipeline, "unavailable", None)
     predictor = getattr(pipeline, "predictor", None)
+
+    def predict(table: pa.Table) -> None:
+        emb = embed_table(table, pipeline.embedder, pipeline.cache, batch_size, workers, stats)  # type: ignore[attr-defined]
+        pixel_attrs.update(zip(emb["id"].to_pylist(), predictor.predict(embedding_matrix(emb))))  # type: ignore[union-attr]
+
     if predictor is not None:
-        emb = embed_table(normalized, pipeline.embedder, pipeline.cache, batch_size, workers, stats)  # type: ignore[attr-defined]
-        for rid, attrs in zip(emb["id"].to_pylist(), predictor.predict(embedding_matrix(emb))):
-            pixel_attrs[rid] = attrs
+        try:
+            predict(normalized)
+        except Exception as exc:  # one poison image must not fail the shard: retry record by record
+            log.warning("image model failed on a batch of %d (%r); retrying per record", normalized.num_rows, exc)
+            ids = normalized.column("id").to_pylist()
+            for i, rid in enumerate(ids):
+                try:
+                    predict(normalized.slice(i, 1))
+                except Exception as one_exc:
+                    failed[rid] = f"image model failed: {type(one_exc).__name__}: {one_exc}"
     out = []
     for r in rows_in:
         if r["status"] != "ok":
             ex = Extraction.invalid(r["reason"] or "invalid image", "image")
+        elif r["id"] in failed:
+            ex = Extraction.invalid(failed[r["id"]], "image")
         else:
             text_ex = text_extract(r["caption"]) if (text_extract and r["caption"]) else None
             pix = Extraction(input_kind="image", attributes=pixel_attrs[r["id"]]) if r["id"] in pixel_attrs else None

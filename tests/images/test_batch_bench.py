@@ -63,3 +63,27 @@ def test_bench_prints_all_figures(capsys):
     out = capsys.readouterr().out
     for label in ("decode+normalize", "embedding", "end to end", "data-wait share"):
         assert label in out
+
+
+def test_a_poison_image_falls_back_to_per_record(tiny_clip, tmp_path, monkeypatch):
+    """The image model raising on a batch retries record by record: only the poison row is invalid."""
+    import charmeta.images.batch as batch_mod
+
+    cfg = ImageConfig(model=str(tiny_clip), cache_dir=str(tmp_path), heads_dir=str(tmp_path / "h"), counter="none")
+    pipe = ImagePipeline.load(cfg)
+    recs = [ImageRecord(k, solid(c), None) for k, c in (("a", (200, 20, 20)), ("poison", (1, 2, 3)), ("c", (20, 20, 200)))]
+    norm = normalize_batch(recs, size=pipe.embedder.image_size, counter=CharacterCounter("none"))
+    real = batch_mod.embed_table
+    calls = []
+
+    def flaky(table, *args, **kwargs):
+        calls.append(table.num_rows)
+        if "poison" in table.column("id").to_pylist():
+            raise RuntimeError("CUDA error: device-side assert")
+        return real(table, *args, **kwargs)
+
+    monkeypatch.setattr(batch_mod, "embed_table", flaky)
+    out = extract_table(norm, pipe, stub_extract).to_pylist()
+    assert [r["status"] for r in out] == ["ok", "invalid", "ok"]
+    assert out[1]["reason"].startswith("image model failed: RuntimeError")
+    assert calls == [3, 1, 1, 1]
