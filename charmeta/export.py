@@ -28,9 +28,8 @@ import subprocess
 from importlib import resources
 from typing import Any, Iterable, Optional
 
-import duckdb
-
 import charmeta
+from charmeta import duck
 from charmeta.contract import ATTRIBUTES, SCHEMA_VERSION, STATUSES, clean_json_schema
 
 log = logging.getLogger("charmeta.export")
@@ -122,7 +121,7 @@ def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str
     os.makedirs(out_dir, exist_ok=True)
     files = _files(root, "validated_records", keys)
     missing = len(keys) - len(files)
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         con.execute("SET preserve_insertion_order = true")
         # 1. JSONL, partition by partition
@@ -177,7 +176,7 @@ def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str
     for p in (tmp_cat, tmp_cat + ".wal"):
         if os.path.exists(p):
             os.remove(p)
-    cat = duckdb.connect(tmp_cat)
+    cat = duck.connect(tmp_cat)
     try:
         for stage in STAGE_VIEWS:
             sf = _files(root, stage, keys)

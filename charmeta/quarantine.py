@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Optional
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from charmeta import duck
 
 QUARANTINE_FILE = "quarantine.parquet"
 QUARANTINE_SCHEMA = pa.schema(
@@ -50,7 +51,7 @@ def partition_report(root: str, keys: Iterable[str]) -> list[dict[str, Any]]:
     """
     root = os.path.realpath(root)
     out: list[dict[str, Any]] = []
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         for k in keys:
             raw = os.path.join(root, "raw_shards", k + ".parquet")
@@ -83,7 +84,7 @@ def write_quarantine(root: str, keys: Iterable[str], out_path: str) -> dict[str,
     writer = pq.ParquetWriter(tmp, QUARANTINE_SCHEMA, compression="zstd")
     n = 0
     by_reason: dict[str, int] = {}
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         for k in keys:
             val = os.path.join(root, "validated_records", k + ".parquet")

@@ -24,12 +24,30 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    asset_check,
+)
 
-from charmeta.contract import ATTRIBUTES, CORE_KEYS, STATUSES, CleanRecord, rich_arrow_schema
+from charmeta import duck
+from charmeta.contract import (
+    ATTRIBUTES,
+    CORE_KEYS,
+    STATUSES,
+    CleanRecord,
+    rich_arrow_schema,
+)
 from charmeta.sources import registered_keys
 from charmeta_dagster import stages as S
-from charmeta_dagster.assets import attribute_predictions, dataset_export, md_table, validated_records
+from charmeta_dagster.assets import (
+    attribute_predictions,
+    dataset_export,
+    md_table,
+    validated_records,
+)
 from charmeta_dagster.resources import OutputStore
 
 #: WARN when an attribute is Unknown for more than this share of non-invalid records.
@@ -53,7 +71,7 @@ def _row_count_problems(store: S.Store, stage: str, key: str) -> list[str]:
     out_path, in_path = store.path(stage, key), store.path(S.NORMALIZED, key)
     if not os.path.exists(out_path):
         return [f"{key}: {stage} output missing"]
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         n_in, n_out = (con.execute(f"SELECT count(*) FROM read_parquet({_q(p)})").fetchone()[0] for p in (in_path, out_path))
         problems = []
@@ -158,7 +176,7 @@ def label_distribution(context: AssetCheckExecutionContext, store: OutputStore) 
     files = [st.path(S.VALIDATED, k) for k in keys if os.path.exists(st.path(S.VALIDATED, k))]
     others = [st.path(S.VALIDATED, k) for k in registered_keys(st.root)
               if k not in set(keys) and os.path.exists(st.path(S.VALIDATED, k))]
-    con = duckdb.connect()
+    con = duck.connect()
     metadata: dict[str, Any] = {}
     warnings: list[str] = []
     try:
@@ -195,13 +213,12 @@ def label_distribution(context: AssetCheckExecutionContext, store: OutputStore) 
 
 def run_gx_suite(df) -> dict[str, Any]:  # noqa: ANN001
     """The Great Expectations 1.x suite on a pandas frame of validated records."""
+    import logging
+
     import great_expectations as gx
     import great_expectations.expectations as gxe
-    from great_expectations.expectations.row_conditions import Column
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    import logging
+    from great_expectations.expectations.row_conditions import Column
 
     for name in ("great_expectations", "great_expectations.data_context.types.base"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -240,7 +257,7 @@ def great_expectations_suite(context: AssetCheckExecutionContext, store: OutputS
         return AssetCheckResult(passed=True, metadata={"rows_validated": 0})
     cols = ["id", "status", "source_position"] + [c for a in ATTRIBUTES if not a.is_list
                                                   for c in (a.column, f"{a.column}_confidence")]
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         src = "read_parquet([" + ", ".join(_q(f) for f in files) + "])"
         df = con.sql(f"SELECT {', '.join(cols)} FROM {src} USING SAMPLE reservoir({GX_SAMPLE_ROWS} ROWS) REPEATABLE (7)").df()
@@ -272,7 +289,7 @@ def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) 
                 sample[rnd.randrange(500)] = line
     if n_lines != manifest["status_counts"].get("ok", 0):
         problems.append(f"{n_lines} JSONL lines but {manifest['status_counts'].get('ok', 0)} ok records")
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         if n_lines:
             dup = con.execute(f"SELECT count(*) - count(DISTINCT id) FROM read_json_auto({_q(jsonl)}, format='newline_delimited')").fetchone()[0]
