@@ -46,9 +46,10 @@ def guard_text(value: Any) -> tuple[Optional[str], Optional[str]]:
         if n_tags > MAX_TAGS:
             return None, f"too many tags ({n_tags} > limit {MAX_TAGS}; {len(value)} chars)"
         return None, f"text too long ({len(value)} chars > limit {MAX_TEXT_CHARS})"
-    if not value.strip():
+    if not value or value.isspace():
         return None, "empty or whitespace-only text"
-    if value.count(",") > MAX_TAGS or (value.count(" ") > MAX_TAGS * 4):
+    # Counting separators only pays off for texts long enough to hold that many tags.
+    if len(value) > MAX_TAGS and (value.count(",") > MAX_TAGS or value.count(" ") > MAX_TAGS * 4):
         return None, f"too many tags (> {MAX_TAGS})"
     if "\ufffd" in value:
         return None, "text contains undecodable bytes (U+FFFD replacement characters)"

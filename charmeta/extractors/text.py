@@ -28,6 +28,9 @@ _NAME_QUALIFIER_RE = re.compile(r"^[^()]+\([^()]+\)(\s*\([^()]+\))*$")
 _COUNT_KEYS = {"girl", "boy", "other"}
 _ITEM_CACHE_MAX = 200_000
 _NO_EVIDENCE: list[str] = []  # shared, never mutated
+#: The decision of every core attribute without evidence. Shared by all records (one
+#: allocation saved per missing attribute): decisions are never mutated after ``_finish``.
+_NO_DECISION = Decision(UNKNOWN, 0.0, _NO_EVIDENCE, False)
 #: Resolvers that read more than ``Evidence.attrs`` (counts, garments) run for every entry.
 _ALWAYS_RESOLVE = frozenset({"Gender", "Dress"})
 _RATING_WORDS = {"g": "general", "s": "sensitive", "q": "questionable", "e": "explicit",
@@ -240,7 +243,7 @@ class TextExtractor:
                 d.confidence = round(d.confidence * UNKNOWN_COUNT_FACTOR, 4)
         for key in CORE_KEYS:
             if key not in attributes:
-                attributes[key] = Decision(UNKNOWN, 0.0, _NO_EVIDENCE, False)
+                attributes[key] = _NO_DECISION
         ex = Extraction(kind, "ok", None, count, bool(count and count >= 2),
                         _unique(ev.characters), _unique(ev.copyrights), _unique(ev.artists), rating, attributes)
         reason = self.safety.reason(ev, attributes["Age"].value, rating)
