@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from charmeta.cli import main
-from tests.images.conftest import solid
+from .conftest import solid
 
 REPO = Path(__file__).resolve().parents[2]
 CAPTIONS = ["1girl, solo, blonde_hair, long_hair, blue_eyes", "1boy, solo, black_hair, short_hair",
