@@ -253,6 +253,9 @@ class ProseReader:
         self.ont = ontology
         self.lex = build_lexicon(ontology)
         self.name_prone = frozenset(ontology.prose.get("name_prone_nouns", ()))
+        # First words of multi-word phrases: most tokens start none, so n-grams are only built after one.
+        self._garment_first = frozenset(p.split(" ", 1)[0] for p in self.lex.garment_phrases)
+        self._phrase_first = frozenset(p.split(" ", 1)[0] for p in self.lex.phrases)
         self.known_adjectives = frozenset({"shy", "sleepy", "cute", "pretty", "beautiful", "handsome", "tall", "short", "happy",
                                            "sad", "cool", "lonely", "brave", "angry", "smiling", "tired", "freckled", "young",
                                            "blonde", "blond", "redheaded", "tiny", "small", "big", "cheerful", "grumpy", "quiet",
@@ -738,6 +741,9 @@ class ProseReader:
                 i += 1
                 continue
             match = None
+            if t not in self._garment_first:  # no garment phrase starts with this word
+                i += 1
+                continue
             for size in (3, 2, 1):
                 if i + size > n:
                     continue
@@ -793,7 +799,11 @@ class ProseReader:
         lex = self.lex
         n = len(toks)
         i = 0
+        first = self._phrase_first
         while i < n:
+            if toks[i] not in first:
+                i += 1
+                continue
             hit = None
             for size in (4, 3, 2, 1):
                 if i + size > n:
