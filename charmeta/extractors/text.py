@@ -55,7 +55,7 @@ class TextExtractor:
         self.safety = SafetyRule(ontology)
         self._lookup = ontology.frozen.get
         # raw item -> (normalised tag, hits): captions repeat the same few thousand tags.
-        self._item_cache: dict[str, tuple[str, Optional[tuple]]] = {}
+        self._item_cache: dict[str, tuple[str, Optional[tuple], Optional[tuple]]] = {}
         # Tags that may stand in the name section of an ordered-tags caption (1girl, solo, rating...).
         self._header_tags = frozenset(
             t for t, hits in ontology.frozen.items() if any(h.kind in (COUNT, SOLO, GENDER, RATING) for h in hits)
@@ -106,8 +106,9 @@ class TextExtractor:
             cached = cache.get(raw)
             if cached is None:
                 t = normalize_tag(raw)
-                cached = cache[raw] = (t, self._lookup(t))
-            t, hits = cached
+                hits = self._lookup(t)
+                cached = cache[raw] = (t, hits, hits[0] if hits and len(hits) == 1 else None)
+            t, hits, _ = cached
             if hits is not None and (not hits or t in self._header_tags):
                 self._apply(hits, t, ev)
                 continue
@@ -130,30 +131,42 @@ class TextExtractor:
         prompt_list = fmt == "tags"
         cache = self._item_cache
         attrs = ev.attrs
+        lists = ev.lists
         if len(cache) > _ITEM_CACHE_MAX:  # bounded memory whatever the dataset size
             cache.clear()
         for raw in items:
             cached = cache.get(raw)
             if cached is None:
                 t = normalize_tag(raw)
-                cached = cache[raw] = (t, lookup(t))
-            t, hits = cached
+                hits = lookup(t)
+                cached = cache[raw] = (t, hits, hits[0] if hits and len(hits) == 1 else None)
+            t, hits, single = cached
             if hits is None:
                 if prompt_list and t and not self.ont.is_meta(t) and t not in self.ont.known_vocab:
                     if not _NAME_QUALIFIER_RE.match(t):
                         unknown.append(t)
                 continue
             known += 1
-            if hits:
-                h = hits[0]
-                if len(hits) == 1 and h[0] is ATTR:  # the common case, inlined
-                    obs = attrs.get(h[1])
+            if single is not None:  # one hit: the common kinds inlined, the rest via _apply
+                kind, key, value = single
+                if kind is ATTR:
+                    obs = attrs.get(key)
                     if obs is None:
-                        attrs[h[1]] = [(h[2][0], h[2][1], t)]
+                        attrs[key] = [(value[0], value[1], t)]
                     else:
-                        obs.append((h[2][0], h[2][1], t))
+                        obs.append((value[0], value[1], t))
+                elif kind is LIST:
+                    items_of = lists.get(key)
+                    if items_of is None:
+                        lists[key] = [(value, t)]
+                    else:
+                        items_of.append((value, t))
+                elif kind is NAME:
+                    (ev.characters if key == "character" else ev.copyrights).append(t)
                 else:
                     self._apply(hits, t, ev)
+            elif hits:
+                self._apply(hits, t, ev)
         return unknown, known
 
     def _read_clause_as_tag(self, clause: str, ev: Evidence) -> bool:
