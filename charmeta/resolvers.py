@@ -48,22 +48,31 @@ class Resolver:
         self.order = {v: i for i, v in enumerate(rules.order)}
 
     def resolve(self, ev: Evidence) -> Optional[Decision]:
+        """Template: no observation -> None; one -> it; several -> ``resolve_many``."""
+        obs = ev.attrs.get(self.key)
+        if not obs:
+            return None
+        if len(obs) == 1:  # the common case, without building sets
+            v, st, src = obs[0]
+            return Decision(v, _conf(st), [src], False)
+        return self.resolve_many(obs, ev)
+
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
         raise NotImplementedError
+
+
+def _strongest(obs: list[Observation]) -> tuple[float, list[Observation], set[str]]:
+    """The top strength, the observations that have it, and their distinct values."""
+    top = max(o[1] for o in obs)
+    strong = [o for o in obs if o[1] >= top]
+    return top, strong, {o[0] for o in strong}
 
 
 class PriorityResolver(Resolver):
     """Several values: the first in ``order`` wins; conflicting if the file says so."""
 
-    def resolve(self, ev: Evidence) -> Optional[Decision]:
-        obs = ev.attrs.get(self.key)
-        if not obs:
-            return None
-        if len(obs) == 1:
-            v, st, src = obs[0]
-            return Decision(v, _conf(st), [src], False)
-        top = max(o[1] for o in obs)
-        strong = [o for o in obs if o[1] >= top]
-        values = {o[0] for o in strong}
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
+        top, strong, values = _strongest(obs)
         best = min(values, key=lambda v: self.order.get(v, len(self.order)))
         conflict = len(values) > 1 and self.rules.conflict_on_multiple
         conf = CONF_CONFLICT if conflict else _conf(top)
@@ -73,56 +82,46 @@ class PriorityResolver(Resolver):
 class ExpressionResolver(PriorityResolver):
     """Like priority, but weak cues (`blush`) only count when nothing stronger is present."""
 
-    def resolve(self, ev: Evidence) -> Optional[Decision]:
-        obs = ev.attrs.get(self.key)
-        if not obs:
-            return None
-        weak = set(self.rules.extra.get("weak", ()))
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
+        weak = self.rules.extra.get("weak", ())
         strong = [o for o in obs if o[2] not in weak]
-        if strong and len(strong) != len(obs):
-            ev.attrs[self.key] = strong
-            try:
-                return super().resolve(ev)
-            finally:
-                ev.attrs[self.key] = obs
-        return super().resolve(ev)
+        if len(strong) == 1:
+            v, st, src = strong[0]
+            return Decision(v, _conf(st), [src], False)
+        return super().resolve_many(strong or obs, ev)
 
 
 class ColorResolver(Resolver):
-    """One color -> it; a marker or two colors -> the multicolor value (two colors: conflicting)."""
+    """One color -> it; a marker or two colors -> the multicolor value.
+
+    Two hair colors in a single-character entry are marked conflicting (the
+    contract says so); two eye colors are plain heterochromia unless the file
+    sets ``conflict_on_multiple``.
+    """
 
     def resolve(self, ev: Evidence) -> Optional[Decision]:
-        obs = ev.attrs.get(self.key) or []
         markers = ev.multi.get(self.key)
-        multi_value = self.rules.extra["multicolor_value"]
         if markers:
-            return Decision(multi_value, CONF_EXPLICIT, list(dict.fromkeys(markers)) + _sources(obs), False)
-        if not obs:
-            return None
-        if len(obs) == 1:
-            v, st, src = obs[0]
-            return Decision(v, _conf(st), [src], False)
-        values = {o[0] for o in obs}
-        if len(values) == 1:
+            obs = ev.attrs.get(self.key) or []
+            return Decision(self.rules.extra["multicolor_value"], CONF_EXPLICIT,
+                            list(dict.fromkeys(markers)) + _sources(obs), False)
+        return super().resolve(ev)
+
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
+        if len({o[0] for o in obs}) == 1:
             return Decision(obs[0][0], _conf(max(o[1] for o in obs)), _sources(obs), False)
-        # Two or more colors in a single-character entry: Multicolored / Heterochromia, conflicting.
-        return Decision(multi_value, CONF_CONFLICT, _sources(obs), True)
+        conflict = self.rules.conflict_on_multiple
+        return Decision(self.rules.extra["multicolor_value"], CONF_CONFLICT if conflict else CONF_EXPLICIT,
+                        _sources(obs), conflict)
 
 
 class LengthResolver(Resolver):
     """Explicit lengths decide; implied ones (bob cut -> Short) only without them; two lengths -> Unknown."""
 
-    def resolve(self, ev: Evidence) -> Optional[Decision]:
-        obs = ev.attrs.get(self.key)
-        if not obs:
-            return None
-        if len(obs) == 1:
-            v, st, src = obs[0]
-            return Decision(v, _conf(st), [src], False)
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
         explicit = [o for o in obs if o[1] >= EXPLICIT]
         use = explicit or obs
-        values = {o[0] for o in use}
-        if len(values) == 1:
+        if len({o[0] for o in use}) == 1:
             return Decision(use[0][0], _conf(use[0][1]), _sources(use), False)
         # Short and Long together without a qualifier: a conflict -> Unknown.
         return _unknown_conflict(use)
@@ -131,16 +130,8 @@ class LengthResolver(Resolver):
 class AgeResolver(Resolver):
     """The most specific age evidence wins (stated age > age words > uniforms/defaults); ties conflict."""
 
-    def resolve(self, ev: Evidence) -> Optional[Decision]:
-        obs = ev.attrs.get(self.key)
-        if not obs:
-            return None
-        if len(obs) == 1:
-            v, st, src = obs[0]
-            return Decision(v, _conf(st), [src], False)
-        top = max(o[1] for o in obs)
-        strong = [o for o in obs if o[1] >= top]
-        values = {o[0] for o in strong}
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
+        top, strong, values = _strongest(obs)
         if len(values) == 1:
             return Decision(strong[0][0], _conf(top), _sources(strong), len({o[0] for o in obs}) > 1)
         return _unknown_conflict(strong)

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from charmeta.contract import ATTRIBUTES, CORE_KEYS, STATUSES, rich_arrow_schema
+from charmeta.contract import ATTRIBUTES, STATUSES, rich_arrow_schema
 from charmeta.sources import RAW_SCHEMA, iter_shard, read_registry
 
 log = logging.getLogger("charmeta.pipeline")
@@ -106,7 +106,8 @@ def _atomic_json(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (a dead writer's temp files may be swept)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -128,7 +129,7 @@ def sweep_stale_tmp(path: str) -> int:
     for n in names:
         head, sep, pid = n.rpartition(".tmp-")
         if sep and head in (base, stem + ".json") and pid.isdigit() and int(pid) != os.getpid() \
-                and not _pid_alive(int(pid)):
+                and not pid_alive(int(pid)):
             try:
                 os.remove(os.path.join(d, n))
                 removed += 1

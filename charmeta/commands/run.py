@@ -59,26 +59,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_command)
 
 
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _fail_orphaned_runs(instance: Any) -> int:
     """Runs a killed ``charmeta run`` left in STARTED would show as running forever."""
     from dagster import DagsterRunStatus, RunsFilter
+
+    from charmeta_dagster.stages import pid_alive
 
     n = 0
     runs = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING,
                                                           DagsterRunStatus.NOT_STARTED], tags={RUNNER_TAG: "cli"}))
     for r in runs:
         pid = int(r.tags.get(PID_TAG, "0") or 0)
-        if pid and pid != os.getpid() and not _is_alive(pid):
+        if pid and pid != os.getpid() and not pid_alive(pid):
             instance.report_run_failed(r)
             n += 1
     return n

@@ -253,3 +253,8 @@ def test_cover_danbooru_vocabulary_beyond_dev_set(engine: Engine) -> None:
     assert a["Hair Style"] == "Ponytail"
     assert "Dress" in a["Dress"]
     assert "Dog Ears" in a["Features"]
+
+
+def test_two_eye_colors_are_heterochromia_without_conflict(engine: Engine) -> None:
+    d = engine.extract_text("1girl, red eyes, blue eyes").attributes["Eye Color"]
+    assert d.value == "Heterochromia" and not d.conflict
