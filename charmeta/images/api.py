@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from charmeta.errors import CharmetaError, UnsafeInputError
+from charmeta.errors import CharmetaError
 from charmeta.fusion import fuse
 from charmeta.images.config import ImageConfig
 from charmeta.records import Extraction

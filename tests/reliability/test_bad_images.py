@@ -17,7 +17,7 @@ import pytest
 
 Image = pytest.importorskip("PIL.Image")
 
-from chaos_lib import lost, quarantine, records, run_pipeline, tar_add  # noqa: E402
+from chaos_lib import lost, quarantine, run_pipeline, tar_add  # noqa: E402
 
 
 def _save(img, fmt: str, **kw) -> bytes:  # noqa: ANN001

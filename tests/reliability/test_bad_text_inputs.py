@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import json
 import os
 import tarfile
 from pathlib import Path

@@ -4,7 +4,6 @@ size limits enforced."""
 from __future__ import annotations
 
 import ast
-import json
 import os
 import subprocess
 import sys
