@@ -359,6 +359,12 @@ class Ontology:
         s = self.safety
         for tag, reason in s["always_exclude"].items():
             self._add(tag, Hit(EXCLUDE, None, reason))
+        words = s.get("always_exclude_words", {})
+        for tag in self._wd_general | set(s["always_exclude"]):
+            for w in tag.split(" "):
+                if w in words:
+                    self._add(tag, Hit(EXCLUDE, None, words[w]))
+                    break
         for tag in s["minor_tags"]:
             self._add(tag, Hit(MINOR, None, None))
         for tag in s["sexual_tags"] + s["sexual_words"]:

@@ -193,17 +193,19 @@ class DressResolver(Resolver):
             return None
         rank, gi, source, display = min(ev.garments, key=lambda g: g[0])
         garment = self.garments[gi]
-        if display is not None:  # prose: the words as written, color already attached
-            return Decision(display, 0.85, [source], False)
         evidence = [source]
         color = None
-        for forms in (garment.tags, garment.forms):
+        for forms in (garment.tags, garment.forms):  # the color tag of this garment ("green kimono")
             matches = [(c, s) for c, f, s in ev.garment_colors if f in forms]
             if matches:
                 colors = {c for c, _ in matches}
                 color = matches[0][0] if len(colors) == 1 else None
                 evidence += [s for _, s in matches]
                 break
+        if display is not None:  # the garment's own words (prose, or a tag naming a specific garment)
+            if color and not display.startswith(color + " "):
+                display = f"{color} {display}"
+            return Decision(display, 0.85, list(dict.fromkeys(evidence)), False)
         value = f"{color} {garment.display}" if color else garment.display
         return Decision(value, CONF_EXPLICIT, list(dict.fromkeys(evidence)), False)
 

@@ -61,6 +61,7 @@ class TextExtractor:
             t for t, hits in ontology.frozen.items() if any(h.kind in (COUNT, SOLO, GENDER, RATING) for h in hits)
         )
         self._severity = ontology.meta["rating_severity"]
+        self._drop_words = frozenset(ontology.dress.get("display_drop_words", ()))
 
     @classmethod
     def default(cls) -> "TextExtractor":
@@ -189,7 +190,8 @@ class TextExtractor:
                 if g.name_from_tag:  # "black tank top" -> Black Tank Top, not the family name
                     form = next((h[2] for h in hits if h[0] == CGARMENT), t)
                     color = next((h[1] for h in hits if h[0] == CGARMENT), None)
-                    display = title_case(form) if color is None else f"{color} {title_case(form)}"
+                    name = title_case([w for w in form.split(" ") if w not in self._drop_words] or form.split(" "))
+                    display = name if color is None else f"{color} {name}"
                 ev.garments.append((g.rank, value, t, display))
             elif kind == CGARMENT:
                 ev.garment_colors.append((key, value, t))

@@ -258,3 +258,14 @@ def test_cover_danbooru_vocabulary_beyond_dev_set(engine: Engine) -> None:
 def test_two_eye_colors_are_heterochromia_without_conflict(engine: Engine) -> None:
     d = engine.extract_text("1girl, red eyes, blue eyes").attributes["Eye Color"]
     assert d.value == "Heterochromia" and not d.conflict
+
+
+@pytest.mark.parametrize("text,value", [("print bikini", "Bikini"), ("bikini top only, red bikini", "Red Bikini"),
+                                        ("open jacket, black jacket", "Black Jacket"), ("open coat", "Coat"),
+                                        ("collared dress, black dress", "Black Dress")])
+def test_garment_variants_from_the_vocabulary(engine: Engine, text: str, value: str) -> None:
+    assert attrs(engine, f"1girl, {text}")["Dress"] == value
+
+
+def test_any_tag_with_a_loli_word_excludes(engine: Engine) -> None:
+    assert engine.extract_text("1girl, ||| safe, oppai loli").status == "excluded"
