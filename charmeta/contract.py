@@ -18,10 +18,11 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Literal, Optional
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, create_model
+
+if TYPE_CHECKING:  # pyarrow is imported where a schema is built: `charmeta extract` never needs it
+    import pyarrow as pa
 
 UNKNOWN = "Unknown"
 
@@ -154,9 +155,6 @@ def rich_json_schema() -> dict[str, Any]:
 # Arrow schema of the rich output (hot path)
 # ---------------------------------------------------------------------------
 
-_STR_LIST = pa.list_(pa.string())
-
-
 @lru_cache(maxsize=1)
 def rich_arrow_schema() -> pa.Schema:
     """Column layout of every ``*_records.parquet`` / predictions file.
@@ -165,6 +163,9 @@ def rich_arrow_schema() -> pa.Schema:
     tags / phrases / model scores), ``x_conflict``. List attributes have only the
     value column. Values are null for ``invalid`` records.
     """
+    import pyarrow as pa
+
+    _STR_LIST = pa.list_(pa.string())
     fields: list[pa.Field] = [
         pa.field("id", pa.string(), nullable=False),
         pa.field("source_shard", pa.string()),

@@ -12,12 +12,13 @@ import gc
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from charmeta.extractors.base import AttributeExtractor
 from charmeta.records import Extraction, extractions_to_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("charmeta.engine")
 

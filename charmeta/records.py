@@ -11,9 +11,10 @@ built per run, so the hot path stays free of per-row validation. The views:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
-import pyarrow as pa
+if TYPE_CHECKING:  # imported lazily: the CLI's JSON path never builds Arrow tables
+    import pyarrow as pa
 
 from charmeta.contract import ATTRIBUTES, CORE_KEYS, UNKNOWN, rich_arrow_schema
 
@@ -111,6 +112,8 @@ def extractions_to_table(
     The hot path of every partition: no per-row dict, one list per column,
     one ``pa.array`` per column.
     """
+    import pyarrow as pa
+
     n = len(extractions)
     schema = rich_arrow_schema()
     cols: dict[str, Any] = {
@@ -160,6 +163,8 @@ _EMPTY: list[str] = []
 
 def rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
     """Build an Arrow table of the rich schema from row dicts (columnar, one pass)."""
+    import pyarrow as pa
+
     schema = rich_arrow_schema()
     rows = list(rows)
     columns = {name: [r[name] for r in rows] for name in schema.names}

@@ -164,6 +164,10 @@ class TextExtractor:
                         items_of.append((value, t))
                 elif kind is NAME:
                     (ev.characters if key == "character" else ev.copyrights).append(t)
+                elif kind is RATING:
+                    ev.ratings.append(value)
+                elif kind is SOLO:
+                    ev.solo = True
                 else:
                     self._apply(hits, t, ev)
             elif hits:
