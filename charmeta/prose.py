@@ -253,6 +253,8 @@ class ProseReader:
         self.ont = ontology
         self.lex = build_lexicon(ontology)
         self.name_prone = frozenset(ontology.prose.get("name_prone_nouns", ()))
+        self.color_ethnicity: dict[str, str] = ontology.prose.get("color_ethnicity", {})
+        self.color_ethnicity_nouns = frozenset(ontology.prose.get("color_ethnicity_nouns", ()))
         # First words of multi-word phrases: most tokens start none, so n-grams are only built after one.
         self._garment_first = frozenset(p.split(" ", 1)[0] for p in self.lex.garment_phrases)
         self._phrase_first = frozenset(p.split(" ", 1)[0] for p in self.lex.phrases)
@@ -464,6 +466,8 @@ class ProseReader:
                     if w == "old" and j > 0 and (toks[j - 1].isdigit() or toks[j - 1] in ("yr", "yrs", "year", "years", "yo")):
                         continue
                     ev.add("Age", val, EXPLICIT, f"{w} {subject.noun}")
+                elif w in self.color_ethnicity and j == subject.pos - 1 and subject.noun in self.color_ethnicity_nouns:
+                    ev.add("Ethnicity", self.color_ethnicity[w], EXPLICIT, f"{w} {subject.noun}")
                 elif w in lex.ethnicity:
                     two = f"{toks[j - 1]} {w}" if j > 0 else w
                     val = lex.ethnicity.get(two, lex.ethnicity[w])

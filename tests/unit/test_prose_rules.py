@@ -164,3 +164,16 @@ def test_occupation_nouns_by_suffix(engine: Engine) -> None:
     a = attrs(engine, "an old fisherman mending nets")
     assert a["Gender"] == "Male" and a["Age"] == "Elderly"
     assert attrs(engine, "a German shepherd dog in the snow")["Gender"] == "Unknown"
+
+
+@pytest.mark.parametrize(
+    "text,key,value",
+    [("a chubby middle aged man with a big grin", "Age", "Middle-Aged"),
+     ("an Indian man with a beard, wearing a white kurta", "Dress", "White Kurta"),
+     ("a young Black man with short dreadlocks", "Ethnicity", "African"),
+     ("a black knight on a horse", "Ethnicity", "Unknown"),
+     ("a white-haired girl", "Ethnicity", "Unknown"),
+     ("a girl in a white dress", "Ethnicity", "Unknown")],
+)
+def test_more_attachment_cases(engine: Engine, text: str, key: str, value: str) -> None:
+    assert engine.extract_text(text).value(key) == value
