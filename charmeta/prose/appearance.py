@@ -1,0 +1,307 @@
+"""Hair, eyes, garments and listed features, each read by attachment to its noun."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from charmeta.evidence import Evidence
+from charmeta.ontology import ATTR, EXPLICIT, GARMENT, IMPLIED, Ontology, normalize_tag
+from charmeta.prose.lexicon import (
+    _HAIR_SKIP_NEXT,
+    _HAIR_SKIP_PREV,
+    _SHOULDER_LEN,
+    _SHOULDER_RE,
+    _STOP,
+    UNIFORM,
+    _Lexicon,
+    _typo,
+    title_case,
+)
+
+
+class AppearanceReader:
+    """Mixin of ``ProseReader``: appearance words attached to their nouns."""
+
+    lex: _Lexicon
+    ont: Ontology
+
+    def _negated(self, toks: list[str], i: int) -> bool:
+        for w in toks[max(0, i - 3):i]:
+            if w in self.lex.negations:
+                return True
+        return False
+
+    def _hair_modifier(self, w: str) -> Optional[list[tuple[str, str]]]:
+        lex = self.lex
+        if w in lex.hair_colors:
+            return [("color", lex.hair_colors[w])]
+        if w in lex.shades:
+            return [("shade", w)]
+        if w in lex.lengths:
+            return [("length", lex.lengths[w])]
+        if w in lex.styles and w not in ("bun", "bob", "braid", "ponytail"):
+            return [("style", lex.styles[w])]
+        if w in lex.multi_words:
+            return [("multi", w)]
+        if w in ("two", "double", "twin"):
+            return [("num", w)]
+        if w.endswith("-haired"):
+            return None
+        if "-" in w:
+            parts = [p for p in w.split("-") if p not in ("to", "and", "n")]
+            if w in lex.lengths:
+                return [("length", lex.lengths[w])]
+            mods: list[tuple[str, str]] = []
+            for part in parts:
+                m = self._hair_modifier(part)
+                if not m:
+                    return None
+                mods += m
+            if sum(1 for k, _ in mods if k == "color") >= 2:
+                mods.append(("multi", w))
+            return mods
+        fixed = _typo(w, lex.typo_targets_mod)
+        if fixed and fixed != w:
+            return self._hair_modifier(fixed)
+        return None
+
+    def _read_hair(self, toks: list[str], ev: Evidence) -> None:
+        lex = self.lex
+        n = len(toks)
+        for i, t in enumerate(toks):
+            noun = t
+            if t not in lex.hair_nouns:
+                fixed = _typo(t, lex.typo_targets_noun)
+                if not fixed:
+                    continue
+                noun = fixed
+                toks[i] = fixed
+            if (i > 0 and toks[i - 1] in _HAIR_SKIP_PREV) or (i + 1 < n and toks[i + 1] in _HAIR_SKIP_NEXT):
+                continue
+            if noun == "cut" and not (i > 0 and toks[i - 1] in ("pixie", "bob", "buzz", "crew", "hime", "bowl")):
+                continue
+            if self._negated(toks, i):
+                continue
+            if noun in ("bangs", "fringe", "cut", "haircut", "hairdo") and not (i > 0 and toks[i - 1] in ("pixie", "bob", "buzz", "crew", "hime", "bowl")):
+                mods = self._collect_back(toks, i)
+                self._apply_hair_mods(mods, ev, noun, style_noun=None)
+                continue
+            style_noun = None
+            two = f"{toks[i - 1]} {noun}" if i > 0 else noun
+            if two in lex.styles:
+                style_noun = two
+            elif noun in lex.styles:
+                style_noun = noun
+            elif two in ("buzz cut", "crew cut", "bowl cut"):
+                ev.add("Hair Length", "Short", IMPLIED, two)
+            mods = self._collect_back(toks, i - (1 if style_noun == two and two != noun else 0))
+            self._apply_hair_mods(mods, ev, noun, style_noun)
+            if noun in ("hair", "locks", "mane", "tresses", "curls", "waves"):
+                if noun in ("curls",):
+                    ev.add("Hair Style", "Curly", EXPLICIT, noun)
+                if noun == "waves":
+                    ev.add("Hair Style", "Wavy", EXPLICIT, noun)
+                self._read_hair_forward(toks, i, ev)
+
+    def _collect_back(self, toks: list[str], i: int) -> list[tuple[str, str, str]]:
+        mods: list[tuple[str, str, str]] = []
+        j = i - 1
+        while j >= 0 and i - j <= 7:
+            w = toks[j]
+            if w in ("and", "&", "or") and mods and j > 0 and self._hair_modifier(toks[j - 1]):
+                j -= 1
+                continue
+            m = self._hair_modifier(w)
+            if not m:
+                break
+            mods += [(k, v, w) for k, v in m]
+            j -= 1
+        return mods
+
+    def _apply_hair_mods(self, mods: list[tuple[str, str, str]], ev: Evidence, noun: str, style_noun: Optional[str]) -> None:
+        lex = self.lex
+        nums = [w for k, _, w in mods if k == "num"]
+        if style_noun:
+            style = lex.styles[style_noun]
+            if nums and noun in ("braids", "braid", "plaits"):
+                style = "Twin Braids"
+            elif nums and noun in ("buns", "bun"):
+                style = "Double Bun"
+            elif nums and noun in ("ponytails", "pigtails"):
+                style = "Twintails"
+            ev.add("Hair Style", style, EXPLICIT, " ".join([w for *_, w in reversed(mods)] + [style_noun]))
+            implied = self.ont.lookup(normalize_tag(style_noun))
+            for h in implied:
+                if h.kind == ATTR and h.key == "Hair Length":
+                    ev.add("Hair Length", h.value[0], IMPLIED, style_noun)
+            if style_noun in ("bob", "pixie", "pixie cut", "bob cut"):
+                ev.add("Hair Length", "Short", IMPLIED, style_noun)
+        src_noun = style_noun or noun
+        for kind, value, word in mods:
+            if kind == "color":
+                ev.add("Hair Color", value, EXPLICIT, f"{word} {src_noun}")
+            elif kind == "length":
+                ev.add("Hair Length", value, EXPLICIT, f"{word} {src_noun}")
+            elif kind == "style":
+                ev.add("Hair Style", value, EXPLICIT, f"{word} {src_noun}")
+            elif kind == "multi":
+                ev.add_multi("Hair Color", f"{word} {src_noun}")
+
+    def _read_hair_forward(self, toks: list[str], i: int, ev: Evidence) -> None:
+        lex = self.lex
+        n = len(toks)
+        end = min(n, i + 9)
+        j = i + 1
+        while j < end:
+            w = toks[j]
+            if w in lex.eye_nouns or w in lex.persons or w in lex.garment_phrases:
+                break
+            two = f"{w} {toks[j + 1]}" if j + 1 < n else ""
+            if two and two in lex.styles:
+                self._apply_hair_mods(self._collect_back(toks, j), ev, toks[j + 1], two)
+                j += 2
+                continue
+            if w in lex.styles and w not in ("straight",):
+                self._apply_hair_mods(self._collect_back(toks, j), ev, w, w)
+            elif w in ("half-up", "half"):
+                ev.add("Hair Style", "Half Up", EXPLICIT, "hair worn half-up")
+            j += 1
+        m = _SHOULDER_RE.search(" ".join(toks[i + 1:end + 2]))
+        if m:
+            key = (m.group(1), m.group(2))
+            val = _SHOULDER_LEN.get(key) or _SHOULDER_LEN.get((m.group(1), m.group(2) + "s"))
+            if val:
+                ev.add("Hair Length", val, EXPLICIT, f"hair {m.group(0)}")
+
+    def _read_eyes(self, toks: list[str], ev: Evidence) -> None:
+        lex = self.lex
+        for i, t in enumerate(toks):
+            if t not in lex.eye_nouns or self._negated(toks, i):
+                continue
+            colors: list[tuple[str, str]] = []
+            j = i - 1
+            one = False
+            while j >= 0 and i - j <= 5:
+                w = toks[j]
+                if w in lex.eye_colors:
+                    colors.append((lex.eye_colors[w], w))
+                elif w in ("one", "left", "right", "other"):
+                    one = True
+                elif w in lex.shades or w in ("big", "large", "wide", "bright", "sparkling", "glowing", "narrow", "almond-shaped", "round", "sharp", "piercing", "striking", "soft", "kind", "tired", "sleepy", "kohl-lined"):
+                    pass
+                elif w in ("and", "&") and colors:
+                    pass
+                elif "-" in w and all(p in lex.eye_colors for p in w.split("-")):
+                    colors += [(lex.eye_colors[p], p) for p in w.split("-")]
+                else:
+                    fixed = _typo(w, lex.typo_targets_mod)
+                    if fixed and fixed in lex.eye_colors:
+                        colors.append((lex.eye_colors[fixed], w))
+                    else:
+                        break
+                j -= 1
+            if not colors:
+                continue
+            if t in ("eye", "iris") and not one:
+                continue  # "a black eye" is a bruise, not an eye color
+            for value, word in colors:
+                if word == "dark" and len(colors) > 1:
+                    continue
+                ev.add("Eye Color", value, EXPLICIT, f"{word} {t}")
+
+    def _read_garments(self, toks: list[str], ev: Evidence) -> None:
+        lex = self.lex
+        n = len(toks)
+        i = 0
+        while i < n:
+            t = toks[i]
+            if t in ("nude", "naked", "undressed") and not self._negated(toks, i):
+                ev.nude.append(t)
+                ev.sexual.append(t)
+                i += 1
+                continue
+            match = None
+            if t not in self._garment_first:  # no garment phrase starts with this word
+                i += 1
+                continue
+            for size in (3, 2, 1):
+                if i + size > n:
+                    continue
+                phrase = " ".join(toks[i:i + size])
+                if phrase in lex.garment_phrases and phrase not in lex.persons:  # "a witch", "a nurse": people
+                    match = (size, phrase)
+                    break
+            if match is None:
+                i += 1
+                continue
+            size, phrase = match
+            end = i + size
+            # extend over a head that follows ("school uniform" inside "yellow kindergarten uniform" etc.)
+            if self._negated(toks, i):
+                i = end
+                continue
+            gi = lex.garment_phrases[phrase]
+            quals: list[str] = []
+            color: Optional[str] = None
+            j = i - 1
+            while j >= 0 and len(quals) < 2:
+                w = toks[j]
+                if w in lex.clothes_colors:
+                    color = lex.clothes_colors[w]
+                    if j > 0 and f"{toks[j - 1]} {w}" in lex.clothes_colors:
+                        color = lex.clothes_colors[f"{toks[j - 1]} {w}"]
+                    break
+                if w in lex.garment_stop or w in lex.shades or w in _STOP or w.isdigit() or w in lex.persons or w == "_":
+                    if w in lex.shades and j > 0 and toks[j - 1] in lex.clothes_colors:
+                        j -= 1
+                        continue
+                    break
+                quals.insert(0, w)
+                j -= 1
+            words = quals + toks[i:end]
+            display = title_case(words)
+            if color:
+                display = f"{color} {display}"
+            garment = self.ont.garments[gi]
+            canonical = normalize_tag(self.ont.aliases.get(phrase, phrase))
+            for h in self.ont.lookup(canonical):
+                if h.kind == GARMENT:
+                    gi = h.value
+                    garment = self.ont.garments[gi]
+                    break
+            for h in self.ont.lookup(canonical):
+                if h.kind == ATTR and h.key == "Age":
+                    ev.add("Age", h.value[0], UNIFORM, canonical)
+            ev.garments.append(((garment.tier, 0, len(ev.garments)), gi, " ".join(words), display))
+            i = end
+
+    def _read_phrases(self, toks: list[str], ev: Evidence) -> None:
+        lex = self.lex
+        n = len(toks)
+        i = 0
+        first = self._phrase_first
+        while i < n:
+            if toks[i] not in first:
+                i += 1
+                continue
+            hit = None
+            for size in (4, 3, 2, 1):
+                if i + size > n:
+                    continue
+                phrase = " ".join(toks[i:i + size])
+                if phrase in lex.phrases:
+                    hit = (size, phrase)
+                    break
+            if hit is None:
+                i += 1
+                continue
+            size, phrase = hit
+            if not self._negated(toks, i):
+                for key, value in lex.phrases[phrase]:
+                    if key in ("Accessories", "Features", "Scars", "Tattoos"):
+                        ev.add_list(key, value, phrase)
+                    elif key == "Skin Tone" and phrase in ("tan", "pale") and i + size < n and toks[i + size] not in ("skin", "skinned"):
+                        continue
+                    else:
+                        ev.add(key, value, EXPLICIT, phrase)
+            i += size

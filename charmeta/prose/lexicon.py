@@ -1,0 +1,228 @@
+"""Prose vocabularies and shared word classes, compiled once from the ontology files."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from charmeta.ontology import Ontology
+
+STATED = 3.0  # a stated age beats every word
+NOUN_DEFAULT = 0.5  # "woman" -> Young Adult only when nothing else says
+UNIFORM = 1.0
+
+_CLAUSE_SPLIT = re.compile(r"\s*(?:[,;:!?\n]|\.(?!\d)|—|–|\s-\s|\.\.+)\s*")
+_TOKEN_RE = re.compile(r"\(|\)|[a-z0-9]+(?:[-'/][a-z0-9]+)*")
+_STATED_RES = (
+    re.compile(r"\b(\d{1,3})\s*(?:-|\s)?\s*(?:years?|yrs?|yr)(?:[\s-]*old)?\b"),
+    re.compile(r"\b(\d{1,3})\s*(?:yo|y/o|y\.o\.)(?=\W|$)"),
+    re.compile(r"\bage[ds]?\s+(\d{1,3})\b"),
+)
+_BARE_NUMBER_RE = re.compile(r"(?:^|,)\s*(\d{1,3})\s*(?=,|$)")
+_DECADE_RE = re.compile(
+    r"\b(?:(in\s+(?:her|his|their)\s+(?:early\s+|mid\s+|mid-|late\s+)?)|(early|mid|late)[\s-]+)"
+    r"(teens|twenties|thirties|forties|fifties|sixties|seventies|eighties|nineties|[2-9]0s)\b"
+)
+_ONE_RE = re.compile(r"\bone (?:in|with|wearing|of them|blonde|blond|brunette|redhead|has)\b")
+_HE_RE = re.compile(r"\bhe(?:'s| is| was| wears| has)\b")
+_SHE_RE = re.compile(r"\bshe(?:'s| is| was| wears| has)\b")
+_POSSESSIVES = frozenset({"her", "his", "their", "my", "your", "our"})
+_DETERMINERS = frozenset({"a", "an", "the", "this", "that", "some"})
+_STOP = frozenset({"a", "an", "the", "and", "with", "of", "to", "for", "in", "on", "at", "by", "is", "are", "was",
+                   "who", "that", "'s", "as", "while", "from", "into", "her", "his", "their", "(", ")"})
+_HAIR_SKIP_PREV = frozenset({"facial", "pubic", "body", "chest", "arm", "leg", "nose", "ear", "armpit", "back"})
+_HAIR_SKIP_NEXT = frozenset({"clip", "clips", "ribbon", "ribbons", "bow", "bows", "band", "bands", "tie", "ties", "pin", "pins",
+                             "ornament", "ornaments", "accessory", "accessories", "dryer", "brush", "salon", "stylist",
+                             "between", "over", "covering", "flower", "flowers", "stick", "net"})
+_SHOULDER_RE = re.compile(r"\b(to|past|below|above|at)\s+(?:her|his|their|the)\s+(shoulders?|chin|jaw|waist|hips?|knees?|back|ears?|neck)\b")
+_SHOULDER_LEN = {("to", "shoulder"): "Medium", ("to", "shoulders"): "Medium", ("at", "shoulders"): "Medium", ("above", "shoulders"): "Medium",
+                 ("past", "shoulders"): "Long", ("below", "shoulders"): "Long", ("to", "chin"): "Short", ("to", "jaw"): "Short",
+                 ("to", "ears"): "Short", ("to", "neck"): "Short", ("to", "waist"): "Long", ("to", "hips"): "Long", ("to", "hip"): "Long",
+                 ("to", "knees"): "Long", ("to", "back"): "Long", ("past", "waist"): "Long"}
+
+
+def title_case(words: Iterable[str] | str) -> str:
+    """Title Case that keeps hyphenated words readable (`one-piece` -> `One-Piece`)."""
+    if isinstance(words, str):
+        words = words.split()
+    return " ".join(w[:1].upper() + w[1:] if "-" not in w else "-".join(p[:1].upper() + p[1:] for p in w.split("-")) for w in words)
+
+
+@dataclass
+class _Lexicon:
+    """Prose vocabularies compiled from the ontology files."""
+
+    hair_colors: dict[str, str]
+    eye_colors: dict[str, str]
+    clothes_colors: dict[str, str]
+    shades: frozenset[str]
+    multi_words: frozenset[str]
+    lengths: dict[str, str]
+    styles: dict[str, str]
+    hair_nouns: frozenset[str]
+    eye_nouns: frozenset[str]
+    persons: dict[str, tuple[Optional[str], Optional[str]]]
+    plural_persons: frozenset[str]
+    group_words: tuple[str, ...]
+    numbers: dict[str, int]
+    interaction: tuple[str, ...]
+    absence: tuple[str, ...]
+    pronouns: dict[str, str]
+    nonbinary: frozenset[str]
+    age_adj: dict[str, str]
+    age_phrases: dict[str, str]
+    decades: dict[str, int]
+    age_bands: list[tuple[int, int, str]]
+    phrases: dict[str, list[tuple[str, str]]]  # phrase -> [(attribute, value)]
+    ethnicity: dict[str, str]
+    body: dict[str, str]
+    hair_color_nouns: dict[str, str]
+    garment_phrases: dict[str, int]
+    garment_stop: frozenset[str]
+    negations: frozenset[str]
+    typo_targets_mod: dict[str, str] = field(default_factory=dict)
+    typo_targets_noun: dict[str, str] = field(default_factory=dict)
+
+
+def _deletes(word: str) -> set[str]:
+    out = {word[:i] + word[i + 1:] for i in range(len(word))}
+    out |= {word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in range(len(word) - 1)}
+    return out
+
+
+def _build_typo_index(words: Iterable[str], min_len: int) -> dict[str, str]:
+    """Symmetric-delete index: a word one edit (or one swap) away maps to its target."""
+    index: dict[str, str] = {}
+    for w in words:
+        if len(w) < min_len or " " in w:
+            continue
+        for d in _deletes(w) | {w}:
+            index.setdefault(d, w)
+    return index
+
+
+_TYPO_CACHE: dict[tuple[int, str], Optional[str]] = {}
+_TYPO_CACHE_MAX = 100_000
+
+
+def _typo(token: str, index: dict[str, str]) -> Optional[str]:
+    """The vocabulary word one typo away from ``token`` (memoised: prose repeats words)."""
+    if len(token) < 4 or not token.isalpha():
+        return None
+    key = (id(index), token)
+    hit = _TYPO_CACHE.get(key, _MISS)
+    if hit is not _MISS:
+        return hit  # type: ignore[return-value]
+    if len(_TYPO_CACHE) > _TYPO_CACHE_MAX:
+        _TYPO_CACHE.clear()
+    result = _TYPO_CACHE[key] = _typo_uncached(token, index)
+    return result
+
+
+_MISS = object()
+
+
+def _typo_uncached(token: str, index: dict[str, str]) -> Optional[str]:
+    if token in index and index[token] != token and len(token) == len(index[token]) - 1:
+        return index[token]  # a letter dropped: "blak" -> "black"
+    for d in _deletes(token):
+        target = index.get(d)
+        if target and target != token and abs(len(target) - len(token)) <= 1:
+            return target
+    return None
+
+
+def build_lexicon(ont: Ontology) -> _Lexicon:
+    p = ont.prose
+    colors = ont.colors
+    phrases: dict[str, list[tuple[str, str]]] = {}
+    for key in ("Accessories", "Features", "Scars", "Tattoos", "Facial Expression", "Skin Tone"):
+        for phrase, value in ont.prose_words.get(key, {}).items():
+            phrases.setdefault(phrase, []).append((key, value))
+    lengths = dict(ont.prose_words.get("Hair Length", {}))
+    styles = dict(ont.prose_words.get("Hair Style", {}))
+    garment_phrases: dict[str, int] = {}
+    for g in ont.garments:
+        for tag in g.tags + g.forms:
+            garment_phrases.setdefault(tag, g.index)
+    for alias, canonical in ont.aliases.items():
+        if canonical in garment_phrases:
+            garment_phrases.setdefault(alias, garment_phrases[canonical])
+    heads = ont.dress["expand_heads"]
+    head_owner = {}
+    for head in heads:
+        for g in ont.garments:
+            if head in g.tags or head in g.forms:
+                head_owner[head] = g.index
+                break
+    extra_heads = {"sundress": "sundress", "gown": "gown", "tux": "tuxedo", "dresses": "dress", "raincoat": "raincoat",
+                   "overalls": "overalls", "jeans": "jeans", "trousers": "trousers", "jersey": "jersey", "sweatshirt": "sweatshirt",
+                   "hoodie": "hoodie", "cardigan": "cardigan", "apron": None, "aprons": None, "outfit": None, "uniforms": "uniform",
+                   "top": "top", "tee": "shirt", "blazer": "blazer", "vest": "vest", "skirts": "skirt", "kimonos": "kimono"}
+    for word, target in extra_heads.items():
+        if target is None:
+            continue
+        idx = garment_phrases.get(target, head_owner.get(target))
+        if idx is not None:
+            garment_phrases.setdefault(word, idx)
+    for head, idx in head_owner.items():
+        garment_phrases.setdefault(head, idx)
+    mod_words = set(colors["hair"]) | set(colors["eyes"]) | set(lengths) | set(styles) | {"ponytail", "twintails", "braids", "dreadlocks", "pigtails"}
+    lex = _Lexicon(
+        hair_colors=colors["hair"],
+        eye_colors=colors["eyes"],
+        clothes_colors=colors["clothes"],
+        shades=frozenset(colors["shades"]),
+        multi_words=frozenset(colors["multicolor_words"]),
+        lengths=lengths,
+        styles=styles,
+        hair_nouns=frozenset(p["hair_nouns"]),
+        eye_nouns=frozenset(p["eye_nouns"]),
+        persons={k: (v[0], v[1]) for k, v in p["person_nouns"].items()},
+        plural_persons=frozenset(p["plural_person_nouns"]),
+        group_words=tuple(p["group_words"]),
+        numbers=p["number_words"],
+        interaction=tuple(p["interaction_verbs"]),
+        absence=tuple(p["absence_cues"]),
+        pronouns=p["pronouns"],
+        nonbinary=frozenset(p["nonbinary_words"]),
+        age_adj={k: v for k, v in p["age_adjectives"].items() if v},
+        age_phrases=p["age_phrases"],
+        decades=p["decades"],
+        age_bands=[tuple(b) for b in ont.rules["Age"].extra["stated_age_bands"]],  # type: ignore[misc]
+        phrases=phrases,
+        ethnicity=dict(ont.prose_words.get("Ethnicity", {})),
+        body=dict(ont.prose_words.get("Body Type", {})),
+        hair_color_nouns=p["hair_color_nouns"],
+        garment_phrases=garment_phrases,
+        garment_stop=frozenset(p["garment_stop_words"]),
+        negations=frozenset(p["negations"]),
+    )
+    lex.typo_targets_mod = _build_typo_index(mod_words, 5)
+    lex.typo_targets_noun = _build_typo_index({"ponytail", "twintails", "pigtails", "dreadlocks", "braids"}, 6)
+    return lex
+
+
+@dataclass
+class _Clause:
+    tokens: list[str]
+    other: bool = False  # about a mentioned, non-depicted person
+
+
+@dataclass
+class _Person:
+    noun: str
+    clause: int
+    pos: int
+    relation: bool  # "her brother": a relative of the character
+    absent: bool  # "waiting for his brother": not in the picture
+    plural: bool
+    number: int
+    present: bool = False  # a relative who is in the picture too ("and her daughter", "her sister standing")
+
+
+#: Words ending in -man that are not people.
+_NOT_PERSONS = frozenset({"german", "germans", "roman", "romans", "shaman", "talisman", "caiman", "ottoman", "walkman",
+                          "layman", "yeoman", "doberman", "superman", "batman", "pokeman", "ramen", "omen", "semen", "amen",
+                          "stamen", "specimen", "abdomen", "regimen", "acumen", "women", "woman"})

@@ -1,0 +1,292 @@
+"""Who is in the picture: the character (subject), mentioned relatives, extra people, and
+what is said about the character as a person (age, gender, ethnicity, body).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from charmeta.evidence import Evidence
+from charmeta.ontology import EXPLICIT, IMPLIED, Ontology
+from charmeta.prose.lexicon import (
+    _BARE_NUMBER_RE,
+    _DECADE_RE,
+    _DETERMINERS,
+    _HE_RE,
+    _NOT_PERSONS,
+    _ONE_RE,
+    _POSSESSIVES,
+    _SHE_RE,
+    _STATED_RES,
+    _STOP,
+    NOUN_DEFAULT,
+    STATED,
+    _Clause,
+    _Lexicon,
+    _Person,
+)
+
+
+class PeopleReader:
+    """Mixin of ``ProseReader``: people and the subject's own words."""
+
+    lex: _Lexicon
+    ont: Ontology
+
+    def _blank_names(self, clauses: list[_Clause]) -> None:
+        """Character names are never evidence (``kaitou kid`` is not a child)."""
+        is_char = self.ont.is_character
+        first_words = self.ont.character_first_words
+        for c in clauses:
+            toks = c.tokens
+            n = len(toks)
+            for size in (3, 2):
+                for i in range(n - size + 1):
+                    if toks[i] in first_words and is_char(" ".join(toks[i:i + size])):
+                        for j in range(i, i + size):
+                            toks[j] = "_"
+
+    # -- people -----------------------------------------------------------------------
+
+    def _find_persons(self, clauses: list[_Clause]) -> list[_Person]:
+        lex = self.lex
+        found: list[_Person] = []
+        for ci, c in enumerate(clauses):
+            toks = c.tokens
+            text = " ".join(toks)
+            for i, t in enumerate(toks):
+                if t not in lex.persons and t not in lex.plural_persons and self.person_info(t) is None:
+                    continue
+                if t in ("blonde", "brunette") and i + 1 < len(toks) and toks[i + 1] in lex.hair_nouns:
+                    continue
+                if i + 1 < len(toks) and toks[i + 1] in lex.persons and t not in lex.plural_persons:
+                    continue  # "school girl", "ninja warrior": the head is the last noun
+                if t in self.name_prone and i > 0 and not self._person_context(toks[max(0, i - 2):i]):
+                    continue  # "kaitou kid", "iron man": the end of a name, not a person noun
+                prev = toks[max(0, i - 3):i]
+                relation = any(w in _POSSESSIVES for w in prev[-2:]) and not (i >= 1 and toks[i - 1] in ("her", "his") and t in ("hair",))
+                before = " ".join(toks[:i])
+                padded = f" {text} "
+                absent = relation and (any(f" {cue} " in padded for cue in lex.absence)
+                                       or before.endswith(("for her", "for his", "for their")))
+                present = False
+                near = " " + " ".join(toks[max(0, i - 4):i]) + " "
+                if relation and any(f" {v} " in near for v in lex.interaction):
+                    absent, present = False, True
+                if relation and not absent:
+                    # "a mother and her daughter", "her sister standing behind her": a second person in the picture
+                    nxt = toks[i + 1] if i + 1 < len(toks) else ""
+                    present = present or "and" in prev[-3:] or (nxt.endswith("ing") and nxt not in ("wearing",))
+                number = 1
+                for w in prev:
+                    if w in lex.numbers:
+                        number = max(number, lex.numbers[w])
+                plural = t in lex.plural_persons
+                found.append(_Person(t, ci, i, relation, absent, plural, number if (plural or number > 1) else 1, present))
+        return found
+
+    def person_info(self, word: str) -> Optional[tuple[Optional[str], Optional[str]]]:
+        """(gender, age) of a person noun: the lexicon, else the -man / -woman suffix (fisherman)."""
+        info = self.lex.persons.get(word)
+        if info is not None:
+            return info
+        if len(word) > 5 and word.isalpha() and word not in _NOT_PERSONS:
+            if word.endswith(("woman", "women")):
+                return ("Female", "Young Adult")
+            if word.endswith(("man", "men")) and not word.endswith(("human", "humans")):
+                return ("Male", "Young Adult")
+        return None
+
+    def _person_context(self, before: list[str]) -> bool:
+        """Whether the words before a name-prone noun let it be a person noun (not a name's end)."""
+        lex = self.lex
+        if any(w in _DETERMINERS or w in _POSSESSIVES for w in before):
+            return True
+        prev = before[-1]
+        return (prev in lex.persons or prev in lex.lengths or prev in _POSSESSIVES or prev in _STOP or prev in lex.age_adj
+                or prev in lex.ethnicity or prev in lex.body or prev in lex.numbers or prev in lex.hair_colors
+                or prev in lex.hair_color_nouns or prev in lex.nonbinary or prev in self.known_adjectives
+                or prev.endswith(("-haired", "-old", "-eyed")) or prev == "_")
+
+    def _mark_other_context(self, clauses: list[_Clause], persons: list[_Person]) -> None:
+        """Attributes after a relative's mention belong to the relative, not the character."""
+        for p in persons:
+            if not p.relation:
+                continue
+            c = clauses[p.clause]
+            c.tokens = c.tokens[:p.pos + 1]  # what follows a relative's mention describes the relative
+            if p.clause + 1 < len(clauses) and clauses[p.clause + 1].tokens[:1] == ["("]:
+                clauses[p.clause + 1].other = True
+        for c in clauses:
+            if c.tokens[:3] == ["the", "one", "with"] or c.tokens[:4] == ["(", "the", "one", "with"]:
+                c.other = True
+
+    def _count_people(self, low: str, clauses: list[_Clause], persons: list[_Person], subject: Optional[_Person], ev: Evidence) -> None:
+        lex = self.lex
+        count = 1 if persons else None
+        depicted = [p for p in persons if not p.absent]
+        for p in depicted:
+            if p.plural:
+                count = max(count or 0, p.number if p.number > 1 else 2)
+            elif p.number > 1 and not p.relation:
+                count = max(count or 0, p.number)
+        singles = [p for p in depicted if not p.plural]
+        nonrel = {p.noun for p in singles if not p.relation}
+        if len(nonrel) >= 2:
+            first = min((p for p in singles if not p.relation), key=lambda p: (p.clause, p.pos))
+            others = [p for p in singles if not p.relation and p.noun != first.noun]
+            joined = any(self._joined(clauses, first, o) for o in others)
+            if joined:
+                count = max(count or 0, 2)
+        for p in singles:
+            if p.relation and (p.present or (subject is not None and self._joined(clauses, subject, p))):
+                count = max(count or 0, 2)
+        words = set(t for c in clauses for t in c.tokens)
+        for g in lex.group_words:
+            if (" " in g and g in low) or g in words:
+                if g in ("both", "together", "each other", "one another") and not persons and not ev.counts:
+                    continue
+                count = max(count or 0, 2)
+        if len(_ONE_RE.findall(low)) >= 2:
+            count = max(count or 0, 2)
+        if _HE_RE.search(low) and _SHE_RE.search(low):
+            count = max(count or 0, 2)
+        if count is not None:
+            ev.prose_count = count
+
+    def _joined(self, clauses: list[_Clause], a: _Person, b: _Person) -> bool:
+        """Two person nouns depict two people when 'and' or an interaction verb links them."""
+        if a.clause != b.clause:
+            return False
+        lo, hi = sorted((a.pos, b.pos))
+        between = clauses[a.clause].tokens[lo + 1:hi]
+        text = " ".join(between)
+        if "and" in between or "&" in between:
+            return True
+        return any(v in text for v in self.lex.interaction)
+
+    def _read_subject(self, low: str, clauses: list[_Clause], persons: list[_Person], subject: Optional[_Person], ev: Evidence) -> None:
+        lex = self.lex
+        # Non-binary words anywhere about the character.
+        words = [t for c in clauses if not c.other for t in c.tokens]
+        wordset = set(words)
+        for nb in lex.nonbinary:
+            if nb in wordset:
+                ev.gender_tags.append(("Non-binary", nb))
+        if subject is not None:
+            gender, age = self.person_info(subject.noun) or (None, None)
+            toks = clauses[subject.clause].tokens
+            mods = self._person_modifiers(toks, subject.pos)
+            if gender:
+                ev.add("Gender", gender, EXPLICIT, subject.noun)
+            if age:
+                # Adult nouns ("woman", "businessman") say Young Adult only when nothing else does.
+                strength = NOUN_DEFAULT if age == "Young Adult" else EXPLICIT
+                ev.add("Age", age, strength, subject.noun)
+            adult = age == "Young Adult" or subject.noun in ("person", "adult")
+            for j, w in mods:
+                if w in lex.age_adj:
+                    val = lex.age_adj[w]
+                    if w == "young" and not adult:
+                        continue
+                    if w == "old" and j > 0 and (toks[j - 1].isdigit() or toks[j - 1] in ("yr", "yrs", "year", "years", "yo")):
+                        continue
+                    ev.add("Age", val, EXPLICIT, f"{w} {subject.noun}")
+                elif w in self.color_ethnicity and j == subject.pos - 1 and subject.noun in self.color_ethnicity_nouns:
+                    ev.add("Ethnicity", self.color_ethnicity[w], EXPLICIT, f"{w} {subject.noun}")
+                elif w in lex.ethnicity:
+                    two = f"{toks[j - 1]} {w}" if j > 0 else w
+                    val = lex.ethnicity.get(two, lex.ethnicity[w])
+                    ev.add("Ethnicity", val, EXPLICIT, f"{w} {subject.noun}")
+                elif w in lex.body:
+                    ev.add("Body Type", lex.body[w], EXPLICIT, f"{w} {subject.noun}")
+                elif w in lex.hair_color_nouns or w.endswith("-haired"):
+                    self._haired(w, ev)
+                elif lex.lengths.get(w) == "Bald":
+                    ev.add("Hair Length", "Bald", EXPLICIT, f"{w} {subject.noun}")
+            if subject.noun in lex.hair_color_nouns:
+                ev.add("Hair Color", lex.hair_color_nouns[subject.noun], EXPLICIT, subject.noun)
+        # Standalone "redhead"/"blonde" nouns, hyphenated "-haired" words anywhere.
+        for c in clauses:
+            if c.other:
+                continue
+            for w in c.tokens:
+                if w.endswith("-haired"):
+                    self._haired(w, ev)
+        # Age phrases and stated ages.
+        joined = " ".join(words)
+        for phrase, val in lex.age_phrases.items():
+            if phrase in joined:
+                ev.add("Age", val, EXPLICIT, phrase)
+        self._stated_age(low if not any(c.other for c in clauses) else joined, ev, bool(persons))
+        # Pronouns decide gender only when no noun did.
+        if "Gender" not in ev.attrs:
+            counts = {"Female": 0, "Male": 0}
+            for w in words:
+                g = lex.pronouns.get(w)
+                if g:
+                    counts[g] += 1
+            if counts["Female"] != counts["Male"]:
+                g = max(counts, key=counts.__getitem__)
+                ev.add("Gender", g, IMPLIED, "pronouns")
+
+    def _person_modifiers(self, toks: list[str], pos: int) -> list[tuple[int, str]]:
+        out = []
+        j = pos - 1
+        steps = 0
+        while j >= 0 and steps < 4:
+            w = toks[j]
+            if w in _DETERMINERS or w in ("and", "with", "of", "to", "for", "in", "on", "(", ")", "'s") or w in _POSSESSIVES:
+                break
+            out.append((j, w))
+            j -= 1
+            steps += 1
+        return out
+
+    def _haired(self, w: str, ev: Evidence) -> None:
+        lex = self.lex
+        base = w[:-len("-haired")] if w.endswith("-haired") else w
+        if base in lex.hair_colors:
+            ev.add("Hair Color", lex.hair_colors[base], EXPLICIT, w)
+        elif base in lex.hair_color_nouns:
+            ev.add("Hair Color", lex.hair_color_nouns[base], EXPLICIT, w)
+        elif base in lex.lengths:
+            ev.add("Hair Length", lex.lengths[base], EXPLICIT, w)
+
+    def _stated_age(self, text: str, ev: Evidence, has_person: bool) -> None:
+        lex = self.lex
+        ages: list[tuple[int, str]] = []
+        for rx in _STATED_RES:
+            for m in rx.finditer(text):
+                ages.append((int(m.group(1)), m.group(0)))
+        for m in _DECADE_RE.finditer(text):
+            word = m.group(3)
+            ages.append((lex.decades.get(word, 0), m.group(0)))
+        if has_person and not ages:
+            for m in _BARE_NUMBER_RE.finditer(text):
+                ages.append((int(m.group(1)), m.group(0).strip(", ")))
+        for age, source in ages:
+            if not 0 < age < 125:
+                continue
+            for lo, hi, band in lex.age_bands:
+                if lo <= age <= hi:
+                    ev.add("Age", band, STATED, source.strip())
+                    break
+
+    # -- hair, eyes, garments, phrases -------------------------------------------------------
+
+    def _read_body(self, toks: list[str], ev: Evidence, subject: Optional[_Person], ci: int) -> None:
+        lex = self.lex
+        n = len(toks)
+        for i, w in enumerate(toks):
+            if w not in lex.body or self._negated(toks, i):
+                continue
+            nxt = toks[i + 1:i + 3]
+            prev = toks[i - 1] if i > 0 else ""
+            standalone = n == 1 or prev in ("is", "'s", "looks", "very", "quite", "rather", "pretty", "slightly") or (i == n - 1 and prev == "and")
+            before_person = any(x in lex.persons for x in nxt)
+            build = bool(nxt) and nxt[0] in ("build", "figure", "frame", "body", "physique")
+            if standalone or before_person or build:
+                if subject is not None and before_person and ci == subject.clause:
+                    continue  # already read as the subject's modifier
+                ev.add("Body Type", lex.body[w], EXPLICIT, w)
