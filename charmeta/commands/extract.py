@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from contextlib import ExitStack
 
 import orjson
 import time
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from charmeta.engine import MAX_TEXT_CHARS, Engine
 from charmeta.errors import ConfigError
@@ -102,45 +104,47 @@ def parse_line(raw: bytes, lineno: int) -> tuple[Any, Any, Any, str | None]:
     return rid, obj["text"], rating, None
 
 
-def _lines(stream: IO[bytes]) -> Iterator[bytes]:
-    for raw in stream:
-        if raw.strip():
-            yield raw
-
-
 def _run_file(args: argparse.Namespace, engine: Engine) -> int:
-    src: IO[bytes] = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
-    dst: IO[bytes] = sys.stdout.buffer if args.output == "-" else open(args.output, "wb", buffering=1 << 20)
-    dumps = orjson.dumps
-    n = invalid = 0
+    """Stream lines in, records out. A file output appears only when complete (temp + rename)."""
     start = time.perf_counter()
-    buf: list[bytes] = []
+    tmp = None if args.output == "-" else f"{args.output}.tmp-{os.getpid()}"
     try:
-        for lineno, raw in enumerate(src, start=1):
-            if not raw.strip():
-                continue
-            rid, text, rating, reason = parse_line(raw, lineno)
-            ex = Extraction.invalid(reason) if reason else engine.extract_text(text, rating)
-            if ex.status == "invalid":
-                invalid += 1
-            buf.append(dumps(to_cli_json(ex, rid)))
-            n += 1
-            if len(buf) >= 4096:
-                dst.write(b"\n".join(buf) + b"\n")
-                buf.clear()
-            if args.progress_every and n % args.progress_every == 0:
-                rate = n / (time.perf_counter() - start)
-                print(f"charmeta extract: {n:,} entries ({rate:,.0f}/s)", file=sys.stderr)
-        if buf:
-            dst.write(b"\n".join(buf) + b"\n")
+        with ExitStack() as stack:
+            src: IO[bytes] = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
+            dst: IO[bytes] = sys.stdout.buffer if tmp is None else stack.enter_context(open(tmp, "wb", buffering=1 << 20))
+            n, invalid = _stream(src, dst, engine, args.progress_every, start)
+        if tmp is not None:
+            os.replace(tmp, args.output)
     finally:
-        if src is not sys.stdin.buffer:
-            src.close()
-        if dst is not sys.stdout.buffer:
-            dst.close()
-        else:
-            dst.flush()
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)  # an interrupted run leaves no half-written output behind
     secs = time.perf_counter() - start
     rate = n / secs if secs > 0 else 0.0
     print(f"charmeta extract: {n:,} entries, {invalid:,} invalid, {secs:.2f}s ({rate:,.0f} entries/s)", file=sys.stderr)
     return 0
+
+
+def _stream(src: IO[bytes], dst: IO[bytes], engine: Engine, progress_every: int, start: float) -> tuple[int, int]:
+    """One output line per non-blank input line, written in blocks of 4096; returns (lines, invalid)."""
+    dumps = orjson.dumps
+    n = invalid = 0
+    buf: list[bytes] = []
+    for lineno, raw in enumerate(src, start=1):
+        if not raw.strip():
+            continue
+        rid, text, rating, reason = parse_line(raw, lineno)
+        ex = Extraction.invalid(reason) if reason else engine.extract_text(text, rating)
+        if ex.status == "invalid":
+            invalid += 1
+        buf.append(dumps(to_cli_json(ex, rid)))
+        n += 1
+        if len(buf) >= 4096:
+            dst.write(b"\n".join(buf) + b"\n")
+            buf.clear()
+        if progress_every and n % progress_every == 0:
+            rate = n / (time.perf_counter() - start)
+            print(f"charmeta extract: {n:,} entries ({rate:,.0f}/s)", file=sys.stderr)
+    if buf:
+        dst.write(b"\n".join(buf) + b"\n")
+    dst.flush()
+    return n, invalid

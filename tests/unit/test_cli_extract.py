@@ -56,3 +56,30 @@ def test_stdin_to_stdout() -> None:
     recs = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["id"] for r in recs] == [1, 3]
     assert recs[1]["attributes"]["Hair Length"] == "Short"
+
+
+def test_output_file_appears_only_when_complete(tmp_path: Path) -> None:
+    """A run that dies mid-stream leaves neither a partial output nor its temp file."""
+    import argparse
+
+    import pytest
+
+    from charmeta.commands.extract import _run_file
+
+    class Dying:
+        calls = 0
+
+        def extract_text(self, text, rating=None):
+            Dying.calls += 1
+            if Dying.calls == 2:
+                raise KeyboardInterrupt  # what Ctrl-C does mid-run
+            from charmeta.records import Extraction
+            return Extraction()
+
+    src = tmp_path / "in.txt"
+    src.write_text("1girl\n1boy\n2girls\n")
+    dst = tmp_path / "out.jsonl"
+    args = argparse.Namespace(input=str(src), output=str(dst), progress_every=0)
+    with pytest.raises(KeyboardInterrupt):
+        _run_file(args, Dying())  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
