@@ -61,6 +61,8 @@ class PeopleReader:
                     continue
                 if i + 1 < len(toks) and toks[i + 1] in lex.persons and t not in lex.plural_persons:
                     continue  # "school girl", "ninja warrior": the head is the last noun
+                if t in ("couple", "pair", "group") and i + 1 < len(toks) and toks[i + 1] == "of":
+                    continue  # "a couple of hours": a quantity; "a couple of friends" counts by "friends"
                 if t in self.name_prone and i > 0 and not self._person_context(toks[max(0, i - 2):i]):
                     continue  # "kaitou kid", "iron man": the end of a name, not a person noun
                 prev = toks[max(0, i - 3):i]
@@ -142,11 +144,14 @@ class PeopleReader:
             if p.relation and (p.present or (subject is not None and self._joined(clauses, subject, p))):
                 count = max(count or 0, 2)
         words = set(t for c in clauses for t in c.tokens)
+        blockers = self.ont.prose.get("group_word_blockers", {})
         for g in lex.group_words:
-            if (" " in g and g in low) or g in words:
-                if g in ("both", "together", "each other", "one another") and not persons and not ev.counts:
-                    continue
-                count = max(count or 0, 2)
+            if not ((" " in g and f" {g} " in f" {low} ") or g in words):
+                continue
+            stops = blockers.get(g, ())
+            if stops and all(any(f"{g} {b}" in " ".join(c.tokens) for b in stops) for c in clauses if g in c.tokens):
+                continue  # "a couple of hours", "both hands": not people
+            count = max(count or 0, 2)
         if len(_ONE_RE.findall(low)) >= 2:
             count = max(count or 0, 2)
         if _HE_RE.search(low) and _SHE_RE.search(low):

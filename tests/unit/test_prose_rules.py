@@ -177,3 +177,14 @@ def test_occupation_nouns_by_suffix(engine: Engine) -> None:
 )
 def test_more_attachment_cases(engine: Engine, text: str, key: str, value: str) -> None:
     assert engine.extract_text(text).value(key) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a girl with her hands together, praying", "a girl in a red party dress", "a boy wearing a pair of boots",
+     "a woman with a black hair band", "a man in a team jersey", "she waited a couple of hours at the station",
+     "a girl covering both eyes with her hands", "a girl holding a family photo"],
+)
+def test_group_words_that_are_not_people(engine: Engine, text: str) -> None:
+    ex = engine.extract_text(text)
+    assert not ex.multi_character, (text, ex.character_count)
