@@ -86,8 +86,12 @@ class TextExtractor:
         else:
             if parsed.fmt == "tags" and len(parsed.body) == 1 and " " in parsed.body[0] \
                     and self._lookup(normalize_tag(parsed.body[0])) is None:
-                parsed.body = parsed.body[0].split()  # "1girl child": two space-separated tags, not one
-                parsed.fmt = "danbooru"
+                words = parsed.body[0].split()
+                if any(self._lookup(normalize_tag(w)) for w in words):
+                    parsed.body, parsed.fmt = words, "danbooru"  # "1girl child": two space-separated tags
+                else:
+                    self.prose.read(text, ev, tag_reader=self._read_clause_as_tag)  # "two people dancing"
+                    return self._finish(ev, "prose")
             if parsed.header:
                 self._read_header(parsed.header, ev)
             unknown, known = self._read_items(parsed.body, ev, parsed.fmt)

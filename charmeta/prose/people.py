@@ -84,6 +84,8 @@ class PeopleReader:
                     if w in lex.numbers:
                         number = max(number, lex.numbers[w])
                 plural = t in lex.plural_persons
+                if t == "people" and number < 2:
+                    continue  # "a crowd of people" is background; "two people" are characters
                 found.append(_Person(t, ci, i, relation, absent, plural, number if (plural or number > 1) else 1, present))
         return found
 

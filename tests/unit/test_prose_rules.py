@@ -188,3 +188,8 @@ def test_more_attachment_cases(engine: Engine, text: str, key: str, value: str) 
 def test_group_words_that_are_not_people(engine: Engine, text: str) -> None:
     ex = engine.extract_text(text)
     assert not ex.multi_character, (text, ex.character_count)
+
+
+def test_background_people_and_short_phrases(engine: Engine) -> None:
+    assert not engine.extract_text("a girl standing in a crowd of people").multi_character
+    assert engine.extract_text("two people dancing").multi_character
