@@ -59,6 +59,28 @@ def coerce_text(value: Any, field: str) -> tuple[Optional[str], Optional[str]]:
     return None, f"text field {field!r} must be a string or list of tags, got {type(value).__name__}"
 
 
+#: A raw Danbooru post's own ``rating`` field (g/s/q/e) -> the rating word the extractor reads.
+_RATING_FIELD = "rating"
+_RATINGS = {"g": "general", "general": "general", "safe": "general", "s": "sensitive", "sensitive": "sensitive",
+            "q": "questionable", "questionable": "questionable", "e": "explicit", "explicit": "explicit"}
+
+
+def with_rating(text: Optional[str], rating: Any) -> Optional[str]:
+    """Fold a post's separate rating field into its caption as a rating tag.
+
+    Raw Danbooru ``tag_string``s carry no rating word; the safety rule needs the
+    rating, so it travels inside the text the extractor reads (``rating:explicit``
+    for space-separated tags, a trailing ``explicit`` item for comma lists).
+    Unknown values are ignored.
+    """
+    if text is None or not isinstance(rating, str):
+        return text
+    word = _RATINGS.get(rating.strip().lower())
+    if word is None:
+        return text
+    return f"{text}, {word}" if "," in text else f"{text} rating:{word}"
+
+
 def record_to_row(obj: Any, pos: int, spec: ShardSpec) -> Row:
     """One parsed JSON value (object, string or tag list) to a raw row."""
     default_id = f"{spec.relpath}:{pos}"
@@ -79,6 +101,8 @@ def record_to_row(obj: Any, pos: int, spec: ShardSpec) -> Row:
     for f in fields:
         if f in obj:
             text, reason = coerce_text(obj[f], f)
+            if reason is None and _RATING_FIELD in obj:
+                text = with_rating(text, obj[_RATING_FIELD])
             return rid, text, pos, reason, None
     return rid, None, pos, f"no text field (looked for {', '.join(fields)})", None
 
@@ -268,6 +292,7 @@ def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
         names = pf.schema_arrow.names
         text_col = _pick(names, spec.text_field, TEXT_FIELD_CANDIDATES)
         id_col = _pick(names, None, ID_FIELD_CANDIDATES)
+        rating_col = _RATING_FIELD if _RATING_FIELD in names and text_col else None
         md = pf.metadata
         stop = spec.stop if spec.stop is not None else md.num_rows
         groups, first_row, row = [], None, 0
@@ -279,7 +304,7 @@ def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
             row += n
         if not groups:
             return
-        cols = [c for c in (text_col, id_col) if c]
+        cols = [c for c in (text_col, id_col, rating_col) if c]
         pos = first_row
         if not cols:  # no usable column: every row is invalid, but still one row per input
             for s in range(spec.start, stop, batch_rows):
@@ -299,13 +324,13 @@ def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
                     break
                 continue
             batch = batch.slice(lo, hi - lo)
-            yield _parquet_batch(batch, text_col, id_col, pos_start + lo, spec)
+            yield _parquet_batch(batch, text_col, id_col, pos_start + lo, spec, rating_col)
             if pos >= stop:
                 break
 
 
 def _parquet_batch(batch: pa.RecordBatch, text_col: Optional[str], id_col: Optional[str],
-                   first_pos: int, spec: ShardSpec) -> pa.RecordBatch:
+                   first_pos: int, spec: ShardSpec, rating_col: Optional[str] = None) -> pa.RecordBatch:
     n = batch.num_rows
     positions = pa.array(range(first_pos, first_pos + n), pa.int64())
     reasons = pa.nulls(n, pa.string())
@@ -323,6 +348,9 @@ def _parquet_batch(batch: pa.RecordBatch, text_col: Optional[str], id_col: Optio
             pairs = [coerce_text(v, text_col) for v in vals]
             texts = pa.array([p[0] for p in pairs], pa.string())
             reasons = pa.array([p[1] for p in pairs], pa.string())
+        if rating_col is not None:
+            ratings = batch.column(batch.schema.get_field_index(rating_col)).to_pylist()
+            texts = pa.array([with_rating(t, r) for t, r in zip(texts.to_pylist(), ratings)], pa.string())
         null_reason = pa.scalar(f"text field {text_col!r} is null", pa.string())
         reasons = pc.if_else(pc.and_(pc.is_null(texts), pc.is_null(reasons)), null_reason, reasons)
     if id_col is not None:
