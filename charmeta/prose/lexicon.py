@@ -18,6 +18,7 @@ _STATED_RES = (
     re.compile(r"\b(\d{1,3})\s*(?:-|\s)?\s*(?:years?|yrs?|yr)(?:[\s-]*old)?\b"),
     re.compile(r"\b(\d{1,3})\s*(?:yo|y/o|y\.o\.)(?=\W|$)"),
     re.compile(r"\bage[ds]?\s+(\d{1,3})\b"),
+    re.compile(r"\b(?:girl|boy|child|kid|woman|man|lady|gentleman|person|teen|teenager)\s+of\s+(\d{1,3})\b"),
 )
 _BARE_NUMBER_RE = re.compile(r"(?:^|,)\s*(\d{1,3})\s*(?=,|$)")
 _DECADE_RE = re.compile(

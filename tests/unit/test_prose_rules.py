@@ -35,7 +35,8 @@ def test_the_contract_example(engine: Engine) -> None:
      ("a grandmother baking bread", "Elderly"), ("a girl with long hair", "Unknown"), ("a boy on a bike", "Unknown"),
      ("a 45-year-old man", "Middle-Aged"), ("portrait of a 16 yr old boy", "Teen"), ("Woman, 72, white hair", "Elderly"),
      ("a 9 year old girl", "Child"), ("man, 39, blond hair", "Young Adult"), ("a 30-year-old woman", "Young Adult"),
-     ("a girl in a school uniform", "Teen"), ("a woman in her late twenties", "Young Adult")],
+     ("a girl in a school uniform", "Teen"), ("a woman in her late twenties", "Young Adult"),
+     ("a girl of 10 with brown pigtails", "Child"), ("a man of 70 in a coat", "Elderly")],
 )
 def test_age_words_and_stated_ages(engine: Engine, text: str, age: str) -> None:
     assert attrs(engine, text)["Age"] == age
