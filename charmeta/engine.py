@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from charmeta.extractors.base import AttributeExtractor
+from charmeta.parsing import with_rating
 from charmeta.records import Extraction, extractions_to_table
 
 if TYPE_CHECKING:
@@ -81,9 +82,9 @@ class Engine:
         text, reason = guard_text(value)
         if reason is not None:
             return Extraction.invalid(reason)
+        if rating is not None:
+            text = with_rating(text, rating)
         try:
-            if rating is not None:
-                return self.text_extractor.extract(text, rating=rating)  # type: ignore[call-arg]
             return self.text_extractor.extract(text)
         except Exception as exc:  # a poison record must not fail the batch
             log.warning("extractor %s failed on one record: %r", self.text_extractor.name, exc)

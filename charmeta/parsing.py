@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Optional
 
 _WEIGHT_RE = re.compile(r":\s*-?\d+(?:\.\d+)?\s*$")
 _SPLIT_RE = re.compile(r"\s*[,\n]\s*")
@@ -98,3 +99,24 @@ def _items(text: str) -> list[str]:
                 continue
         out.append(raw)
     return out
+
+
+#: A raw Danbooru post's own ``rating`` field (g/s/q/e) -> the rating word the extractor reads.
+_RATING_FIELD_VALUES = {"g": "general", "general": "general", "safe": "general", "s": "sensitive", "sensitive": "sensitive",
+                        "q": "questionable", "questionable": "questionable", "e": "explicit", "explicit": "explicit"}
+
+
+def with_rating(text: Optional[str], rating: Any) -> Optional[str]:
+    """Fold a post's separate rating field into its caption as a rating tag.
+
+    Raw Danbooru ``tag_string``s carry no rating word; the safety rule needs the
+    rating, so it travels inside the text every backend reads (``rating:explicit``
+    for space-separated tags, a trailing ``explicit`` item for comma lists).
+    Unknown values are ignored. Used by the source readers and ``Engine.extract_text``.
+    """
+    if text is None or not isinstance(rating, str):
+        return text
+    word = _RATING_FIELD_VALUES.get(rating.strip().lower())
+    if word is None:
+        return text
+    return f"{text}, {word}" if "," in text else f"{text} rating:{word}"

@@ -25,7 +25,6 @@ from charmeta.resolvers import UNKNOWN_COUNT_FACTOR, DressResolver, build_resolv
 from charmeta.safety import SafetyRule
 
 _NAME_QUALIFIER_RE = re.compile(r"^[^()]+\([^()]+\)(\s*\([^()]+\))*$")
-_COUNT_KEYS = {"girl", "boy", "other"}
 _ITEM_CACHE_MAX = 200_000
 _NO_EVIDENCE: list[str] = []  # shared, never mutated
 #: The decision of every core attribute without evidence. Shared by all records (one
@@ -33,8 +32,6 @@ _NO_EVIDENCE: list[str] = []  # shared, never mutated
 _NO_DECISION = Decision(UNKNOWN, 0.0, _NO_EVIDENCE, False)
 #: Resolvers that read more than ``Evidence.attrs`` (counts, garments) run for every entry.
 _ALWAYS_RESOLVE = frozenset({"Gender", "Dress"})
-_RATING_WORDS = {"g": "general", "s": "sensitive", "q": "questionable", "e": "explicit",
-                 "general": "general", "safe": "general", "sensitive": "sensitive", "questionable": "questionable", "explicit": "explicit"}
 
 
 def _unique(items: list[str]) -> list[str]:
@@ -72,13 +69,9 @@ class TextExtractor:
     def extract_batch(self, items: Sequence[Any]) -> list[Extraction]:
         return [self.extract(t) for t in items]
 
-    def extract(self, text: str, rating: Optional[str] = None) -> Extraction:
+    def extract(self, text: str) -> Extraction:
         parsed = split_caption(text)
         ev = Evidence()
-        if rating:
-            r = _RATING_WORDS.get(str(rating).strip().lower())
-            if r:
-                ev.ratings.append(r)
         kind = "tags"
         if parsed.fmt == "prose":
             kind = "prose"
@@ -108,12 +101,7 @@ class TextExtractor:
         ont = self.ont
         cache = self._item_cache
         for raw in items:
-            cached = cache.get(raw)
-            if cached is None:
-                t = normalize_tag(raw)
-                hits = self._lookup(t)
-                cached = cache[raw] = (t, hits, hits[0] if hits and len(hits) == 1 else None)
-            t, hits, _ = cached
+            t, hits, _ = cache.get(raw) or self._cache_item(raw)
             if hits is not None and (not hits or t in self._header_tags):
                 self._apply(hits, t, ev)
                 continue
@@ -129,8 +117,14 @@ class TextExtractor:
             else:
                 ev.artists.append(t)
 
+    def _cache_item(self, raw: str) -> tuple[str, Optional[tuple], Optional[tuple]]:
+        """Normalise and look up one raw item once: (tag, hits or None, the hit when it is the only one)."""
+        t = normalize_tag(raw)
+        hits = self._lookup(t)
+        entry = self._item_cache[raw] = (t, hits, hits[0] if hits and len(hits) == 1 else None)
+        return entry
+
     def _read_items(self, items: list[str], ev: Evidence, fmt: str) -> tuple[list[str], int]:
-        lookup = self._lookup
         unknown: list[str] = []
         known = 0
         prompt_list = fmt == "tags"
@@ -140,12 +134,7 @@ class TextExtractor:
         if len(cache) > _ITEM_CACHE_MAX:  # bounded memory whatever the dataset size
             cache.clear()
         for raw in items:
-            cached = cache.get(raw)
-            if cached is None:
-                t = normalize_tag(raw)
-                hits = lookup(t)
-                cached = cache[raw] = (t, hits, hits[0] if hits and len(hits) == 1 else None)
-            t, hits, single = cached
+            t, hits, single = cache.get(raw) or self._cache_item(raw)
             if hits is None:
                 if prompt_list and t and not self.ont.is_meta(t) and t not in self.ont.known_vocab:
                     if not _NAME_QUALIFIER_RE.match(t):

@@ -22,6 +22,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from charmeta.parsing import with_rating
 from charmeta.pathguard import unsafe_tar_member
 from charmeta.sources.spec import ID_FIELD_CANDIDATES, RAW_SCHEMA, TEXT_FIELD_CANDIDATES, ShardSpec
 
@@ -59,26 +60,8 @@ def coerce_text(value: Any, field: str) -> tuple[Optional[str], Optional[str]]:
     return None, f"text field {field!r} must be a string or list of tags, got {type(value).__name__}"
 
 
-#: A raw Danbooru post's own ``rating`` field (g/s/q/e) -> the rating word the extractor reads.
+#: A raw post's own rating column / key (g/s/q/e), folded into the caption by ``with_rating``.
 _RATING_FIELD = "rating"
-_RATINGS = {"g": "general", "general": "general", "safe": "general", "s": "sensitive", "sensitive": "sensitive",
-            "q": "questionable", "questionable": "questionable", "e": "explicit", "explicit": "explicit"}
-
-
-def with_rating(text: Optional[str], rating: Any) -> Optional[str]:
-    """Fold a post's separate rating field into its caption as a rating tag.
-
-    Raw Danbooru ``tag_string``s carry no rating word; the safety rule needs the
-    rating, so it travels inside the text the extractor reads (``rating:explicit``
-    for space-separated tags, a trailing ``explicit`` item for comma lists).
-    Unknown values are ignored.
-    """
-    if text is None or not isinstance(rating, str):
-        return text
-    word = _RATINGS.get(rating.strip().lower())
-    if word is None:
-        return text
-    return f"{text}, {word}" if "," in text else f"{text} rating:{word}"
 
 
 def record_to_row(obj: Any, pos: int, spec: ShardSpec) -> Row:

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from charmeta.engine import Engine
+from charmeta.parsing import with_rating
 from charmeta.sources import Source, iter_shard
-from charmeta.sources.readers import with_rating
 
 
 def test_with_rating_folds_known_values_only() -> None:
