@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 # Hit kinds (first element of a Hit): kept as short interned strings for speed.
 ATTR = "attr"  # (ATTR, attribute key, (value, strength))
@@ -117,11 +117,11 @@ class Ontology:
         self.index: dict[str, list[Hit]] = {}
         self.prose_words: dict[str, dict[str, str]] = {}  # attribute -> prose word -> value
         self.version = self._fingerprint()
-        self._wd_general, self._wd_characters = self._load_wd_vocab()
-        extra = _read_json("data/ontology/prose.json").get("extra_character_names", [])
+        self._wd_general, self._wd_characters, series = self._load_wd_vocab()
+        extra = self.prose.get("extra_character_names", [])
         self._wd_characters.update(normalize_tag(n) for n in extra)
         self.character_first_words = frozenset(n.split(" ", 1)[0] for n in self._wd_characters if " " in n)
-        self.copyrights = self._load_copyrights()
+        self.copyrights = self._load_copyrights(series)
         self.garments: list[Garment] = []
         self._compile()
         self.year_re = re.compile(self.meta["year_pattern"])
@@ -149,9 +149,12 @@ class Ontology:
                 h.update(entry.read_bytes())
         return h.hexdigest()[:12]
 
-    def _load_wd_vocab(self) -> tuple[set[str], set[str]]:
+    def _load_wd_vocab(self) -> tuple[set[str], set[str], set[str]]:
+        """General tags and character names of the WD vocabulary, plus the character list's
+        names and series (``characters_dev.txt``: ``name, series, ...``), read once."""
         general: set[str] = set()
         characters: set[str] = set()
+        series: set[str] = set()
         reader = csv.DictReader(io.StringIO(_read_text("data/reference/wd_selected_tags.csv")))
         for row in reader:
             name = normalize_tag(row["name"])
@@ -161,16 +164,13 @@ class Ontology:
                 characters.add(name)
         for line in _read_text("data/reference/characters_dev.txt").splitlines():
             if line and not line.startswith("#"):
-                characters.add(normalize_tag(line.split(",", 1)[0]))
-        return general, characters
-
-    def _load_copyrights(self) -> frozenset[str]:
-        series: set[str] = set()
-        for line in _read_text("data/reference/characters_dev.txt").splitlines():
-            if line and not line.startswith("#"):
                 parts = line.split(",")
+                characters.add(normalize_tag(parts[0]))
                 if len(parts) > 1:
                     series.add(normalize_tag(parts[1]))
+        return general, characters, series
+
+    def _load_copyrights(self, series: set[str]) -> frozenset[str]:
         for name in self._wd_characters:  # "kaga (kancolle)" -> "kancolle"
             m = re.search(r"\(([^()]+)\)\s*$", name)
             if m:
@@ -193,8 +193,8 @@ class Ontology:
             self._compile_priority_file(_read_json(f"{base}{name}.json"))
         self._compile_colors(_read_json(base + "hair_color.json"))
         self._compile_colors(_read_json(base + "eye_color.json"))
-        self._compile_length(_read_json(base + "hair_length.json"))
-        self._compile_age(_read_json(base + "age.json"))
+        self._compile_graded(_read_json(base + "hair_length.json"), "tags")
+        self._compile_graded(_read_json(base + "age.json"), "explicit")
         self._compile_gender(_read_json(base + "gender.json"))
         self._compile_dress()
         self._compile_list_file(_read_json(base + "accessories.json"))
@@ -210,8 +210,9 @@ class Ontology:
             if name not in self.index:
                 self.index[name] = [Hit(NAME, "copyright", None)]
         for alias, canonical in self.aliases.items():
-            if alias != canonical and normalize_tag(canonical) in self.index:
-                for hit in self.index[normalize_tag(canonical)]:
+            target = self.index.get(normalize_tag(canonical))
+            if alias != canonical and target:
+                for hit in target:
                     self._add(alias, hit)
 
     def _compile_meta(self) -> None:
@@ -245,36 +246,29 @@ class Ontology:
             self.prose_words[rules.key] = prose
         return rules
 
-    def _compile_priority_file(self, data: dict[str, Any]) -> None:
-        rules = self._rules(data)
-        for tag, value in data["tags"].items():
+    def _add_values(self, key: str, mapping: dict[str, Optional[str]], strength: float) -> None:
+        """Exact tags -> values of one attribute (a null value means "known, not this attribute")."""
+        for tag, value in mapping.items():
             if value:
-                self._add(tag, Hit(ATTR, rules.key, (value, EXPLICIT)))
+                self._add(tag, Hit(ATTR, key, (value, strength)))
+
+    def _compile_priority_file(self, data: dict[str, Any]) -> None:
+        self._add_values(self._rules(data).key, data["tags"], EXPLICIT)
 
     def _compile_colors(self, data: dict[str, Any]) -> None:
         rules = self._rules(data)
-        palette: dict[str, str] = self.colors[data["colors"]]
         pattern: str = data["pattern"]
-        for word, value in palette.items():
-            self._add(pattern.format(color=word), Hit(ATTR, rules.key, (value, EXPLICIT)))
+        palette: dict[str, str] = self.colors[data["colors"]]
+        self._add_values(rules.key, {pattern.format(color=w): v for w, v in palette.items()}, EXPLICIT)
         for tag in data["multicolor_tags"]:
             self._add(tag, Hit(MULTI, rules.key, None))
-        for tag, value in data.get("tags", {}).items():
-            self._add(tag, Hit(ATTR, rules.key, (value, EXPLICIT)))
+        self._add_values(rules.key, data.get("tags", {}), EXPLICIT)
 
-    def _compile_length(self, data: dict[str, Any]) -> None:
+    def _compile_graded(self, data: dict[str, Any], explicit_key: str) -> None:
+        """Files with explicit tags and weaker implied ones (hair length, age)."""
         rules = self._rules(data)
-        for tag, value in data["tags"].items():
-            self._add(tag, Hit(ATTR, rules.key, (value, EXPLICIT)))
-        for tag, value in data["implied"].items():
-            self._add(tag, Hit(ATTR, rules.key, (value, IMPLIED)))
-
-    def _compile_age(self, data: dict[str, Any]) -> None:
-        rules = self._rules(data)
-        for tag, value in data["explicit"].items():
-            self._add(tag, Hit(ATTR, rules.key, (value, EXPLICIT)))
-        for tag, value in data["implied"].items():
-            self._add(tag, Hit(ATTR, rules.key, (value, IMPLIED)))
+        self._add_values(rules.key, data[explicit_key], EXPLICIT)
+        self._add_values(rules.key, data["implied"], IMPLIED)
 
     def _compile_gender(self, data: dict[str, Any]) -> None:
         self._rules(data)
