@@ -168,9 +168,7 @@ class GenderResolver(Resolver):
         # Prose observations (nouns, pronouns) arrive as ordinary observations.
         obs = ev.attrs.get(self.key)
         if obs and not others:
-            top = max(o[1] for o in obs)
-            strong = [o for o in obs if o[1] >= top]
-            values = {o[0] for o in strong}
+            top, strong, values = _strongest(obs)
             if len(values) == 1:
                 return Decision(strong[0][0], _conf(top) if top >= EXPLICIT else 0.8, _sources(strong), False)
             return _unknown_conflict(strong)
@@ -191,7 +189,7 @@ class DressResolver(Resolver):
             return Decision(self.nude_value, CONF_EXPLICIT, list(dict.fromkeys(ev.nude)), False)
         if not ev.garments:
             return None
-        rank, gi, source, display = min(ev.garments, key=lambda g: g[0])
+        _, gi, source, display = _primary(ev)
         garment = self.garments[gi]
         evidence = [source]
         color = None
@@ -213,17 +211,22 @@ class DressResolver(Resolver):
         """Dress Style follows the primary garment; explicit style tags fill in otherwise."""
         if ev.nude:
             return Decision(self.nude_style, CONF_EXPLICIT, list(dict.fromkeys(ev.nude)), False)
-        explicit = [(s, src) for s, src in ev.dress_styles]
+        explicit = ev.dress_styles
         if ev.garments:
-            _, gi, source, _ = min(ev.garments, key=lambda g: g[0])
-            style = self.garments[gi].style
-            for s, src in explicit:  # `sportswear` beside a track suit confirms; beside a shirt it wins
-                if self.garments[gi].tier > 1:
-                    return Decision(s, CONF_EXPLICIT, [src], False)
-            return Decision(style, CONF_IMPLIED if not explicit else CONF_EXPLICIT, [source], False)
+            _, gi, source, _ = _primary(ev)
+            garment = self.garments[gi]
+            if explicit and garment.tier > 1:  # `sportswear` beside a track suit confirms; beside a shirt it wins
+                s, src = explicit[0]
+                return Decision(s, CONF_EXPLICIT, [src], False)
+            return Decision(garment.style, CONF_IMPLIED if not explicit else CONF_EXPLICIT, [source], False)
         if explicit:
             return Decision(explicit[0][0], CONF_IMPLIED, [explicit[0][1]], False)
         return None
+
+
+def _primary(ev: Evidence) -> tuple:
+    """The primary outfit among the garments seen: the lowest (tier, order, position) rank."""
+    return min(ev.garments, key=lambda g: g[0])
 
 
 class ListResolver(Resolver):
