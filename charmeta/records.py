@@ -3,7 +3,7 @@
 ``Extraction`` is a plain slotted dataclass, not a pydantic model: millions are
 built per run, so the hot path stays free of per-row validation. The views:
 
-* ``to_row`` - a dict matching ``contract.rich_arrow_schema()`` (Parquet);
+* ``extractions_to_table`` - an Arrow table of ``contract.rich_arrow_schema()`` (Parquet);
 * ``to_cli_json`` - the ``charmeta extract`` line shape;
 * ``to_clean`` - the clean export record (Title Case keys).
 """
@@ -11,7 +11,7 @@ built per run, so the hot path stays free of per-row validation. The views:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 if TYPE_CHECKING:  # imported lazily: the CLI's JSON path never builds Arrow tables
     import pyarrow as pa
@@ -53,64 +53,17 @@ class Extraction:
         return d.value if d is not None else (UNKNOWN if key in CORE_KEYS else None)
 
 
-def to_row(
-    ex: Extraction,
-    record_id: str,
-    source_shard: Optional[str] = None,
-    source_position: Optional[int] = None,
-) -> dict[str, Any]:
-    """Flatten an extraction into one row of the rich Arrow schema."""
-    row: dict[str, Any] = {
-        "id": record_id,
-        "source_shard": source_shard,
-        "source_position": source_position,
-        "input_kind": ex.input_kind,
-        "status": ex.status,
-        "reason": ex.reason,
-        "character_count": ex.character_count,
-        "multi_character": ex.multi_character,
-        "characters": ex.characters,
-        "copyrights": ex.copyrights,
-        "artists": ex.artists,
-        "rating": ex.rating,
-    }
-    invalid = ex.status == "invalid"
-    attrs = ex.attributes
-    for spec in ATTRIBUTES:
-        col = spec.column
-        d = attrs.get(spec.key)
-        if spec.is_list:
-            row[col] = (d.value if d is not None else None)
-            continue
-        if d is None:
-            if invalid or not spec.is_core:
-                row[col] = None
-                row[col + "_confidence"] = None
-                row[col + "_evidence"] = None
-                row[col + "_conflict"] = None
-            else:
-                row[col] = UNKNOWN
-                row[col + "_confidence"] = 0.0
-                row[col + "_evidence"] = []
-                row[col + "_conflict"] = False
-            continue
-        row[col] = d.value
-        row[col + "_confidence"] = d.confidence
-        row[col + "_evidence"] = d.evidence
-        row[col + "_conflict"] = d.conflict
-    return row
-
-
 def extractions_to_table(
     extractions: Sequence[Extraction],
     ids: Sequence[Any],
-    source_shard: Optional[str] = None,
+    source_shard: Optional[str] | Sequence[Optional[str]] = None,
     positions: Optional[Sequence[Any]] = None,
 ) -> pa.Table:
     """Build the rich Arrow table straight from extractions, column by column.
 
-    The hot path of every partition: no per-row dict, one list per column,
-    one ``pa.array`` per column.
+    The one flattening of the rich record (text, image and fused rows alike) and
+    the hot path of every partition: no per-row dict, one list per column, one
+    ``pa.array`` per column. ``source_shard`` is one shard for all rows or one per row.
     """
     import pyarrow as pa
 
@@ -118,7 +71,8 @@ def extractions_to_table(
     schema = rich_arrow_schema()
     cols: dict[str, Any] = {
         "id": [str(i) for i in ids],
-        "source_shard": pa.nulls(n, pa.string()) if source_shard is None else pa.array([source_shard] * n, pa.string()),
+        "source_shard": (pa.nulls(n, pa.string()) if source_shard is None
+                         else [source_shard] * n if isinstance(source_shard, str) else list(source_shard)),
         "source_position": list(range(n)) if positions is None else positions,
         "input_kind": [ex.input_kind for ex in extractions],
         "status": [ex.status for ex in extractions],
@@ -159,16 +113,6 @@ def extractions_to_table(
 
 
 _EMPTY: list[str] = []
-
-
-def rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
-    """Build an Arrow table of the rich schema from row dicts (columnar, one pass)."""
-    import pyarrow as pa
-
-    schema = rich_arrow_schema()
-    rows = list(rows)
-    columns = {name: [r[name] for r in rows] for name in schema.names}
-    return pa.table(columns, schema=schema)
 
 
 def to_clean(ex: Extraction) -> dict[str, Any]:

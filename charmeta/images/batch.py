@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from charmeta.fusion import fuse
 from charmeta.images.embed import EmbedStats, embed_table, embedding_matrix
-from charmeta.records import Extraction, rows_to_table, to_row
+from charmeta.records import Extraction, extractions_to_table
 
 log = logging.getLogger("charmeta.images")
 
@@ -48,7 +48,7 @@ def extract_table(normalized: pa.Table, pipeline: object, text_extract: Optional
                     predict(normalized.slice(i, 1))
                 except Exception as one_exc:
                     failed[rid] = f"image model failed: {type(one_exc).__name__}: {one_exc}"
-    out = []
+    out: list[Extraction] = []
     for r in rows_in:
         if r["status"] != "ok":
             ex = Extraction.invalid(r["reason"] or "invalid image", "image")
@@ -59,5 +59,6 @@ def extract_table(normalized: pa.Table, pipeline: object, text_extract: Optional
             pix = Extraction(input_kind="image", attributes=pixel_attrs[r["id"]]) if r["id"] in pixel_attrs else None
             notes = list(r["notes"] or []) + ([note] if note else [])
             ex = fuse(text_ex, pix, pixel_count=r["pixel_count"], pixel_backend=r["counter"] or "pixels", notes=notes)
-        out.append(to_row(ex, r["id"], r["source_shard"], r["source_position"]))
-    return rows_to_table(out)
+        out.append(ex)
+    return extractions_to_table(out, [r["id"] for r in rows_in], [r["source_shard"] for r in rows_in],
+                                [r["source_position"] for r in rows_in])

@@ -17,7 +17,7 @@ from charmeta.images import rules
 from charmeta.images.cache import EmbeddingCache
 from charmeta.images.embedders import ImageEmbedder
 from charmeta.images.heads import Head
-from charmeta.records import Decision, Extraction, rows_to_table, to_row
+from charmeta.records import Decision, Extraction, extractions_to_table
 
 
 def decide(attr: str, values: list[str], p: np.ndarray, source: str, section: str) -> Decision:
@@ -72,11 +72,10 @@ def predict_table(embeddings: pa.Table, predictor: ImagePredictor,
 
     ids = embeddings["id"].to_pylist()
     decisions = predictor.predict(embedding_matrix(embeddings))
-    rows = []
-    for pos, (rid, attrs) in enumerate(zip(ids, decisions)):
+    exs = []
+    for rid, attrs in zip(ids, decisions):
         n = (counts or {}).get(rid)
         multi = n is not None and n >= 2
-        ex = Extraction(input_kind="image", status="multi_character" if multi else "ok", character_count=n,
-                        multi_character=multi, attributes=attrs)
-        rows.append(to_row(ex, rid, None, pos))
-    return rows_to_table(rows)
+        exs.append(Extraction(input_kind="image", status="multi_character" if multi else "ok", character_count=n,
+                              multi_character=multi, attributes=attrs))
+    return extractions_to_table(exs, ids)

@@ -14,7 +14,7 @@ from charmeta.contract import (
     rich_json_schema, validate_clean,
 )
 from charmeta.engine import Engine
-from charmeta.records import rows_to_table, to_clean, to_row
+from charmeta.records import extractions_to_table, to_clean
 
 DEV_SET = Path(__file__).resolve().parents[1] / "data" / "dev_set.jsonl"
 
@@ -50,7 +50,7 @@ def test_every_dev_set_output_validates_and_fits_the_arrow_schema() -> None:
     engine = Engine.default()
     rows = [json.loads(line) for line in DEV_SET.read_text("utf-8").splitlines()]
     out = []
-    for i, row in enumerate(rows):
+    for row in rows:
         ex = engine.extract_text(row["text"])
         assert ex.status in ("ok", "multi_character", "excluded")
         CleanRecord.model_validate(to_clean(ex))
@@ -60,8 +60,8 @@ def test_every_dev_set_output_validates_and_fits_the_arrow_schema() -> None:
             "attributes": {k: {"value": d.value, "confidence": d.confidence, "evidence": d.evidence, "conflict": d.conflict}
                            for k, d in ex.attributes.items()},
         })
-        out.append(to_row(ex, row["id"], "dev", i))
-    table = rows_to_table(out)
+        out.append(ex)
+    table = extractions_to_table(out, [r["id"] for r in rows], "dev")
     assert table.schema == rich_arrow_schema()
     assert table.num_rows == len(rows)
 
