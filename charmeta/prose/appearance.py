@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Container, Optional
 
 from charmeta.evidence import Evidence
 from charmeta.ontology import ATTR, EXPLICIT, GARMENT, IMPLIED, Ontology, normalize_tag
@@ -220,23 +220,13 @@ class AppearanceReader:
                 ev.sexual.append(t)
                 i += 1
                 continue
-            match = None
-            if t not in self._garment_first:  # no garment phrase starts with this word
-                i += 1
-                continue
-            for size in (3, 2, 1):
-                if i + size > n:
-                    continue
-                phrase = " ".join(toks[i:i + size])
-                if phrase in lex.garment_phrases and phrase not in lex.persons:  # "a witch", "a nurse": people
-                    match = (size, phrase)
-                    break
+            # "a witch", "a nurse": people, not outfits
+            match = _longest_phrase(toks, i, lex.garment_phrases, self._garment_first, 3, exclude=lex.persons)
             if match is None:
                 i += 1
                 continue
             size, phrase = match
             end = i + size
-            # extend over a head that follows ("school uniform" inside "yellow kindergarten uniform" etc.)
             if self._negated(toks, i):
                 i = end
                 continue
@@ -264,13 +254,11 @@ class AppearanceReader:
                 display = f"{color} {display}"
             garment = self.ont.garments[gi]
             canonical = normalize_tag(self.ont.aliases.get(phrase, phrase))
+            owner_found = False
             for h in self.ont.lookup(canonical):
-                if h.kind == GARMENT:
-                    gi = h.value
-                    garment = self.ont.garments[gi]
-                    break
-            for h in self.ont.lookup(canonical):
-                if h.kind == ATTR and h.key == "Age":
+                if h.kind == GARMENT and not owner_found:  # the tag's own garment family
+                    gi, garment, owner_found = h.value, self.ont.garments[h.value], True
+                elif h.kind == ATTR and h.key == "Age":  # "school uniform" still means Teen
                     ev.add("Age", h.value[0], UNIFORM, canonical)
             ev.garments.append(((garment.tier, 0, len(ev.garments)), gi, " ".join(words), display))
             i = end
@@ -279,19 +267,8 @@ class AppearanceReader:
         lex = self.lex
         n = len(toks)
         i = 0
-        first = self._phrase_first
         while i < n:
-            if toks[i] not in first:
-                i += 1
-                continue
-            hit = None
-            for size in (4, 3, 2, 1):
-                if i + size > n:
-                    continue
-                phrase = " ".join(toks[i:i + size])
-                if phrase in lex.phrases:
-                    hit = (size, phrase)
-                    break
+            hit = _longest_phrase(toks, i, lex.phrases, self._phrase_first, 4)
             if hit is None:
                 i += 1
                 continue
@@ -305,3 +282,19 @@ class AppearanceReader:
                     else:
                         ev.add(key, value, EXPLICIT, phrase)
             i += size
+
+
+def _longest_phrase(toks: list[str], i: int, table: Container[str], first_words: Container[str], max_size: int,
+                    exclude: Container[str] = ()) -> Optional[tuple[int, str]]:
+    """The longest phrase of ``table`` (up to ``max_size`` words) starting at token ``i``.
+
+    ``first_words`` holds the first word of every phrase, so most tokens cost one
+    set lookup and no string joins.
+    """
+    if toks[i] not in first_words:
+        return None
+    for size in range(min(max_size, len(toks) - i), 0, -1):
+        phrase = " ".join(toks[i:i + size])
+        if phrase in table and phrase not in exclude:
+            return size, phrase
+    return None
