@@ -93,12 +93,16 @@ def _deletes(word: str) -> set[str]:
 
 
 def _build_typo_index(words: Iterable[str], min_len: int) -> dict[str, str]:
-    """Symmetric-delete index: a word one edit (or one swap) away maps to its target."""
-    index: dict[str, str] = {}
-    for w in words:
-        if len(w) < min_len or " " in w:
-            continue
-        for d in _deletes(w) | {w}:
+    """Symmetric-delete index: a word one edit (or one swap) away maps to its target.
+
+    Built in sorted order, every vocabulary word first mapping to itself, so the
+    result never depends on set iteration order (hash seed) and a real word is
+    never "corrected" into another one (``braid`` stays ``braid``, not ``braids``).
+    """
+    vocab = sorted(w for w in words if len(w) >= min_len and " " not in w)
+    index: dict[str, str] = {w: w for w in vocab}
+    for w in vocab:
+        for d in sorted(_deletes(w)):
             index.setdefault(d, w)
     return index
 
@@ -125,9 +129,10 @@ _MISS = object()
 
 
 def _typo_uncached(token: str, index: dict[str, str]) -> Optional[str]:
-    if token in index and index[token] != token and len(token) == len(index[token]) - 1:
-        return index[token]  # a letter dropped: "blak" -> "black"
-    for d in _deletes(token):
+    if token in index:  # a vocabulary word (maps to itself), or one edit away: "blak", "ponytial"
+        target = index[token]
+        return None if target == token else target
+    for d in sorted(_deletes(token)):  # sorted: the same answer whatever the hash seed
         target = index.get(d)
         if target and target != token and abs(len(target) - len(token)) <= 1:
             return target

@@ -194,3 +194,21 @@ def test_group_words_that_are_not_people(engine: Engine, text: str) -> None:
 def test_background_people_and_short_phrases(engine: Engine) -> None:
     assert not engine.extract_text("a girl standing in a crowd of people").multi_character
     assert engine.extract_text("two people dancing").multi_character
+
+
+def test_typo_index_is_hash_seed_independent() -> None:
+    """Prose output must not depend on PYTHONHASHSEED (it once did through the typo index)."""
+    import os
+    import subprocess
+    import sys
+
+    texts = "\n".join(["A figure with single braid and multicolored hair, cum on hair.",
+                       "a boy with short blak hair, side ponytial", "girl w/ long purple hair in twintails n red eyes"])
+    outs = set()
+    for seed in ("1", "2", "4"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run([sys.executable, "-m", "charmeta.cli", "extract", "--input", "-"], input=texts,
+                              capture_output=True, text=True, env=env, check=True)
+        outs.add(proc.stdout)
+    assert len(outs) == 1
+    assert '"braid hair"' not in outs.pop()  # a real word ("braid") is never "corrected" into another
