@@ -48,10 +48,7 @@ class ProseReader(PeopleReader, AppearanceReader):
         # First words of multi-word phrases: most tokens start none, so n-grams are only built after one.
         self._garment_first = frozenset(p.split(" ", 1)[0] for p in self.lex.garment_phrases)
         self._phrase_first = frozenset(p.split(" ", 1)[0] for p in self.lex.phrases)
-        self.known_adjectives = frozenset({"shy", "sleepy", "cute", "pretty", "beautiful", "handsome", "tall", "short", "happy",
-                                           "sad", "cool", "lonely", "brave", "angry", "smiling", "tired", "freckled", "young",
-                                           "blonde", "blond", "redheaded", "tiny", "small", "big", "cheerful", "grumpy", "quiet",
-                                           "little", "tough", "strong", "wild", "gentle", "elegant", "tan", "pale", "lean"})
+        self.known_adjectives = frozenset(ontology.prose.get("known_adjectives", ()))
 
     # -- entry points ------------------------------------------------------------------
 

@@ -176,10 +176,8 @@ class PeopleReader:
         lex = self.lex
         # Non-binary words anywhere about the character.
         words = [t for c in clauses if not c.other for t in c.tokens]
-        wordset = set(words)
-        for nb in lex.nonbinary:
-            if nb in wordset:
-                ev.gender_tags.append(("Non-binary", nb))
+        for nb in dict.fromkeys(w for w in words if w in lex.nonbinary):  # text order, not set order
+            ev.gender_tags.append(("Non-binary", nb))
         if subject is not None:
             gender, age = self.person_info(subject.noun) or (None, None)
             toks = clauses[subject.clause].tokens
