@@ -90,9 +90,6 @@ class Engine:
             log.warning("extractor %s failed on one record: %r", self.text_extractor.name, exc)
             return Extraction.invalid(f"extractor {self.text_extractor.name} failed: {type(exc).__name__}: {exc}")
 
-    def extract_texts(self, values: Sequence[Any]) -> list[Extraction]:
-        return [self.extract_text(v) for v in values]
-
     def process_batch(
         self,
         ids: Sequence[str],
