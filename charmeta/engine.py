@@ -106,7 +106,10 @@ class Engine:
         if len(ids) != len(texts):
             raise ValueError(f"ids ({len(ids)}) and texts ({len(texts)}) differ in length")
         extract = self.extract_text
+        columnar = getattr(self.text_extractor, "columnar", None)
         with gc_paused():
+            if columnar is not None:  # ordered-tag captions: memoised, columnar (same output)
+                return columnar.table(ids, texts, source_shard, positions, preset_invalid, guard_text, extract)
             if preset_invalid is None:
                 extractions = [extract(v) for v in texts]
             else:

@@ -64,21 +64,32 @@ def looks_like_prose(text: str) -> bool:
     return hints >= 2 and (long_items * 3 >= len(items) or hints >= len(items))
 
 
+def danbooru_tokens(text: str) -> tuple[list[str], bool]:
+    """A comma-less caption's whitespace tokens, and whether they are a raw Danbooru tag string."""
+    tokens = text.split()
+    return tokens, len(tokens) > 1 and ("_" in text or (len(tokens) > 3 and not _PROSE_HINT_RE.search(text)))
+
+
+def is_rating_item(item: str) -> bool:
+    """``rating: general`` style items start the body of a v3.0 caption."""
+    return item.lower().startswith(_RATING_PREFIX)
+
+
 def split_caption(text: str) -> ParsedCaption:
     """Decide the format and split into header / body items."""
     if "|||" in text:
         head, _, body = text.partition("|||")
         return ParsedCaption("v31", _items(head), _items(body))
     if "," not in text and "\n" not in text:
-        tokens = text.split()
-        if len(tokens) > 1 and ("_" in text or (len(tokens) > 3 and not _PROSE_HINT_RE.search(text))):
+        tokens, danbooru = danbooru_tokens(text)
+        if danbooru:
             return ParsedCaption("danbooru", [], tokens)
         if len(tokens) <= 3 and not _PROSE_HINT_RE.search(text):
             return ParsedCaption("tags", [], [strip_prompt_weight(text)])  # one tag: "male focus"
         return ParsedCaption("prose", [], [text])
     items = _items(text)
     for i, item in enumerate(items):
-        if item.lower().startswith(_RATING_PREFIX):
+        if is_rating_item(item):
             return ParsedCaption("v30", items[:i], items[i:])
     if looks_like_prose(text):
         return ParsedCaption("prose", [], [text])
@@ -88,17 +99,15 @@ def split_caption(text: str) -> ParsedCaption:
 def _items(text: str) -> list[str]:
     if "\n" in text:
         text = text.replace("\n", ",")
-    out = []
-    for raw in text.split(","):
-        raw = raw.strip()
-        if not raw:
-            continue
-        if raw[0] in "([{" or raw[-1] in ")]}":
-            raw = strip_prompt_weight(raw)
-            if not raw:
-                continue
-        out.append(raw)
-    return out
+    return [item for item in map(clean_item, text.split(",")) if item]
+
+
+def clean_item(raw: str) -> str:
+    """One comma-separated item as read: trimmed, prompt weights / brackets removed ("" = no item)."""
+    raw = raw.strip()
+    if raw and (raw[0] in "([{" or raw[-1] in ")]}"):
+        raw = strip_prompt_weight(raw)
+    return raw
 
 
 #: A raw Danbooru post's own ``rating`` field (g/s/q/e) -> the rating word the extractor reads.

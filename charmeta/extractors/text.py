@@ -14,9 +14,10 @@ from typing import Any, Optional, Sequence
 
 from charmeta.contract import CORE_KEYS, UNKNOWN
 from charmeta.evidence import Evidence
+from charmeta.extractors.columnar import ColumnarTagPath
 from charmeta.ontology import (
     ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
-    Ontology, get_ontology, normalize_tag,
+    Hit, Ontology, get_ontology, normalize_tag,
 )
 from charmeta.parsing import split_caption
 from charmeta.prose import ProseReader, title_case
@@ -24,6 +25,11 @@ from charmeta.records import Decision, Extraction
 from charmeta.resolvers import UNKNOWN_COUNT_FACTOR, DressResolver, build_resolvers
 from charmeta.safety import SafetyRule
 
+#: Name units of an ordered-tags header (``_header_units``): the item is a character /
+#: copyright / artist name, whatever else the ontology knows about it.
+AS_CHARACTER = (Hit(NAME, "character", None),)
+AS_COPYRIGHT = (Hit(NAME, "copyright", None),)
+AS_ARTIST = (Hit(NAME, "artist", None),)
 _NAME_QUALIFIER_RE = re.compile(r"^[^()]+\([^()]+\)(\s*\([^()]+\))*$")
 _ITEM_CACHE_MAX = 200_000
 _NO_EVIDENCE: list[str] = []  # shared, never mutated
@@ -59,6 +65,8 @@ class TextExtractor:
         )
         self._severity = ontology.meta["rating_severity"]
         self._drop_words = frozenset(ontology.dress.get("display_drop_words", ()))
+        # Batches of ordered-tag captions: memoised decisions, Arrow columns (``columnar``).
+        self.columnar = ColumnarTagPath(self)
 
     @classmethod
     def default(cls) -> "TextExtractor":
@@ -97,31 +105,56 @@ class TextExtractor:
     # -- reading ------------------------------------------------------------------------
 
     def _read_header(self, items: list[str], ev: Evidence) -> None:
-        """Count tags, then character, copyright, artist names (never attribute evidence)."""
+        for t, hits in self._header_units(items):
+            self._apply(hits, t, ev)
+
+    def _header_units(self, items: list[str]) -> list[tuple[str, tuple]]:
+        """The header's items as ``(tag, hits to apply)`` units, in order.
+
+        Count / solo / gender / rating tags apply in full; then character,
+        copyright, artist names (never attribute evidence) become name units. A
+        name the ontology does not know as one still applies its safety hits (the
+        rule errs on exclusion). Shared by the per-entry path and the columnar
+        path (``charmeta.extractors.columnar``), so both read a header alike.
+        """
         ont = self.ont
         cache = self._item_cache
+        units: list[tuple[str, tuple]] = []
+        has_character = has_copyright = False
         for raw in items:
-            t, hits, _ = cache.get(raw) or self._cache_item(raw)
+            t, hits, _, _ = cache.get(raw) or self._cache_item(raw)
             if hits is not None and (not hits or t in self._header_tags):
-                self._apply(hits, t, ev)
+                if hits:
+                    units.append((t, hits))
+                    for h in hits:
+                        if h[0] is NAME:
+                            if h[1] == "character":
+                                has_character = True
+                            else:
+                                has_copyright = True
                 continue
-            if hits and not (ont.is_character(t) or ont.is_copyright(t)):
-                # Not a name we know: safety tags still count (the rule errs on exclusion).
+            is_character, is_copyright = ont.is_character(t), ont.is_copyright(t)
+            if hits and not (is_character or is_copyright):
                 safety = tuple(h for h in hits if h.kind in (EXCLUDE, MINOR, SEXUAL))
                 if safety:
-                    self._apply(safety, t, ev)
-            if ont.is_character(t) or (not ev.characters and not ont.is_copyright(t)):
-                ev.characters.append(t)
-            elif ont.is_copyright(t) or not ev.copyrights:
-                ev.copyrights.append(t)
+                    units.append((t, safety))
+            if is_character or (not has_character and not is_copyright):
+                units.append((t, AS_CHARACTER))
+                has_character = True
+            elif is_copyright or not has_copyright:
+                units.append((t, AS_COPYRIGHT))
+                has_copyright = True
             else:
-                ev.artists.append(t)
+                units.append((t, AS_ARTIST))
+        return units
 
-    def _cache_item(self, raw: str) -> tuple[str, Optional[tuple], Optional[tuple]]:
-        """Normalise and look up one raw item once: (tag, hits or None, the hit when it is the only one)."""
+    def _cache_item(self, raw: str) -> tuple[str, Optional[tuple], Optional[tuple], Any]:
+        """Normalise and look up one raw item once: (tag, hits or None, the hit when it is
+        the only one, the columnar path's units for the hits)."""
         t = normalize_tag(raw)
         hits = self._lookup(t)
-        entry = self._item_cache[raw] = (t, hits, hits[0] if hits and len(hits) == 1 else None)
+        entry = self._item_cache[raw] = (t, hits, hits[0] if hits and len(hits) == 1 else None,
+                                         self.columnar.units_of(hits, t) if hits else None)
         return entry
 
     def _read_items(self, items: list[str], ev: Evidence, fmt: str) -> tuple[list[str], int]:
@@ -134,7 +167,7 @@ class TextExtractor:
         if len(cache) > _ITEM_CACHE_MAX:  # bounded memory whatever the dataset size
             cache.clear()
         for raw in items:
-            t, hits, single = cache.get(raw) or self._cache_item(raw)
+            t, hits, single, _ = cache.get(raw) or self._cache_item(raw)
             if hits is None:
                 if prompt_list and t and not self.ont.is_meta(t) and t not in self.ont.known_vocab:
                     if not _NAME_QUALIFIER_RE.match(t):
@@ -215,7 +248,7 @@ class TextExtractor:
             elif kind == EXCLUDE:
                 ev.exclude.append((value, t))
             elif kind == NAME:
-                (ev.characters if key == "character" else ev.copyrights).append(t)
+                (ev.characters if key == "character" else ev.artists if key == "artist" else ev.copyrights).append(t)
             # META: rating/year/quality words are recognised and kept out of attributes.
 
     # -- resolution -----------------------------------------------------------------------

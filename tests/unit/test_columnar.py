@@ -1,0 +1,121 @@
+"""The columnar tag path (memoised decisions, Arrow ``take``) must equal the per-entry path.
+
+``Engine.process_batch`` sends ordered-tag captions through
+``charmeta.extractors.columnar``; everything else through ``TextExtractor.extract``.
+These tests build the same rows both ways and compare whole tables, on the dev
+set, on synthetic captions in every format, and on hand-made edge cases
+(headers with unknown names, safety tags in name slots, nude + garments, colour
+forms, unknown counts, memo trimming between batches).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from charmeta.engine import Engine, gc_paused
+from charmeta.extractors import columnar
+from charmeta.records import extractions_to_table
+from charmeta.synth import generate
+
+DEV_SET = Path(__file__).resolve().parents[1] / "data" / "dev_set.jsonl"
+
+EDGE_CASES = [
+    "1girl, solo, hatsune miku, vocaloid, some artist, ||| general, long hair, twintails, aqua hair, aqua eyes",
+    "1girl, solo, unknown person, another name, third name, ||| explicit, child, nude, dress, school uniform",
+    "1girl, loli, vocaloid, ||| general, smile",  # safety tag standing in a name slot
+    "solo, rating: explicit, child, red dress, blue dress, dress, sportswear, track suit",
+    "rating: general, green kimono, kimono, black hair, white hair, multicolored hair, heterochromia",
+    "1girl, 1boy, solo, ||| sensitive, long hair, short hair, bob cut, blush, smile, crying",
+    "2girls, ||| general, red eyes, blue eyes, glasses, hat, glasses, scar, tattoo",
+    "long_hair blue_eyes 1girl solo school_uniform rating:explicit otoko_no_ko",
+    "black_hair red_eyes kimono nude sweater",
+    "no count here, rating: questionable, aged down, swimsuit, bikini, sexy",
+    "(1girl:1.2), [solo], rating: general, ((long hair)), {blue eyes}",
+    "1girl, solo, ||| ||| general, long hair",  # a second '|||' stays inside the body
+    "1girl,, , solo,,, rating: general,, long hair,",
+    "1girl, solo\nrating: general, long hair",  # newline: per-entry path
+    "Tall woman with long red hair and green eyes, wearing a black dress.",
+    "long hair, blue eyes, smile",  # prompt list without rating: per-entry path
+    "male focus",
+    "",
+    "   ",
+    None,
+    b"\xff\xfe",
+    "a\x00b",
+    12,
+]
+
+
+def _both_ways(engine: Engine, texts: list, batch: int = 997) -> tuple[pa.Table, pa.Table]:
+    ids = [f"r{i}" for i in range(len(texts))]
+    pos = list(range(len(texts)))
+    new = pa.concat_tables([
+        engine.process_batch(ids[i:i + batch], texts[i:i + batch], source_shard="s.parquet", positions=pos[i:i + batch])
+        for i in range(0, len(texts), batch)])
+    with gc_paused():
+        ref = pa.concat_tables([
+            extractions_to_table([engine.extract_text(v) for v in texts[i:i + batch]], ids[i:i + batch], "s.parquet",
+                                 pos[i:i + batch])
+            for i in range(0, len(texts), batch)])
+    return new, ref
+
+
+def _assert_same(new: pa.Table, ref: pa.Table, texts: list) -> None:
+    assert new.schema == ref.schema
+    for name in ref.schema.names:
+        a, b = new.column(name).to_pylist(), ref.column(name).to_pylist()
+        diffs = [i for i in range(len(a)) if a[i] != b[i]]
+        assert not diffs, f"{name}: {len(diffs)} rows differ, e.g. {texts[diffs[0]]!r}: {a[diffs[0]]!r} != {b[diffs[0]]!r}"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine.default()
+
+
+def test_edge_cases_identical(engine: Engine) -> None:
+    new, ref = _both_ways(engine, EDGE_CASES, batch=7)
+    _assert_same(new, ref, EDGE_CASES)
+    # the structured captions really took the columnar path (not everything fell back)
+    assert sum(1 for t in EDGE_CASES if isinstance(t, str) and engine.text_extractor.columnar._units(t) is not None) >= 10
+
+
+def test_dev_set_identical(engine: Engine) -> None:
+    texts = [json.loads(line)["text"] for line in DEV_SET.read_text(encoding="utf-8").splitlines()]
+    new, ref = _both_ways(engine, texts)
+    _assert_same(new, ref, texts)
+
+
+def test_synthetic_identical_with_memo_trimming(engine: Engine, tmp_path: Path, monkeypatch) -> None:
+    generate(12_000, 2, tmp_path, "parquet", seed=5, workers=1, chunk_rows=6_000, log=lambda _m: None)
+    texts = [t for f in sorted(tmp_path.glob("*.parquet")) for t in pq.read_table(f).column("text").to_pylist()]
+    monkeypatch.setattr(columnar, "MEMO_MAX", 300)  # memos fill and are trimmed between batches
+    new, ref = _both_ways(engine, texts, batch=1_000)
+    _assert_same(new, ref, texts)
+    path = engine.text_extractor.columnar
+    assert all(len(m) <= 300 + 1_000 for m in path.memo)
+    fast = sum(1 for t in texts if isinstance(t, str) and path._units(t) is not None)
+    assert fast > 0.7 * len(texts)
+
+
+def test_poison_caption_falls_back(engine: Engine, monkeypatch) -> None:
+    """A caption the columnar reader raises on becomes the per-entry path's result, not a crash."""
+    path = engine.text_extractor.columnar
+    real = path._units
+
+    def boom(text: str):
+        if "poison" in text:
+            raise RuntimeError("boom")
+        return real(text)
+
+    monkeypatch.setattr(path, "_units", boom)
+    texts = ["1girl, solo, ||| general, long hair", "1girl, poison, ||| general, red eyes", "1girl, ||| general, smile"]
+    table = engine.process_batch(["a", "b", "c"], texts)
+    assert table.column("id").to_pylist() == ["a", "b", "c"]
+    assert table.column("hair_length").to_pylist()[0] == "Long"
+    assert table.column("eye_color").to_pylist()[1] == "Red"  # the per-entry path read it
