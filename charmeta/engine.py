@@ -109,7 +109,7 @@ class Engine:
         columnar = getattr(self.text_extractor, "columnar", None)
         with gc_paused():
             if columnar is not None:  # ordered-tag captions: memoised, columnar (same output)
-                return columnar.table(ids, texts, source_shard, positions, preset_invalid, guard_text, extract)
+                return columnar.table(ids, texts, source_shard, positions, preset_invalid, extract)
             if preset_invalid is None:
                 extractions = [extract(v) for v in texts]
             else:

@@ -70,6 +70,11 @@ def danbooru_tokens(text: str) -> tuple[list[str], bool]:
     return tokens, len(tokens) > 1 and ("_" in text or (len(tokens) > 3 and not _PROSE_HINT_RE.search(text)))
 
 
+def has_prose_hint(text: str) -> bool:
+    """A function word (``a``, ``with``, ``her``...) somewhere in the text."""
+    return _PROSE_HINT_RE.search(text) is not None
+
+
 def is_rating_item(item: str) -> bool:
     """``rating: general`` style items start the body of a v3.0 caption."""
     return item.lower().startswith(_RATING_PREFIX)

@@ -21,27 +21,29 @@ order. ``tests/unit/test_columnar.py`` checks both paths give identical tables.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from charmeta.contract import ATTRIBUTES, UNKNOWN, rich_arrow_schema
 from charmeta.evidence import Evidence
 from charmeta.ontology import (
     ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
 )
-from charmeta.parsing import clean_item, danbooru_tokens, is_rating_item
+from charmeta.extractors.caption_arrays import ItemTable, Units, read_units
 from charmeta.records import Decision, Extraction, extractions_to_table
 from charmeta.resolvers import UNKNOWN_COUNT_FACTOR
 
 if TYPE_CHECKING:
     from charmeta.extractors.text import TextExtractor
 
-#: Formats whose items are read without prose (see ``TextExtractor.extract``).
-COLUMNAR_FORMATS = frozenset({"v31", "v30", "danbooru"})
-#: Memo entries kept per group before the memo is cleared (bounded memory at any N).
-MEMO_MAX = 100_000
+log = logging.getLogger("charmeta.columnar")
+
+#: Resolved segments remembered before everything is forgotten (bounded memory at any N).
+MEMO_MAX = 300_000
 _NAME_TARGETS = {"character": 0, "copyright": 1, "artist": 2}
 _NO_ASSIGNS: tuple = ()
 
@@ -66,9 +68,6 @@ class ColumnarTagPath:
                 self.attr_groups[key] = 4 + len(self.attr_groups)
         self.group_keys = {g: k for k, g in self.attr_groups.items()}
         self.n_groups = 4 + len(self.attr_groups)
-        #: The attributes whose decisions each group's memo holds.
-        self.group_attributes: list[tuple[str, ...]] = [("Gender",), ("Dress", "Dress Style"), (), ()] + [
-            (self.group_keys[g],) for g in range(4, self.n_groups)]
         self._garment_forms = [frozenset(g.tags) | frozenset(g.forms) for g in extractor.ont.garments]
         self._age = self.attr_index["Age"]
         self._reset()
@@ -95,31 +94,24 @@ class ColumnarTagPath:
 
     def _reset(self) -> None:
         """Forget every memoised decision."""
-        self.memo: list[dict[tuple, Any]] = [{} for _ in range(self.n_groups)]
+        self.index = SegmentIndex()
+        self.results = _Results()
+        self.dress_memo: dict[tuple, Any] = {}
         self.safety_memo: dict[tuple, Optional[str]] = {}
+        self.rating_names: list[Optional[str]] = [None]
+        self.rating_ids: dict[str, int] = {}
+        self.safety_tuples: list[tuple] = [()]
         # per attribute: distinct decisions (index 0 = none) and their unknown-count variants
         self.decisions: list[list[Optional[Decision]]] = [[None] for _ in ATTRIBUTES]
         self.scaled: list[dict[int, int]] = [{} for _ in ATTRIBUTES]
         self.dress_info: dict[str, tuple] = {}
-        self.comma_cache: dict[str, tuple[tuple, str, bool]] = {}
+        self.items = ItemTable(self)
 
     def _trim(self) -> None:
-        """Between batches: clear any memo past ``MEMO_MAX`` with the decisions only it refers to,
-        so memory stays bounded whatever the dataset size while the common decisions stay warm."""
-        for g, m in enumerate(self.memo):
-            if len(m) > MEMO_MAX:
-                m.clear()
-                for key in self.group_attributes[g]:
-                    a = self.attr_index.get(key)
-                    if a is not None:
-                        self.decisions[a] = [None]
-                        self.scaled[a] = {}
-        if len(self.safety_memo) > MEMO_MAX:
-            self.safety_memo.clear()
-        if len(self.dress_info) > MEMO_MAX:
-            self.dress_info.clear()
-        if len(self.comma_cache) > 2 * MEMO_MAX:
-            self.comma_cache.clear()
+        """Between batches: start over once ``MEMO_MAX`` segments are remembered or the item
+        table is full, so memory stays bounded whatever the dataset size."""
+        if self.results.n > MEMO_MAX or len(self.safety_memo) > MEMO_MAX or self.items.full():
+            self._reset()
 
     def _register(self, key: str, d: Optional[Decision]) -> tuple:
         """``((attribute index, decision id),)`` for a resolver's decision (none: empty)."""
@@ -163,6 +155,37 @@ class ColumnarTagPath:
             return max(ev.ratings, key=lambda r: severity.get(r, 0)) if ev.ratings else None
         key = self.group_keys[g]
         return self._register(key, res[key].resolve(ev))
+
+    def _result(self, g: int, tags: tuple[str, ...]) -> int:
+        """Resolve one new segment (dress ones through their reduced signature's memo) -> result id."""
+        a1 = a2 = count = -1
+        d1 = d2 = rating = safety = 0
+        if g == G_SAFETY:
+            safety = len(self.safety_tuples)
+            self.safety_tuples.append(tags)
+        elif g == G_RATING:
+            value = self._solve(g, tags)
+            if value is not None:
+                rating = self.rating_ids.get(value, 0)
+                if not rating:
+                    rating = self.rating_ids[value] = len(self.rating_names)
+                    self.rating_names.append(value)
+        else:
+            if g == G_DRESS and len(tags) > 1:
+                reduced = self._dress_signature(list(tags))
+                out = self.dress_memo.get(reduced)
+                if out is None:
+                    out = self.dress_memo[reduced] = self._solve(g, reduced)
+            else:
+                out = self._solve(g, tags)
+            if g == G_GENDER:
+                out, c = out
+                count = -1 if c is None else c
+            if out:
+                a1, d1 = out[0]
+                if len(out) > 1:
+                    a2, d2 = out[1]
+        return self.results.append((a1, d1, a2, d2, count, rating, safety))
 
     def _dress_tag(self, t: str) -> tuple:
         """What one dress tag contributes: (nude?, its primary garment entry or None, the garment
@@ -212,186 +235,176 @@ class ColumnarTagPath:
 
     # -- batch ------------------------------------------------------------------------------
 
-    def table(self, ids: Sequence[Any], texts: Sequence[Any], source_shard: Any, positions: Optional[Sequence[Any]],
-              preset_invalid: Optional[Sequence[Optional[str]]],
-              guard: Callable[[Any], tuple[Optional[str], Optional[str]]],
+    def table(self, ids: Sequence[Any], texts: Sequence[Any] | pa.Array, source_shard: Any,
+              positions: Optional[Sequence[Any]], preset_invalid: Optional[Sequence[Optional[str]]],
               extract_one: Callable[[Any], Extraction]) -> pa.Table:
         """One batch -> one rich table, rows in input order (see module docstring)."""
         self._trim()
         n = len(texts)
-        fast_rows: list[int] = []
-        slow_rows: list[int] = []
-        slow_ex: list[Extraction] = []
-        cols = _FastColumns(len(ATTRIBUTES))
-        read = self._read
-        for i in range(n):
-            if preset_invalid is not None and preset_invalid[i]:
-                slow_rows.append(i)
-                slow_ex.append(Extraction.invalid(preset_invalid[i]))
-                continue
-            value = texts[i]
-            text, reason = guard(value)
-            try:
-                fast = reason is None and read(text, cols)
-            except Exception:  # the per-entry path turns it into an invalid record with the reason
-                fast = False
-            if fast:
-                fast_rows.append(i)
-            else:
-                slow_rows.append(i)
-                slow_ex.append(extract_one(value))
-        pos = list(range(n)) if positions is None else list(positions)
-        shard = source_shard if source_shard is None or isinstance(source_shard, str) else list(source_shard)
+        if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+            arrow = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+            if not pa.types.is_string(arrow.type):
+                arrow = pa.nulls(n, pa.string())  # binary / other columns: the per-entry path guards them
+        else:
+            arrow = pa.array([v if type(v) is str else None for v in texts], pa.string())
         parts: list[pa.Table] = []
-        if fast_rows:
-            parts.append(self._build(cols, [ids[i] for i in fast_rows], _pick(shard, fast_rows),
-                                     [pos[i] for i in fast_rows]))
-        if slow_rows:
-            parts.append(extractions_to_table(slow_ex, [ids[i] for i in slow_rows], _pick(shard, slow_rows),
-                                              [pos[i] for i in slow_rows]))
-        if len(parts) == 1:
-            return parts[0]
+        pos = np.arange(n, dtype=np.int64) if positions is None else positions
+        try:
+            units = read_units(arrow, self.items)
+            fast = units.fast
+            if preset_invalid is not None:
+                fast &= np.array([not p for p in preset_invalid], bool)
+            fast_rows = np.flatnonzero(fast)
+            if len(fast_rows):
+                columns = self._resolve(units, fast, fast_rows)
+                parts.append(self._build(columns, _pick(ids, fast_rows), _pick(source_shard, fast_rows),
+                                         _pick(pos, fast_rows)))
+        except Exception as exc:  # never lose a batch to this path: the per-entry path reads it all
+            log.warning("columnar tag path failed on a batch of %d, using the per-entry path: %r", n, exc)
+            self._reset()
+            fast_rows, fast, parts = np.zeros(0, np.int64), np.zeros(n, bool), []
+        slow_rows = np.flatnonzero(~fast)
+        if len(slow_rows):
+            values = texts if not isinstance(texts, (pa.Array, pa.ChunkedArray)) else None
+            slow_ex = []
+            for i in slow_rows.tolist():
+                pre = preset_invalid[i] if preset_invalid is not None else None
+                if pre:
+                    slow_ex.append(Extraction.invalid(pre))
+                else:
+                    slow_ex.append(extract_one(values[i] if values is not None else texts[i].as_py()))
+            parts.append(extractions_to_table(slow_ex, _pick(ids, slow_rows), _pick(source_shard, slow_rows),
+                                              _pick(pos, slow_rows)))
         if not parts:
             return extractions_to_table([], [], None, [])
+        if len(parts) == 1:
+            return parts[0]
         order = np.empty(n, dtype=np.int64)
-        order[np.asarray(fast_rows + slow_rows, dtype=np.int64)] = np.arange(n, dtype=np.int64)
+        order[np.concatenate([fast_rows, slow_rows])] = np.arange(n, dtype=np.int64)
         return pa.concat_tables(parts).take(pa.array(order))
 
-    def _comma_item(self, raw: str) -> tuple[tuple, str, bool]:
-        """A raw comma-separated item (as split, spaces included) -> (its units, the item as
-        read ("" = none), starts a v3.0 body?). Cached: captions repeat the same items."""
-        item = clean_item(raw)
-        if not item:
-            out: tuple[tuple, str, bool] = ((), "", False)
-        else:
-            entry = self.ex._item_cache.get(item) or self.ex._cache_item(item)
-            out = (entry[3] or (), item, is_rating_item(item))
-        self.comma_cache[raw] = out
+    def _resolve(self, u: "Units", fast: np.ndarray, fast_rows: np.ndarray) -> dict[str, Any]:
+        """Units of the fast rows -> per-row decision ids, count, rating, status, reason, names."""
+        n = len(fast_rows)
+        keep = fast[u.row]
+        row_of = np.full(len(fast), -1, np.int64)
+        row_of[fast_rows] = np.arange(n, dtype=np.int64)
+        row = row_of[u.row[keep]]
+        slot, tag, pos, sub = u.slot[keep], u.tag[keep], u.pos[keep], u.sub[keep]
+        key = (row << 23) | ((slot + 4) << 17) | (pos << 5) | sub
+        order = np.argsort(key, kind="stable")
+        row, slot, tag, key = row[order], slot[order], tag[order], key[order]
+        tags = self.items.tags
+        is_group = slot >= 0
+        names = self._names(row[~is_group], slot[~is_group], tag[~is_group], n)
+
+        # group segments: one per (row, group), tags in caption order
+        row, slot, tag, key = row[is_group], slot[is_group], tag[is_group], key[is_group]
+        seg_id = key >> 17
+        starts = np.flatnonzero(np.concatenate([[True], seg_id[1:] != seg_id[:-1]])) if len(seg_id) else \
+            np.zeros(0, np.int64)
+        ends = np.append(starts[1:], len(seg_id))
+        seg_row, seg_g = row[starts], slot[starts]
+        h1, h2 = _segment_hashes(tag, starts, ends, seg_g)
+        res = self.index.lookup(h1, h2)
+        new = np.flatnonzero(res < 0)
+        if len(new):  # segments never seen: each distinct one resolved once, then remembered
+            rep, inverse = _distinct(h1[new], h2[new])
+            tags = self.items.tags
+            tag_list = tag.tolist()
+            ids = np.array([self._result(int(seg_g[s]), tuple(tags[t] for t in tag_list[starts[s]:ends[s]]))
+                            for s in new[rep].tolist()], np.int64)
+            res[new] = ids[inverse]
+            self.index.add(h1[new[rep]], h2[new[rep]], ids)
+        r = self.results
+        dids = np.zeros((len(ATTRIBUTES), n), np.int64)
+        for aa, dd in ((r.a1[res], r.d1[res]), (r.a2[res], r.d2[res])):
+            sel = aa >= 0
+            dids[aa[sel], seg_row[sel]] = dd[sel]
+        count = np.full(n, -1, np.int64)
+        g_sel = seg_g == G_GENDER
+        count[seg_row[g_sel]] = r.count[res[g_sel]]
+        rating = np.zeros(n, np.int64)
+        r_sel = seg_g == G_RATING
+        rating[seg_row[r_sel]] = r.rating[res[r_sel]]
+        safety = np.zeros(n, np.int64)
+        s_sel = seg_g == G_SAFETY
+        safety[seg_row[s_sel]] = r.safety[res[s_sel]]
+        # unknown character count: every decision's confidence scaled (its own decision id)
+        unknown = count < 0
+        for a in range(len(ATTRIBUTES)):
+            sel = unknown & (dids[a] > 0)
+            if sel.any():
+                distinct, inv = np.unique(dids[a][sel], return_inverse=True)
+                dids[a][sel] = np.array([self._scaled(a, int(d)) for d in distinct], np.int64)[inv.reshape(-1)]
+        # safety rule per distinct (safety tags, age, rating); then status and reason
+        age_ids, age_inv = np.unique(dids[self._age], return_inverse=True)
+        rating_ids, rating = np.unique(rating, return_inverse=True)
+        rating = rating.reshape(-1)
+        rating_names = [self.rating_names[i] for i in rating_ids.tolist()]
+        age_names = [self.decisions[self._age][int(d)].value if d else UNKNOWN for d in age_ids]
+        combo = (safety * (len(age_ids) + 1) + age_inv.reshape(-1)) * (len(rating_names) + 1) + rating
+        combos, combo_inv = np.unique(combo, return_inverse=True)
+        reasons: list[Optional[str]] = []
+        for c in combos.tolist():
+            rest, r = divmod(c, len(rating_names) + 1)
+            sidx, aidx = divmod(rest, len(age_ids) + 1)
+            reasons.append(self._safety(self.safety_tuples[sidx], age_names[aidx], rating_names[r]))
+        excluded = np.array([r is not None for r in reasons], bool)[combo_inv.reshape(-1)]
+        multi = count >= 2
+        status = np.where(excluded, 2, np.where(multi, 1, 0))
+        reason_text = pa.array(reasons, pa.string()).take(pa.array(combo_inv.reshape(-1)))
+        if multi.any() and not excluded.all():
+            counts_text = pa.array([f"{c} characters" if c >= 2 else None for c in count.tolist()], pa.string())
+            reason_text = pc.if_else(pa.array(excluded), reason_text, counts_text)
+        return {"dids": dids, "count": count, "multi": multi, "status": status, "reason": reason_text,
+                "rating": pa.array(rating_names, pa.string()).take(pa.array(rating)), "names": names}
+
+    def _names(self, row: np.ndarray, slot: np.ndarray, tag: np.ndarray, n: int) -> list[pa.Array]:
+        """Character / copyright / artist lists per row: first occurrences in caption order."""
+        out = []
+        tags = self.items.tags
+        list_type = self.schema.field("characters").type
+        for k in (-1, -2, -3):
+            sel = slot == k
+            r, t = row[sel], tag[sel]
+            if len(r):  # drop repeats of a tag within a row (dict.fromkeys), keeping the first
+                dup_order = np.lexsort((np.arange(len(r)), t, r))
+                rs, ts = r[dup_order], t[dup_order]
+                repeat = np.zeros(len(r), bool)
+                repeat[dup_order[1:]] = (rs[1:] == rs[:-1]) & (ts[1:] == ts[:-1])
+                r, t = r[~repeat], t[~repeat]
+            offsets = np.zeros(n + 1, np.int32)
+            np.cumsum(np.bincount(r, minlength=n), out=offsets[1:])
+            distinct, inv = np.unique(t, return_inverse=True)
+            values = pa.array([tags[i] for i in distinct.tolist()], pa.string()).take(pa.array(inv.reshape(-1)))
+            out.append(pa.ListArray.from_arrays(pa.array(offsets), values, type=list_type))
         return out
 
-    def _units(self, text: str) -> Optional[list[tuple[int, str]]]:
-        """The caption's units in reading order (header first), or None when it is not an
-        ordered-tags caption (prose, prompt lists: the per-entry path). Mirrors ``split_caption``."""
-        ex = self.ex
-        cc = self.comma_cache
-        header: list[str]
-        if "|||" in text:
-            head, _, body = text.partition("|||")
-            header = [info[1] for info in (cc.get(r) or self._comma_item(r) for r in head.split(",")) if info[1]]
-            units = [u for r in body.split(",") for u in (cc.get(r) or self._comma_item(r))[0]]
-        elif "\n" in text:
-            return None
-        elif "," in text:
-            infos = [cc.get(r) or self._comma_item(r) for r in text.split(",")]
-            for j, info in enumerate(infos):
-                if info[2]:
-                    break
-            else:
-                return None  # no rating item: a prompt-style list or prose
-            header = [info[1] for info in infos[:j] if info[1]]
-            units = [u for info in infos[j:] for u in info[0]]
-        else:
-            tokens, danbooru = danbooru_tokens(text)
-            if not danbooru:
-                return None
-            cache = ex._item_cache
-            return [u for r in tokens for u in ((cache.get(r) or ex._cache_item(r))[3] or ())]
-        if header:
-            units = [u for t, hits in ex._header_units(header) for u in self.units_of(hits, t)] + units
-        return units
-
-    def _read(self, text: str, cols: "_FastColumns") -> bool:
-        """Read one caption into ``cols``; False (nothing appended) when it needs the per-entry path."""
-        units = self._units(text)
-        if units is None:
-            return False
-        sigs: dict[int, list[str]] = {}
-        for g, t in units:
-            s = sigs.get(g)
-            if s is None:
-                sigs[g] = [t]
-            else:
-                s.append(t)
-        memo = self.memo
-        count = rating = None
-        assigns: list[tuple] = []
-        safety_tags: tuple = ()
-        for g, tags_list in sigs.items():
-            if g < 0:  # name lists
-                continue
-            if g == G_SAFETY:
-                safety_tags = tuple(tags_list)
-                continue
-            tags = self._dress_signature(tags_list) if g == G_DRESS else tuple(tags_list)
-            m = memo[g]
-            out = m.get(tags)
-            if out is None:
-                out = m[tags] = self._solve(g, tags)
-            if g == G_GENDER:
-                assigns.append(out[0])
-                count = out[1]
-            elif g == G_RATING:
-                rating = out
-            else:
-                assigns.append(out)
-        final: list[tuple[int, int]] = []
-        age_id = 0
-        for pairs in assigns:
-            for a, did in pairs:
-                if count is None:
-                    did = self._scaled(a, did)
-                final.append((a, did))
-                if a == self._age:
-                    age_id = did
-        age = self.decisions[self._age][age_id].value if age_id else UNKNOWN
-        reason = self._safety(safety_tags, age, rating)
-        multi = bool(count and count >= 2)
-        if reason is not None:
-            status = "excluded"
-        elif multi:
-            status, reason = "multi_character", f"{count} characters"
-        else:
-            status = "ok"
-        # Nothing above wrote to ``cols``: a caption that raised fell back whole to the per-entry path.
-        k = cols.n
-        for a, did in final:
-            cols.rows[a].append(k)
-            cols.ids[a].append(did)
-        cols.status.append(status)
-        cols.reason.append(reason)
-        cols.count.append(count)
-        cols.multi.append(multi)
-        cols.rating.append(rating)
-        cols.characters.append(_unique(sigs.get(-1, [])))
-        cols.copyrights.append(_unique(sigs.get(-2, [])))
-        cols.artists.append(_unique(sigs.get(-3, [])))
-        cols.n = k + 1
-        return True
-
-    def _build(self, cols: "_FastColumns", ids: list[Any], shard: Any, positions: list[Any]) -> pa.Table:
+    def _build(self, cols: dict[str, Any], ids: Any, shard: Any, positions: Any) -> pa.Table:
         """The rich table of the columnar rows: per attribute, ``take`` from its distinct decisions."""
-        n = cols.n
+        dids = cols["dids"]
+        n = dids.shape[1]
         schema = self.schema
+        characters, copyrights, artists = cols["names"]
+        count = cols["count"]
         arrays: dict[str, Any] = {
-            "id": pa.array([str(i) for i in ids], pa.string()),
+            "id": ids.cast(pa.string()) if isinstance(ids, pa.Array) else pa.array([str(i) for i in ids], pa.string()),
             "source_shard": (pa.nulls(n, pa.string()) if shard is None
                              else pa.array([shard] * n if isinstance(shard, str) else shard, pa.string())),
             "source_position": pa.array(positions, pa.int64()),
             "input_kind": pa.array(["tags"] * n, pa.string()),
-            "status": pa.array(cols.status, pa.string()),
-            "reason": pa.array(cols.reason, pa.string()),
-            "character_count": pa.array(cols.count, pa.int32()),
-            "multi_character": pa.array(cols.multi, pa.bool_()),
-            "characters": pa.array(cols.characters, schema.field("characters").type),
-            "copyrights": pa.array(cols.copyrights, schema.field("copyrights").type),
-            "artists": pa.array(cols.artists, schema.field("artists").type),
-            "rating": pa.array(cols.rating, pa.string()),
+            "status": pa.array(["ok", "multi_character", "excluded"], pa.string()).take(pa.array(cols["status"])),
+            "reason": cols["reason"],
+            "character_count": pa.array(count, pa.int32(), mask=count < 0),
+            "multi_character": pa.array(cols["multi"], pa.bool_()),
+            "characters": characters,
+            "copyrights": copyrights,
+            "artists": artists,
+            "rating": cols["rating"],
         }
         for a, spec in enumerate(ATTRIBUTES):
-            did = np.zeros(n, dtype=np.int64)
-            if cols.rows[a]:
-                did[np.asarray(cols.rows[a], dtype=np.int64)] = np.asarray(cols.ids[a], dtype=np.int64)
-            distinct, inverse = np.unique(did, return_inverse=True)
+            distinct, inverse = np.unique(dids[a], return_inverse=True)
             ds = [self.decisions[a][j] for j in distinct.tolist()]
             take = pa.array(inverse.reshape(-1).astype(np.int32))
             col = spec.column
@@ -415,29 +428,102 @@ class ColumnarTagPath:
         return pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)
 
 
-class _FastColumns:
-    """Per-row outputs of the columnar rows of one batch (attribute decisions stored sparsely)."""
+def _segment_hashes(tag: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                    group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit polynomial hashes of each (group, tag sequence) segment."""
+    if not len(starts):
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+    with np.errstate(over="ignore"):
+        length = ends - starts
+        seg_of = np.repeat(np.arange(len(starts)), length)
+        k = (np.arange(len(tag), dtype=np.int64) - starts[seg_of]).astype(np.uint64)
+        t = tag.astype(np.uint64)
+        h1 = np.add.reduceat(_mix(t + np.uint64(1)) * _mix(k + np.uint64(0x9E37)), starts)
+        h2 = np.add.reduceat(_mix(t ^ np.uint64(0x5851F42D4C957F2D)) * _mix(k * np.uint64(7) + np.uint64(3)), starts)
+        h1 = h1 ^ _mix(group.astype(np.uint64) * np.uint64(0x100000001B3) + length.astype(np.uint64))
+        h2 = h2 ^ _mix(length.astype(np.uint64) + np.uint64(0xC2B2AE3D27D4EB4F))
+    return h1, h2
 
-    __slots__ = ("n", "rows", "ids", "status", "reason", "count", "multi", "rating", "characters", "copyrights",
-                 "artists")
 
-    def __init__(self, n_attributes: int) -> None:
+def _distinct(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Representatives of the distinct (h1, h2) pairs and each element's index among them;
+    pairs whose first hash collides but second differs are told apart."""
+    _, first, inverse = np.unique(h1, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    clash = h2 != h2[first[inverse]]
+    if clash.any():
+        extra = np.flatnonzero(clash)
+        inverse[extra] = len(first) + np.arange(len(extra))
+        first = np.concatenate([first, extra])
+    return first, inverse
+
+
+class SegmentIndex:
+    """Sorted (hash, hash) -> result id, looked up for a whole batch with ``searchsorted``.
+
+    Tag ids are per ``ItemTable`` generation, so the index is cleared with it.
+    """
+
+    def __init__(self) -> None:
+        self.h1 = np.zeros(0, np.uint64)
+        self.h2 = np.zeros(0, np.uint64)
+        self.ids = np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.h1)
+
+    def lookup(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        """Result id per segment, -1 when unknown."""
+        out = np.full(len(h1), -1, np.int64)
+        if not len(self.h1) or not len(h1):
+            return out
+        at = np.minimum(np.searchsorted(self.h1, h1), len(self.h1) - 1)
+        hit = (self.h1[at] == h1) & (self.h2[at] == h2)
+        out[hit] = self.ids[at[hit]]
+        return out
+
+    def add(self, h1: np.ndarray, h2: np.ndarray, ids: np.ndarray) -> None:
+        order = np.argsort(h1, kind="stable")
+        h1, h2, ids = h1[order], h2[order], ids[order]
+        at = np.searchsorted(self.h1, h1)
+        self.h1 = np.insert(self.h1, at, h1)
+        self.h2 = np.insert(self.h2, at, h2)
+        self.ids = np.insert(self.ids, at, ids)
+
+
+class _Results:
+    """Per resolved segment: up to two (attribute, decision id) pairs, count, rating, safety tags."""
+
+    FIELDS = ("a1", "d1", "a2", "d2", "count", "rating", "safety")
+
+    def __init__(self) -> None:
         self.n = 0
-        self.rows: list[list[int]] = [[] for _ in range(n_attributes)]
-        self.ids: list[list[int]] = [[] for _ in range(n_attributes)]
-        self.status: list[str] = []
-        self.reason: list[Optional[str]] = []
-        self.count: list[Optional[int]] = []
-        self.multi: list[bool] = []
-        self.rating: list[Optional[str]] = []
-        self.characters: list[list[str]] = []
-        self.copyrights: list[list[str]] = []
-        self.artists: list[list[str]] = []
+        for f in self.FIELDS:
+            setattr(self, f, np.zeros(1024, np.int64))
+
+    def append(self, values: tuple[int, ...]) -> int:
+        if self.n == len(self.a1):
+            for f in self.FIELDS:
+                setattr(self, f, np.concatenate([getattr(self, f), np.zeros(self.n, np.int64)]))
+        for f, v in zip(self.FIELDS, values):
+            getattr(self, f)[self.n] = v
+        self.n += 1
+        return self.n - 1
 
 
-def _unique(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items)) if len(items) > 1 else items
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: spreads ids over 64 bits (wrapping arithmetic)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
-def _pick(shard: Any, rows: list[int]) -> Any:
-    return shard if shard is None or isinstance(shard, str) else [shard[i] for i in rows]
+def _pick(values: Any, rows: np.ndarray) -> Any:
+    """``values`` at ``rows``: a scalar / None stays as is, Arrow arrays by take, sequences by index."""
+    if values is None or isinstance(values, str):
+        return values
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.take(pa.array(rows))
+    if isinstance(values, np.ndarray):
+        return values[rows]
+    return [values[i] for i in rows.tolist()]

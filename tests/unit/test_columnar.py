@@ -19,6 +19,7 @@ import pytest
 
 from charmeta.engine import Engine, gc_paused
 from charmeta.extractors import columnar
+from charmeta.extractors.caption_arrays import read_units
 from charmeta.records import extractions_to_table
 from charmeta.synth import generate
 
@@ -42,6 +43,14 @@ EDGE_CASES = [
     "Tall woman with long red hair and green eyes, wearing a black dress.",
     "long hair, blue eyes, smile",  # prompt list without rating: per-entry path
     "male focus",
+    "long_hair\x1cblue_eyes 1girl solo",  # str.split() splits on \x1c, Arrow does not: per-entry path
+    "1girl, solo,\x1e||| general, long hair",
+    "\u3000",
+    "\u3000\u3000 \x1f",
+    "\u30ed\u30f3\u30b0 long_hair 1girl solo",
+    "1girl\u3000long_hair blue_eyes",
+    "1girl, solo, \u521d\u97f3\u30df\u30af, ||| general, long hair",
+    "loli, 1girl, ||| general",
     "",
     "   ",
     None,
@@ -82,7 +91,12 @@ def test_edge_cases_identical(engine: Engine) -> None:
     new, ref = _both_ways(engine, EDGE_CASES, batch=7)
     _assert_same(new, ref, EDGE_CASES)
     # the structured captions really took the columnar path (not everything fell back)
-    assert sum(1 for t in EDGE_CASES if isinstance(t, str) and engine.text_extractor.columnar._units(t) is not None) >= 10
+    assert _fast_count(engine, EDGE_CASES) >= 10
+
+
+def _fast_count(engine: Engine, texts: list) -> int:
+    arrow = pa.array([t if isinstance(t, str) else None for t in texts], pa.string())
+    return int(read_units(arrow, engine.text_extractor.columnar.items).fast.sum())
 
 
 def test_dev_set_identical(engine: Engine) -> None:
@@ -94,28 +108,38 @@ def test_dev_set_identical(engine: Engine) -> None:
 def test_synthetic_identical_with_memo_trimming(engine: Engine, tmp_path: Path, monkeypatch) -> None:
     generate(12_000, 2, tmp_path, "parquet", seed=5, workers=1, chunk_rows=6_000, log=lambda _m: None)
     texts = [t for f in sorted(tmp_path.glob("*.parquet")) for t in pq.read_table(f).column("text").to_pylist()]
-    monkeypatch.setattr(columnar, "MEMO_MAX", 300)  # memos fill and are trimmed between batches
+    monkeypatch.setattr(columnar, "MEMO_MAX", 300)  # memos fill and are cleared between batches
+    path = engine.text_extractor.columnar
+    resets = []
+    real_reset = path._reset
+    monkeypatch.setattr(path, "_reset", lambda: (resets.append(1), real_reset()))
     new, ref = _both_ways(engine, texts, batch=1_000)
     _assert_same(new, ref, texts)
-    path = engine.text_extractor.columnar
-    assert all(len(m) <= 300 + 1_000 for m in path.memo)
-    fast = sum(1 for t in texts if isinstance(t, str) and path._units(t) is not None)
-    assert fast > 0.7 * len(texts)
+    assert len(resets) >= 5
+    assert path.results.n <= 300 + 8 * 1_000
+    assert _fast_count(engine, texts) > 0.7 * len(texts)
 
 
-def test_poison_caption_falls_back(engine: Engine, monkeypatch) -> None:
-    """A caption the columnar reader raises on becomes the per-entry path's result, not a crash."""
-    path = engine.text_extractor.columnar
-    real = path._units
+def test_arrow_input_identical(engine: Engine) -> None:
+    """Arrow columns straight from Parquet give the same table as Python lists."""
+    texts = [t for t in EDGE_CASES if t is None or isinstance(t, str)]
+    ids = [f"r{i}" for i in range(len(texts))]
+    from_lists = engine.process_batch(ids, texts, source_shard="s", positions=list(range(len(texts))))
+    from_arrow = engine.process_batch(pa.array(ids), pa.array(texts, pa.string()), source_shard="s",
+                                      positions=list(range(len(texts))))
+    assert from_arrow.equals(from_lists)
 
-    def boom(text: str):
-        if "poison" in text:
-            raise RuntimeError("boom")
-        return real(text)
 
-    monkeypatch.setattr(path, "_units", boom)
-    texts = ["1girl, solo, ||| general, long hair", "1girl, poison, ||| general, red eyes", "1girl, ||| general, smile"]
-    table = engine.process_batch(["a", "b", "c"], texts)
-    assert table.column("id").to_pylist() == ["a", "b", "c"]
-    assert table.column("hair_length").to_pylist()[0] == "Long"
-    assert table.column("eye_color").to_pylist()[1] == "Red"  # the per-entry path read it
+def test_batch_failure_falls_back_whole(engine: Engine, monkeypatch) -> None:
+    """If the columnar path raises on a batch, the per-entry path reads every row of it instead."""
+    texts = ["1girl, solo, ||| general, long hair", "1girl, ||| general, red eyes", "long hair, smile"]
+
+    def boom(*_a, **_k):
+        raise RuntimeError("boom")
+
+    _, ref = _both_ways(engine, texts)
+    monkeypatch.setattr(columnar, "read_units", boom)
+    new, _ = _both_ways(engine, texts)
+    _assert_same(new, ref, texts)
+    assert new.column("hair_length").to_pylist()[0] == "Long"
+    assert new.column("eye_color").to_pylist()[1] == "Red"

@@ -1,0 +1,261 @@
+"""Vectorised reading of ordered-tag captions: Arrow splits, one Python call per distinct item.
+
+``split_caption`` + ``TextExtractor._header_units`` + the item loop, restated over
+whole batches: captions are split with Arrow kernels, every distinct item of the
+batch is looked up once (``ItemTable``), and the header's name rules become array
+operations. The result is a flat array of *units* - (row, position, group or name
+list, tag) - that ``charmeta.extractors.columnar`` groups and resolves.
+
+Rows this module cannot read exactly like the per-entry path are left out and
+go that way instead: prose, prompt-style lists, newlines, a second ``|||``,
+captions over ``MAX_FAST_CHARS``, raw tag strings with non-ASCII text (Python's
+``str.split`` and Arrow's split differ on exotic whitespace), and headers whose
+count tags also name a character.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from charmeta.ontology import EXCLUDE, MINOR, SEXUAL
+from charmeta.parsing import clean_item, has_prose_hint, is_rating_item
+
+if TYPE_CHECKING:
+    from charmeta.extractors.columnar import ColumnarTagPath
+
+#: Longer captions take the per-entry path (where ``guard_text`` counts their tags).
+MAX_FAST_CHARS = 2_000
+#: Stands for ``|||`` after the split (NUL never reaches here: ``guard_text`` rejects it).
+MARK = "\x00"
+#: Group id of safety units (``columnar.G_SAFETY``) and the name lists' slots.
+_G_SAFETY = 3
+NAME_SLOTS = (-1, -2, -3)  # characters, copyrights, artists
+
+# Per-item flags.
+EMPTY, IS_MARK, RATING, FULL, FULL_NAMES, IS_CHAR, IS_COPY, SAFETY = (1 << i for i in range(8))
+
+
+@dataclass
+class Units:
+    """One batch's units, in no particular order (``columnar`` sorts them)."""
+
+    row: np.ndarray  # batch row
+    pos: np.ndarray  # item position in the caption
+    sub: np.ndarray  # order among the units of one item
+    slot: np.ndarray  # group id (>= 0) or name list (-1 characters, -2 copyrights, -3 artists)
+    tag: np.ndarray  # tag id (``ItemTable.tags``)
+    fast: np.ndarray  # bool per batch row: read here (else: per-entry path)
+
+
+class ItemTable:
+    """Distinct items -> codes, and what each code contributes (flags, units, tag id).
+
+    Persistent across batches (captions repeat the same few thousand items), kept
+    as growing Python lists with numpy copies rebuilt when they grew, and cleared
+    past ``max_items`` so memory stays bounded.
+    """
+
+    def __init__(self, path: "ColumnarTagPath", max_items: int = 400_000) -> None:
+        self.path = path
+        self.max_items = max_items
+        self.reset()
+
+    def reset(self) -> None:
+        self.comma: dict[str, int] = {}  # raw comma-separated item (spaces included) -> code
+        self.token: dict[str, int] = {}  # raw Danbooru token -> code
+        self.tag_ids: dict[str, int] = {}
+        self.tags: list[str] = []
+        self.flags: list[int] = []
+        self.item_tag: list[int] = []
+        self.ustart: list[int] = []
+        self.ucount: list[int] = []
+        self.u_slot: list[int] = []
+        self.u_tag: list[int] = []
+        self._arrays: tuple = ()
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """numpy views of the per-code and per-unit lists (rebuilt only after growth)."""
+        if not self._arrays or len(self._arrays[0]) != len(self.flags) or len(self._arrays[4]) != len(self.u_slot):
+            self._arrays = (np.array(self.flags, np.int64), np.array(self.item_tag, np.int64),
+                            np.array(self.ustart, np.int64), np.array(self.ucount, np.int64),
+                            np.array(self.u_slot, np.int64), np.array(self.u_tag, np.int64))
+        return self._arrays
+
+    def tag_id(self, t: str) -> int:
+        i = self.tag_ids.get(t)
+        if i is None:
+            i = self.tag_ids[t] = len(self.tags)
+            self.tags.append(t)
+        return i
+
+    def _new(self, item: str, comma: bool) -> int:
+        """Code a new item: its tag, units (``TextExtractor`` item cache) and header flags."""
+        flags = 0
+        tag = -1
+        self.ustart.append(len(self.u_slot))
+        units: tuple = ()
+        if item == MARK:
+            flags = IS_MARK
+        elif not item:
+            flags = EMPTY
+        else:
+            ex = self.path.ex
+            t, hits, _, units = ex._item_cache.get(item) or ex._cache_item(item)
+            units = units or ()
+            tag = self.tag_id(t)
+            if comma and is_rating_item(item):
+                flags |= RATING
+            if hits is not None and (not hits or t in ex._header_tags):
+                flags |= FULL  # a count / solo / rating tag: applies in full in a header
+                if any(slot < 0 for slot, _ in units):
+                    flags |= FULL_NAMES
+            is_character, is_copyright = ex.ont.is_character(t), ex.ont.is_copyright(t)
+            flags |= (IS_CHAR if is_character else 0) | (IS_COPY if is_copyright else 0)
+            if hits and not (is_character or is_copyright) and any(h.kind in (EXCLUDE, MINOR, SEXUAL) for h in hits):
+                flags |= SAFETY  # an unknown name in a header still applies its safety hits
+            for slot, _ in units:
+                self.u_slot.append(slot)
+                self.u_tag.append(tag)
+        self.ucount.append(len(units))
+        self.flags.append(flags)
+        self.item_tag.append(tag)
+        return len(self.flags) - 1
+
+    def full(self) -> bool:
+        """Past ``max_items``: the owner starts over (between batches: codes index its results)."""
+        return len(self.flags) > self.max_items
+
+    def codes(self, items: pa.Array, comma: bool) -> np.ndarray:
+        """Codes of an array of raw items: one dict lookup per *distinct* item."""
+        enc = pc.dictionary_encode(items)
+        table = self.comma if comma else self.token
+        distinct = enc.dictionary.to_pylist()
+        found = [table.get(r) for r in distinct]
+        for j, code in enumerate(found):
+            if code is None:
+                raw = distinct[j]
+                found[j] = table[raw] = self._new(clean_item(raw) if comma and raw != MARK else raw, comma)
+        return np.asarray(found, np.int64)[enc.indices.to_numpy(zero_copy_only=False)]
+
+
+def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
+    """Split and code a batch of captions into units (see module docstring)."""
+    n = len(texts)
+    ok = pc.and_(pc.is_valid(texts), pc.less_equal(pc.utf8_length(texts), MAX_FAST_CHARS))
+    ok = pc.and_(ok, pc.match_substring_regex(texts, "[0-9A-Za-z]"))  # never blank / whitespace-only
+    # NUL / U+FFFD: guard_text's; newlines and \x1c-\x1f: split differently by str.split / Arrow
+    ok = pc.and_(ok, pc.invert(pc.match_substring_regex(texts, "[\x00\n\x1c-\x1f\ufffd]")))
+    ok = pc.fill_null(ok, False)
+    n3 = pc.fill_null(pc.count_substring(texts, "|||"), 0)
+    has_comma = pc.fill_null(pc.match_substring(texts, ","), False)
+    comma_rows = pc.and_(ok, pc.or_(pc.equal(n3, 1), pc.and_(pc.equal(n3, 0), has_comma)))
+    token_rows = pc.and_(pc.and_(ok, pc.equal(n3, 0)), pc.invert(has_comma))
+    token_rows = pc.and_(token_rows, pc.string_is_ascii(texts))
+    fast = np.zeros(n, bool)
+
+    # comma captions (v3.1 / v3.0): '|||' becomes an item of its own, then one split
+    c_idx = np.flatnonzero(comma_rows.to_numpy(zero_copy_only=False))
+    c_text = pc.replace_substring(texts.take(pa.array(c_idx)), "|||", "," + MARK + ",", max_replacements=1)
+    c_lists = pc.split_pattern(c_text, ",")
+    c_codes = items.codes(pc.list_flatten(c_lists), comma=True)
+    c_parent = pc.list_parent_indices(c_lists).to_numpy()
+    c_offsets = c_lists.offsets.to_numpy()
+    c_pos = np.arange(len(c_codes), dtype=np.int64) - c_offsets[c_parent]
+    c_row = c_idx[c_parent]
+
+    # raw Danbooru tag strings: whitespace tokens, no header
+    t_idx = np.flatnonzero(token_rows.to_numpy(zero_copy_only=False))
+    t_text = texts.take(pa.array(t_idx))
+    t_lists = pc.ascii_split_whitespace(t_text)
+    t_flat = pc.list_flatten(t_lists)
+    t_parent = pc.list_parent_indices(t_lists).to_numpy()
+    keep = pc.greater(pc.utf8_length(t_flat), 0).to_numpy(zero_copy_only=False)
+    t_flat = t_flat.filter(pa.array(keep))
+    t_parent = t_parent[keep]
+    n_tokens = np.bincount(t_parent, minlength=len(t_idx))
+    underscore = pc.match_substring(t_text, "_").to_numpy(zero_copy_only=False)
+    maybe = np.flatnonzero(~underscore & (n_tokens > 3))
+    plain = np.zeros(len(t_idx), bool)
+    if len(maybe):
+        candidates = t_text.take(pa.array(maybe)).to_pylist()
+        plain[maybe] = [not has_prose_hint(s) for s in candidates]
+    danbooru = (n_tokens > 1) & (underscore | plain)  # as parsing.danbooru_tokens decides
+    t_codes = items.codes(t_flat, comma=False)
+    t_first = np.concatenate([[0], np.cumsum(n_tokens)[:-1]]) if len(t_idx) else np.zeros(0, np.int64)
+    t_pos = np.arange(len(t_codes), dtype=np.int64) - t_first[t_parent] if len(t_codes) else np.zeros(0, np.int64)
+    fast[t_idx[danbooru]] = True
+    t_keep = danbooru[t_parent]
+
+    flags_of, tag_of, ustart, ucount, u_slot, u_tag = items.arrays()
+    c_flags = flags_of[c_codes]
+    # header / body boundary per comma row: the '|||' item (v3.1), else the first rating item (v3.0)
+    boundary = np.full(n, -1, np.int64)
+    marks = np.flatnonzero(c_flags & IS_MARK)
+    boundary[c_row[marks]] = c_pos[marks]
+    is_v31 = np.zeros(n, bool)
+    is_v31[c_row[marks]] = True
+    ratings = np.flatnonzero((c_flags & RATING) != 0)
+    if len(ratings):
+        r_rows = c_row[ratings]
+        first = np.unique(r_rows, return_index=True)  # flat order is row-major: first per row
+        v30_rows = first[0][~is_v31[first[0]]]
+        boundary[v30_rows] = c_pos[ratings[first[1]]][~is_v31[first[0]]]
+    comma_fast = np.zeros(n, bool)
+    comma_fast[c_idx] = boundary[c_idx] >= 0  # no '|||' and no rating item: a prompt list or prose
+    header = (c_pos < boundary[c_row]) & ((c_flags & (EMPTY | IS_MARK)) == 0)
+    # headers whose count tags also carry a name hit keep the per-entry path
+    odd = np.unique(c_row[header & ((c_flags & FULL_NAMES) != 0)])
+    comma_fast[odd] = False
+    fast |= comma_fast
+    c_keep = comma_fast[c_row] & ((c_flags & (EMPTY | IS_MARK)) == 0)
+
+    # items whose units apply in full: bodies, and count / rating tags of headers
+    full = c_keep & (~header | ((c_flags & FULL) != 0))
+    parts = [_expand(c_codes[full], c_row[full], c_pos[full], ustart, ucount, u_slot, u_tag),
+             _expand(t_codes[t_keep], t_idx[t_parent[t_keep]], t_pos[t_keep], ustart, ucount, u_slot, u_tag)]
+    # header names (``TextExtractor._header_units``): the first item that is a character or not a
+    # copyright is the character, later ones only when known characters; of the rest the first
+    # is the copyright, later ones only when known copyrights; everything else is an artist.
+    named = np.flatnonzero(c_keep & header & ((c_flags & FULL) == 0))
+    if len(named):
+        f = c_flags[named]
+        rows = c_row[named]
+        is_char, is_copy = (f & IS_CHAR) != 0, (f & IS_COPY) != 0
+        character = is_char | _first_per_row(rows, is_char | ~is_copy)
+        rest = ~character
+        copyright_ = rest & (is_copy | _first_per_row(rows, rest))
+        slot = np.where(character, -1, np.where(copyright_, -2, -3))
+        tags = tag_of[c_codes[named]]
+        safe = (f & SAFETY) != 0
+        parts.append((rows[safe], c_pos[named][safe], np.zeros(int(safe.sum()), np.int64),
+                      np.full(int(safe.sum()), _G_SAFETY, np.int64), tags[safe]))
+        parts.append((rows, c_pos[named], np.ones(len(named), np.int64), slot, tags))
+    row, pos, sub, slot, tag = (np.concatenate([p[i] for p in parts]) for i in range(5))
+    return Units(row, pos, sub, slot, tag, fast)
+
+
+def _expand(codes: np.ndarray, rows: np.ndarray, pos: np.ndarray, ustart: np.ndarray, ucount: np.ndarray,
+            u_slot: np.ndarray, u_tag: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each item's units from the code table, as flat arrays (row, pos, sub, slot, tag)."""
+    counts = ucount[codes]
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(len(codes)), counts)
+    first = np.cumsum(counts) - counts
+    sub = np.arange(total, dtype=np.int64) - first[owner]
+    unit = ustart[codes][owner] + sub
+    return rows[owner], pos[owner], sub, u_slot[unit], u_tag[unit]
+
+
+def _first_per_row(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """True at the first True of ``mask`` within each run of equal ``rows`` (rows ascending)."""
+    out = np.zeros(len(rows), bool)
+    hits = np.flatnonzero(mask)
+    if len(hits):
+        _, first = np.unique(rows[hits], return_index=True)
+        out[hits[first]] = True
+    return out
