@@ -100,6 +100,8 @@ class Engine:
     ) -> pa.Table:
         """One batch of inputs to one Arrow table of rich records, same order, same length.
 
+        Inputs may be Python sequences or Arrow arrays (a Parquet batch's columns:
+        the columnar tag path reads those without converting them to Python).
         ``preset_invalid`` carries reasons found upstream (a broken JSON line, a
         missing column): those rows become ``invalid`` without touching the text.
         """
@@ -110,6 +112,7 @@ class Engine:
         with gc_paused():
             if columnar is not None:  # ordered-tag captions: memoised, columnar (same output)
                 return columnar.table(ids, texts, source_shard, positions, preset_invalid, extract)
+            ids, texts, positions, preset_invalid = (_as_list(v) for v in (ids, texts, positions, preset_invalid))
             if preset_invalid is None:
                 extractions = [extract(v) for v in texts]
             else:
@@ -117,6 +120,11 @@ class Engine:
             table = extractions_to_table(extractions, ids, source_shard, positions)
             del extractions  # freed by refcount before the collector is back on
         return table
+
+
+def _as_list(values: Any) -> Any:
+    """Arrow arrays as Python lists (backends without a columnar path read Python values)."""
+    return values.to_pylist() if hasattr(values, "to_pylist") else values
 
 
 @contextmanager

@@ -247,6 +247,8 @@ class ColumnarTagPath:
                 arrow = pa.nulls(n, pa.string())  # binary / other columns: the per-entry path guards them
         else:
             arrow = pa.array([v if type(v) is str else None for v in texts], pa.string())
+        if isinstance(preset_invalid, (pa.Array, pa.ChunkedArray)):
+            preset_invalid = preset_invalid.to_pylist()
         parts: list[pa.Table] = []
         pos = np.arange(n, dtype=np.int64) if positions is None else positions
         try:
@@ -273,8 +275,8 @@ class ColumnarTagPath:
                     slow_ex.append(Extraction.invalid(pre))
                 else:
                     slow_ex.append(extract_one(values[i] if values is not None else texts[i].as_py()))
-            parts.append(extractions_to_table(slow_ex, _pick(ids, slow_rows), _pick(source_shard, slow_rows),
-                                              _pick(pos, slow_rows)))
+            parts.append(extractions_to_table(slow_ex, _py(_pick(ids, slow_rows)), _py(_pick(source_shard, slow_rows)),
+                                              _py(_pick(pos, slow_rows))))
         if not parts:
             return extractions_to_table([], [], None, [])
         if len(parts) == 1:
@@ -392,7 +394,8 @@ class ColumnarTagPath:
             "id": ids.cast(pa.string()) if isinstance(ids, pa.Array) else pa.array([str(i) for i in ids], pa.string()),
             "source_shard": (pa.nulls(n, pa.string()) if shard is None
                              else pa.array([shard] * n if isinstance(shard, str) else shard, pa.string())),
-            "source_position": pa.array(positions, pa.int64()),
+            "source_position": (positions.cast(pa.int64()) if isinstance(positions, pa.Array)
+                                else pa.array(positions, pa.int64())),
             "input_kind": pa.array(["tags"] * n, pa.string()),
             "status": pa.array(["ok", "multi_character", "excluded"], pa.string()).take(pa.array(cols["status"])),
             "reason": cols["reason"],
@@ -516,6 +519,13 @@ def _mix(x: np.ndarray) -> np.ndarray:
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
+
+
+def _py(values: Any) -> Any:
+    """Arrow / numpy values as a Python list (for the per-entry path's table builder)."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray, np.ndarray)):
+        return values.tolist() if isinstance(values, np.ndarray) else values.to_pylist()
+    return values
 
 
 def _pick(values: Any, rows: np.ndarray) -> Any:

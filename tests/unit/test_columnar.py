@@ -126,8 +126,15 @@ def test_arrow_input_identical(engine: Engine) -> None:
     ids = [f"r{i}" for i in range(len(texts))]
     from_lists = engine.process_batch(ids, texts, source_shard="s", positions=list(range(len(texts))))
     from_arrow = engine.process_batch(pa.array(ids), pa.array(texts, pa.string()), source_shard="s",
-                                      positions=list(range(len(texts))))
+                                      positions=pa.array(range(len(texts)), pa.int64()))
     assert from_arrow.equals(from_lists)
+    preset = ["broken line" if i == 2 else None for i in range(len(texts))]
+    with_preset = engine.process_batch(pa.array(ids), pa.array(texts, pa.string()), source_shard="s",
+                                       positions=pa.array(range(len(texts)), pa.int64()),
+                                       preset_invalid=pa.array(preset, pa.string()))
+    assert with_preset.equals(engine.process_batch(ids, texts, source_shard="s", positions=list(range(len(texts))),
+                                                   preset_invalid=preset))
+    assert with_preset.column("status").to_pylist()[2] == "invalid"
 
 
 def test_batch_failure_falls_back_whole(engine: Engine, monkeypatch) -> None:
