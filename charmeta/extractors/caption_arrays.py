@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: Longer captions take the per-entry path (where ``guard_text`` counts their tags).
 MAX_FAST_CHARS = 2_000
+#: Distinct items remembered (per worker) before the tables start over.
+MAX_ITEMS = 400_000
 #: Stands for ``|||`` after the split (NUL never reaches here: ``guard_text`` rejects it).
 MARK = "\x00"
 #: Group id of safety units (``columnar.G_SAFETY``) and the name lists' slots.
@@ -57,12 +59,11 @@ class ItemTable:
 
     Persistent across batches (captions repeat the same few thousand items), kept
     as growing Python lists with numpy copies rebuilt when they grew, and cleared
-    past ``max_items`` so memory stays bounded.
+    past ``MAX_ITEMS`` so memory stays bounded.
     """
 
-    def __init__(self, path: "ColumnarTagPath", max_items: int = 400_000) -> None:
+    def __init__(self, path: "ColumnarTagPath") -> None:
         self.path = path
-        self.max_items = max_items
         self.reset()
 
     def reset(self) -> None:
@@ -127,8 +128,8 @@ class ItemTable:
         return len(self.flags) - 1
 
     def full(self) -> bool:
-        """Past ``max_items``: the owner starts over (between batches: codes index its results)."""
-        return len(self.flags) > self.max_items
+        """Past ``MAX_ITEMS``: the owner starts over (between batches: codes index its results)."""
+        return len(self.flags) > MAX_ITEMS
 
     def codes(self, items: pa.Array, comma: bool) -> np.ndarray:
         """Codes of an array of raw items: one dict lookup per *distinct* item."""

@@ -33,6 +33,7 @@ from charmeta.evidence import Evidence
 from charmeta.ontology import (
     ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
 )
+from charmeta.extractors import caption_arrays
 from charmeta.extractors.caption_arrays import ItemTable, Units, read_units
 from charmeta.records import Decision, Extraction, extractions_to_table
 from charmeta.resolvers import UNKNOWN_COUNT_FACTOR
@@ -112,6 +113,8 @@ class ColumnarTagPath:
         table is full, so memory stays bounded whatever the dataset size."""
         if self.results.n > MEMO_MAX or len(self.safety_memo) > MEMO_MAX or self.items.full():
             self._reset()
+        if len(self.ex._item_cache) > caption_arrays.MAX_ITEMS:  # names are mostly unique: never let it grow
+            self.ex._item_cache.clear()
 
     def _register(self, key: str, d: Optional[Decision]) -> tuple:
         """``((attribute index, decision id),)`` for a resolver's decision (none: empty)."""

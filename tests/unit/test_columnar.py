@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from charmeta.engine import Engine, gc_paused
-from charmeta.extractors import columnar
+from charmeta.extractors import caption_arrays, columnar
 from charmeta.extractors.caption_arrays import read_units
 from charmeta.records import extractions_to_table
 from charmeta.synth import generate
@@ -150,3 +150,17 @@ def test_batch_failure_falls_back_whole(engine: Engine, monkeypatch) -> None:
     _assert_same(new, ref, texts)
     assert new.column("hair_length").to_pylist()[0] == "Long"
     assert new.column("eye_color").to_pylist()[1] == "Red"
+
+
+def test_caches_stay_bounded(engine: Engine, monkeypatch) -> None:
+    """Unique names in every caption must not grow any cache past its limit, whatever N."""
+    path = engine.text_extractor.columnar
+    monkeypatch.setattr(caption_arrays, "MAX_ITEMS", 500)
+    texts = [f"1girl, solo, name{i}, show{i}, artist{i}, ||| general, long hair, hair{i % 7} ornament"
+             for i in range(6_000)]
+    for i in range(0, len(texts), 1_000):
+        table = engine.process_batch([str(j) for j in range(1_000)], texts[i:i + 1_000])
+        assert table.column("characters").to_pylist()[0] == [f"name{i}"]
+        assert len(engine.text_extractor._item_cache) <= 500 + 4 * 1_000
+        assert len(path.items.flags) <= 500 + 4 * 1_000
+        assert path.results.n <= columnar.MEMO_MAX
