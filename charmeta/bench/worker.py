@@ -46,8 +46,7 @@ def core_stage(shard_glob: str, batch_rows: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     for path in sorted(glob.glob(shard_glob)):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=["id", "text"]):
-            table = engine.process_batch(batch.column(0).to_pylist(), batch.column(1).to_pylist(),
-                                         source_shard=Path(path).name)
+            table = engine.process_batch(batch.column(0), batch.column(1), source_shard=Path(path).name)
             rows += batch.num_rows
             out_rows += table.num_rows
     seconds = time.perf_counter() - t0
