@@ -23,11 +23,13 @@ from typing import Optional
 
 from charmeta.evidence import Evidence
 from charmeta.ontology import Ontology
-from charmeta.prose.appearance import AppearanceReader
+from charmeta.prose.appearance import _NUDE_WORDS, AppearanceReader
 from charmeta.prose.lexicon import (
-    _CLAUSE_SPLIT,
+    _PIECE_RE,
     _TOKEN_RE,
+    _TOKEN_START,
     _Clause,
+    _Person,
     build_lexicon,
     title_case,
 )
@@ -35,61 +37,129 @@ from charmeta.prose.people import PeopleReader
 
 __all__ = ["ProseReader", "build_lexicon", "title_case"]
 
+#: Tokens left out of a clause read as a tag: ``(dark skin)`` -> ``dark skin``.
+_PARENS = ("(", ")")
+
 
 class ProseReader(PeopleReader, AppearanceReader):
     """Turns prose / phrase text into observations on an ``Evidence``."""
 
     def __init__(self, ontology: Ontology) -> None:
         self.ont = ontology
-        self.lex = build_lexicon(ontology)
+        self.lex = lex = build_lexicon(ontology)
         self.name_prone = frozenset(ontology.prose.get("name_prone_nouns", ()))
         self.color_ethnicity: dict[str, str] = ontology.prose.get("color_ethnicity", {})
         self.color_ethnicity_nouns = frozenset(ontology.prose.get("color_ethnicity_nouns", ()))
         # First words of multi-word phrases: most tokens start none, so n-grams are only built after one.
-        self._garment_first = frozenset(p.split(" ", 1)[0] for p in self.lex.garment_phrases)
-        self._phrase_first = frozenset(p.split(" ", 1)[0] for p in self.lex.phrases)
+        self._garment_first = frozenset(p.split(" ", 1)[0] for p in lex.garment_phrases)
+        self._phrase_first = frozenset(p.split(" ", 1)[0] for p in lex.phrases)
         self.known_adjectives = frozenset(ontology.prose.get("known_adjectives", ()))
+        # Word sets for C-level ``isdisjoint`` checks: a reader skips a clause (or entry) holding none of its words.
+        self._person_words = frozenset(lex.persons) | lex.plural_persons
+        self._eye_words = lex.eye_nouns
+        self._body_words = frozenset(lex.body)
+        # Any word that sets off the eye, garment, phrase or body reader: most clauses hold none.
+        self._appearance_words = self._eye_words | self._garment_first | _NUDE_WORDS | self._phrase_first | self._body_words
+        self._age_phrases = tuple(lex.age_phrases)
+        self._pronoun_words = frozenset(lex.pronouns)
+        self._group_single = frozenset(g for g in lex.group_words if " " not in g)
+        self._group_multi = tuple(f" {g} " for g in lex.group_words if " " in g)
+        # Per-word memos of the hair readers (prose repeats its words; typo look-ups are the slow part).
+        self._hair_noun_of: dict[str, str] = {}
+        self._not_hair_nouns: set[str] = set()
+        self._hair_mods: dict[str, Optional[tuple[tuple[str, str], ...]]] = {}
 
     # -- entry points ------------------------------------------------------------------
 
     def read(self, text: str, ev: Evidence, clauses: Optional[list[str]] = None, tag_reader=None) -> None:
         """Read free text (``clauses`` None) or the unknown items of a tag list."""
-        low = text.lower().replace("w/", "with ").replace("’", "'")
-        raw_clauses = clauses if clauses is not None else self._split(low)
-        parsed = [self._tokenize(c.lower().replace("w/", "with ").replace("’", "'")) for c in raw_clauses]
-        parsed = [c for c in parsed if c.tokens]
+        low = _normalise(text)
+        if clauses is None:
+            parsed = self._clauses(low)
+        else:
+            parsed = [c for c in (self._tokenize(_normalise(c)) for c in clauses) if c is not None]
         self._blank_names(parsed)
-        persons = self._find_persons(parsed)
+        persons = self._find_persons(parsed, low)
         self._mark_other_context(parsed, persons)
-        subject = next((p for p in persons if not p.relation and not p.absent and not p.plural), None)
-        if subject is None:
-            subject = next((p for p in persons if not p.relation and not p.absent), None)
+        subject = _subject(persons) if persons else None
         self._count_people(low, parsed, persons, subject, ev)
         for ci, clause in enumerate(parsed):
             if clause.other:
                 continue
-            if tag_reader is not None and tag_reader(" ".join(t for t in clause.tokens if t not in "()"), ev):
-                continue
-            self._read_hair(clause.tokens, ev)
-            self._read_eyes(clause.tokens, ev)
-            self._read_garments(clause.tokens, ev)
-            self._read_phrases(clause.tokens, ev)
-            self._read_body(clause.tokens, ev, subject, ci)
+            toks = clause.tokens
+            if tag_reader is not None:
+                as_tag = " ".join(toks if "(" not in toks and ")" not in toks else [t for t in toks if t not in _PARENS])
+                if tag_reader(as_tag, ev):
+                    continue
+            self._read_appearance(toks, ev, subject, ci)
         self._read_subject(low, parsed, persons, subject, ev)
+
+    def _read_appearance(self, toks: list[str], ev: Evidence, subject: Optional[_Person], ci: int) -> None:
+        """Hair, eyes, garments, listed phrases and build in one clause of the character's.
+
+        Each reader runs only on clauses holding one of its words (C-level set tests):
+        most clauses set off one reader or none.
+        """
+        if not self._not_hair_nouns.issuperset(toks):
+            self._read_hair(toks, ev)
+        if self._appearance_words.isdisjoint(toks):
+            return
+        if not self._eye_words.isdisjoint(toks):
+            self._read_eyes(toks, ev)
+        if not (self._garment_first.isdisjoint(toks) and _NUDE_WORDS.isdisjoint(toks)):
+            self._read_garments(toks, ev)
+        if not self._phrase_first.isdisjoint(toks):
+            self._read_phrases(toks, ev)
+        if not self._body_words.isdisjoint(toks):
+            self._read_body(toks, ev, subject, ci)
 
     # -- tokenising --------------------------------------------------------------------
 
-    def _split(self, text: str) -> list[str]:
+    def _clauses(self, low: str) -> list[_Clause]:
+        """The clauses of free text with their tokens, empty ones dropped (one ``_PIECE_RE`` scan)."""
         # keep parentheses as their own clauses so "(the one with the red hair)" stays together
-        text = text.replace("(", ", ( ").replace(")", " ) ,")
-        return [c for c in _CLAUSE_SPLIT.split(text) if c and c.strip()]
+        text = low.replace("(", ", ( ").replace(")", " ) ,")
+        possessive = "'s" in text
+        out: list[_Clause] = []
+        tokens: list[str] = []
+        for piece in _PIECE_RE.findall(text):
+            if piece[0] in _TOKEN_START:
+                tokens.append(piece)
+            elif tokens:  # a separator ends the clause
+                out.append(_Clause(_split_possessives(tokens) if possessive else tokens))
+                tokens = []
+        if tokens:
+            out.append(_Clause(_split_possessives(tokens) if possessive else tokens))
+        return out
 
-    def _tokenize(self, clause: str) -> _Clause:
+    def _tokenize(self, clause: str) -> Optional[_Clause]:
+        """One item of a tag list as a clause; None when it has no tokens."""
         tokens = _TOKEN_RE.findall(clause)
-        out: list[str] = []
-        for t in tokens:
-            if t.endswith("'s") and len(t) > 2:
-                out += [t[:-2], "'s"]
-            else:
-                out.append(t)
-        return _Clause(out)
+        if not tokens:
+            return None
+        return _Clause(_split_possessives(tokens) if "'s" in clause else tokens)
+
+
+def _split_possessives(tokens: list[str]) -> list[str]:
+    """``girl's`` -> ``girl``, ``'s``."""
+    out: list[str] = []
+    for t in tokens:
+        if t.endswith("'s") and len(t) > 2:
+            out += [t[:-2], "'s"]
+        else:
+            out.append(t)
+    return out
+
+
+def _subject(persons: list[_Person]) -> Optional[_Person]:
+    """The character: the first person noun neither a relative nor absent, a singular one first."""
+    subject = next((p for p in persons if not p.relation and not p.absent and not p.plural), None)
+    if subject is None:
+        subject = next((p for p in persons if not p.relation and not p.absent), None)
+    return subject
+
+
+def _normalise(text: str) -> str:
+    """Lower case, ``w/`` spelled out, curly apostrophes straightened."""
+    return text.lower().replace("w/", "with ").replace("’", "'")
+

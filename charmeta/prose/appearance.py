@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Container, Optional
+from typing import Container, Optional, Sequence
 
 from charmeta.evidence import Evidence
 from charmeta.ontology import ATTR, EXPLICIT, GARMENT, IMPLIED, Ontology, normalize_tag
 from charmeta.prose.lexicon import (
     _HAIR_SKIP_NEXT,
     _HAIR_SKIP_PREV,
+    _SHOULDER_DETS,
     _SHOULDER_LEN,
     _SHOULDER_RE,
     _STOP,
@@ -18,20 +19,39 @@ from charmeta.prose.lexicon import (
     title_case,
 )
 
+_NUDE_WORDS = frozenset({"nude", "naked", "undressed"})
+#: Bound on each per-word memo (cleared when full): memory stays flat whatever the corpus.
+_MEMO_MAX = 100_000
+
 
 class AppearanceReader:
     """Mixin of ``ProseReader``: appearance words attached to their nouns."""
 
     lex: _Lexicon
     ont: Ontology
+    _garment_first: frozenset[str]
+    _phrase_first: frozenset[str]
+    _eye_words: frozenset[str]
+    _hair_noun_of: dict[str, str]
+    _not_hair_nouns: set[str]
+    _hair_mods: dict[str, Optional[tuple[tuple[str, str], ...]]]
 
     def _negated(self, toks: list[str], i: int) -> bool:
-        for w in toks[max(0, i - 3):i]:
-            if w in self.lex.negations:
-                return True
-        return False
+        """Whether one of the three words before ``toks[i]`` negates it (``no glasses``, ``without a hat``)."""
+        return not self.lex.negations.isdisjoint(toks[max(0, i - 3):i])
 
-    def _hair_modifier(self, w: str) -> Optional[list[tuple[str, str]]]:
+    def _hair_modifier(self, w: str) -> Optional[tuple[tuple[str, str], ...]]:
+        """What ``w`` says as a hair modifier: ``[("color", "Black")]``, ... or None (memoised per word)."""
+        memo = self._hair_mods
+        if w in memo:
+            return memo[w]
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()
+        mods = self._hair_modifier_uncached(w)
+        result = memo[w] = tuple(mods) if mods is not None else None
+        return result
+
+    def _hair_modifier_uncached(self, w: str) -> Optional[Sequence[tuple[str, str]]]:
         lex = self.lex
         if w in lex.hair_colors:
             return [("color", lex.hair_colors[w])]
@@ -65,17 +85,38 @@ class AppearanceReader:
             return self._hair_modifier(fixed)
         return None
 
+    def _hair_noun(self, t: str) -> Optional[str]:
+        """The hair noun ``t`` is (``hair``, ``bangs``) or is one typo away from (``ponytial``), else None.
+
+        Memoised: words that are none go to ``_not_hair_nouns``, so a clause of
+        known non-nouns is skipped by one ``issuperset``.
+        """
+        noun = self._hair_noun_of.get(t)
+        if noun is not None or t in self._not_hair_nouns:
+            return noun
+        if len(self._not_hair_nouns) >= _MEMO_MAX or len(self._hair_noun_of) >= _MEMO_MAX:
+            self._not_hair_nouns.clear()
+            self._hair_noun_of.clear()
+        noun = t if t in self.lex.hair_nouns else _typo(t, self.lex.typo_targets_noun)
+        if noun:
+            self._hair_noun_of[t] = noun
+            return noun
+        self._not_hair_nouns.add(t)
+        return None
+
     def _read_hair(self, toks: list[str], ev: Evidence) -> None:
+        not_nouns = self._not_hair_nouns
         lex = self.lex
+        noun_of = self._hair_noun_of
         n = len(toks)
         for i, t in enumerate(toks):
-            noun = t
-            if t not in lex.hair_nouns:
-                fixed = _typo(t, lex.typo_targets_noun)
-                if not fixed:
-                    continue
-                noun = fixed
-                toks[i] = fixed
+            if t in not_nouns:
+                continue
+            noun = noun_of.get(t) or self._hair_noun(t)
+            if noun is None:
+                continue
+            if noun != t:
+                toks[i] = noun  # the typo corrected for the readers after this one
             if (i > 0 and toks[i - 1] in _HAIR_SKIP_PREV) or (i + 1 < n and toks[i + 1] in _HAIR_SKIP_NEXT):
                 continue
             if noun == "cut" and not (i > 0 and toks[i - 1] in ("pixie", "bob", "buzz", "crew", "hime", "bowl")):
@@ -166,7 +207,8 @@ class AppearanceReader:
             elif w in ("half-up", "half"):
                 ev.add("Hair Style", "Half Up", EXPLICIT, "hair worn half-up")
             j += 1
-        m = _SHOULDER_RE.search(" ".join(toks[i + 1:end + 2]))
+        after = toks[i + 1:end + 2]
+        m = None if _SHOULDER_DETS.isdisjoint(after) else _SHOULDER_RE.search(" ".join(after))
         if m:
             key = (m.group(1), m.group(2))
             val = _SHOULDER_LEN.get(key) or _SHOULDER_LEN.get((m.group(1), m.group(2) + "s"))
@@ -211,13 +253,17 @@ class AppearanceReader:
 
     def _read_garments(self, toks: list[str], ev: Evidence) -> None:
         lex = self.lex
+        garment_first = self._garment_first
         n = len(toks)
         i = 0
         while i < n:
             t = toks[i]
-            if t in ("nude", "naked", "undressed") and not self._negated(toks, i):
+            if t in _NUDE_WORDS and not self._negated(toks, i):
                 ev.nude.append(t)
                 ev.sexual.append(t)
+                i += 1
+                continue
+            if t not in garment_first:  # the common case, without a call
                 i += 1
                 continue
             # "a witch", "a nurse": people, not outfits
@@ -265,9 +311,13 @@ class AppearanceReader:
 
     def _read_phrases(self, toks: list[str], ev: Evidence) -> None:
         lex = self.lex
+        phrase_first = self._phrase_first
         n = len(toks)
         i = 0
         while i < n:
+            if toks[i] not in phrase_first:  # the common case, without a call
+                i += 1
+                continue
             hit = _longest_phrase(toks, i, lex.phrases, self._phrase_first, 4)
             if hit is None:
                 i += 1

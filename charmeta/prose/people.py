@@ -4,6 +4,7 @@ what is said about the character as a person (age, gender, ethnicity, body).
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Optional
 
 from charmeta.evidence import Evidence
@@ -12,6 +13,7 @@ from charmeta.prose.lexicon import (
     _BARE_NUMBER_RE,
     _DECADE_RE,
     _DETERMINERS,
+    _DIGIT_RE,
     _HE_RE,
     _NOT_PERSONS,
     _ONE_RE,
@@ -26,12 +28,28 @@ from charmeta.prose.lexicon import (
     _Person,
 )
 
+_TOKENS = attrgetter("tokens")
+#: Person nouns by suffix (``fisherman``, ``policewomen``): "woman" / "women" end so too.
+_MAN_SUFFIXES = ("man", "men")
+
+
+def _has_man_suffix(tokens: list[str]) -> bool:
+    """Whether a token may be a -man / -woman person noun (one C-level substring test on the joined clause)."""
+    joined = " ".join(tokens)
+    return "man" in joined or "men" in joined
+
 
 class PeopleReader:
     """Mixin of ``ProseReader``: people and the subject's own words."""
 
     lex: _Lexicon
     ont: Ontology
+    _person_words: frozenset[str]
+    _body_words: frozenset[str]
+    _pronoun_words: frozenset[str]
+    _group_single: frozenset[str]
+    _group_multi: tuple[str, ...]
+    _age_phrases: tuple[str, ...]
 
     def _blank_names(self, clauses: list[_Clause]) -> None:
         """Character names are never evidence (``kaitou kid`` is not a child)."""
@@ -39,23 +57,32 @@ class PeopleReader:
         first_words = self.ont.character_first_words
         for c in clauses:
             toks = c.tokens
+            if first_words.isdisjoint(toks):
+                continue
+            # Only positions holding a name's first word can start one ("_", the blank, starts none).
+            starts = [i for i, t in enumerate(toks) if t in first_words]
             n = len(toks)
-            for size in (3, 2):
-                for i in range(n - size + 1):
-                    if toks[i] in first_words and is_char(" ".join(toks[i:i + size])):
-                        for j in range(i, i + size):
-                            toks[j] = "_"
+            for i in starts:  # every three-word name first, then two-word ones
+                if i + 3 <= n and toks[i] in first_words and is_char(f"{toks[i]} {toks[i + 1]} {toks[i + 2]}"):
+                    toks[i:i + 3] = ("_", "_", "_")
+            for i in starts:
+                if i + 2 <= n and toks[i] in first_words and is_char(f"{toks[i]} {toks[i + 1]}"):
+                    toks[i:i + 2] = ("_", "_")
 
     # -- people -----------------------------------------------------------------------
 
-    def _find_persons(self, clauses: list[_Clause]) -> list[_Person]:
+    def _find_persons(self, clauses: list[_Clause], low: str) -> list[_Person]:
         lex = self.lex
+        person_words = self._person_words
+        # Tokens are substrings of ``low``: without "man" / "men" in it no token is a -man noun.
+        suffixed = "man" in low or "men" in low
         found: list[_Person] = []
         for ci, c in enumerate(clauses):
             toks = c.tokens
-            text = " ".join(toks)
+            if person_words.isdisjoint(toks) and not (suffixed and _has_man_suffix(toks)):
+                continue
             for i, t in enumerate(toks):
-                if t not in lex.persons and t not in lex.plural_persons and self.person_info(t) is None:
+                if t not in person_words and not (suffixed and t.endswith(_MAN_SUFFIXES) and self.person_info(t) is not None):
                     continue
                 if t in ("blonde", "brunette") and i + 1 < len(toks) and toks[i + 1] in lex.hair_nouns:
                     continue
@@ -67,18 +94,9 @@ class PeopleReader:
                     continue  # "kaitou kid", "iron man": the end of a name, not a person noun
                 prev = toks[max(0, i - 3):i]
                 relation = any(w in _POSSESSIVES for w in prev[-2:]) and not (i >= 1 and toks[i - 1] in ("her", "his") and t in ("hair",))
-                before = " ".join(toks[:i])
-                padded = f" {text} "
-                absent = relation and (any(f" {cue} " in padded for cue in lex.absence)
-                                       or before.endswith(("for her", "for his", "for their")))
-                present = False
-                near = " " + " ".join(toks[max(0, i - 4):i]) + " "
-                if relation and any(f" {v} " in near for v in lex.interaction):
-                    absent, present = False, True
-                if relation and not absent:
-                    # "a mother and her daughter", "her sister standing behind her": a second person in the picture
-                    nxt = toks[i + 1] if i + 1 < len(toks) else ""
-                    present = present or "and" in prev[-3:] or (nxt.endswith("ing") and nxt not in ("wearing",))
+                absent = present = False
+                if relation:
+                    absent, present = self._relative_presence(toks, i, prev)
                 number = 1
                 for w in prev:
                     if w in lex.numbers:
@@ -89,6 +107,22 @@ class PeopleReader:
                 found.append(_Person(t, ci, i, relation, absent, plural, number if (plural or number > 1) else 1, present))
         return found
 
+    def _relative_presence(self, toks: list[str], i: int, prev: list[str]) -> tuple[bool, bool]:
+        """(absent, present) of the relative at ``toks[i]``: ``waiting for his brother`` is absent,
+        ``hugging her sister`` / ``a mother and her daughter`` is in the picture too."""
+        lex = self.lex
+        padded = f" {' '.join(toks)} "
+        absent = any(f" {cue} " in padded for cue in lex.absence) or " ".join(toks[:i]).endswith(("for her", "for his", "for their"))
+        present = False
+        near = " " + " ".join(toks[max(0, i - 4):i]) + " "
+        if any(f" {v} " in near for v in lex.interaction):
+            absent, present = False, True
+        if not absent:
+            # "a mother and her daughter", "her sister standing behind her": a second person in the picture
+            nxt = toks[i + 1] if i + 1 < len(toks) else ""
+            present = present or "and" in prev[-3:] or (nxt.endswith("ing") and nxt not in ("wearing",))
+        return absent, present
+
     def person_info(self, word: str) -> Optional[tuple[Optional[str], Optional[str]]]:
         """(gender, age) of a person noun: the lexicon, else the -man / -woman suffix (fisherman)."""
         info = self.lex.persons.get(word)
@@ -97,7 +131,7 @@ class PeopleReader:
         if len(word) > 5 and word.isalpha() and word not in _NOT_PERSONS:
             if word.endswith(("woman", "women")):
                 return ("Female", "Young Adult")
-            if word.endswith(("man", "men")) and not word.endswith(("human", "humans")):
+            if word.endswith(_MAN_SUFFIXES) and not word.endswith(("human", "humans")):
                 return ("Male", "Young Adult")
         return None
 
@@ -122,18 +156,28 @@ class PeopleReader:
             if p.clause + 1 < len(clauses) and clauses[p.clause + 1].tokens[:1] == ["("]:
                 clauses[p.clause + 1].other = True
         for c in clauses:
-            if c.tokens[:3] == ["the", "one", "with"] or c.tokens[:4] == ["(", "the", "one", "with"]:
+            toks = c.tokens
+            if toks and toks[0] in ("the", "(") and (toks[:3] == ["the", "one", "with"] or toks[:4] == ["(", "the", "one", "with"]):
                 c.other = True
 
     def _count_people(self, low: str, clauses: list[_Clause], persons: list[_Person], subject: Optional[_Person], ev: Evidence) -> None:
-        lex = self.lex
-        count = 1 if persons else None
+        count = self._count_persons(clauses, persons, subject) if persons else None
+        if (self._mentions_group(low, clauses)
+                or ("one " in low and len(_ONE_RE.findall(low)) >= 2)  # "one in red, one with a hat"
+                or ("she" in low and _SHE_RE.search(low) and _HE_RE.search(low))):  # "she is ..., he is ..."
+            count = max(count or 0, 2)
+        if count is not None:
+            ev.prose_count = count
+
+    def _count_persons(self, clauses: list[_Clause], persons: list[_Person], subject: Optional[_Person]) -> int:
+        """People depicted by the person nouns: numbers, plurals, and single nouns joined by 'and' or a verb."""
+        count = 1
         depicted = [p for p in persons if not p.absent]
         for p in depicted:
             if p.plural:
-                count = max(count or 0, p.number if p.number > 1 else 2)
+                count = max(count, p.number if p.number > 1 else 2)
             elif p.number > 1 and not p.relation:
-                count = max(count or 0, p.number)
+                count = max(count, p.number)
         singles = [p for p in depicted if not p.plural]
         nonrel = {p.noun for p in singles if not p.relation}
         if len(nonrel) >= 2:
@@ -141,25 +185,27 @@ class PeopleReader:
             others = [p for p in singles if not p.relation and p.noun != first.noun]
             joined = any(self._joined(clauses, first, o) for o in others)
             if joined:
-                count = max(count or 0, 2)
+                count = max(count, 2)
         for p in singles:
             if p.relation and (p.present or (subject is not None and self._joined(clauses, subject, p))):
-                count = max(count or 0, 2)
+                count = max(count, 2)
+        return count
+
+    def _mentions_group(self, low: str, clauses: list[_Clause]) -> bool:
+        """Whether a group word (``couple``, ``both``, ``each other``) says two or more people are depicted."""
+        if (all(map(self._group_single.isdisjoint, map(_TOKENS, clauses)))  # most entries: no one-word group word,
+                and not any(map(f" {low} ".__contains__, self._group_multi))):  # and no phrase either
+            return False
         words = set(t for c in clauses for t in c.tokens)
         blockers = self.ont.prose.get("group_word_blockers", {})
-        for g in lex.group_words:
+        for g in self.lex.group_words:
             if not ((" " in g and f" {g} " in f" {low} ") or g in words):
                 continue
             stops = blockers.get(g, ())
             if stops and all(any(f"{g} {b}" in " ".join(c.tokens) for b in stops) for c in clauses if g in c.tokens):
                 continue  # "a couple of hours", "both hands": not people
-            count = max(count or 0, 2)
-        if len(_ONE_RE.findall(low)) >= 2:
-            count = max(count or 0, 2)
-        if _HE_RE.search(low) and _SHE_RE.search(low):
-            count = max(count or 0, 2)
-        if count is not None:
-            ev.prose_count = count
+            return True
+        return False
 
     def _joined(self, clauses: list[_Clause], a: _Person, b: _Person) -> bool:
         """Two person nouns depict two people when 'and' or an interaction verb links them."""
@@ -176,8 +222,10 @@ class PeopleReader:
         lex = self.lex
         # Non-binary words anywhere about the character.
         words = [t for c in clauses if not c.other for t in c.tokens]
-        for nb in dict.fromkeys(w for w in words if w in lex.nonbinary):  # text order, not set order
-            ev.gender_tags.append(("Non-binary", nb))
+        joined = " ".join(words)
+        if not lex.nonbinary.isdisjoint(words):
+            for nb in dict.fromkeys(w for w in words if w in lex.nonbinary):  # text order, not set order
+                ev.gender_tags.append(("Non-binary", nb))
         if subject is not None:
             gender, age = self.person_info(subject.noun) or (None, None)
             toks = clauses[subject.clause].tokens
@@ -211,21 +259,19 @@ class PeopleReader:
                     ev.add("Hair Length", "Bald", EXPLICIT, f"{w} {subject.noun}")
             if subject.noun in lex.hair_color_nouns:
                 ev.add("Hair Color", lex.hair_color_nouns[subject.noun], EXPLICIT, subject.noun)
-        # Standalone "redhead"/"blonde" nouns, hyphenated "-haired" words anywhere.
-        for c in clauses:
-            if c.other:
-                continue
-            for w in c.tokens:
+        # Hyphenated "-haired" words anywhere (``words`` holds every token of the character's clauses).
+        if "-haired" in joined:
+            for w in words:
                 if w.endswith("-haired"):
                     self._haired(w, ev)
         # Age phrases and stated ages.
-        joined = " ".join(words)
-        for phrase, val in lex.age_phrases.items():
-            if phrase in joined:
-                ev.add("Age", val, EXPLICIT, phrase)
+        if any(map(joined.__contains__, self._age_phrases)):  # rare: test them all at C speed first
+            for phrase, val in lex.age_phrases.items():
+                if phrase in joined:
+                    ev.add("Age", val, EXPLICIT, phrase)
         self._stated_age(low if not any(c.other for c in clauses) else joined, ev, bool(persons))
         # Pronouns decide gender only when no noun did.
-        if "Gender" not in ev.attrs:
+        if "Gender" not in ev.attrs and not self._pronoun_words.isdisjoint(words):
             counts = {"Female": 0, "Male": 0}
             for w in words:
                 g = lex.pronouns.get(w)
@@ -261,13 +307,17 @@ class PeopleReader:
     def _stated_age(self, text: str, ev: Evidence, has_person: bool) -> None:
         lex = self.lex
         ages: list[tuple[int, str]] = []
-        for rx in _STATED_RES:
-            for m in rx.finditer(text):
-                ages.append((int(m.group(1)), m.group(0)))
-        for m in _DECADE_RE.finditer(text):
-            word = m.group(3)
-            ages.append((lex.decades.get(word, 0), m.group(0)))
-        if has_person and not ages:
+        has_digit = _DIGIT_RE.search(text) is not None  # most prose states no number: skip the patterns
+        if has_digit:
+            for needles, rx in _STATED_RES:
+                if any(map(text.__contains__, needles)):
+                    for m in rx.finditer(text):
+                        ages.append((int(m.group(1)), m.group(0)))
+        if "teens" in text or "ties" in text or "0s" in text:  # "in her forties", "late teens", "mid-30s"
+            for m in _DECADE_RE.finditer(text):
+                word = m.group(3)
+                ages.append((lex.decades.get(word, 0), m.group(0)))
+        if has_person and not ages and has_digit:
             for m in _BARE_NUMBER_RE.finditer(text):
                 ages.append((int(m.group(1)), m.group(0).strip(", ")))
         for age, source in ages:
