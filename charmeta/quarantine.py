@@ -50,27 +50,42 @@ def partition_report(root: str, keys: Iterable[str]) -> list[dict[str, Any]]:
     is None while a partition is unfinished (``status: missing``).
     """
     root = os.path.realpath(root)
+    keys = list(keys)
+    done = [k for k in keys if os.path.exists(_validated(root, k))]
+    by_key = dict(zip(done, _counts([_validated(root, k) for k in done])))
     out: list[dict[str, Any]] = []
+    for k in keys:
+        n_in = _rows(os.path.join(root, "raw_shards", k + ".parquet"))
+        if k not in by_key:
+            out.append({"partition": k, "status": "missing", "input_rows": n_in, "output_rows": None,
+                        "records_lost": None, "invalid": None, "invalid_rate": None})
+            continue
+        n_out, invalid = by_key[k]
+        lost = (n_in - n_out) if n_in is not None else None
+        out.append({"partition": k, "status": "done", "input_rows": n_in, "output_rows": n_out,
+                    "records_lost": lost, "invalid": invalid,
+                    "invalid_rate": round(invalid / n_out, 6) if n_out else 0.0})
+    return out
+
+
+def _validated(root: str, key: str) -> str:
+    return os.path.join(root, "validated_records", key + ".parquet")
+
+
+def _counts(files: list[str]) -> list[tuple[int, int]]:
+    """(rows, invalid rows) per file, in order: one DuckDB scan of the ``status`` column of all
+    of them (``file_index``), not one query per partition."""
+    if not files:
+        return []
     con = duck.connect()
     try:
-        for k in keys:
-            raw = os.path.join(root, "raw_shards", k + ".parquet")
-            val = os.path.join(root, "validated_records", k + ".parquet")
-            n_in = _rows(raw)
-            if not os.path.exists(val):
-                out.append({"partition": k, "status": "missing", "input_rows": n_in, "output_rows": None,
-                            "records_lost": None, "invalid": None, "invalid_rate": None})
-                continue
-            n_out, invalid = con.execute(
-                f"SELECT count(*), count(*) FILTER (status = 'invalid') FROM read_parquet({_q(val)})").fetchone()
-            n_out, invalid = int(n_out), int(invalid)
-            lost = (n_in - n_out) if n_in is not None else None
-            out.append({"partition": k, "status": "done", "input_rows": n_in, "output_rows": n_out,
-                        "records_lost": lost, "invalid": invalid,
-                        "invalid_rate": round(invalid / n_out, 6) if n_out else 0.0})
+        rows = con.execute(
+            f"SELECT file_index, count(*), count(*) FILTER (status = 'invalid') FROM "
+            f"read_parquet([{', '.join(_q(f) for f in files)}]) GROUP BY ALL").fetchall()
     finally:
         con.close()
-    return out
+    found = {int(i): (int(n), int(bad)) for i, n, bad in rows}
+    return [found.get(i, (0, 0)) for i in range(len(files))]  # a 0-row file has no group
 
 
 def write_quarantine(root: str, keys: Iterable[str], out_path: str) -> dict[str, Any]:
@@ -81,26 +96,27 @@ def write_quarantine(root: str, keys: Iterable[str], out_path: str) -> dict[str,
     """
     root = os.path.realpath(root)
     tmp = f"{out_path}.tmp-{os.getpid()}"
+    keys = [k for k in keys if os.path.exists(_validated(root, k))]
     writer = pq.ParquetWriter(tmp, QUARANTINE_SCHEMA, compression="zstd")
     n = 0
     by_reason: dict[str, int] = {}
     con = duck.connect()
     try:
-        for k in keys:
-            val = os.path.join(root, "validated_records", k + ".parquet")
-            if not os.path.exists(val):
-                continue
-            tbl = con.sql(
-                f"SELECT source_shard, source_position, id, reason FROM read_parquet({_q(val)}) "
-                "WHERE status = 'invalid' ORDER BY source_position, id").to_arrow_table()
-            if not tbl.num_rows:
-                continue
-            tbl = tbl.add_column(0, "partition", pa.array([k] * tbl.num_rows, pa.string()))
-            writer.write_table(tbl.cast(QUARANTINE_SCHEMA))
-            n += tbl.num_rows
-            for r in tbl.column("reason").to_pylist():
-                head = (r or "invalid").split(":", 1)[0][:120]
-                by_reason[head] = by_reason.get(head, 0) + 1
+        if keys:  # one scan of all partitions (file_index = partition order); only invalid rows are sorted
+            reader = con.sql(
+                f"SELECT file_index, source_shard, source_position, id, reason FROM "
+                f"read_parquet([{', '.join(_q(_validated(root, k)) for k in keys)}]) "
+                "WHERE status = 'invalid' ORDER BY file_index, source_position, id").to_arrow_reader(65_536)
+            names = pa.array(keys, pa.string())
+            for rb in reader:
+                if not rb.num_rows:
+                    continue
+                part = names.take(rb.column(0).cast(pa.int64()))
+                writer.write_table(pa.Table.from_arrays([part, *rb.columns[1:]], schema=QUARANTINE_SCHEMA))
+                n += rb.num_rows
+                for r in rb.column("reason").to_pylist():
+                    head = (r or "invalid").split(":", 1)[0][:120]
+                    by_reason[head] = by_reason.get(head, 0) + 1
         writer.close()
         os.replace(tmp, out_path)
     except BaseException:

@@ -15,7 +15,8 @@ shards_job = define_asset_job(
     "shards_job",
     selection=AssetSelection.assets(*PARTITIONED_ASSETS),
     executor_def=in_process_executor,
-    description="raw_shards -> normalized_records / embeddings -> attribute_predictions -> validated_records, with checks.",
+    description="shard_stages: raw_shards -> normalized_records -> normalized_images -> embeddings -> "
+                "attribute_predictions -> validated_records (one pass per text partition), with checks.",
 )
 export_job = define_asset_job(
     "export_job",

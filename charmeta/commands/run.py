@@ -209,6 +209,14 @@ def run_command(args: argparse.Namespace) -> int:
             tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
         )
 
+    # Queue every partition's one-pass build on the process pool now, in run order: each run's
+    # step takes its partitions from the pool, which meanwhile keeps working on the next runs'
+    # partitions (no idle core at run boundaries, during checks or between runs).
+    from charmeta_dagster.chain import prefetch_chain
+
+    prefetch_chain(output, [k for chunk in chunks for k in chunk], backend=args.extractor, embedder=emb_spec,
+                   workers=args.workers if args.workers > 0 else S.default_workers())
+
     for i, chunk in enumerate(chunks, 1):
         res = execute(chunk)
         state = "ok" if res.success else "FAILED"

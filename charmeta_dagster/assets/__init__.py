@@ -1,16 +1,24 @@
-"""The asset graph: five partitioned stages and the unpartitioned export.
+"""The asset graph: six partitioned stages (one multi-asset) and the unpartitioned export.
 
 ::
 
-    raw_shards ─┬─> normalized_records ─> attribute_predictions ─> validated_records ─> dataset_export
-                └─> embeddings ───────────────────┘
+    raw_shards ─> normalized_records ─┬─> normalized_images ─> embeddings ─┐
+                                      └──────────────> attribute_predictions ─> validated_records ─> dataset_export
+
+The six stages of a shard are one ``@multi_asset`` (``shard_stages``) with one
+``AssetSpec`` each, so the lineage in the UI is unchanged but a run builds a text
+partition in a single pass (``charmeta_dagster.chain``: one pool task per
+partition, no re-reading, no barrier after every stage). It can subset: a user
+who materializes one stage gets the per-stage path. The blocking
+``one_row_per_input`` check is part of it, because it guards the step's own
+``validated_records``.
 
 Every partitioned asset has one dynamic partition per shard (``shards``) and a
 ``multi_run`` backfill policy: a backfill over thousands of partitions becomes
 runs of up to ``CHARMETA_PARTITIONS_PER_RUN`` partitions each, so per-run
 overhead does not dominate, and inside a run the partitions are spread over a
-process pool. Each asset writes its own Parquet (no IO manager) and returns a
-``MaterializeResult`` with row / status counts, timings and a preview.
+process pool. Each asset writes its own Parquet (no IO manager) and reports a
+materialization with row / status counts, timings and a preview.
 """
 
 
@@ -19,20 +27,27 @@ import logging
 import os
 import time
 import warnings
-from typing import Any
+from typing import Any, Iterator, Optional
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetSpec,
     BackfillPolicy,
     DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
     asset,
+    multi_asset,
 )
 
 from charmeta.export import export_dataset
 from charmeta.sources import registered_keys
 from charmeta_dagster import stages as S
+from charmeta_dagster.chain import run_stages
 from charmeta_dagster.resources import ExtractorResource, OutputStore, SourceResource
 from charmeta_dagster.resources.images import ImageEmbedderResource, embedder_spec
 from charmeta_dagster.retry import partitions_failure, stage_retry_policy
@@ -67,28 +82,9 @@ def md_table(rows: list[dict[str, Any]], max_cell: int = 60) -> str:
     return "\n".join(out)
 
 
-def materialize_stage(context: AssetExecutionContext, stage: str, store: OutputStore,
-                      extractor: ExtractorResource, embedder: Any = None) -> MaterializeResult:
-    """Run one stage over the run's partitions and summarise it as metadata."""
-    keys = list(context.partition_keys)
-    t0 = time.perf_counter()
-    done = {"n": 0}
-
-    def on_done(stats: dict[str, Any]) -> None:
-        done["n"] += 1
-        event = {"event": "partition_done", "stage": stage, "partition": stats.get("key"),
-                 "rows": stats.get("rows"), "seconds": stats.get("seconds"), "skipped": stats.get("skipped"),
-                 "progress": f"{done['n']}/{len(keys)}"}
-        context.log.info(json.dumps(event))
-        log.info(json.dumps(event))
-
-    try:
-        results = S.run_stage(stage, store.store().root, keys, backend=extractor.backend,
-                              embedder=extractor.embedder if embedder is None else embedder,
-                              workers=extractor.n_workers(), on_done=on_done)
-    except S.PartitionsFailed as exc:  # the others are committed; retried per RetryPolicy, then reported
-        raise partitions_failure(exc) from exc
-    seconds = time.perf_counter() - t0
+def stage_metadata(stage: str, results: list[dict[str, Any]], keys: list[str], seconds: float,
+                   root: str) -> dict[str, Any]:
+    """Materialization metadata of one stage over the run's partitions."""
     rows = sum(int(r.get("rows") or 0) for r in results)
     statuses: dict[str, int] = {}
     for r in results:
@@ -102,7 +98,7 @@ def materialize_stage(context: AssetExecutionContext, stage: str, store: OutputS
         "partitions_skipped": MetadataValue.int(len(results) - len(built)),
         "seconds": MetadataValue.float(round(seconds, 3)),
         "rows_per_second": MetadataValue.float(round(built_rows / seconds, 1) if seconds > 0 and built_rows else 0.0),
-        "output_dir": MetadataValue.path(os.path.join(store.store().root, stage)),
+        "output_dir": MetadataValue.path(os.path.join(root, stage)),
         "per_partition": MetadataValue.md(md_table(
             [{"partition": r.get("key"), "rows": r.get("rows"), "seconds": r.get("seconds"),
               "skipped": r.get("skipped")} for r in results][:200])),
@@ -116,46 +112,97 @@ def materialize_stage(context: AssetExecutionContext, stage: str, store: OutputS
     preview = next((r.get("preview") for r in results if r.get("preview")), None)
     if preview:
         metadata["preview"] = MetadataValue.md(md_table(preview))
-    return MaterializeResult(metadata=metadata)
+    return metadata
 
 
-_COMMON = dict(partitions_def=shards_partitions, backfill_policy=BACKFILL_POLICY, group_name=GROUP, kinds={"parquet"},
-               retry_policy=stage_retry_policy())
+_DESCRIPTIONS = {
+    S.RAW: "Rows of one source shard as read (id, text, source position, upstream reason).",
+    S.NORMALIZED: "Texts cleaned without changing meaning (NFC, whitespace, zero-width).",
+    S.NORMALIZED_IMAGES: "Images of the shard (tar members / .txt sidecar siblings) decoded under limits, letterboxed "
+                         "to the model's input, hashed, characters counted; bad images are invalid rows. Empty for "
+                         "text shards.",
+    S.EMBEDDINGS: "Image embeddings per record from the ImageEmbedder resource (cache first; null for text rows).",
+    S.PREDICTIONS: "Rich records from the extractor backend(s): value, confidence, evidence, conflict per attribute; "
+                   "image rows fuse caption + pixels.",
+    S.VALIDATED: "Predictions checked against the contract in bulk; violations become invalid records with a reason.",
+}
+_DEPS = {S.RAW: [], S.NORMALIZED: [S.RAW], S.NORMALIZED_IMAGES: [S.NORMALIZED], S.EMBEDDINGS: [S.NORMALIZED_IMAGES],
+         S.PREDICTIONS: [S.NORMALIZED, S.NORMALIZED_IMAGES, S.EMBEDDINGS], S.VALIDATED: [S.PREDICTIONS]}
+_KINDS = {S.NORMALIZED_IMAGES: {"parquet", "pillow"}}
+STAGE_SPECS = [
+    AssetSpec(st, deps=_DEPS[st], description=_DESCRIPTIONS[st], group_name=GROUP, kinds=_KINDS.get(st, {"parquet"}),
+              partitions_def=shards_partitions, skippable=True)
+    for st in S.STAGES
+]
+ONE_ROW_PER_INPUT = AssetCheckSpec(
+    "one_row_per_input", asset=S.PREDICTIONS, blocking=True,
+    description="Every normalized input row has exactly one prediction row (same source positions); a partition "
+                "that fails gets no validated_records.")
 
 
-@asset(**_COMMON, description="Rows of one source shard as read (id, text, source position, upstream reason).")
-def raw_shards(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource) -> MaterializeResult:
-    return materialize_stage(context, S.RAW, store, extractor)
+@multi_asset(name="shard_stages", specs=STAGE_SPECS, check_specs=[ONE_ROW_PER_INPUT], can_subset=True,
+             partitions_def=shards_partitions, backfill_policy=BACKFILL_POLICY, retry_policy=stage_retry_policy())
+def shard_stages(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource,
+                 image_embedder: ImageEmbedderResource) -> Iterator[Any]:
+    """The selected stages over the run's partitions: one pass per text partition when the
+    selection covers the text path (``chain.run_stages``), stage by stage otherwise."""
+    keys = list(context.partition_keys)
+    root = store.store().root
+    selected = [st for st in S.STAGES if AssetKey(st) in context.selected_asset_keys]
+    t0 = time.perf_counter()
+    try:
+        per_stage, guard = run_stages(selected, root, keys, backend=extractor.backend,
+                                      embedder=embedder_spec(image_embedder, extractor.embedder),
+                                      workers=extractor.n_workers(), on_done=_progress(context, keys))
+    except S.PartitionsFailed as exc:  # the others are committed; retried per RetryPolicy, then reported
+        raise partitions_failure(exc) from exc
+    seconds = time.perf_counter() - t0
+    blocked = {k: p for k, p in guard.items() if p}
+    for st in selected:
+        yield from _materialize(st, per_stage[st], keys, blocked if st == S.VALIDATED else {}, seconds, root)
+    if ONE_ROW_PER_INPUT.key in context.selected_asset_check_keys:
+        yield _one_row_result(store.store(), keys, guard)
 
 
-@asset(**_COMMON, deps=[raw_shards], description="Texts cleaned without changing meaning (NFC, whitespace, zero-width).")
-def normalized_records(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource) -> MaterializeResult:
-    return materialize_stage(context, S.NORMALIZED, store, extractor)
+def _progress(context: AssetExecutionContext, keys: list[str]) -> Any:
+    """One log line per finished partition (all its stages), not one per stage."""
+    done = {"n": 0}
+
+    def on_done(result: dict[str, Any]) -> None:
+        done["n"] += 1
+        stages = result.get("stages") or {result.get("stage"): result}
+        event = {"event": "partition_done", "partition": result.get("key"),
+                 "rows": max((int(s.get("rows") or 0) for s in stages.values()), default=0),
+                 "seconds": round(sum(float(s.get("seconds") or 0) for s in stages.values() if not s.get("skipped")), 3),
+                 "skipped": all(s.get("skipped") for s in stages.values()), "progress": f"{done['n']}/{len(keys)}"}
+        context.log.info(json.dumps(event))
+        log.info(json.dumps(event))
+
+    return on_done
 
 
-@asset(**_COMMON, deps=["normalized_images"],
-       description="Image embeddings per record from the ImageEmbedder resource (cache first; null for text rows).")
-def embeddings(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource,
-               image_embedder: ImageEmbedderResource) -> MaterializeResult:
-    return materialize_stage(context, S.EMBEDDINGS, store, extractor, embedder_spec(image_embedder, extractor.embedder))
+def _materialize(stage: str, results: list[dict[str, Any]], keys: list[str], blocked: dict[str, list[str]],
+                 seconds: float, root: str) -> Iterator[Any]:
+    """The stage's materialization over the run's range; when the row guard kept some partitions
+    from being validated, one event per partition that was (the range as a whole was not)."""
+    metadata = stage_metadata(stage, results, keys, seconds, root)
+    if not blocked:
+        yield MaterializeResult(asset_key=stage, metadata=metadata)
+        return
+    for r in results:
+        yield AssetMaterialization(asset_key=stage, partition=r["key"], metadata={
+            "rows": MetadataValue.int(int(r.get("rows") or 0)), "skipped": MetadataValue.bool(bool(r.get("skipped")))})
 
 
-@asset(**_COMMON, deps=[normalized_records, "normalized_images", embeddings],
-       description="Rich records from the extractor backend(s): value, confidence, evidence, conflict per attribute; "
-                   "image rows fuse caption + pixels.")
-def attribute_predictions(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource,
-                          image_embedder: ImageEmbedderResource) -> MaterializeResult:
-    return materialize_stage(context, S.PREDICTIONS, store, extractor, embedder_spec(image_embedder, extractor.embedder))
+def _one_row_result(st: S.Store, keys: list[str], guard: dict[str, Optional[list[str]]]) -> AssetCheckResult:
+    """The guard's findings where it ran in the workers; the files elsewhere."""
+    problems = [p for k in keys for p in (guard.get(k) if guard.get(k) is not None else S.row_problems(st, S.PREDICTIONS, k))]
+    return AssetCheckResult(check_name=ONE_ROW_PER_INPUT.name, asset_key=S.PREDICTIONS, passed=not problems, metadata={
+        "partitions_checked": len(keys),
+        "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none")})
 
 
-@asset(**_COMMON, deps=[attribute_predictions],
-       description="Predictions checked against the contract in bulk; violations become invalid records with a reason.")
-def validated_records(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource,
-                      image_embedder: ImageEmbedderResource) -> MaterializeResult:
-    return materialize_stage(context, S.VALIDATED, store, extractor, embedder_spec(image_embedder, extractor.embedder))
-
-
-@asset(group_name=GROUP, deps=[validated_records], kinds={"duckdb", "json"},
+@asset(group_name=GROUP, deps=[S.VALIDATED], kinds={"duckdb", "json"},
        description="Clean JSONL export (ok records), DuckDB catalog over all partitions, manifest.json.")
 def dataset_export(context: AssetExecutionContext, store: OutputStore, source: SourceResource,
                    extractor: ExtractorResource) -> MaterializeResult:
@@ -182,8 +229,7 @@ def dataset_export(context: AssetExecutionContext, store: OutputStore, source: S
     return MaterializeResult(metadata=metadata)
 
 
-from charmeta_dagster.assets.images import attribute_heads, normalized_images  # noqa: E402 (uses the above)
+from charmeta_dagster.assets.images import attribute_heads  # noqa: E402 (uses the above)
 
-PARTITIONED_ASSETS = [raw_shards, normalized_records, normalized_images, embeddings, attribute_predictions,
-                      validated_records]
+PARTITIONED_ASSETS = [shard_stages]
 ALL_ASSETS = [*PARTITIONED_ASSETS, attribute_heads, dataset_export]

@@ -1,6 +1,7 @@
-"""Image assets: ``normalized_images`` (per shard) and ``attribute_heads`` (unpartitioned).
+"""Image asset ``attribute_heads`` (unpartitioned); ``normalized_images`` and ``embeddings``
+are stages of ``shard_stages`` (``charmeta_dagster/assets/__init__.py``).
 
-Thin wrappers: the work is in ``charmeta_dagster.image_stages`` (Dagster-free,
+Thin wrapper: the work is in ``charmeta_dagster.image_stages`` (Dagster-free,
 torch imported only when a model is actually used). Text-only shards pass
 through ``normalized_images`` as empty partitions without touching the image stack.
 
@@ -18,21 +19,12 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from charmeta.sources import registered_keys
 from charmeta_dagster import stages as S
-from charmeta_dagster.assets import GROUP, _COMMON, embeddings, materialize_stage, md_table, normalized_records
+from charmeta_dagster.assets import GROUP, md_table
 from charmeta_dagster.resources import ExtractorResource, OutputStore
 from charmeta_dagster.resources.images import ImageEmbedderResource, embedder_spec
 
 
-@asset(**{**_COMMON, "kinds": {"parquet", "pillow"}}, deps=[normalized_records],
-       description="Images of the shard (tar members / .txt sidecar siblings) decoded under limits, letterboxed to "
-                   "the model's input, hashed, characters counted; bad images are invalid rows. Empty for text shards.")
-def normalized_images(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource,
-                      image_embedder: ImageEmbedderResource) -> MaterializeResult:
-    return materialize_stage(context, S.NORMALIZED_IMAGES, store, extractor,
-                             embedder_spec(image_embedder, extractor.embedder))
-
-
-@asset(group_name=GROUP, deps=[embeddings, normalized_images], kinds={"pytorch", "safetensors"},
+@asset(group_name=GROUP, deps=[S.EMBEDDINGS, S.NORMALIZED_IMAGES], kinds={"pytorch", "safetensors"},
        description="Linear heads per attribute on the image embeddings, weakly labelled by the captions; a new "
                    "version folder per training, held-out accuracy per attribute as metadata.")
 def attribute_heads(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource,

@@ -5,9 +5,11 @@ in (Dagster's per-partition checks are still a preview and do not cover
 partition-range runs). Failures name the partitions, so a backfill of
 thousands of partitions still points at the bad shard.
 
-* ``one_row_per_input`` on ``attribute_predictions`` and ``schema_conformance``
-  on ``validated_records`` are *blocking*: a broken partition stops the
-  downstream stages of that run (and with them the export).
+* ``one_row_per_input`` on ``attribute_predictions`` (a check spec of the
+  ``shard_stages`` multi-asset, evaluated by the row guard inside each
+  partition's pass: a partition that fails gets no ``validated_records``) and
+  ``schema_conformance`` on ``validated_records`` are *blocking*: a broken
+  partition fails its run (and keeps the export from being refreshed).
 * ``label_distribution`` reports Unknown rate per core attribute, the
   multi-character rate and each attribute's total-variation distance to the
   running dataset, at WARN.
@@ -42,12 +44,7 @@ from charmeta.contract import (
 )
 from charmeta.sources import registered_keys
 from charmeta_dagster import stages as S
-from charmeta_dagster.assets import (
-    attribute_predictions,
-    dataset_export,
-    md_table,
-    validated_records,
-)
+from charmeta_dagster.assets import dataset_export, md_table
 from charmeta_dagster.resources import OutputStore
 
 #: WARN when an attribute is Unknown for more than this share of non-invalid records.
@@ -68,41 +65,17 @@ def _q(s: str) -> str:
 
 def _row_count_problems(store: S.Store, stage: str, key: str) -> list[str]:
     """Every input row has exactly one output row: counts and the set of positions agree."""
-    out_path, in_path = store.path(stage, key), store.path(S.NORMALIZED, key)
-    if not os.path.exists(out_path):
-        return [f"{key}: {stage} output missing"]
-    con = duck.connect()
-    try:
-        n_in, n_out = (con.execute(f"SELECT count(*) FROM read_parquet({_q(p)})").fetchone()[0] for p in (in_path, out_path))
-        problems = []
-        if n_in != n_out:
-            problems.append(f"{key}: {n_in} input rows but {n_out} output rows")
-        else:
-            diff = con.execute(
-                f"SELECT count(*) FROM ((SELECT source_position FROM read_parquet({_q(in_path)}) EXCEPT ALL "
-                f"SELECT source_position FROM read_parquet({_q(out_path)})) UNION ALL "
-                f"(SELECT source_position FROM read_parquet({_q(out_path)}) EXCEPT ALL "
-                f"SELECT source_position FROM read_parquet({_q(in_path)})))"
-            ).fetchone()[0]
-            if diff:
-                problems.append(f"{key}: {diff} source positions differ between input and output")
-        return problems
-    finally:
-        con.close()
+    return S.row_problems(store, stage, key)
 
 
-@asset_check(asset=attribute_predictions, blocking=True,
-             description="Every normalized input row has exactly one prediction row (same source positions).")
-def one_row_per_input(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
-    st = store.store()
-    keys = _keys(context)
-    problems = [p for k in keys for p in _row_count_problems(st, S.PREDICTIONS, k)]
-    return AssetCheckResult(passed=not problems, metadata={
-        "partitions_checked": len(keys), "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none")})
+#: What the contract and the CleanRecord sample read: not the evidence lists (most of the bytes).
+_CONTRACT_COLUMNS = ["id", "status"] + [a.column for a in ATTRIBUTES] + [
+    f"{a.column}_confidence" for a in ATTRIBUTES if not a.is_list]
 
 
 def conformance_problems(st: S.Store, key: str, sample: int = 20) -> tuple[list[str], int]:
-    """Schema, row count, contract vocabularies (bulk), and pydantic on a sample."""
+    """Schema, row count, contract vocabularies (bulk, Arrow compute over the columns the
+    contract names), and pydantic on a sample."""
     path = st.path(S.VALIDATED, key)
     if not os.path.exists(path):
         return [f"{key}: validated output missing"], 0
@@ -115,7 +88,7 @@ def conformance_problems(st: S.Store, key: str, sample: int = 20) -> tuple[list[
         problems.append(f"{key}: Parquet schema differs from the contract (missing: {sorted(missing)[:5]})")
         return problems, pf.metadata.num_rows
     samples: list[dict[str, Any]] = []
-    for batch in pf.iter_batches(batch_size=S.BATCH_ROWS):
+    for batch in pf.iter_batches(batch_size=S.ROW_GROUP_ROWS, columns=_CONTRACT_COLUMNS):
         bad, reasons = S.contract_violations(batch)
         nbad = pa.compute.sum(pa.compute.cast(bad, pa.int64())).as_py() or 0
         if nbad:
@@ -138,7 +111,7 @@ def conformance_problems(st: S.Store, key: str, sample: int = 20) -> tuple[list[
     return problems, pf.metadata.num_rows
 
 
-@asset_check(asset=validated_records, blocking=True,
+@asset_check(asset=S.VALIDATED, blocking=True,
              description="Schema conformance per partition: Arrow schema, one row per input, vocabularies, CleanRecord sample.")
 def schema_conformance(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
     st = store.store()
@@ -154,20 +127,29 @@ def schema_conformance(context: AssetCheckExecutionContext, store: OutputStore) 
         "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none")})
 
 
-def _distribution(con: duckdb.DuckDBPyConnection, files: list[str], column: str) -> dict[str, float]:
+def _distributions(con: duckdb.DuckDBPyConnection, files: list[str], columns: list[str]) -> dict[str, dict[str, float]]:
+    """Share of each value per column over the non-invalid rows of ``files``: one scan with a
+    ``histogram`` per column (nulls counted as ``"None"``), not one query per column."""
     if not files:
         return {}
     src = "read_parquet([" + ", ".join(_q(f) for f in files) + "])"
-    rows = con.execute(f'SELECT "{column}", count(*) FROM {src} WHERE status <> \'invalid\' GROUP BY 1').fetchall()
-    total = sum(n for _, n in rows) or 1
-    return {str(v): n / total for v, n in rows}
+    aggs = ", ".join(f'histogram("{c}"), count(*) - count("{c}")' for c in columns)
+    row = con.execute(f"SELECT count(*), {aggs} FROM {src} WHERE status <> 'invalid'").fetchone()
+    total = int(row[0]) or 1
+    out: dict[str, dict[str, float]] = {}
+    for i, c in enumerate(columns):
+        counts = {str(v): int(n) for v, n in (row[1 + 2 * i] or {}).items()}
+        if row[2 + 2 * i]:
+            counts["None"] = counts.get("None", 0) + int(row[2 + 2 * i])
+        out[c] = {v: n / total for v, n in counts.items()}
+    return out
 
 
 def _tvd(a: dict[str, float], b: dict[str, float]) -> float:
     return 0.5 * sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
 
 
-@asset_check(asset=validated_records, description=(
+@asset_check(asset=S.VALIDATED, description=(
     "Label distributions at WARN: Unknown rate per core attribute, multi-character rate, "
     "total-variation distance of each attribute's values to the running dataset."))
 def label_distribution(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
@@ -189,13 +171,15 @@ def label_distribution(context: AssetCheckExecutionContext, store: OutputStore) 
         metadata["invalid_rate"] = MetadataValue.float(round(1 - valid / total, 4) if total else 0.0)
         metadata["multi_character_rate"] = MetadataValue.float(round(multi / total, 4) if total else 0.0)
         rows = []
+        core = [a.column for a in ATTRIBUTES if a.is_core]
+        here_all, others_all = _distributions(con, files, core), _distributions(con, others, core)
         for a in ATTRIBUTES:
             if not a.is_core:
                 continue
-            here = _distribution(con, files, a.column)
+            here = here_all[a.column]
             unknown = here.get("Unknown", 0.0)
             metadata[f"unknown_rate.{a.column}"] = MetadataValue.float(round(unknown, 4))
-            drift = _tvd(here, _distribution(con, others, a.column)) if others else 0.0
+            drift = _tvd(here, others_all[a.column]) if others else 0.0
             metadata[f"drift_tvd.{a.column}"] = MetadataValue.float(round(drift, 4))
             rows.append({"attribute": a.key, "unknown_rate": round(unknown, 3), "drift_tvd": round(drift, 3),
                          "top": ", ".join(f"{k} {v:.0%}" for k, v in sorted(here.items(), key=lambda kv: -kv[1])[:4])})
@@ -209,6 +193,21 @@ def label_distribution(context: AssetCheckExecutionContext, store: OutputStore) 
     finally:
         con.close()
     return AssetCheckResult(passed=not warnings, severity=AssetCheckSeverity.WARN, metadata=metadata)
+
+
+def _gx_frame(df):  # noqa: ANN001, ANN202
+    """The same values in the dtypes GX's pandas engine handles vectorised: float64 (a float32
+    column is checked one Python call per value) and categorical strings (Arrow-backed
+    strings are copied by every row filter). 50k rows: 1.1 s -> 0.65 s."""
+    from pandas.api.types import is_string_dtype
+
+    df = df.copy()
+    for c in df.columns:
+        if str(df[c].dtype) == "float32":
+            df[c] = df[c].astype("float64")
+        elif is_string_dtype(df[c]):  # str columns, or object columns holding only strings (not lists)
+            df[c] = df[c].astype("category")
+    return df
 
 
 def run_gx_suite(df) -> dict[str, Any]:  # noqa: ANN001
@@ -242,13 +241,13 @@ def run_gx_suite(df) -> dict[str, Any]:  # noqa: ANN001
         # core attributes are set for every non-invalid record: nulls only where status == invalid
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col, row_condition=Column("status") != "invalid"))
     ctx.suites.add(suite)
-    result = batch_def.get_batch(batch_parameters={"dataframe": df}).validate(suite)
+    result = batch_def.get_batch(batch_parameters={"dataframe": _gx_frame(df)}).validate(suite)
     failed = [r.expectation_config.type + ":" + str(r.expectation_config.kwargs.get("column"))
               for r in result.results if not r.success]
     return {"success": bool(result.success), "evaluated": len(result.results), "failed": failed}
 
 
-@asset_check(asset=validated_records, description="Great Expectations suite on (a sample of) the validated records.")
+@asset_check(asset=S.VALIDATED, description="Great Expectations suite on (a sample of) the validated records.")
 def great_expectations_suite(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
     st = store.store()
     keys = _keys(context)
@@ -311,5 +310,5 @@ def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) 
 
 from charmeta_dagster.checks.reliability import RELIABILITY_CHECKS  # noqa: E402  (records lost, invalid rate)
 
-ALL_CHECKS = [one_row_per_input, schema_conformance, label_distribution, great_expectations_suite, export_conformance,
+ALL_CHECKS = [schema_conformance, label_distribution, great_expectations_suite, export_conformance,
               *RELIABILITY_CHECKS]

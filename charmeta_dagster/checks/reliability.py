@@ -18,8 +18,9 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 
 from charmeta.quarantine import partition_report
 from charmeta.sources import read_registry
-from charmeta_dagster.assets import md_table, validated_records
+from charmeta_dagster.assets import md_table
 from charmeta_dagster.resources import OutputStore
+from charmeta_dagster.stages import VALIDATED
 
 MAX_INVALID_RATE = float(os.environ.get("CHARMETA_MAX_INVALID_RATE", "0.05"))
 #: Formats whose reader yields exactly one row per source row (no blank lines skipped).
@@ -55,7 +56,7 @@ def lost_records_problems(root: str, keys: list[str]) -> tuple[list[str], list[d
     return problems, report
 
 
-@asset_check(asset=validated_records, blocking=True, description=(
+@asset_check(asset=VALIDATED, blocking=True, description=(
     "ERROR when records are lost or duplicated: input rows (raw_shards, and the source's row count where "
     "known) must equal output rows (validated_records) for every partition of the run."))
 def no_records_lost(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
@@ -71,7 +72,7 @@ def no_records_lost(context: AssetCheckExecutionContext, store: OutputStore) -> 
         "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none")})
 
 
-@asset_check(asset=validated_records, description=(
+@asset_check(asset=VALIDATED, description=(
     f"Invalid rate per partition at WARN (threshold CHARMETA_MAX_INVALID_RATE, default {MAX_INVALID_RATE})."))
 def invalid_rate(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
     root = store.store().root

@@ -93,6 +93,20 @@ def dropping() -> Engine:
     return DroppingEngine(text_extractor=PoisonExtractor())
 
 
+class DroppingShardEngine(DroppingEngine):
+    """Loses rows only in the shard whose path contains ``$CHAOS_DROP_SHARD``."""
+
+    def process_batch(self, ids, texts, source_shard=None, positions=None, preset_invalid=None):  # noqa: ANN001, ANN201
+        if os.environ.get("CHAOS_DROP_SHARD", "\0") in (source_shard or ""):
+            return super().process_batch(ids, texts, source_shard, positions, preset_invalid)
+        return Engine.process_batch(self, ids, texts, source_shard=source_shard, positions=positions,
+                                    preset_invalid=preset_invalid)
+
+
+def dropping_shard() -> Engine:
+    return DroppingShardEngine(text_extractor=PoisonExtractor())
+
+
 class _FailOrFlaky(FlakyEngine):
     pass
 

@@ -200,6 +200,36 @@ def test_lost_rows_fire_the_error_checks(tmp_path: Path, chaos) -> None:  # noqa
                  0)
 
 
+def test_lost_rows_block_validated_through_dagster(tmp_path: Path, chaos) -> None:  # noqa: ANN001
+    """The one-pass build guards validated_records like the blocking check did between steps: a
+    partition whose predictions lost rows is not validated, one_row_per_input fails (ERROR) and
+    its run fails without retries; the other partition of the run is validated and exported."""
+    src, out, home = tmp_path / "src", tmp_path / "out", tmp_path / "home"
+    src.mkdir()
+    write_jsonl(src / "a.jsonl", _lines(30, prefix="a"))
+    write_jsonl(src / "bad.jsonl", _lines(30, prefix="bad"))
+    res = _cli(src, out, home, "chaos_faults:dropping_shard", env={"CHAOS_DROP_SHARD": "bad.jsonl"})
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "failed shard: bad.jsonl" in res.stderr
+    validated = {p.stem.split("-")[0] for p in (out / "validated_records").glob("*.parquet")}
+    predicted = {p.stem.split("-")[0] for p in (out / "attribute_predictions").glob("*.parquet")}
+    assert validated == {"a.jsonl"} and predicted == {"a.jsonl", "bad.jsonl"}
+    assert _export_ids(out) == [f"a{i:05d}" for i in range(30)]
+    from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance
+
+    check = AssetCheckKey(AssetKey("attribute_predictions"), "one_row_per_input")
+    with DagsterInstance.from_config(str(home)) as inst:
+        record = inst.event_log_storage.get_latest_asset_check_execution_by_key([check])[check]
+        evaluation = record.event.dagster_event.event_specific_data
+        assert evaluation.passed is False and "30 input rows but 29 output rows" in str(evaluation.metadata)
+        bad_key = next(p.stem for p in (out / "_shards").glob("bad*.json"))
+        assert not inst.get_materialized_partitions(AssetKey("validated_records")) & {bad_key}
+        assert inst.get_materialized_partitions(AssetKey("validated_records"))
+        assert not [e for r in inst.get_runs() for e in inst.all_logs(r.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)]
+    chaos.record("backend drops rows in one shard (Dagster run)",
+                 "one_row_per_input fails; that shard not validated, run FAILED; the other exported", 0)
+
+
 def _digest(root: Path) -> dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
