@@ -1,49 +1,52 @@
-"""Asset checks: conformance (blocking), label distributions (WARN), Great Expectations.
+"""Asset checks: conformance (blocking), records lost (blocking), label distributions and
+invalid rate (WARN), Great Expectations; and the export's consistency.
 
 Checks are unpartitioned and evaluate every partition of the run they execute
 in (Dagster's per-partition checks are still a preview and do not cover
 partition-range runs). Failures name the partitions, so a backfill of
 thousands of partitions still points at the bad shard.
 
+The five checks of ``validated_records`` are one ``@multi_asset_check``
+(``validated_records_checks``): one step per run instead of five, and one read
+per partition file for all of them (``checks.facts``, memoised by file identity,
+so the drift reference of later runs costs nothing).
+
 * ``one_row_per_input`` on ``attribute_predictions`` (a check spec of the
   ``shard_stages`` multi-asset, evaluated by the row guard inside each
-  partition's pass: a partition that fails gets no ``validated_records``) and
-  ``schema_conformance`` on ``validated_records`` are *blocking*: a broken
-  partition fails its run (and keeps the export from being refreshed).
+  partition's pass: a partition that fails gets no ``validated_records``),
+  ``schema_conformance`` and ``no_records_lost`` on ``validated_records`` are
+  *blocking*: a broken partition fails its run (and keeps the export from being
+  refreshed).
 * ``label_distribution`` reports Unknown rate per core attribute, the
   multi-character rate and each attribute's total-variation distance to the
   running dataset, at WARN.
-* ``great_expectations_suite`` runs a GX 1.x suite on (a bounded sample of) the
-  validated records.
+* ``great_expectations_suite`` runs a GX 1.x suite on a bounded, seeded random
+  sample of the validated records (up to 2,000 rows of each partition of the
+  run, 50,000 at most).
 """
 
 
 import json
 import os
 import random
-from typing import Any
+from typing import Any, Iterator
 
-import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetCheckSpec,
     MetadataValue,
     asset_check,
+    multi_asset_check,
 )
 
 from charmeta import duck
-from charmeta.contract import (
-    ATTRIBUTES,
-    CORE_KEYS,
-    STATUSES,
-    CleanRecord,
-    rich_arrow_schema,
-)
+from charmeta.contract import ATTRIBUTES, CORE_KEYS, STATUSES, CleanRecord
 from charmeta.sources import registered_keys
 from charmeta_dagster import stages as S
+from charmeta_dagster.checks import facts
 from charmeta_dagster.assets import dataset_export, md_table
 from charmeta_dagster.resources import OutputStore
 
@@ -68,79 +71,74 @@ def _row_count_problems(store: S.Store, stage: str, key: str) -> list[str]:
     return S.row_problems(store, stage, key)
 
 
-#: What the contract and the CleanRecord sample read: not the evidence lists (most of the bytes).
-_CONTRACT_COLUMNS = ["id", "status"] + [a.column for a in ATTRIBUTES] + [
-    f"{a.column}_confidence" for a in ATTRIBUTES if not a.is_list]
-
-
 def conformance_problems(st: S.Store, key: str, sample: int = 20) -> tuple[list[str], int]:
     """Schema, row count, contract vocabularies (bulk, Arrow compute over the columns the
-    contract names), and pydantic on a sample."""
+    contract names), and pydantic on a sample of ``ok`` rows (``facts.CLEAN_SAMPLE``)."""
     path = st.path(S.VALIDATED, key)
     if not os.path.exists(path):
         return [f"{key}: validated output missing"], 0
     problems = _row_count_problems(st, S.VALIDATED, key)
-    pf = pq.ParquetFile(path)
-    expected = rich_arrow_schema()
-    got = pf.schema_arrow
-    if [(f.name, f.type) for f in got] != [(f.name, f.type) for f in expected]:
-        missing = set(expected.names) - set(got.names)
-        problems.append(f"{key}: Parquet schema differs from the contract (missing: {sorted(missing)[:5]})")
-        return problems, pf.metadata.num_rows
-    samples: list[dict[str, Any]] = []
-    for batch in pf.iter_batches(batch_size=S.ROW_GROUP_ROWS, columns=_CONTRACT_COLUMNS):
-        bad, reasons = S.contract_violations(batch)
-        nbad = pa.compute.sum(pa.compute.cast(bad, pa.int64())).as_py() or 0
-        if nbad:
-            first = next(r for r in reasons if r)
-            problems.append(f"{key}: {nbad} rows violate the contract (e.g. {first})")
-        if len(samples) < sample:
-            ok = batch.filter(pa.compute.equal(batch.column("status"), "ok")).slice(0, sample - len(samples))
-            samples.extend(ok.to_pylist())
-    for row in samples:  # pydantic on a sample only: the edge model must agree with the bulk check
-        clean = {}
-        for a in ATTRIBUTES:
-            v = row.get(a.column)
-            if a.is_core or v not in (None, [], ""):
-                clean[a.key] = v
-        try:
-            CleanRecord.model_validate(clean)
-        except Exception as exc:  # pydantic.ValidationError
-            problems.append(f"{key}: record {row.get('id')!r} fails CleanRecord: {str(exc).splitlines()[0]}")
-            break
-    return problems, pf.metadata.num_rows
+    try:
+        f = facts.partition_facts(path)
+    except (OSError, pa.ArrowException) as exc:
+        return problems + [f"{key}: cannot read validated output: {exc}"], 0
+    if f.schema_problem:
+        return problems + [f"{key}: {f.schema_problem}"], f.rows
+    if f.violations:
+        problems.append(f"{key}: {f.violations} rows violate the contract (e.g. {f.first_violation})")
+    if f.clean_record_problem and sample:
+        problems.append(f"{key}: {f.clean_record_problem}")
+    return problems, f.rows
 
 
-@asset_check(asset=S.VALIDATED, blocking=True,
-             description="Schema conformance per partition: Arrow schema, one row per input, vocabularies, CleanRecord sample.")
-def schema_conformance(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
-    st = store.store()
-    keys = _keys(context)
+SCHEMA_CONFORMANCE = AssetCheckSpec(
+    "schema_conformance", asset=S.VALIDATED, blocking=True,
+    description="Schema conformance per partition: Arrow schema, one row per input, vocabularies, CleanRecord sample.")
+LABEL_DISTRIBUTION = AssetCheckSpec(
+    "label_distribution", asset=S.VALIDATED,
+    description="Label distributions at WARN: Unknown rate per core attribute, multi-character rate, "
+                "total-variation distance of each attribute's values to the running dataset.")
+GREAT_EXPECTATIONS = AssetCheckSpec(
+    "great_expectations_suite", asset=S.VALIDATED,
+    description="Great Expectations suite on a seeded random sample of the validated records.")
+
+
+def schema_conformance_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
     problems: list[str] = []
     rows = 0
     for k in keys:
         p, n = conformance_problems(st, k)
         problems += p
         rows += n
-    return AssetCheckResult(passed=not problems, metadata={
+    return AssetCheckResult(check_name=SCHEMA_CONFORMANCE.name, asset_key=S.VALIDATED, passed=not problems, metadata={
         "partitions_checked": len(keys), "rows_checked": rows, "failing_partitions": len({p.split(":")[0] for p in problems}),
         "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none")})
 
 
-def _distributions(con: duckdb.DuckDBPyConnection, files: list[str], columns: list[str]) -> dict[str, dict[str, float]]:
-    """Share of each value per column over the non-invalid rows of ``files``: one scan with a
-    ``histogram`` per column (nulls counted as ``"None"``), not one query per column."""
-    if not files:
-        return {}
-    src = "read_parquet([" + ", ".join(_q(f) for f in files) + "])"
-    aggs = ", ".join(f'histogram("{c}"), count(*) - count("{c}")' for c in columns)
-    row = con.execute(f"SELECT count(*), {aggs} FROM {src} WHERE status <> 'invalid'").fetchone()
-    total = int(row[0]) or 1
+def _readable_facts(st: S.Store, keys: list[str]) -> list[facts.PartitionFacts]:
+    """Facts of the partitions whose validated file exists and has the contract's schema."""
+    out = []
+    for k in keys:
+        path = st.path(S.VALIDATED, k)
+        if os.path.exists(path):
+            try:
+                f = facts.partition_facts(path)
+            except (OSError, pa.ArrowException):  # reported by schema_conformance
+                continue
+            if not f.schema_problem:
+                out.append(f)
+    return out
+
+
+def _distributions(parts: list[facts.PartitionFacts], columns: list[str]) -> dict[str, dict[str, float]]:
+    """Share of each value per column over the non-invalid rows of ``parts`` (a null is ``"None"``)."""
     out: dict[str, dict[str, float]] = {}
-    for i, c in enumerate(columns):
-        counts = {str(v): int(n) for v, n in (row[1 + 2 * i] or {}).items()}
-        if row[2 + 2 * i]:
-            counts["None"] = counts.get("None", 0) + int(row[2 + 2 * i])
+    for c in columns:
+        counts: dict[str, int] = {}
+        for f in parts:
+            for v, n in f.value_counts.get(c, {}).items():
+                counts[v] = counts.get(v, 0) + n
+        total = sum(counts.values()) or 1
         out[c] = {v: n / total for v, n in counts.items()}
     return out
 
@@ -149,50 +147,43 @@ def _tvd(a: dict[str, float], b: dict[str, float]) -> float:
     return 0.5 * sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
 
 
-@asset_check(asset=S.VALIDATED, description=(
-    "Label distributions at WARN: Unknown rate per core attribute, multi-character rate, "
-    "total-variation distance of each attribute's values to the running dataset."))
-def label_distribution(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
-    st = store.store()
-    keys = _keys(context)
-    files = [st.path(S.VALIDATED, k) for k in keys if os.path.exists(st.path(S.VALIDATED, k))]
-    others = [st.path(S.VALIDATED, k) for k in registered_keys(st.root)
-              if k not in set(keys) and os.path.exists(st.path(S.VALIDATED, k))]
-    con = duck.connect()
+def label_distribution_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
+    here_parts = _readable_facts(st, keys)
+    run = set(keys)
+    others = _readable_facts(st, [k for k in registered_keys(st.root) if k not in run])
     metadata: dict[str, Any] = {}
     warnings: list[str] = []
-    try:
-        if not files:
-            return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN, metadata={"partitions_checked": 0})
-        src = "read_parquet([" + ", ".join(_q(f) for f in files) + "])"
-        total, valid, multi = con.execute(
-            f"SELECT count(*), count(*) FILTER (status <> 'invalid'), count(*) FILTER (multi_character) FROM {src}").fetchone()
-        metadata["rows"] = MetadataValue.int(int(total))
-        metadata["invalid_rate"] = MetadataValue.float(round(1 - valid / total, 4) if total else 0.0)
-        metadata["multi_character_rate"] = MetadataValue.float(round(multi / total, 4) if total else 0.0)
-        rows = []
-        core = [a.column for a in ATTRIBUTES if a.is_core]
-        here_all, others_all = _distributions(con, files, core), _distributions(con, others, core)
-        for a in ATTRIBUTES:
-            if not a.is_core:
-                continue
-            here = here_all[a.column]
-            unknown = here.get("Unknown", 0.0)
-            metadata[f"unknown_rate.{a.column}"] = MetadataValue.float(round(unknown, 4))
-            drift = _tvd(here, others_all[a.column]) if others else 0.0
-            metadata[f"drift_tvd.{a.column}"] = MetadataValue.float(round(drift, 4))
-            rows.append({"attribute": a.key, "unknown_rate": round(unknown, 3), "drift_tvd": round(drift, 3),
-                         "top": ", ".join(f"{k} {v:.0%}" for k, v in sorted(here.items(), key=lambda kv: -kv[1])[:4])})
-            if valid and unknown > MAX_UNKNOWN_RATE:
-                warnings.append(f"{a.key} is Unknown for {unknown:.0%} of records")
-            if others and drift > MAX_DRIFT_TVD:
-                warnings.append(f"{a.key} distribution drifted from the dataset (TVD {drift:.2f})")
-        metadata["attributes"] = MetadataValue.md(md_table(rows))
-        metadata["compared_to_partitions"] = MetadataValue.int(len(others))
-        metadata["warnings"] = MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none")
-    finally:
-        con.close()
-    return AssetCheckResult(passed=not warnings, severity=AssetCheckSeverity.WARN, metadata=metadata)
+    if not here_parts:
+        return AssetCheckResult(check_name=LABEL_DISTRIBUTION.name, asset_key=S.VALIDATED, passed=True,
+                                severity=AssetCheckSeverity.WARN, metadata={"partitions_checked": 0})
+    total = sum(f.rows for f in here_parts)
+    valid = total - sum(f.status_counts.get("invalid", 0) for f in here_parts)
+    multi = sum(f.multi_character for f in here_parts)
+    metadata["rows"] = MetadataValue.int(int(total))
+    metadata["invalid_rate"] = MetadataValue.float(round(1 - valid / total, 4) if total else 0.0)
+    metadata["multi_character_rate"] = MetadataValue.float(round(multi / total, 4) if total else 0.0)
+    rows = []
+    core = [a.column for a in ATTRIBUTES if a.is_core]
+    here_all, others_all = _distributions(here_parts, core), _distributions(others, core)
+    for a in ATTRIBUTES:
+        if not a.is_core:
+            continue
+        here = here_all[a.column]
+        unknown = here.get("Unknown", 0.0)
+        metadata[f"unknown_rate.{a.column}"] = MetadataValue.float(round(unknown, 4))
+        drift = _tvd(here, others_all[a.column]) if others else 0.0
+        metadata[f"drift_tvd.{a.column}"] = MetadataValue.float(round(drift, 4))
+        rows.append({"attribute": a.key, "unknown_rate": round(unknown, 3), "drift_tvd": round(drift, 3),
+                     "top": ", ".join(f"{k} {v:.0%}" for k, v in sorted(here.items(), key=lambda kv: -kv[1])[:4])})
+        if valid and unknown > MAX_UNKNOWN_RATE:
+            warnings.append(f"{a.key} is Unknown for {unknown:.0%} of records")
+        if others and drift > MAX_DRIFT_TVD:
+            warnings.append(f"{a.key} distribution drifted from the dataset (TVD {drift:.2f})")
+    metadata["attributes"] = MetadataValue.md(md_table(rows))
+    metadata["compared_to_partitions"] = MetadataValue.int(len(others))
+    metadata["warnings"] = MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none")
+    return AssetCheckResult(check_name=LABEL_DISTRIBUTION.name, asset_key=S.VALIDATED, passed=not warnings,
+                            severity=AssetCheckSeverity.WARN, metadata=metadata)
 
 
 def _gx_frame(df):  # noqa: ANN001, ANN202
@@ -247,23 +238,32 @@ def run_gx_suite(df) -> dict[str, Any]:  # noqa: ANN001
     return {"success": bool(result.success), "evaluated": len(result.results), "failed": failed}
 
 
-@asset_check(asset=S.VALIDATED, description="Great Expectations suite on (a sample of) the validated records.")
-def great_expectations_suite(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
-    st = store.store()
-    keys = _keys(context)
-    files = [st.path(S.VALIDATED, k) for k in keys if os.path.exists(st.path(S.VALIDATED, k))]
-    if not files:
-        return AssetCheckResult(passed=True, metadata={"rows_validated": 0})
-    cols = ["id", "status", "source_position"] + [c for a in ATTRIBUTES if not a.is_list
-                                                  for c in (a.column, f"{a.column}_confidence")]
-    con = duck.connect()
-    try:
-        src = "read_parquet([" + ", ".join(_q(f) for f in files) + "])"
-        df = con.sql(f"SELECT {', '.join(cols)} FROM {src} USING SAMPLE reservoir({GX_SAMPLE_ROWS} ROWS) REPEATABLE (7)").df()
-    finally:
-        con.close()
+def gx_sample_frame(st: S.Store, keys: list[str]):  # noqa: ANN201 - pandas.DataFrame
+    """The run's GX sample: a seeded random subset of each partition (``facts.gx_sample``),
+    an equal share per partition, ``GX_SAMPLE_ROWS`` at most."""
+    samples = []
+    for k in keys:
+        path = st.path(S.VALIDATED, k)
+        if os.path.exists(path):
+            try:
+                t = facts.gx_sample(path)
+            except (OSError, pa.ArrowException):  # reported by schema_conformance
+                continue
+            if t is not None:
+                samples.append(t)
+    if not samples:
+        return None
+    share = max(1, GX_SAMPLE_ROWS // len(samples))
+    return pa.concat_tables([t.slice(0, share) for t in samples]).unify_dictionaries().to_pandas()
+
+
+def great_expectations_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
+    df = gx_sample_frame(st, keys)
+    if df is None:
+        return AssetCheckResult(check_name=GREAT_EXPECTATIONS.name, asset_key=S.VALIDATED, passed=True,
+                                metadata={"rows_validated": 0})
     res = run_gx_suite(df)
-    return AssetCheckResult(passed=res["success"], metadata={
+    return AssetCheckResult(check_name=GREAT_EXPECTATIONS.name, asset_key=S.VALIDATED, passed=res["success"], metadata={
         "rows_validated": len(df), "expectations": res["evaluated"], "failed_expectations": len(res["failed"]),
         "failed": MetadataValue.md("\n".join(f"- {f}" for f in res["failed"]) or "none")})
 
@@ -308,7 +308,31 @@ def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) 
         "lines": n_lines, "sampled": len(sample), "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")})
 
 
-from charmeta_dagster.checks.reliability import RELIABILITY_CHECKS  # noqa: E402  (records lost, invalid rate)
+from charmeta_dagster.checks.reliability import (  # noqa: E402  (records lost, invalid rate)
+    INVALID_RATE,
+    NO_RECORDS_LOST,
+    invalid_rate_result,
+    no_records_lost_result,
+)
 
-ALL_CHECKS = [schema_conformance, label_distribution, great_expectations_suite, export_conformance,
-              *RELIABILITY_CHECKS]
+_VALIDATED_CHECKS = {
+    SCHEMA_CONFORMANCE.key: schema_conformance_result,
+    NO_RECORDS_LOST.key: no_records_lost_result,
+    LABEL_DISTRIBUTION.key: label_distribution_result,
+    INVALID_RATE.key: invalid_rate_result,
+    GREAT_EXPECTATIONS.key: great_expectations_result,
+}
+
+
+@multi_asset_check(name="validated_records_checks", can_subset=True,
+                   specs=[SCHEMA_CONFORMANCE, NO_RECORDS_LOST, LABEL_DISTRIBUTION, INVALID_RATE, GREAT_EXPECTATIONS])
+def validated_records_checks(context: AssetCheckExecutionContext, store: OutputStore) -> Iterator[AssetCheckResult]:
+    """Every selected check of validated_records over the run's partitions, in one step."""
+    st = store.store()
+    keys = _keys(context)
+    for check_key, result in _VALIDATED_CHECKS.items():
+        if check_key in context.selected_asset_check_keys:
+            yield result(st, keys)
+
+
+ALL_CHECKS = [validated_records_checks, export_conformance]

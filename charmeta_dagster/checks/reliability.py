@@ -1,4 +1,5 @@
-"""Reliability checks: records lost (ERROR, blocking) and invalid rate per partition (WARN).
+"""Reliability checks: records lost (ERROR, blocking) and invalid rate per partition (WARN);
+run in the ``validated_records_checks`` step (``checks/__init__.py``).
 
 * ``no_records_lost`` compares, per partition of the run, the rows the reader
   produced (``raw_shards``) with the rows that reached ``validated_records``,
@@ -14,21 +15,16 @@
 import os
 from typing import Any
 
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 from charmeta.quarantine import partition_report
 from charmeta.sources import read_registry
 from charmeta_dagster.assets import md_table
-from charmeta_dagster.resources import OutputStore
-from charmeta_dagster.stages import VALIDATED
+from charmeta_dagster.stages import VALIDATED, Store
 
 MAX_INVALID_RATE = float(os.environ.get("CHARMETA_MAX_INVALID_RATE", "0.05"))
 #: Formats whose reader yields exactly one row per source row (no blank lines skipped).
 _EXACT_FORMATS = ("parquet", "json", "txt")
-
-
-def _keys(context: AssetCheckExecutionContext) -> list[str]:
-    return list(context.partition_keys) if context.has_partition_key_range or context.has_partition_key else []
 
 
 def lost_records_problems(root: str, keys: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -56,15 +52,18 @@ def lost_records_problems(root: str, keys: list[str]) -> tuple[list[str], list[d
     return problems, report
 
 
-@asset_check(asset=VALIDATED, blocking=True, description=(
+NO_RECORDS_LOST = AssetCheckSpec("no_records_lost", asset=VALIDATED, blocking=True, description=(
     "ERROR when records are lost or duplicated: input rows (raw_shards, and the source's row count where "
     "known) must equal output rows (validated_records) for every partition of the run."))
-def no_records_lost(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
-    root = store.store().root
-    keys = _keys(context)
-    problems, report = lost_records_problems(root, keys)
+INVALID_RATE = AssetCheckSpec("invalid_rate", asset=VALIDATED, description=(
+    f"Invalid rate per partition at WARN (threshold CHARMETA_MAX_INVALID_RATE, default {MAX_INVALID_RATE})."))
+
+
+def no_records_lost_result(st: Store, keys: list[str]) -> AssetCheckResult:
+    problems, report = lost_records_problems(st.root, keys)
     lost = sum(int(p["records_lost"] or 0) for p in report if p["status"] == "done")
-    return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR, metadata={
+    return AssetCheckResult(check_name=NO_RECORDS_LOST.name, asset_key=VALIDATED, passed=not problems,
+                            severity=AssetCheckSeverity.ERROR, metadata={
         "partitions_checked": len(keys),
         "input_rows": sum(int(p["input_rows"] or 0) for p in report),
         "output_rows": sum(int(p["output_rows"] or 0) for p in report),
@@ -72,18 +71,15 @@ def no_records_lost(context: AssetCheckExecutionContext, store: OutputStore) -> 
         "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none")})
 
 
-@asset_check(asset=VALIDATED, description=(
-    f"Invalid rate per partition at WARN (threshold CHARMETA_MAX_INVALID_RATE, default {MAX_INVALID_RATE})."))
-def invalid_rate(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
-    root = store.store().root
-    keys = _keys(context)
-    report = [p for p in partition_report(root, keys) if p["status"] == "done"]
+def invalid_rate_result(st: Store, keys: list[str]) -> AssetCheckResult:
+    report = [p for p in partition_report(st.root, keys) if p["status"] == "done"]
     rows = sum(p["output_rows"] for p in report)
     invalid = sum(p["invalid"] for p in report)
     high = [p for p in report if (p["invalid_rate"] or 0) > MAX_INVALID_RATE]
     table = [{"partition": p["partition"], "rows": p["output_rows"], "invalid": p["invalid"],
               "invalid_rate": p["invalid_rate"]} for p in sorted(report, key=lambda p: -(p["invalid_rate"] or 0))[:200]]
-    return AssetCheckResult(passed=not high, severity=AssetCheckSeverity.WARN, metadata={
+    return AssetCheckResult(check_name=INVALID_RATE.name, asset_key=VALIDATED, passed=not high,
+                            severity=AssetCheckSeverity.WARN, metadata={
         "partitions_checked": len(report),
         "rows": rows,
         "invalid": invalid,
@@ -92,6 +88,3 @@ def invalid_rate(context: AssetCheckExecutionContext, store: OutputStore) -> Ass
         "partitions_over_threshold": MetadataValue.json(sorted(p["partition"] for p in high)),
         "per_partition": MetadataValue.md(md_table(table)),
     })
-
-
-RELIABILITY_CHECKS = [no_records_lost, invalid_rate]
