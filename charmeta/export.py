@@ -47,21 +47,64 @@ def _ident(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
-def clean_json_sql() -> str:
-    """SQL expression turning a rich row into its clean JSON line (without the newline).
+def clean_json_sql(newline: bool = False) -> str:
+    """SQL expression turning a rich row into its clean JSON line (``newline``: with its ``\\n``).
 
     ``id``, then the contract keys in contract order; a key whose value is null or an
-    empty list is left out (optional keys only when evidenced). Built by concatenating
+    empty list is left out (optional keys only when evidenced). One ``concat`` of
     ``to_json`` of each column: the same bytes as ``to_json`` of the whole struct with
-    those members cut out afterwards by a regex, at half the cost (the regex pass over
-    every line was the most expensive part of the export).
+    those members cut out afterwards by a regex, at a third of the cost (the regex pass
+    over every line was the most expensive part of the export, and a chain of ``||``
+    copies the growing line once per member).
     """
-    parts = ["'{\"id\":' || coalesce(to_json(\"id\"), 'null')"]
+    parts = ["'{\"id\":'", "coalesce(to_json(\"id\")::VARCHAR, 'null')"]
     for a in ATTRIBUTES:
         col = _ident(a.column)
         empty = f"{col} IS NULL" + (f" OR len({col}) = 0" if a.is_list else "")
         parts.append(f"CASE WHEN {empty} THEN '' ELSE ',{json.dumps(a.key)}:' || to_json({col}) END")
-    return " || ".join(parts) + " || '}'"
+    parts.append("'}' || chr(10)" if newline else "'}'")
+    return "concat(" + ", ".join(parts) + ")"
+
+
+#: Partitions whose lines are built concurrently (DuckDB releases the GIL; the file is written in order).
+JSONL_THREADS = 2
+
+
+def write_jsonl(con: Any, files: list[str], path: str) -> int:
+    """``records.jsonl``: the ok rows of each file in order, by source position within a file.
+
+    Two partitions are turned into lines at a time (one DuckDB cursor each) while the main
+    thread writes the previous one, at most ``JSONL_THREADS + 1`` partitions in memory."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    expr = clean_json_sql(newline=True)
+
+    def lines(f: str) -> Any:
+        cur = con.cursor()
+        try:
+            return cur.sql(f"SELECT {expr} AS j FROM read_parquet({_q(f)}) WHERE status = 'ok' "
+                           "ORDER BY source_position").to_arrow_table()
+        finally:
+            cur.close()
+
+    tmp = path + f".tmp-{os.getpid()}"
+    exported = 0
+    try:
+        with open(tmp, "wb") as fh, ThreadPoolExecutor(JSONL_THREADS) as pool:
+            pending: deque = deque()
+            for f in files:
+                pending.append(pool.submit(lines, f))
+                if len(pending) > JSONL_THREADS:
+                    exported += _write_lines(fh, pending.popleft().result().to_batches())
+            while pending:
+                exported += _write_lines(fh, pending.popleft().result().to_batches())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return exported
 
 
 def _write_lines(fh: Any, reader: Any) -> int:
@@ -184,15 +227,7 @@ def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str
         con.execute("SET preserve_insertion_order = true")
         # 1. JSONL, partition by partition
         jsonl = os.path.join(out_dir, "records.jsonl")
-        tmp = jsonl + f".tmp-{os.getpid()}"
-        expr = clean_json_sql()
-        exported = 0
-        with open(tmp, "wb") as fh:
-            for f in files:
-                exported += _write_lines(fh, con.sql(
-                    f"SELECT {expr} || chr(10) AS j FROM read_parquet({_q(f)}) WHERE status = 'ok' ORDER BY source_position"
-                ).to_arrow_reader(65_536))
-        os.replace(tmp, jsonl)
+        exported = write_jsonl(con, files, jsonl)
 
         # 2. counts + distributions over the validated records
         status_counts = {s: 0 for s in STATUSES}
