@@ -81,10 +81,10 @@ def write_jsonl(con: Any, files: list[str], path: str) -> int:
     expr = clean_json_sql(newline=True)
 
     def lines(f: str) -> Any:
+        order = "" if _in_position_order(f) else " ORDER BY source_position"
         cur = con.cursor()
         try:
-            return cur.sql(f"SELECT {expr} AS j FROM read_parquet({_q(f)}) WHERE status = 'ok' "
-                           "ORDER BY source_position").to_arrow_table()
+            return cur.sql(f"SELECT {expr} AS j FROM read_parquet({_q(f)}) WHERE status = 'ok'{order}").to_arrow_table()
         finally:
             cur.close()
 
@@ -105,6 +105,16 @@ def write_jsonl(con: Any, files: list[str], path: str) -> int:
             os.remove(tmp)
         raise
     return exported
+
+
+def _in_position_order(path: str) -> bool:
+    """Whether the file's rows are already in source-position order (the stages write them so):
+    then DuckDB streams them in file order (``preserve_insertion_order``) and skips the sort."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    pos = pq.read_table(path, columns=["source_position"]).column(0).to_numpy()
+    return bool(np.all(pos[1:] >= pos[:-1])) if len(pos) > 1 else True
 
 
 def _write_lines(fh: Any, reader: Any) -> int:

@@ -308,13 +308,15 @@ def _normalize_all(arr: pa.Array) -> pa.Array:
     return pc.utf8_trim_whitespace(arr)
 
 
+#: A character outside printable ASCII, a double space, or a leading / trailing space.
+_NEEDS_NORMALIZING = r"[^ -~]|  |^ | $"
+
+
 def needs_normalizing(arr: pa.Array) -> pa.Array:
     """Rows the clean-up can change. A printable-ASCII text (no control characters, so no
     tab / newline / zero-width / NBSP) with no leading, trailing or double space is already
     NFC and already collapsed: NFC, the regexes and the trim leave it byte for byte as is."""
-    clean = pc.and_(pc.string_is_ascii(arr), pc.ascii_is_printable(arr))
-    spaced = pc.or_(pc.match_substring(arr, "  "), pc.or_(pc.starts_with(arr, " "), pc.ends_with(arr, " ")))
-    return pc.fill_null(pc.or_(pc.invert(clean), spaced), False)
+    return pc.fill_null(pc.match_substring_regex(arr, _NEEDS_NORMALIZING), False)  # one RE2 pass
 
 
 def normalize_text(arr: pa.Array) -> pa.Array:
@@ -721,6 +723,23 @@ def _shared_pool(workers: int) -> ProcessPoolExecutor:
         _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
         _POOL_SIZE = workers
     return _POOL
+
+
+def _warm(backend: str) -> None:
+    try:
+        make_engine(backend)
+    except Exception:  # noqa: BLE001 - the step that uses the backend reports it
+        pass
+
+
+def warm_pool(workers: int, backend: str = "text") -> None:
+    """Start the pool's worker processes now (interpreter, imports, extractor) so that their
+    second of start-up overlaps the caller's own (Dagster imports, instance, discovery)."""
+    if workers < 2:
+        return
+    pool = _shared_pool(workers)
+    for _ in range(workers):
+        pool.submit(_warm, backend)
 
 
 def _reset_pool() -> None:

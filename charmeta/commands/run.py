@@ -107,6 +107,16 @@ def _balanced(chunk: list[str], per_run: int) -> list[list[str]]:
     return out
 
 
+def _worth_a_pool(store: Any, specs: list[Any]) -> bool:
+    """Whether the run will likely use the process pool: enough rows, and some shard without
+    a validated output yet (a re-run of a finished dataset must not start workers)."""
+    from charmeta_dagster.stages import POOL_MIN_ROWS, VALIDATED
+
+    todo = [s for s in specs if not os.path.exists(store.path(VALIDATED, s.key, ".json"))]
+    rows = sum((s.stop - s.start) if s.stop is not None else POOL_MIN_ROWS for s in todo)
+    return rows >= POOL_MIN_ROWS
+
+
 def _fmt(n: float) -> str:
     return f"{int(n):,}"
 
@@ -132,26 +142,31 @@ def run_command(args: argparse.Namespace) -> int:
     if args.shard_rows:
         os.environ["CHARMETA_SHARD_ROWS"] = str(args.shard_rows)
 
-    from dagster import DagsterInstance
-
     from charmeta.sources import DEFAULT_SHARD_ROWS, Source, write_registry
     from charmeta_dagster import stages as S
-    from charmeta_dagster.assets import PARTITIONS_PER_RUN, shards_partitions
-    from charmeta_dagster.definitions import defs
-    from charmeta_dagster.sensors import RANGE_END, RANGE_START
 
     t_start = time.perf_counter()
-    instance = DagsterInstance.get()
-    orphaned = _fail_orphaned_runs(instance)
-    if orphaned:
-        log.info("marked %d runs of a killed charmeta run as failed", orphaned)
-
     shard_rows = args.shard_rows or DEFAULT_SHARD_ROWS
     source = Source(source_uri, shard_rows=shard_rows, text_field=args.text_field or None)
     t0 = time.perf_counter()
     specs = source.discover()
+    discover_s = time.perf_counter() - t0
     if not specs:
         raise CharmetaError(f"no readable files in {source_uri} (json, jsonl, parquet, csv, txt, tar)")
+    workers = args.workers if args.workers > 0 else S.default_workers()
+    if _worth_a_pool(S.Store(output), specs):
+        S.warm_pool(workers, args.extractor)  # workers start while Dagster loads below
+
+    from dagster import DagsterInstance
+
+    from charmeta_dagster.assets import PARTITIONS_PER_RUN, shards_partitions
+    from charmeta_dagster.definitions import defs
+    from charmeta_dagster.sensors import RANGE_END, RANGE_START
+
+    instance = DagsterInstance.get()
+    orphaned = _fail_orphaned_runs(instance)
+    if orphaned:
+        log.info("marked %d runs of a killed charmeta run as failed", orphaned)
     write_registry(output, specs)
     keys = [s.key for s in specs]
     known = set(instance.get_dynamic_partitions(shards_partitions.name))
@@ -159,7 +174,7 @@ def run_command(args: argparse.Namespace) -> int:
     if new:
         instance.add_dynamic_partitions(shards_partitions.name, new)
     log.info(json.dumps({"event": "discovered", "shards": len(keys), "new_partitions": len(new),
-                         "seconds": round(time.perf_counter() - t0, 2), "source": source_uri}))
+                         "seconds": round(discover_s, 2), "source": source_uri}))
 
     backend_id = S.backend_identity(args.extractor)
     if "unavailable" in backend_id:
@@ -215,7 +230,7 @@ def run_command(args: argparse.Namespace) -> int:
     from charmeta_dagster.chain import prefetch_chain
 
     prefetch_chain(output, [k for chunk in chunks for k in chunk], backend=args.extractor, embedder=emb_spec,
-                   workers=args.workers if args.workers > 0 else S.default_workers())
+                   workers=workers)
 
     for i, chunk in enumerate(chunks, 1):
         res = execute(chunk)

@@ -165,8 +165,11 @@ def shard_stages(context: AssetExecutionContext, store: OutputStore, extractor: 
 
 
 def _progress(context: AssetExecutionContext, keys: list[str]) -> Any:
-    """One log line per finished partition (all its stages), not one per stage."""
+    """One log line per finished partition (all its stages) to the ``charmeta.pipeline`` logger;
+    the Dagster event log gets the halfway and the last one (each Dagster event is a SQLite
+    write in the run's process)."""
     done = {"n": 0}
+    to_dagster = {len(keys) // 2, len(keys)}
 
     def on_done(result: dict[str, Any]) -> None:
         done["n"] += 1
@@ -175,7 +178,8 @@ def _progress(context: AssetExecutionContext, keys: list[str]) -> Any:
                  "rows": max((int(s.get("rows") or 0) for s in stages.values()), default=0),
                  "seconds": round(sum(float(s.get("seconds") or 0) for s in stages.values() if not s.get("skipped")), 3),
                  "skipped": all(s.get("skipped") for s in stages.values()), "progress": f"{done['n']}/{len(keys)}"}
-        context.log.info(json.dumps(event))
+        if done["n"] in to_dagster:
+            context.log.info(json.dumps(event))
         log.info(json.dumps(event))
 
     return on_done
