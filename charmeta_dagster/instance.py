@@ -52,6 +52,21 @@ def ensure_home(home: str | os.PathLike[str]) -> str:
     return str(path)
 
 
+def initialize_storage(home: str) -> None:
+    """Create and migrate the instance's SQLite storages once, in this process.
+
+    Why: the webserver and the daemon start together on a fresh home; each then
+    creates the same SQLite schemas and stamps their alembic versions, and the two
+    can race ("more than one head present"). Done here first, both find them ready.
+    """
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(home) as instance:
+        instance.get_runs(limit=1)
+        instance.get_dynamic_partitions("shards")
+        instance.all_instigator_state()
+
+
 def resolve_home(explicit: str | None, output: str) -> str:
     """``--dagster-home``, else ``$DAGSTER_HOME``, else ``<output>/.dagster_home``."""
     return explicit or os.environ.get("DAGSTER_HOME") or os.path.join(output, ".dagster_home")

@@ -72,9 +72,10 @@ class UiProcesses:
 def start_ui(home: str, output: str, source: Optional[str] = None, port: Optional[int] = None,
              env: Optional[dict[str, str]] = None, log_dir: Optional[str] = None) -> UiProcesses:
     """Start webserver + daemon on 127.0.0.1 against the instance in ``home``."""
-    from charmeta_dagster.instance import ensure_home
+    from charmeta_dagster.instance import ensure_home, initialize_storage
 
     home = ensure_home(home)
+    initialize_storage(home)  # before two processes race to create the same schemas
     port = port or free_port()
     penv = dict(os.environ)
     penv.update(env or {})
