@@ -754,6 +754,21 @@ def _reset_pool() -> None:
 atexit.register(_reset_pool)
 
 
+def close_pool() -> None:
+    """Stop the pool's workers now, without waiting for each to tear down its interpreter.
+
+    For a caller that is done with the pool (``charmeta run`` before it exits): every task it
+    submitted has been awaited, so the workers are idle; a graceful shutdown would wait a second
+    or more for them to free their extractor caches. A task still running (an interrupted run)
+    is killed like any kill -9: its outputs are temp files, swept by the next writer."""
+    pool = _POOL
+    if pool is not None:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            if proc.is_alive():
+                proc.terminate()
+    _reset_pool()
+
+
 def default_workers() -> int:
     """Worker processes per stage step: ``CHARMETA_WORKERS`` or the CPU count."""
     env = os.environ.get("CHARMETA_WORKERS")

@@ -122,6 +122,15 @@ def _fmt(n: float) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    finally:  # the workers are idle now: stop them rather than wait for their teardown at exit
+        stages = sys.modules.get("charmeta_dagster.stages")
+        if stages is not None:
+            stages.close_pool()
+
+
+def _run(args: argparse.Namespace) -> int:
     for noisy in ("alembic", "great_expectations", "dagster"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     output = os.path.realpath(os.path.expanduser(args.output))
