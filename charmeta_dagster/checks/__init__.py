@@ -29,6 +29,7 @@ so the drift reference of later runs costs nothing).
 import json
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 import pyarrow as pa
@@ -268,6 +269,30 @@ def great_expectations_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
         "failed": MetadataValue.md("\n".join(f"- {f}" for f in res["failed"]) or "none")})
 
 
+def _count_and_sample(jsonl: str, k: int = 500) -> tuple[int, list[bytes]]:
+    """Every line counted, and a seeded reservoir sample of ``k`` of them (read as bytes:
+    decoding every line only to count it doubled the pass)."""
+    n_lines, sample = 0, []
+    rnd = random.Random(7)
+    with open(jsonl, "rb") as fh:
+        for line in fh:
+            n_lines += 1
+            if len(sample) < k:
+                sample.append(line)
+            elif rnd.random() < k / n_lines:
+                sample[rnd.randrange(k)] = line
+    return n_lines, sample
+
+
+def _duplicate_ids(jsonl: str) -> int:
+    con = duck.connect()
+    try:
+        return int(con.execute(f"SELECT count(*) - count(DISTINCT id) FROM read_json({_q(jsonl)}, "
+                               "format='newline_delimited', columns={'id': 'VARCHAR'})").fetchone()[0])
+    finally:
+        con.close()
+
+
 @asset_check(asset=dataset_export,
              description="The export is consistent: one JSONL line per ok record, ids unique, a sample validates as CleanRecord.")
 def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
@@ -277,26 +302,13 @@ def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) 
     with open(mpath, encoding="utf-8") as fh:
         manifest = json.load(fh)
     problems = []
-    n_lines, sample = 0, []
-    rnd = random.Random(7)
-    with open(jsonl, "rb") as fh:  # bytes: decoding every line only to count it doubled the pass
-        for line in fh:
-            n_lines += 1
-            if len(sample) < 500:
-                sample.append(line)
-            elif rnd.random() < 500 / n_lines:
-                sample[rnd.randrange(500)] = line
-    if n_lines != manifest["status_counts"].get("ok", 0):
-        problems.append(f"{n_lines} JSONL lines but {manifest['status_counts'].get('ok', 0)} ok records")
-    con = duck.connect()
-    try:
-        if n_lines:
-            dup = con.execute(f"SELECT count(*) - count(DISTINCT id) FROM read_json({_q(jsonl)}, "
-                              "format='newline_delimited', columns={'id': 'VARCHAR'})").fetchone()[0]
-            if dup:
-                problems.append(f"{dup} duplicate ids in the export")
-    finally:
-        con.close()
+    with ThreadPoolExecutor(1) as pool:  # DuckDB counts duplicate ids while this thread reads the lines
+        dup = pool.submit(_duplicate_ids, jsonl) if os.path.getsize(jsonl) else None
+        n_lines, sample = _count_and_sample(jsonl)
+        if n_lines != manifest["status_counts"].get("ok", 0):
+            problems.append(f"{n_lines} JSONL lines but {manifest['status_counts'].get('ok', 0)} ok records")
+        if dup is not None and dup.result():
+            problems.append(f"{dup.result()} duplicate ids in the export")
     for line in sample:
         rec = json.loads(line)
         rec.pop("id", None)
