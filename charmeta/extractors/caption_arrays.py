@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from charmeta.ontology import EXCLUDE, MINOR, SEXUAL
+from charmeta.ontology import EXCLUDE, LIST, MINOR, SEXUAL
 from charmeta.parsing import clean_item, has_prose_hint, is_rating_item
 
 if TYPE_CHECKING:
@@ -34,8 +34,10 @@ MAX_FAST_CHARS = 2_000
 MAX_ITEMS = 400_000
 #: Stands for ``|||`` after the split (NUL never reaches here: ``guard_text`` rejects it).
 MARK = "\x00"
-#: Group id of safety units (``columnar.G_SAFETY``) and the name lists' slots.
-_G_SAFETY = 3
+#: Group ids of dress and safety units (``columnar.G_DRESS`` / ``G_SAFETY``) and the name lists' slots.
+_G_DRESS, _G_SAFETY = 1, 3
+#: ``ItemTable.tag_rank`` of a tag without a garment (above every real rank).
+NO_GARMENT = 1 << 40
 NAME_SLOTS = (-1, -2, -3)  # characters, copyrights, artists
 
 # Per-item flags.
@@ -51,15 +53,45 @@ class Units:
     sub: np.ndarray  # order among the units of one item
     slot: np.ndarray  # group id (>= 0) or name list (-1 characters, -2 copyrights, -3 artists)
     tag: np.ndarray  # tag id (``ItemTable.tags``)
+    unit: np.ndarray  # index into the table's unit arrays (its list values); -1 for header name units
     fast: np.ndarray  # bool per batch row: read here (else: per-entry path)
+
+
+class _Column:
+    """An int64 column grown by Python appends, read as numpy: only the values appended
+    since the last read are converted (a full ``np.array(list)`` per batch would cost
+    O(table size) each time)."""
+
+    __slots__ = ("arr", "n", "pending")
+
+    def __init__(self) -> None:
+        self.arr = np.zeros(1024, np.int64)
+        self.n = 0
+        self.pending: list[int] = []
+
+    def __len__(self) -> int:
+        return self.n + len(self.pending)
+
+    def array(self) -> np.ndarray:
+        if self.pending:
+            need = self.n + len(self.pending)
+            if need > len(self.arr):
+                self.arr = np.concatenate([self.arr, np.zeros(max(need, 2 * len(self.arr)) - len(self.arr), np.int64)])
+            self.arr[self.n:need] = self.pending
+            self.n = need
+            self.pending = []
+        return self.arr[:self.n]
+
+
+_COLUMNS = ("flags", "item_tag", "ustart", "ucount", "u_slot", "u_tag", "u_vstart", "u_vcount", "v_val")
 
 
 class ItemTable:
     """Distinct items -> codes, and what each code contributes (flags, units, tag id).
 
-    Persistent across batches (captions repeat the same few thousand items), kept
-    as growing Python lists with numpy copies rebuilt when they grew, and cleared
-    past ``MAX_ITEMS`` so memory stays bounded.
+    Persistent across batches (captions repeat the same few thousand items; names
+    are mostly new), held in ``_Column``s, and cleared past ``MAX_ITEMS`` so memory
+    stays bounded.
     """
 
     def __init__(self, path: "ColumnarTagPath") -> None:
@@ -71,21 +103,35 @@ class ItemTable:
         self.token: dict[str, int] = {}  # raw Danbooru token -> code
         self.tag_ids: dict[str, int] = {}
         self.tags: list[str] = []
-        self.flags: list[int] = []
-        self.item_tag: list[int] = []
-        self.ustart: list[int] = []
-        self.ucount: list[int] = []
-        self.u_slot: list[int] = []
-        self.u_tag: list[int] = []
-        self._arrays: tuple = ()
+        # per code: flags, tag id, first unit, unit count; per unit: slot, tag id, its list values
+        for name in _COLUMNS:
+            setattr(self, name, _Column())
+        self.values: list[str] = []  # list-attribute values (``v_val`` holds their ids)
+        self.value_ids: dict[str, int] = {}
+        # dress: per tag seen in a dress unit, what DressResolver reads of it (``_dress_tag``):
+        # tag id -> (nude, primary garment rank as one int or NO_GARMENT, garment index, style)
+        self.dress: dict[int, tuple[int, int, int, int]] = {}
+        self.colour_pairs: list[int] = []  # tag * n_garments + garment: the tag's colour names that garment
+        self._dress_arrays: tuple = (-1, {})
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """numpy views of the per-code and per-unit lists (rebuilt only after growth)."""
-        if not self._arrays or len(self._arrays[0]) != len(self.flags) or len(self._arrays[4]) != len(self.u_slot):
-            self._arrays = (np.array(self.flags, np.int64), np.array(self.item_tag, np.int64),
-                            np.array(self.ustart, np.int64), np.array(self.ucount, np.int64),
-                            np.array(self.u_slot, np.int64), np.array(self.u_tag, np.int64))
-        return self._arrays
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The columns as numpy arrays, plus dense per-tag dress arrays."""
+        out = {name: getattr(self, name).array() for name in _COLUMNS}
+        n_tags, dense = self._dress_arrays
+        if n_tags != len(self.tags) or len(dense.get("colour_pairs", ())) != len(set(self.colour_pairs)):
+            n = len(self.tags)
+            dense = {"tag_nude": np.zeros(n, np.int64), "tag_rank": np.full(n, NO_GARMENT, np.int64),
+                     "tag_garment": np.full(n, -1, np.int64), "tag_style": np.zeros(n, np.int64)}
+            if self.dress:
+                ids = np.fromiter(self.dress, np.int64, len(self.dress))
+                info = np.array(list(self.dress.values()), np.int64)
+                for j, name in enumerate(("tag_nude", "tag_rank", "tag_garment", "tag_style")):
+                    dense[name][ids] = info[:, j]
+            dense["colour_pairs"] = np.unique(np.array(self.colour_pairs, np.int64))
+            dense["n_garments"] = np.array(len(self.path.garment_forms))
+            self._dress_arrays = (n, dense)
+        out.update(dense)
+        return out
 
     def tag_id(self, t: str) -> int:
         i = self.tag_ids.get(t)
@@ -94,11 +140,34 @@ class ItemTable:
             self.tags.append(t)
         return i
 
+    def _value_id(self, v: str) -> int:
+        i = self.value_ids.get(v)
+        if i is None:
+            i = self.value_ids[v] = len(self.values)
+            self.values.append(v)
+        return i
+
+    def _read_dress(self, tag: int) -> None:
+        """Record what DressResolver reads of a tag seen in a dress unit (once per tag)."""
+        if tag in self.dress:
+            return
+        nude, best, forms, style = self.path._dress_tag(self.tags[tag])
+        rank, garment = NO_GARMENT, -1
+        if best is not None:
+            tier, index = best[0]
+            rank, garment = tier * 1_000_000 + index, best[1]
+        self.dress[tag] = (int(nude), rank, garment, int(style))
+        n_garments = len(self.path.garment_forms)
+        for gi, garment_forms in enumerate(self.path.garment_forms):
+            if forms and not forms.isdisjoint(garment_forms):
+                self.colour_pairs.append(tag * n_garments + gi)
+
     def _new(self, item: str, comma: bool) -> int:
         """Code a new item: its tag, units (``TextExtractor`` item cache) and header flags."""
         flags = 0
         tag = -1
-        self.ustart.append(len(self.u_slot))
+        u_slot = self.u_slot.pending
+        self.ustart.pending.append(len(self.u_slot))
         units: tuple = ()
         if item == MARK:
             flags = IS_MARK
@@ -119,12 +188,21 @@ class ItemTable:
             flags |= (IS_CHAR if is_character else 0) | (IS_COPY if is_copyright else 0)
             if hits and not (is_character or is_copyright) and any(h.kind in (EXCLUDE, MINOR, SEXUAL) for h in hits):
                 flags |= SAFETY  # an unknown name in a header still applies its safety hits
+            list_keys = self.path.list_groups
             for slot, _ in units:
-                self.u_slot.append(slot)
-                self.u_tag.append(tag)
-        self.ucount.append(len(units))
-        self.flags.append(flags)
-        self.item_tag.append(tag)
+                u_slot.append(slot)
+                self.u_tag.pending.append(tag)
+                start = len(self.v_val)
+                self.u_vstart.pending.append(start)
+                key = list_keys.get(slot)
+                if key is not None:  # ListResolver reads the values of the tag's list hits, in order
+                    self.v_val.pending.extend(self._value_id(h.value) for h in hits if h.kind is LIST and h.key == key)
+                self.u_vcount.pending.append(len(self.v_val) - start)
+                if slot == _G_DRESS:
+                    self._read_dress(tag)
+        self.ucount.pending.append(len(units))
+        self.flags.pending.append(flags)
+        self.item_tag.pending.append(tag)
         return len(self.flags) - 1
 
     def full(self) -> bool:
@@ -192,7 +270,9 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     fast[t_idx[danbooru]] = True
     t_keep = danbooru[t_parent]
 
-    flags_of, tag_of, ustart, ucount, u_slot, u_tag = items.arrays()
+    arr = items.arrays()
+    flags_of, tag_of, ustart, ucount = arr["flags"], arr["item_tag"], arr["ustart"], arr["ucount"]
+    u_slot, u_tag = arr["u_slot"], arr["u_tag"]
     c_flags = flags_of[c_codes]
     # header / body boundary per comma row: the '|||' item (v3.1), else the first rating item (v3.0)
     boundary = np.full(n, -1, np.int64)
@@ -233,23 +313,24 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
         slot = np.where(character, -1, np.where(copyright_, -2, -3))
         tags = tag_of[c_codes[named]]
         safe = (f & SAFETY) != 0
-        parts.append((rows[safe], c_pos[named][safe], np.zeros(int(safe.sum()), np.int64),
-                      np.full(int(safe.sum()), _G_SAFETY, np.int64), tags[safe]))
-        parts.append((rows, c_pos[named], np.ones(len(named), np.int64), slot, tags))
-    row, pos, sub, slot, tag = (np.concatenate([p[i] for p in parts]) for i in range(5))
-    return Units(row, pos, sub, slot, tag, fast)
+        n_safe = int(safe.sum())
+        parts.append((rows[safe], c_pos[named][safe], np.zeros(n_safe, np.int64), np.full(n_safe, _G_SAFETY, np.int64),
+                      tags[safe], np.full(n_safe, -1, np.int64)))
+        parts.append((rows, c_pos[named], np.ones(len(named), np.int64), slot, tags, np.full(len(named), -1, np.int64)))
+    row, pos, sub, slot, tag, unit = (np.concatenate([p[i] for p in parts]) for i in range(6))
+    return Units(row, pos, sub, slot, tag, unit, fast)
 
 
 def _expand(codes: np.ndarray, rows: np.ndarray, pos: np.ndarray, ustart: np.ndarray, ucount: np.ndarray,
             u_slot: np.ndarray, u_tag: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Each item's units from the code table, as flat arrays (row, pos, sub, slot, tag)."""
+    """Each item's units from the code table, as flat arrays (row, pos, sub, slot, tag, unit)."""
     counts = ucount[codes]
     total = int(counts.sum())
     owner = np.repeat(np.arange(len(codes)), counts)
     first = np.cumsum(counts) - counts
     sub = np.arange(total, dtype=np.int64) - first[owner]
     unit = ustart[codes][owner] + sub
-    return rows[owner], pos[owner], sub, u_slot[unit], u_tag[unit]
+    return rows[owner], pos[owner], sub, u_slot[unit], u_tag[unit], unit
 
 
 def _first_per_row(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:

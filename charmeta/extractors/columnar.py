@@ -34,9 +34,9 @@ from charmeta.ontology import (
     ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
 )
 from charmeta.extractors import caption_arrays
-from charmeta.extractors.caption_arrays import ItemTable, Units, read_units
+from charmeta.extractors.caption_arrays import NO_GARMENT, ItemTable, Units, read_units
 from charmeta.records import Decision, Extraction, extractions_to_table
-from charmeta.resolvers import UNKNOWN_COUNT_FACTOR
+from charmeta.resolvers import UNKNOWN_COUNT_FACTOR, ListResolver
 
 if TYPE_CHECKING:
     from charmeta.extractors.text import TextExtractor
@@ -69,8 +69,13 @@ class ColumnarTagPath:
                 self.attr_groups[key] = 4 + len(self.attr_groups)
         self.group_keys = {g: k for k, g in self.attr_groups.items()}
         self.n_groups = 4 + len(self.attr_groups)
-        self._garment_forms = [frozenset(g.tags) | frozenset(g.forms) for g in extractor.ont.garments]
+        self.garment_forms = [frozenset(g.tags) | frozenset(g.forms) for g in extractor.ont.garments]
+        #: Groups resolved by ``ListResolver`` (distinct values in order): built as arrays, no memo.
+        self.list_groups: dict[int, str] = {g: k for k, g in self.attr_groups.items()
+                                            if isinstance(extractor.resolvers[k], ListResolver)}
         self._age = self.attr_index["Age"]
+        #: Batches the columnar path raised on (read by the per-entry path instead); tests assert 0.
+        self.fallbacks = 0
         self._reset()
 
     # -- plans: what a unit of hits touches ------------------------------------------------
@@ -97,7 +102,6 @@ class ColumnarTagPath:
         """Forget every memoised decision."""
         self.index = SegmentIndex()
         self.results = _Results()
-        self.dress_memo: dict[tuple, Any] = {}
         self.safety_memo: dict[tuple, Optional[str]] = {}
         self.rating_names: list[Optional[str]] = [None]
         self.rating_ids: dict[str, int] = {}
@@ -174,13 +178,7 @@ class ColumnarTagPath:
                     rating = self.rating_ids[value] = len(self.rating_names)
                     self.rating_names.append(value)
         else:
-            if g == G_DRESS and len(tags) > 1:
-                reduced = self._dress_signature(list(tags))
-                out = self.dress_memo.get(reduced)
-                if out is None:
-                    out = self.dress_memo[reduced] = self._solve(g, reduced)
-            else:
-                out = self._solve(g, tags)
+            out = self._solve(g, tags)  # dress segments arrive reduced (``_reduce_dress``)
             if g == G_GENDER:
                 out, c = out
                 count = -1 if c is None else c
@@ -203,31 +201,6 @@ class ColumnarTagPath:
             info = self.dress_info[t] = (bool(ev.nude), best, frozenset(f for _, f, _ in ev.garment_colors),
                                          bool(ev.dress_styles))
         return info
-
-    def _dress_signature(self, tags: list[str]) -> tuple[str, ...]:
-        """The dress group's tags that can change its outcome, in order.
-
-        Outfits are combinatorial, so the full tag tuple rarely repeats; but
-        ``DressResolver`` only reads the nude tags (when any), else the primary
-        garment (first tag of the lowest rank), the colour tags naming that
-        garment's forms, and the first dress-style tag. Replaying just those,
-        in their original order, gives the same decisions.
-        """
-        infos = [self._dress_tag(t) for t in tags]
-        nude = [t for t, i in zip(tags, infos) if i[0]]
-        if nude:
-            return tuple(nude)
-        primary = best = None
-        first_style = None
-        for j, info in enumerate(infos):
-            entry = info[1]
-            if entry is not None and (best is None or entry[0] < best[0]):
-                primary, best = j, entry
-            if first_style is None and info[3]:
-                first_style = j
-        forms = self._garment_forms[best[1]] if best is not None else frozenset()
-        return tuple(t for j, (t, info) in enumerate(zip(tags, infos))
-                     if j == primary or j == first_style or (info[2] and not info[2].isdisjoint(forms)))
 
     def _safety(self, tags: tuple[str, ...], age: str, rating: Optional[str]) -> Optional[str]:
         key = (tags, age, rating)
@@ -266,6 +239,7 @@ class ColumnarTagPath:
                                          _pick(pos, fast_rows)))
         except Exception as exc:  # never lose a batch to this path: the per-entry path reads it all
             log.warning("columnar tag path failed on a batch of %d, using the per-entry path: %r", n, exc)
+            self.fallbacks += 1
             self._reset()
             fast_rows, fast, parts = np.zeros(0, np.int64), np.zeros(n, bool), []
         slow_rows = np.flatnonzero(~fast)
@@ -295,16 +269,25 @@ class ColumnarTagPath:
         row_of = np.full(len(fast), -1, np.int64)
         row_of[fast_rows] = np.arange(n, dtype=np.int64)
         row = row_of[u.row[keep]]
-        slot, tag, pos, sub = u.slot[keep], u.tag[keep], u.pos[keep], u.sub[keep]
+        slot, tag, pos, sub, unit = u.slot[keep], u.tag[keep], u.pos[keep], u.sub[keep], u.unit[keep]
         key = (row << 23) | ((slot + 4) << 17) | (pos << 5) | sub
         order = np.argsort(key, kind="stable")
-        row, slot, tag, key = row[order], slot[order], tag[order], key[order]
-        tags = self.items.tags
-        is_group = slot >= 0
-        names = self._names(row[~is_group], slot[~is_group], tag[~is_group], n)
+        row, slot, tag, key, unit = row[order], slot[order], tag[order], key[order], unit[order]
+        is_name = slot < 0
+        names = self._names(row[is_name], slot[is_name], tag[is_name], n)
+        arr = self.items.arrays()
+        is_list = np.isin(slot, np.fromiter(self.list_groups, np.int64, len(self.list_groups)))
+        lists = self._lists(row[is_list], slot[is_list], unit[is_list], arr, n)
 
-        # group segments: one per (row, group), tags in caption order
-        row, slot, tag, key = row[is_group], slot[is_group], tag[is_group], key[is_group]
+        # group segments: one per (row, group), tags in caption order; dress ones reduced first
+        rest = ~is_name & ~is_list
+        row, slot, tag, key = row[rest], slot[rest], tag[rest], key[rest]
+        dress = slot == G_DRESS
+        if dress.any():
+            keep_dress = _reduce_dress(key[dress] >> 17, tag[dress], arr)
+            keep = ~dress
+            keep[np.flatnonzero(dress)[keep_dress]] = True
+            row, slot, tag, key = row[keep], slot[keep], tag[keep], key[keep]
         seg_id = key >> 17
         starts = np.flatnonzero(np.concatenate([[True], seg_id[1:] != seg_id[:-1]])) if len(seg_id) else \
             np.zeros(0, np.int64)
@@ -363,7 +346,38 @@ class ColumnarTagPath:
             counts_text = pa.array([f"{c} characters" if c >= 2 else None for c in count.tolist()], pa.string())
             reason_text = pc.if_else(pa.array(excluded), reason_text, counts_text)
         return {"dids": dids, "count": count, "multi": multi, "status": status, "reason": reason_text,
-                "rating": pa.array(rating_names, pa.string()).take(pa.array(rating)), "names": names}
+                "rating": pa.array(rating_names, pa.string()).take(pa.array(rating)), "names": names,
+                "lists": lists}
+
+    def _lists(self, row: np.ndarray, slot: np.ndarray, unit: np.ndarray, arr: dict[str, np.ndarray],
+               n: int) -> dict[int, pa.Array]:
+        """List attributes per row (``ListResolver``: the distinct values of the tags' list hits, in
+        order; null without any), straight from the units' values."""
+        counts = arr["u_vcount"][unit]
+        owner = np.repeat(np.arange(len(unit)), counts)
+        first = np.cumsum(counts) - counts
+        value = arr["v_val"][arr["u_vstart"][unit][owner] + (np.arange(int(counts.sum())) - first[owner])]
+        row, slot = row[owner], slot[owner]
+        out: dict[int, pa.Array] = {}
+        values = self.items.values
+        for g, key in self.list_groups.items():
+            a = self.attr_index[key]
+            sel = slot == g
+            r, v = row[sel], value[sel]
+            if len(r):  # keep the first occurrence of a value within a row (dict.fromkeys)
+                by = np.lexsort((np.arange(len(r)), v, r))
+                rs, vs = r[by], v[by]
+                repeat = np.zeros(len(r), bool)
+                repeat[by[1:]] = (rs[1:] == rs[:-1]) & (vs[1:] == vs[:-1])
+                r, v = r[~repeat], v[~repeat]
+            per_row = np.bincount(r, minlength=n)
+            offsets = np.zeros(n + 1, np.int32)
+            np.cumsum(per_row, out=offsets[1:])
+            distinct, inv = np.unique(v, return_inverse=True)
+            flat = pa.array([values[i] for i in distinct.tolist()], pa.string()).take(pa.array(inv.reshape(-1)))
+            out[a] = pa.ListArray.from_arrays(pa.array(offsets), flat, type=self.schema.field(ATTRIBUTES[a].column).type,
+                                              mask=pa.array(per_row == 0))
+        return out
 
     def _names(self, row: np.ndarray, slot: np.ndarray, tag: np.ndarray, n: int) -> list[pa.Array]:
         """Character / copyright / artist lists per row: first occurrences in caption order."""
@@ -415,8 +429,8 @@ class ColumnarTagPath:
             take = pa.array(inverse.reshape(-1).astype(np.int32))
             col = spec.column
             if spec.is_list:
-                arrays[col] = pa.array([d.value if d is not None else None for d in ds],
-                                       schema.field(col).type).take(take)
+                arrays[col] = cols["lists"][a] if a in cols["lists"] else pa.array(
+                    [d.value if d is not None else None for d in ds], schema.field(col).type).take(take)
                 continue
             if spec.is_core:  # no decision: Unknown with confidence 0 (never null: no row here is invalid)
                 values = [d.value if d is not None else UNKNOWN for d in ds]
@@ -432,6 +446,41 @@ class ColumnarTagPath:
                                (col + "_conflict", confl)):
                 arrays[name] = pa.array(vals, schema.field(name).type).take(take)
         return pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)
+
+
+def _reduce_dress(seg: np.ndarray, tag: np.ndarray, arr: dict[str, np.ndarray]) -> np.ndarray:
+    """Which dress units can change the dress decisions.
+
+    Outfits are combinatorial, so a row's full dress tag tuple rarely repeats; but
+    ``DressResolver`` only reads the nude tags (when any), else the primary garment
+    (first tag of the lowest rank), the colour tags naming that garment's forms and
+    the first dress-style tag. Replaying just those, in their original order, gives
+    the same decisions, and those few tags repeat. ``seg`` (one id per row's dress
+    group, ascending) and ``tag`` are in caption order; returns a keep mask.
+    """
+    starts = np.flatnonzero(np.concatenate([[True], seg[1:] != seg[:-1]]))
+    seg_of = np.cumsum(np.concatenate([[False], seg[1:] != seg[:-1]]))
+    nude = arr["tag_nude"][tag].astype(bool)
+    any_nude = np.maximum.reduceat(nude.astype(np.int64), starts).astype(bool)
+    rank = arr["tag_rank"][tag]
+    lowest = np.minimum.reduceat(rank, starts)
+    primary = _first_true(seg_of, (rank == lowest[seg_of]) & (rank < NO_GARMENT))
+    style = _first_true(seg_of, arr["tag_style"][tag].astype(bool))
+    garment = np.full(len(starts), -1, np.int64)
+    garment[seg_of[primary]] = arr["tag_garment"][tag[primary]]
+    pair = tag * int(arr["n_garments"]) + garment[seg_of]
+    colour = (garment[seg_of] >= 0) & np.isin(pair, arr["colour_pairs"])
+    return np.where(any_nude[seg_of], nude, primary | style | colour)
+
+
+def _first_true(group: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """True at the first True of ``mask`` within each run of equal ``group`` values (ascending)."""
+    out = np.zeros(len(group), bool)
+    hits = np.flatnonzero(mask)
+    if len(hits):
+        _, first = np.unique(group[hits], return_index=True)
+        out[hits[first]] = True
+    return out
 
 
 def _segment_hashes(tag: np.ndarray, starts: np.ndarray, ends: np.ndarray,

@@ -60,7 +60,8 @@ EDGE_CASES = [
 ]
 
 
-def _both_ways(engine: Engine, texts: list, batch: int = 997) -> tuple[pa.Table, pa.Table]:
+def _both_ways(engine: Engine, texts: list, batch: int = 997, may_fall_back: bool = False) -> tuple[pa.Table, pa.Table]:
+    fallbacks = engine.text_extractor.columnar.fallbacks
     ids = [f"r{i}" for i in range(len(texts))]
     pos = list(range(len(texts)))
     new = pa.concat_tables([
@@ -71,6 +72,8 @@ def _both_ways(engine: Engine, texts: list, batch: int = 997) -> tuple[pa.Table,
             extractions_to_table([engine.extract_text(v) for v in texts[i:i + batch]], ids[i:i + batch], "s.parquet",
                                  pos[i:i + batch])
             for i in range(0, len(texts), batch)])
+    if not may_fall_back:  # the columnar path really ran (a batch it raises on is read per entry)
+        assert engine.text_extractor.columnar.fallbacks == fallbacks
     return new, ref
 
 
@@ -146,7 +149,8 @@ def test_batch_failure_falls_back_whole(engine: Engine, monkeypatch) -> None:
 
     _, ref = _both_ways(engine, texts)
     monkeypatch.setattr(columnar, "read_units", boom)
-    new, _ = _both_ways(engine, texts)
+    new, _ = _both_ways(engine, texts, may_fall_back=True)
+    assert engine.text_extractor.columnar.fallbacks > 0
     _assert_same(new, ref, texts)
     assert new.column("hair_length").to_pylist()[0] == "Long"
     assert new.column("eye_color").to_pylist()[1] == "Red"
