@@ -16,7 +16,7 @@ count tags also name a character.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -210,16 +210,66 @@ class ItemTable:
         return len(self.flags) > MAX_ITEMS
 
     def codes(self, items: pa.Array, comma: bool) -> np.ndarray:
-        """Codes of an array of raw items: one dict lookup per *distinct* item."""
+        """Codes of an array of raw items: one dict lookup per *distinct* item; new plain
+        items (names, unknown tags: most new items) are coded with array operations."""
         enc = pc.dictionary_encode(items)
         table = self.comma if comma else self.token
         distinct = enc.dictionary.to_pylist()
         found = [table.get(r) for r in distinct]
-        for j, code in enumerate(found):
-            if code is None:
-                raw = distinct[j]
-                found[j] = table[raw] = self._new(clean_item(raw) if comma and raw != MARK else raw, comma)
+        missing = [j for j, code in enumerate(found) if code is None]
+        if missing:
+            plain, tags, flags = self._plain_items(enc.dictionary.take(pa.array(missing, pa.int64())), comma)
+            at = np.flatnonzero(plain)
+            first = self._new_plain([tags[k] for k in at.tolist()], flags[at])
+            for code, k in enumerate(at.tolist(), first):
+                raw = distinct[missing[k]]
+                found[missing[k]] = table[raw] = code
+            for k in np.flatnonzero(~plain).tolist():
+                raw = distinct[missing[k]]
+                found[missing[k]] = table[raw] = self._new(clean_item(raw) if comma and raw != MARK else raw, comma)
         return np.asarray(found, np.int64)[enc.indices.to_numpy(zero_copy_only=False)]
+
+    def _plain_items(self, raw: pa.Array, comma: bool) -> tuple[np.ndarray, list, np.ndarray]:
+        """Which new raw items are plain - ASCII, no brackets / backslashes / double spaces,
+        not a rating item, and unknown to the ontology's index (so: no hits, no units) - with
+        their normalised tags (``clean_item`` + ``normalize_tag`` as array operations, exact
+        for such items) and header flags (known character / copyright name)."""
+        item = pc.ascii_trim_whitespace(raw) if comma else raw
+        plain = pc.and_(pc.string_is_ascii(raw), pc.greater(pc.utf8_length(item), 0))
+        plain = pc.and_(plain, pc.invert(pc.match_substring_regex(raw, r"[\\\[\](){}\x00-\x1f]")))
+        t = pc.ascii_lower(item)
+        t = pc.if_else(pc.greater(pc.utf8_length(t), 3), pc.replace_substring(t, "_", " "), t)
+        plain = pc.and_(plain, pc.invert(pc.match_substring(t, "  ")))
+        plain = pc.and_(plain, pc.invert(pc.starts_with(t, "rating:")))
+        vocab = self.path.vocab
+        at = pc.fill_null(pc.index_in(t, value_set=vocab.names), -1).to_numpy(zero_copy_only=False)
+        seen = at >= 0
+        flags = np.where(seen, vocab.flags[at], 0)
+        in_index = seen & vocab.in_index[at]  # has ontology hits (or an empty entry): the full path
+        return plain.to_numpy(zero_copy_only=False) & ~in_index, t.to_pylist(), flags
+
+    def _new_plain(self, tags: list[str], flags: np.ndarray) -> int:
+        """Code plain items (see ``_plain_items``): tag ids and flags, no units. Returns the
+        first new code (they are consecutive)."""
+        first, k = len(self.flags), len(tags)
+        self.ustart.pending.extend([len(self.u_slot)] * k)
+        self.ucount.pending.extend([0] * k)
+        self.flags.pending.extend(flags.tolist())
+        tag_id = self.tag_id
+        self.item_tag.pending.extend([tag_id(t) for t in tags])
+        return first
+
+
+class Vocabulary:
+    """Every tag the ontology's index knows plus known character / copyright names, as an
+    Arrow array for ``index_in``, with per-name header flags and index membership."""
+
+    def __init__(self, ontology: Any) -> None:
+        names = sorted(set(ontology.frozen) | set(ontology._wd_characters) | set(ontology.copyrights))
+        self.names = pa.array(names, pa.string())
+        self.in_index = np.array([n in ontology.frozen for n in names], bool)
+        self.flags = np.array([(IS_CHAR if ontology.is_character(n) else 0) | (IS_COPY if ontology.is_copyright(n) else 0)
+                               for n in names], np.int64)
 
 
 def read_units(texts: pa.StringArray, items: ItemTable) -> Units:

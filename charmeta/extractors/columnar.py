@@ -34,7 +34,7 @@ from charmeta.ontology import (
     ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
 )
 from charmeta.extractors import caption_arrays
-from charmeta.extractors.caption_arrays import NO_GARMENT, ItemTable, Units, read_units
+from charmeta.extractors.caption_arrays import NO_GARMENT, ItemTable, Units, Vocabulary, read_units
 from charmeta.records import Decision, Extraction, extractions_to_table
 from charmeta.resolvers import UNKNOWN_COUNT_FACTOR, ListResolver
 
@@ -69,6 +69,7 @@ class ColumnarTagPath:
                 self.attr_groups[key] = 4 + len(self.attr_groups)
         self.group_keys = {g: k for k, g in self.attr_groups.items()}
         self.n_groups = 4 + len(self.attr_groups)
+        self.vocab = Vocabulary(extractor.ont)
         self.garment_forms = [frozenset(g.tags) | frozenset(g.forms) for g in extractor.ont.garments]
         #: Groups resolved by ``ListResolver`` (distinct values in order): built as arrays, no memo.
         self.list_groups: dict[int, str] = {g: k for k, g in self.attr_groups.items()
