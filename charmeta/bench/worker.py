@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--glob", required=True)
     p.add_argument("--out", default="")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--batch-rows", type=int, default=10_000)
+    p.add_argument("--batch-rows", type=int, default=32_768)
     a = p.parse_args(argv)
     if a.stage == "floor":
         res = floor_stage(a.glob, a.out, a.threads)

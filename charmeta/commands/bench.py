@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default="out/bench", help="where shards and outputs go (default out/bench)")
     p.add_argument("--extract-rows", type=int, default=100_000, help="captions for the extract CLI stage")
-    p.add_argument("--batch-rows", type=int, default=10_000, help="batch size for core extraction")
+    p.add_argument("--batch-rows", type=int, default=32_768, help="batch size for core extraction (the pipeline's)")
     p.add_argument("--threads", type=int, default=None, help="DuckDB threads for the floor (default: all)")
     p.add_argument("--skip", action="append", default=[], choices=("floor", "core", "extract", "e2e"),
                    help="skip a stage (repeatable)")
