@@ -28,7 +28,7 @@ from charmeta.parsing import clean_item, has_prose_hint, is_rating_item
 if TYPE_CHECKING:
     from charmeta.extractors.columnar import ColumnarTagPath
 
-#: Longer captions take the per-entry path (where ``guard_text`` counts their tags).
+#: Longer captions (in UTF-8 bytes) take the per-entry path (where ``guard_text`` counts their tags).
 MAX_FAST_CHARS = 2_000
 #: Distinct items remembered (per worker) before the tables start over.
 MAX_ITEMS = 400_000
@@ -275,21 +275,23 @@ class Vocabulary:
 def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     """Split and code a batch of captions into units (see module docstring)."""
     n = len(texts)
-    ok = pc.and_(pc.is_valid(texts), pc.less_equal(pc.utf8_length(texts), MAX_FAST_CHARS))
-    ok = pc.and_(ok, pc.match_substring_regex(texts, "[0-9A-Za-z]"))  # never blank / whitespace-only
+    # bytes <= MAX_FAST_CHARS implies chars <= it (O(1) per row). Blank / whitespace-only rows
+    # need no test: without ',' or '|||' they have no tokens, so they are never read here.
+    ok = pc.and_(pc.is_valid(texts), pc.less_equal(pc.binary_length(texts), MAX_FAST_CHARS))
     # NUL / U+FFFD: guard_text's; newlines and \x1c-\x1f: split differently by str.split / Arrow
     ok = pc.and_(ok, pc.invert(pc.match_substring_regex(texts, "[\x00\n\x1c-\x1f\ufffd]")))
     ok = pc.fill_null(ok, False)
-    n3 = pc.fill_null(pc.count_substring(texts, "|||"), 0)
+    has3 = pc.fill_null(pc.match_substring(texts, "|||"), False)
     has_comma = pc.fill_null(pc.match_substring(texts, ","), False)
-    comma_rows = pc.and_(ok, pc.or_(pc.equal(n3, 1), pc.and_(pc.equal(n3, 0), has_comma)))
-    token_rows = pc.and_(pc.and_(ok, pc.equal(n3, 0)), pc.invert(has_comma))
+    comma_rows = pc.and_(ok, pc.or_(has3, has_comma))
+    token_rows = pc.and_(pc.and_(ok, pc.invert(has3)), pc.invert(has_comma))
     token_rows = pc.and_(token_rows, pc.string_is_ascii(texts))
     fast = np.zeros(n, bool)
 
     # comma captions (v3.1 / v3.0): '|||' becomes an item of its own, then one split
     c_idx = np.flatnonzero(comma_rows.to_numpy(zero_copy_only=False))
     c_text = pc.replace_substring(texts.take(pa.array(c_idx)), "|||", "," + MARK + ",", max_replacements=1)
+    c_twice = pc.match_substring(c_text, "|||").to_numpy(zero_copy_only=False)  # a second '|||': per entry
     c_lists = pc.split_pattern(c_text, ",")
     c_codes = items.codes(pc.list_flatten(c_lists), comma=True)
     c_parent = pc.list_parent_indices(c_lists).to_numpy()
@@ -337,7 +339,7 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
         v30_rows = first[0][~is_v31[first[0]]]
         boundary[v30_rows] = c_pos[ratings[first[1]]][~is_v31[first[0]]]
     comma_fast = np.zeros(n, bool)
-    comma_fast[c_idx] = boundary[c_idx] >= 0  # no '|||' and no rating item: a prompt list or prose
+    comma_fast[c_idx] = (boundary[c_idx] >= 0) & ~c_twice  # no '|||' and no rating item: a prompt list or prose
     header = (c_pos < boundary[c_row]) & ((c_flags & (EMPTY | IS_MARK)) == 0)
     # headers whose count tags also carry a name hit keep the per-entry path
     odd = np.unique(c_row[header & ((c_flags & FULL_NAMES) != 0)])
