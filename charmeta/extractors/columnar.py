@@ -1,22 +1,31 @@
-"""The columnar path for ordered-tag captions: memoised decisions, Arrow columns by ``take``.
+"""The columnar path for ordered-tag captions: whole batches as arrays, decisions memoised.
 
 Why: a per-entry pass that builds ``Evidence``, runs every resolver and builds a
 Python ``Extraction`` costs ~45 us per caption, most of it re-deciding the same
 few thousand situations (``black hair`` -> Black, 0.95). Each resolver reads only
 its own slice of the evidence, and that slice is fully determined by the ordered
-tags that feed it. So the tags of a caption are split into *groups* (one per
-attribute resolver, plus gender + count, dress, rating, safety), and each group's
-outcome is looked up by its tag tuple; a miss replays exactly those tags through
-the reference reader (``TextExtractor._apply``) and resolver, so the result is the
-reference result by construction. Per caption what remains in Python is reading
-its items (one cached dict lookup each) and one memo lookup per group; the Arrow
-table is then built column by column with vectorised ``take`` from the few
-distinct decisions of the batch.
+tags that feed it. So:
 
-Only the structured formats go this way (``v31``, ``v30`` and raw ``danbooru``
-captions: no prose reading is involved in them); prose, prompt-style lists and
-invalid rows keep the per-entry path, and the two tables are merged in input
-order. ``tests/unit/test_columnar.py`` checks both paths give identical tables.
+1. ``caption_arrays.read_units`` splits the batch with Arrow kernels and turns it
+   into *units* - (row, position, group, tag) - with one Python call per distinct
+   item (``ItemTable``), header name rules as array operations;
+2. units are grouped into one *segment* per (row, group): one group per attribute
+   resolver, plus gender + count, dress, rating and safety. Dress segments are
+   first reduced to the tags ``DressResolver`` reads (``_reduce_dress``); list
+   attributes (``ListResolver``: distinct values in order) are built directly;
+3. each segment is hashed and looked up in a sorted index (``SegmentIndex``); a
+   segment never seen replays exactly its tags through the reference reader
+   (``TextExtractor._apply``) and resolver, so the result is the reference result
+   by construction;
+4. count, unknown-count scaling, rating, the safety rule, status and reason are
+   array operations over the rows; the Arrow table is built per attribute with
+   ``take`` from the batch's distinct decisions.
+
+Only structured captions go this way (``v31``, ``v30`` and raw ``danbooru``: no
+prose reading is involved in them); prose, prompt-style lists, invalid rows and
+the edge cases ``caption_arrays`` lists keep the per-entry path, and the two
+tables are merged in input order. ``tests/unit/test_columnar.py`` checks both
+paths give identical tables.
 """
 
 from __future__ import annotations
@@ -110,7 +119,6 @@ class ColumnarTagPath:
         # per attribute: distinct decisions (index 0 = none) and their unknown-count variants
         self.decisions: list[list[Optional[Decision]]] = [[None] for _ in ATTRIBUTES]
         self.scaled: list[dict[int, int]] = [{} for _ in ATTRIBUTES]
-        self.dress_info: dict[str, tuple] = {}
         self.items = ItemTable(self)
 
     def _trim(self) -> None:
@@ -190,18 +198,15 @@ class ColumnarTagPath:
         return self.results.append((a1, d1, a2, d2, count, rating, safety))
 
     def _dress_tag(self, t: str) -> tuple:
-        """What one dress tag contributes: (nude?, its primary garment entry or None, the garment
-        forms its colour hits name, has a dress-style hit?) - read off the reference reader."""
-        info = self.dress_info.get(t)
-        if info is None:
-            ev = self._replay((t,))
-            best = None
-            for entry in ev.garments:  # the first entry of the lowest rank, as DressResolver picks
-                if best is None or entry[0] < best[0]:
-                    best = entry
-            info = self.dress_info[t] = (bool(ev.nude), best, frozenset(f for _, f, _ in ev.garment_colors),
-                                         bool(ev.dress_styles))
-        return info
+        """What one dress tag contributes, read off the reference reader: (nude?, its primary
+        garment entry or None, the garment forms its colour hits name, has a dress-style hit?).
+        ``ItemTable`` calls it once per tag and keeps the answer as arrays."""
+        ev = self._replay((t,))
+        best = None
+        for entry in ev.garments:  # the first entry of the lowest rank, as DressResolver picks
+            if best is None or entry[0] < best[0]:
+                best = entry
+        return bool(ev.nude), best, frozenset(f for _, f, _ in ev.garment_colors), bool(ev.dress_styles)
 
     def _safety(self, tags: tuple[str, ...], age: str, rating: Optional[str]) -> Optional[str]:
         key = (tags, age, rating)
