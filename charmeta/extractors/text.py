@@ -37,7 +37,8 @@ _NO_EVIDENCE: list[str] = []  # shared, never mutated
 #: allocation saved per missing attribute): decisions are never mutated after ``_finish``.
 _NO_DECISION = Decision(UNKNOWN, 0.0, _NO_EVIDENCE, False)
 #: Resolvers that read more than ``Evidence.attrs`` (counts, garments) run for every entry.
-_ALWAYS_RESOLVE = frozenset({"Gender", "Dress"})
+#: A tuple: the attributes dict fills in this order whatever the hash seed.
+_ALWAYS_RESOLVE = ("Gender", "Dress")
 
 
 def _unique(items: list[str]) -> list[str]:

@@ -52,8 +52,12 @@ class PeopleReader:
     _age_phrases: tuple[str, ...]
 
     def _blank_names(self, clauses: list[_Clause]) -> None:
-        """Character names are never evidence (``kaitou kid`` is not a child)."""
-        is_char = self.ont.is_character
+        """Character names are never evidence (``kaitou kid`` is not a child).
+
+        Tokens hold no spaces, so a run of them is a name exactly when their tuple
+        is one of ``Ontology.character_name_words`` (no string joined per test).
+        """
+        names = self.ont.character_name_words
         first_words = self.ont.character_first_words
         for c in clauses:
             toks = c.tokens
@@ -63,10 +67,10 @@ class PeopleReader:
             starts = [i for i, t in enumerate(toks) if t in first_words]
             n = len(toks)
             for i in starts:  # every three-word name first, then two-word ones
-                if i + 3 <= n and toks[i] in first_words and is_char(f"{toks[i]} {toks[i + 1]} {toks[i + 2]}"):
+                if i + 3 <= n and (toks[i], toks[i + 1], toks[i + 2]) in names:
                     toks[i:i + 3] = ("_", "_", "_")
             for i in starts:
-                if i + 2 <= n and toks[i] in first_words and is_char(f"{toks[i]} {toks[i + 1]}"):
+                if i + 2 <= n and (toks[i], toks[i + 1]) in names:
                     toks[i:i + 2] = ("_", "_")
 
     # -- people -----------------------------------------------------------------------
