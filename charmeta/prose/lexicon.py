@@ -63,6 +63,27 @@ def title_case(words: Iterable[str] | str) -> str:
     return " ".join(w[:1].upper() + w[1:] if "-" not in w else "-".join(p[:1].upper() + p[1:] for p in w.split("-")) for w in words)
 
 
+class _TypoIndex(dict):
+    """A symmetric-delete index (``dict``: key -> target word) and what rules a token out of it cheaply.
+
+    ``_typo_uncached`` looks up every deletion / swap of a token (~4 us for a
+    word of eight letters). Each of them is one letter shorter than the token or
+    as long, and once the token has five letters or more keeps its first two
+    letters or its last two (a change at position i < 2 leaves the end alone).
+    So a token of a length no key has (or one more), or with neither a key's
+    head nor a key's tail, has none in the index: ``_typo`` rejects most unseen
+    words (names) so, before its cache.
+    """
+
+    __slots__ = ("heads", "tails", "lengths")
+
+    def __init__(self, entries: dict[str, str]) -> None:
+        super().__init__(entries)
+        self.heads = frozenset(k[:2] for k in entries)
+        self.tails = frozenset(k[-2:] for k in entries)
+        self.lengths = frozenset(map(len, entries))
+
+
 @dataclass
 class _Lexicon:
     """Prose vocabularies compiled from the ontology files."""
@@ -95,8 +116,8 @@ class _Lexicon:
     garment_phrases: dict[str, int]
     garment_stop: frozenset[str]
     negations: frozenset[str]
-    typo_targets_mod: dict[str, str] = field(default_factory=dict)
-    typo_targets_noun: dict[str, str] = field(default_factory=dict)
+    typo_targets_mod: _TypoIndex = field(default_factory=lambda: _TypoIndex({}))
+    typo_targets_noun: _TypoIndex = field(default_factory=lambda: _TypoIndex({}))
 
 
 def _deletes(word: str) -> set[str]:
@@ -105,7 +126,7 @@ def _deletes(word: str) -> set[str]:
     return out
 
 
-def _build_typo_index(words: Iterable[str], min_len: int) -> dict[str, str]:
+def _build_typo_index(words: Iterable[str], min_len: int) -> _TypoIndex:
     """Symmetric-delete index: a word one edit (or one swap) away maps to its target.
 
     Built in sorted order, every vocabulary word first mapping to itself, so the
@@ -117,17 +138,21 @@ def _build_typo_index(words: Iterable[str], min_len: int) -> dict[str, str]:
     for w in vocab:
         for d in sorted(_deletes(w)):
             index.setdefault(d, w)
-    return index
+    return _TypoIndex(index)
 
 
 _TYPO_CACHE: dict[tuple[int, str], Optional[str]] = {}
 _TYPO_CACHE_MAX = 100_000
 
 
-def _typo(token: str, index: dict[str, str]) -> Optional[str]:
+def _typo(token: str, index: _TypoIndex) -> Optional[str]:
     """The vocabulary word one typo away from ``token`` (memoised: prose repeats words)."""
-    if len(token) < 4 or not token.isalpha():
+    n = len(token)
+    if n < 4 or not token.isalpha():
         return None
+    if token not in index and ((n >= 5 and token[:2] not in index.heads and token[-2:] not in index.tails)
+                               or (n not in index.lengths and n - 1 not in index.lengths)):
+        return None  # no deletion / swap of it is a key (``_TypoIndex``): not worth a cache entry
     key = (id(index), token)
     hit = _TYPO_CACHE.get(key, _MISS)
     if hit is not _MISS:
