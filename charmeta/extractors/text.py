@@ -60,6 +60,8 @@ class TextExtractor:
         self._lookup = ontology.frozen.get
         # raw item -> (normalised tag, hits): captions repeat the same few thousand tags.
         self._item_cache: dict[str, tuple[str, Optional[tuple], Optional[tuple]]] = {}
+        # Unknown prompt-list item -> whether it is read as a phrase (``_is_phrase``): "soft light" repeats.
+        self._phrase_cache: dict[str, bool] = {}
         # Tags that may stand in the name section of an ordered-tags caption (1girl, solo, rating...).
         self._header_tags = frozenset(
             t for t, hits in ontology.frozen.items() if any(h.kind in (COUNT, SOLO, GENDER, RATING) for h in hits)
@@ -165,13 +167,18 @@ class TextExtractor:
         cache = self._item_cache
         attrs = ev.attrs
         lists = ev.lists
-        if len(cache) > _ITEM_CACHE_MAX:  # bounded memory whatever the dataset size
+        phrases = self._phrase_cache
+        if len(cache) > _ITEM_CACHE_MAX or len(phrases) > _ITEM_CACHE_MAX:  # bounded memory whatever the dataset size
             cache.clear()
+            phrases.clear()
         for raw in items:
             t, hits, single, _ = cache.get(raw) or self._cache_item(raw)
             if hits is None:
-                if prompt_list and t and not self.ont.is_meta(t) and t not in self.ont.known_vocab:
-                    if not _NAME_QUALIFIER_RE.match(t):
+                if prompt_list and t:
+                    is_phrase = phrases.get(t)
+                    if is_phrase is None:
+                        is_phrase = phrases[t] = self._is_phrase(t)
+                    if is_phrase:
                         unknown.append(t)
                 continue
             known += 1
@@ -200,6 +207,11 @@ class TextExtractor:
             elif hits:
                 self._apply(hits, t, ev)
         return unknown, known
+
+    def _is_phrase(self, t: str) -> bool:
+        """Whether an item of a prompt list the index does not know is read as prose: not a meta tag
+        (year, ``commentary``...), not a known vocabulary tag, not a qualified name (``kaga (kancolle)``)."""
+        return not self.ont.is_meta(t) and t not in self.ont.known_vocab and not _NAME_QUALIFIER_RE.match(t)
 
     def _read_clause_as_tag(self, clause: str, ev: Evidence) -> bool:
         """In prose, a clause that is itself a tag (``dark skin``, ``smiling``) is read as one."""

@@ -77,7 +77,7 @@ class ProseReader(PeopleReader, AppearanceReader):
         if clauses is None:
             parsed = self._clauses(low)
         else:
-            parsed = [c for c in (self._tokenize(_normalise(c)) for c in clauses) if c is not None]
+            parsed = _item_clauses(clauses)
         self._blank_names(parsed)
         persons = self._find_persons(parsed, low)
         self._mark_other_context(parsed, persons)
@@ -132,12 +132,16 @@ class ProseReader(PeopleReader, AppearanceReader):
             out.append(_Clause(_split_possessives(tokens) if possessive else tokens))
         return out
 
-    def _tokenize(self, clause: str) -> Optional[_Clause]:
-        """One item of a tag list as a clause; None when it has no tokens."""
-        tokens = _TOKEN_RE.findall(clause)
-        if not tokens:
-            return None
-        return _Clause(_split_possessives(tokens) if "'s" in clause else tokens)
+
+def _item_clauses(items: list[str]) -> list[_Clause]:
+    """The items of a tag list as clauses, one each, items without tokens left out."""
+    find = _TOKEN_RE.findall
+    out: list[_Clause] = []
+    for item in map(_normalise, items):
+        tokens = find(item)
+        if tokens:
+            out.append(_Clause(_split_possessives(tokens) if "'s" in item else tokens))
+    return out
 
 
 def _split_possessives(tokens: list[str]) -> list[str]:

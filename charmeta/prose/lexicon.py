@@ -22,16 +22,22 @@ _TOKEN_RE = re.compile(r"\(|\)|" + _WORD)
 #: first character is in ``_TOKEN_START``.
 _PIECE_RE = re.compile(rf"{_WORD}|[()]|{_SEPARATOR}")
 _TOKEN_START = frozenset("abcdefghijklmnopqrstuvwxyz0123456789()")
-#: Stated-age patterns, each with the strings one of which any match contains (a cheap test before the scan).
+#: Stated-age patterns, each with the strings one of which any match contains and, where those are common
+#: words, a regex any match contains that is quick to search (it starts with a literal): cheap tests before the scan.
 _STATED_RES = (
-    (("yr", "year"), re.compile(r"\b(\d{1,3})\s*(?:-|\s)?\s*(?:years?|yrs?|yr)(?:[\s-]*old)?\b")),
-    (("yo", "y/o", "y.o."), re.compile(r"\b(\d{1,3})\s*(?:yo|y/o|y\.o\.)(?=\W|$)")),
-    (("age",), re.compile(r"\bage[ds]?\s+(\d{1,3})\b")),
-    (("of",), re.compile(r"\b(?:girl|boy|child|kid|woman|man|lady|gentleman|person|teen|teenager)\s+of\s+(\d{1,3})\b")),
+    (("yr", "year"), None, re.compile(r"\b(\d{1,3})\s*(?:-|\s)?\s*(?:years?|yrs?|yr)(?:[\s-]*old)?\b")),
+    (("yo", "y/o", "y.o."), None, re.compile(r"\b(\d{1,3})\s*(?:yo|y/o|y\.o\.)(?=\W|$)")),
+    (("age",), None, re.compile(r"\bage[ds]?\s+(\d{1,3})\b")),
+    (("of",), re.compile(r"of\s+\d"),  # "of" is in most prose, a number after it is not
+     re.compile(r"\b(?:girl|boy|child|kid|woman|man|lady|gentleman|person|teen|teenager)\s+of\s+(\d{1,3})\b")),
 )
 #: The stated-age and bare-number patterns all need a ``\d`` (Unicode digits included): text without one skips them.
 _DIGIT_RE = re.compile(r"\d")
 _BARE_NUMBER_RE = re.compile(r"(?:^|,)\s*(\d{1,3})\s*(?=,|$)")
+#: Where ``_BARE_NUMBER_RE`` can match: a digit after a comma or at the start (whitespace between). Both are
+#: quick (a literal start, an anchored match), unlike the pattern's own scan of every position.
+_BARE_NUMBER_AFTER_COMMA_RE = re.compile(r",\s*\d")
+_BARE_NUMBER_AT_START_RE = re.compile(r"\s*\d")
 _DECADE_RE = re.compile(
     r"\b(?:(in\s+(?:her|his|their)\s+(?:early\s+|mid\s+|mid-|late\s+)?)|(early|mid|late)[\s-]+)"
     r"(teens|twenties|thirties|forties|fifties|sixties|seventies|eighties|nineties|[2-9]0s)\b"

@@ -10,6 +10,8 @@ from typing import Optional
 from charmeta.evidence import Evidence
 from charmeta.ontology import EXPLICIT, IMPLIED, Ontology
 from charmeta.prose.lexicon import (
+    _BARE_NUMBER_AFTER_COMMA_RE,
+    _BARE_NUMBER_AT_START_RE,
     _BARE_NUMBER_RE,
     _DECADE_RE,
     _DETERMINERS,
@@ -313,15 +315,16 @@ class PeopleReader:
         ages: list[tuple[int, str]] = []
         has_digit = _DIGIT_RE.search(text) is not None  # most prose states no number: skip the patterns
         if has_digit:
-            for needles, rx in _STATED_RES:
-                if any(map(text.__contains__, needles)):
+            for needles, gate, rx in _STATED_RES:
+                if any(map(text.__contains__, needles)) and (gate is None or gate.search(text) is not None):
                     for m in rx.finditer(text):
                         ages.append((int(m.group(1)), m.group(0)))
         if "teens" in text or "ties" in text or "0s" in text:  # "in her forties", "late teens", "mid-30s"
             for m in _DECADE_RE.finditer(text):
                 word = m.group(3)
                 ages.append((lex.decades.get(word, 0), m.group(0)))
-        if has_person and not ages and has_digit:
+        if has_person and not ages and has_digit and (_BARE_NUMBER_AFTER_COMMA_RE.search(text) is not None
+                                                      or _BARE_NUMBER_AT_START_RE.match(text) is not None):
             for m in _BARE_NUMBER_RE.finditer(text):
                 ages.append((int(m.group(1)), m.group(0).strip(", ")))
         for age, source in ages:
