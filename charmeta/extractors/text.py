@@ -67,6 +67,11 @@ class TextExtractor:
             t for t, hits in ontology.frozen.items() if any(h.kind in (COUNT, SOLO, GENDER, RATING) for h in hits)
         )
         self._severity = ontology.meta["rating_severity"]
+        # (first word, number of words) of every tag a prose clause may be read as (``_read_clause_as_tag``).
+        self._clause_tag_shapes = frozenset(
+            (t.split(" ", 1)[0], t.count(" ") + 1)
+            for t, hits in ontology.frozen.items() if hits and not all(h.kind == NAME for h in hits)
+        )
         self._drop_words = frozenset(ontology.dress.get("display_drop_words", ()))
         # Batches of ordered-tag captions: memoised decisions, Arrow columns (``columnar``).
         self.columnar = ColumnarTagPath(self)
@@ -213,8 +218,15 @@ class TextExtractor:
         (year, ``commentary``...), not a known vocabulary tag, not a qualified name (``kaga (kancolle)``)."""
         return not self.ont.is_meta(t) and t not in self.ont.known_vocab and not _NAME_QUALIFIER_RE.match(t)
 
-    def _read_clause_as_tag(self, clause: str, ev: Evidence) -> bool:
-        """In prose, a clause that is itself a tag (``dark skin``, ``smiling``) is read as one."""
+    def _read_clause_as_tag(self, words: list[str], ev: Evidence) -> bool:
+        """In prose, a clause that is itself a tag (``dark skin``, ``smiling``) is read as one.
+
+        ``words`` are the clause's tokens (no spaces in any): only a clause whose
+        first word and length some such tag has is joined and looked up.
+        """
+        if words and (words[0], len(words)) not in self._clause_tag_shapes:
+            return False
+        clause = " ".join(words)
         hits = self._lookup(clause)
         if not hits or all(h.kind == NAME for h in hits):
             return False

@@ -72,7 +72,11 @@ class ProseReader(PeopleReader, AppearanceReader):
     # -- entry points ------------------------------------------------------------------
 
     def read(self, text: str, ev: Evidence, clauses: Optional[list[str]] = None, tag_reader=None) -> None:
-        """Read free text (``clauses`` None) or the unknown items of a tag list."""
+        """Read free text (``clauses`` None) or the unknown items of a tag list.
+
+        ``tag_reader(words, ev)`` may read a clause of free text as one tag (its
+        words: the tokens without parentheses; not to be changed) and say so.
+        """
         low = _normalise(text)
         if clauses is None:
             parsed = self._clauses(low)
@@ -88,8 +92,8 @@ class ProseReader(PeopleReader, AppearanceReader):
                 continue
             toks = clause.tokens
             if tag_reader is not None:
-                as_tag = " ".join(toks if "(" not in toks and ")" not in toks else [t for t in toks if t not in _PARENS])
-                if tag_reader(as_tag, ev):
+                words = toks if "(" not in toks and ")" not in toks else [t for t in toks if t not in _PARENS]
+                if tag_reader(words, ev):
                     continue
             self._read_appearance(toks, ev, subject, ci)
         self._read_subject(low, parsed, persons, subject, ev)
