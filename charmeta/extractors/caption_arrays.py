@@ -112,13 +112,13 @@ class ItemTable:
         # tag id -> (nude, primary garment rank as one int or NO_GARMENT, garment index, style)
         self.dress: dict[int, tuple[int, int, int, int]] = {}
         self.colour_pairs: list[int] = []  # tag * n_garments + garment: the tag's colour names that garment
-        self._dress_arrays: tuple = (-1, {})
+        self._dress_arrays: tuple = ((-1, -1), {})  # ((tags, colour pairs) when built, arrays)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The columns as numpy arrays, plus dense per-tag dress arrays."""
         out = {name: getattr(self, name).array() for name in _COLUMNS}
-        n_tags, dense = self._dress_arrays
-        if n_tags != len(self.tags) or len(dense.get("colour_pairs", ())) != len(set(self.colour_pairs)):
+        sizes, dense = self._dress_arrays
+        if sizes != (len(self.tags), len(self.colour_pairs)):  # pairs are added once per tag
             n = len(self.tags)
             dense = {"tag_nude": np.zeros(n, np.int64), "tag_rank": np.full(n, NO_GARMENT, np.int64),
                      "tag_garment": np.full(n, -1, np.int64), "tag_style": np.zeros(n, np.int64)}
@@ -129,23 +129,15 @@ class ItemTable:
                     dense[name][ids] = info[:, j]
             dense["colour_pairs"] = np.unique(np.array(self.colour_pairs, np.int64))
             dense["n_garments"] = np.array(len(self.path.garment_forms))
-            self._dress_arrays = (n, dense)
+            self._dress_arrays = ((n, len(self.colour_pairs)), dense)
         out.update(dense)
         return out
 
     def tag_id(self, t: str) -> int:
-        i = self.tag_ids.get(t)
-        if i is None:
-            i = self.tag_ids[t] = len(self.tags)
-            self.tags.append(t)
-        return i
+        return _intern(self.tag_ids, self.tags, t)
 
     def _value_id(self, v: str) -> int:
-        i = self.value_ids.get(v)
-        if i is None:
-            i = self.value_ids[v] = len(self.values)
-            self.values.append(v)
-        return i
+        return _intern(self.value_ids, self.values, v)
 
     def _read_dress(self, tag: int) -> None:
         """Record what DressResolver reads of a tag seen in a dress unit (once per tag)."""
@@ -260,6 +252,15 @@ class ItemTable:
         return first
 
 
+def _intern(ids: dict[str, int], strings: list[str], s: str) -> int:
+    """The id of ``s`` in ``strings`` (appended on first sight)."""
+    i = ids.get(s)
+    if i is None:
+        i = ids[s] = len(strings)
+        strings.append(s)
+    return i
+
+
 class Vocabulary:
     """Every tag the ontology's index knows plus known character / copyright names, as an
     Arrow array for ``index_in``, with per-name header flags and index membership."""
@@ -359,9 +360,9 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
         f = c_flags[named]
         rows = c_row[named]
         is_char, is_copy = (f & IS_CHAR) != 0, (f & IS_COPY) != 0
-        character = is_char | _first_per_row(rows, is_char | ~is_copy)
+        character = is_char | first_per_row(rows, is_char | ~is_copy)
         rest = ~character
-        copyright_ = rest & (is_copy | _first_per_row(rows, rest))
+        copyright_ = rest & (is_copy | first_per_row(rows, rest))
         slot = np.where(character, -1, np.where(copyright_, -2, -3))
         tags = tag_of[c_codes[named]]
         safe = (f & SAFETY) != 0
@@ -376,16 +377,20 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
 def _expand(codes: np.ndarray, rows: np.ndarray, pos: np.ndarray, ustart: np.ndarray, ucount: np.ndarray,
             u_slot: np.ndarray, u_tag: np.ndarray) -> tuple[np.ndarray, ...]:
     """Each item's units from the code table, as flat arrays (row, pos, sub, slot, tag, unit)."""
-    counts = ucount[codes]
-    total = int(counts.sum())
-    owner = np.repeat(np.arange(len(codes)), counts)
-    first = np.cumsum(counts) - counts
-    sub = np.arange(total, dtype=np.int64) - first[owner]
+    owner, sub = expand_counts(ucount[codes])
     unit = ustart[codes][owner] + sub
     return rows[owner], pos[owner], sub, u_slot[unit], u_tag[unit], unit
 
 
-def _first_per_row(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def expand_counts(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``counts[i]`` children of each parent ``i``: each child's parent and its index
+    among its parent's children (a CSR expansion)."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    first = np.cumsum(counts) - counts
+    return owner, np.arange(len(owner), dtype=np.int64) - first[owner]
+
+
+def first_per_row(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """True at the first True of ``mask`` within each run of equal ``rows`` (rows ascending)."""
     out = np.zeros(len(rows), bool)
     hits = np.flatnonzero(mask)

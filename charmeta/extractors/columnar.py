@@ -43,7 +43,9 @@ from charmeta.ontology import (
     ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
 )
 from charmeta.extractors import caption_arrays
-from charmeta.extractors.caption_arrays import NO_GARMENT, ItemTable, Units, Vocabulary, read_units
+from charmeta.extractors.caption_arrays import (
+    NO_GARMENT, ItemTable, Units, Vocabulary, expand_counts, first_per_row, read_units,
+)
 from charmeta.records import Decision, Extraction, extractions_to_table
 from charmeta.resolvers import UNKNOWN_COUNT_FACTOR, ListResolver
 
@@ -359,52 +361,22 @@ class ColumnarTagPath:
                n: int) -> dict[int, pa.Array]:
         """List attributes per row (``ListResolver``: the distinct values of the tags' list hits, in
         order; null without any), straight from the units' values."""
-        counts = arr["u_vcount"][unit]
-        owner = np.repeat(np.arange(len(unit)), counts)
-        first = np.cumsum(counts) - counts
-        value = arr["v_val"][arr["u_vstart"][unit][owner] + (np.arange(int(counts.sum())) - first[owner])]
+        owner, k = expand_counts(arr["u_vcount"][unit])
+        value = arr["v_val"][arr["u_vstart"][unit][owner] + k]
         row, slot = row[owner], slot[owner]
         out: dict[int, pa.Array] = {}
-        values = self.items.values
         for g, key in self.list_groups.items():
             a = self.attr_index[key]
             sel = slot == g
-            r, v = row[sel], value[sel]
-            if len(r):  # keep the first occurrence of a value within a row (dict.fromkeys)
-                by = np.lexsort((np.arange(len(r)), v, r))
-                rs, vs = r[by], v[by]
-                repeat = np.zeros(len(r), bool)
-                repeat[by[1:]] = (rs[1:] == rs[:-1]) & (vs[1:] == vs[:-1])
-                r, v = r[~repeat], v[~repeat]
-            per_row = np.bincount(r, minlength=n)
-            offsets = np.zeros(n + 1, np.int32)
-            np.cumsum(per_row, out=offsets[1:])
-            distinct, inv = np.unique(v, return_inverse=True)
-            flat = pa.array([values[i] for i in distinct.tolist()], pa.string()).take(pa.array(inv.reshape(-1)))
-            out[a] = pa.ListArray.from_arrays(pa.array(offsets), flat, type=self.schema.field(ATTRIBUTES[a].column).type,
-                                              mask=pa.array(per_row == 0))
+            out[a] = _list_column(row[sel], value[sel], self.items.values, n,
+                                  self.schema.field(ATTRIBUTES[a].column).type, null_if_empty=True)
         return out
 
     def _names(self, row: np.ndarray, slot: np.ndarray, tag: np.ndarray, n: int) -> list[pa.Array]:
         """Character / copyright / artist lists per row: first occurrences in caption order."""
-        out = []
-        tags = self.items.tags
         list_type = self.schema.field("characters").type
-        for k in (-1, -2, -3):
-            sel = slot == k
-            r, t = row[sel], tag[sel]
-            if len(r):  # drop repeats of a tag within a row (dict.fromkeys), keeping the first
-                dup_order = np.lexsort((np.arange(len(r)), t, r))
-                rs, ts = r[dup_order], t[dup_order]
-                repeat = np.zeros(len(r), bool)
-                repeat[dup_order[1:]] = (rs[1:] == rs[:-1]) & (ts[1:] == ts[:-1])
-                r, t = r[~repeat], t[~repeat]
-            offsets = np.zeros(n + 1, np.int32)
-            np.cumsum(np.bincount(r, minlength=n), out=offsets[1:])
-            distinct, inv = np.unique(t, return_inverse=True)
-            values = pa.array([tags[i] for i in distinct.tolist()], pa.string()).take(pa.array(inv.reshape(-1)))
-            out.append(pa.ListArray.from_arrays(pa.array(offsets), values, type=list_type))
-        return out
+        return [_list_column(row[slot == k], tag[slot == k], self.items.tags, n, list_type, null_if_empty=False)
+                for k in (-1, -2, -3)]
 
     def _build(self, cols: dict[str, Any], ids: Any, shard: Any, positions: Any) -> pa.Table:
         """The rich table of the columnar rows: per attribute, ``take`` from its distinct decisions."""
@@ -470,8 +442,8 @@ def _reduce_dress(seg: np.ndarray, tag: np.ndarray, arr: dict[str, np.ndarray]) 
     any_nude = np.maximum.reduceat(nude.astype(np.int64), starts).astype(bool)
     rank = arr["tag_rank"][tag]
     lowest = np.minimum.reduceat(rank, starts)
-    primary = _first_true(seg_of, (rank == lowest[seg_of]) & (rank < NO_GARMENT))
-    style = _first_true(seg_of, arr["tag_style"][tag].astype(bool))
+    primary = first_per_row(seg_of, (rank == lowest[seg_of]) & (rank < NO_GARMENT))
+    style = first_per_row(seg_of, arr["tag_style"][tag].astype(bool))
     garment = np.full(len(starts), -1, np.int64)
     garment[seg_of[primary]] = arr["tag_garment"][tag[primary]]
     pair = tag * int(arr["n_garments"]) + garment[seg_of]
@@ -479,14 +451,23 @@ def _reduce_dress(seg: np.ndarray, tag: np.ndarray, arr: dict[str, np.ndarray]) 
     return np.where(any_nude[seg_of], nude, primary | style | colour)
 
 
-def _first_true(group: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """True at the first True of ``mask`` within each run of equal ``group`` values (ascending)."""
-    out = np.zeros(len(group), bool)
-    hits = np.flatnonzero(mask)
-    if len(hits):
-        _, first = np.unique(group[hits], return_index=True)
-        out[hits[first]] = True
-    return out
+def _list_column(row: np.ndarray, ids: np.ndarray, strings: list[str], n: int, list_type: pa.DataType,
+                 null_if_empty: bool) -> pa.Array:
+    """One list per row from (row, string id) pairs in order, keeping each id's first occurrence
+    within a row (``dict.fromkeys``); rows without any get ``[]`` or null."""
+    if len(row):
+        by = np.lexsort((np.arange(len(row)), ids, row))
+        rs, vs = row[by], ids[by]
+        repeat = np.zeros(len(row), bool)
+        repeat[by[1:]] = (rs[1:] == rs[:-1]) & (vs[1:] == vs[:-1])
+        row, ids = row[~repeat], ids[~repeat]
+    per_row = np.bincount(row, minlength=n)
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(per_row, out=offsets[1:])
+    distinct, inv = np.unique(ids, return_inverse=True)
+    values = pa.array([strings[i] for i in distinct.tolist()], pa.string()).take(pa.array(inv.reshape(-1)))
+    mask = pa.array(per_row == 0) if null_if_empty else None
+    return pa.ListArray.from_arrays(pa.array(offsets), values, type=list_type, mask=mask)
 
 
 def _segment_hashes(tag: np.ndarray, starts: np.ndarray, ends: np.ndarray,
@@ -496,8 +477,7 @@ def _segment_hashes(tag: np.ndarray, starts: np.ndarray, ends: np.ndarray,
         return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
     with np.errstate(over="ignore"):
         length = ends - starts
-        seg_of = np.repeat(np.arange(len(starts)), length)
-        k = (np.arange(len(tag), dtype=np.int64) - starts[seg_of]).astype(np.uint64)
+        k = expand_counts(length)[1].astype(np.uint64)
         t = tag.astype(np.uint64)
         h1 = np.add.reduceat(_mix(t + np.uint64(1)) * _mix(k + np.uint64(0x9E37)), starts)
         h2 = np.add.reduceat(_mix(t ^ np.uint64(0x5851F42D4C957F2D)) * _mix(k * np.uint64(7) + np.uint64(3)), starts)
