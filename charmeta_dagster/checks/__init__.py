@@ -116,19 +116,22 @@ def schema_conformance_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
         "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none")})
 
 
-def _readable_facts(st: S.Store, keys: list[str]) -> list[facts.PartitionFacts]:
-    """Facts of the partitions whose validated file exists and has the contract's schema."""
-    out = []
+def _each_readable(st: S.Store, keys: list[str], read: Any) -> Iterator[Any]:
+    """``read(path)`` of each partition's validated file that exists and can be read
+    (missing or unreadable files are reported by schema_conformance)."""
     for k in keys:
         path = st.path(S.VALIDATED, k)
         if os.path.exists(path):
             try:
-                f = facts.partition_facts(path)
-            except (OSError, pa.ArrowException):  # reported by schema_conformance
+                value = read(path)
+            except (OSError, pa.ArrowException):
                 continue
-            if not f.schema_problem:
-                out.append(f)
-    return out
+            yield value
+
+
+def _readable_facts(st: S.Store, keys: list[str]) -> list[facts.PartitionFacts]:
+    """Facts of the partitions whose validated file exists and has the contract's schema."""
+    return [f for f in _each_readable(st, keys, facts.partition_facts) if not f.schema_problem]
 
 
 def _distributions(parts: list[facts.PartitionFacts], columns: list[str]) -> dict[str, dict[str, float]]:
@@ -242,16 +245,7 @@ def run_gx_suite(df) -> dict[str, Any]:  # noqa: ANN001
 def gx_sample_frame(st: S.Store, keys: list[str]):  # noqa: ANN201 - pandas.DataFrame
     """The run's GX sample: a seeded random subset of each partition (``facts.gx_sample``),
     an equal share per partition, ``GX_SAMPLE_ROWS`` at most."""
-    samples = []
-    for k in keys:
-        path = st.path(S.VALIDATED, k)
-        if os.path.exists(path):
-            try:
-                t = facts.gx_sample(path)
-            except (OSError, pa.ArrowException):  # reported by schema_conformance
-                continue
-            if t is not None:
-                samples.append(t)
+    samples = [t for t in _each_readable(st, keys, facts.gx_sample) if t is not None]
     if not samples:
         return None
     share = max(1, GX_SAMPLE_ROWS // len(samples))
