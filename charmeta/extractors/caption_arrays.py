@@ -167,8 +167,8 @@ class ItemTable:
             flags = EMPTY
         else:
             ex = self.path.ex
-            t, hits, _, units = ex._item_cache.get(item) or ex._cache_item(item)
-            units = units or ()
+            t, hits, _ = ex._item_cache.get(item) or ex._cache_item(item)
+            units = self.path.units_of(hits, t) if hits else ()
             tag = self.tag_id(t)
             if comma and is_rating_item(item):
                 flags |= RATING

@@ -14,7 +14,6 @@ from typing import Any, Optional, Sequence
 
 from charmeta.contract import CORE_KEYS, UNKNOWN
 from charmeta.evidence import Evidence
-from charmeta.extractors.columnar import ColumnarTagPath
 from charmeta.ontology import (
     ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
     Hit, Ontology, get_ontology, normalize_tag,
@@ -73,8 +72,17 @@ class TextExtractor:
             for t, hits in ontology.frozen.items() if hits and not all(h.kind == NAME for h in hits)
         )
         self._drop_words = frozenset(ontology.dress.get("display_drop_words", ()))
-        # Batches of ordered-tag captions: memoised decisions, Arrow columns (``columnar``).
-        self.columnar = ColumnarTagPath(self)
+        self._columnar: Any = None
+
+    @property
+    def columnar(self) -> Any:
+        """The batch path for structured captions (``charmeta.extractors.columnar``), built on
+        first use: one-entry callers (``charmeta extract``) never import numpy / pyarrow for it."""
+        if self._columnar is None:
+            from charmeta.extractors.columnar import ColumnarTagPath
+
+            self._columnar = ColumnarTagPath(self)
+        return self._columnar
 
     @classmethod
     def default(cls) -> "TextExtractor":
@@ -130,7 +138,7 @@ class TextExtractor:
         units: list[tuple[str, tuple]] = []
         has_character = has_copyright = False
         for raw in items:
-            t, hits, _, _ = cache.get(raw) or self._cache_item(raw)
+            t, hits, _ = cache.get(raw) or self._cache_item(raw)
             if hits is not None and (not hits or t in self._header_tags):
                 if hits:
                     units.append((t, hits))
@@ -156,13 +164,11 @@ class TextExtractor:
                 units.append((t, AS_ARTIST))
         return units
 
-    def _cache_item(self, raw: str) -> tuple[str, Optional[tuple], Optional[tuple], Any]:
-        """Normalise and look up one raw item once: (tag, hits or None, the hit when it is
-        the only one, the columnar path's units for the hits)."""
+    def _cache_item(self, raw: str) -> tuple[str, Optional[tuple], Optional[tuple]]:
+        """Normalise and look up one raw item once: (tag, hits or None, the hit when it is the only one)."""
         t = normalize_tag(raw)
         hits = self._lookup(t)
-        entry = self._item_cache[raw] = (t, hits, hits[0] if hits and len(hits) == 1 else None,
-                                         self.columnar.units_of(hits, t) if hits else None)
+        entry = self._item_cache[raw] = (t, hits, hits[0] if hits and len(hits) == 1 else None)
         return entry
 
     def _read_items(self, items: list[str], ev: Evidence, fmt: str) -> tuple[list[str], int]:
@@ -177,7 +183,7 @@ class TextExtractor:
             cache.clear()
             phrases.clear()
         for raw in items:
-            t, hits, single, _ = cache.get(raw) or self._cache_item(raw)
+            t, hits, single = cache.get(raw) or self._cache_item(raw)
             if hits is None:
                 if prompt_list and t:
                     is_phrase = phrases.get(t)
