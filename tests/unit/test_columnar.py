@@ -38,6 +38,13 @@ EDGE_CASES = [
     "no count here, rating: questionable, aged down, swimsuit, bikini, sexy",
     "(1girl:1.2), [solo], rating: general, ((long hair)), {blue eyes}",
     "1girl, solo, ||| ||| general, long hair",  # a second '|||' stays inside the body
+    "1girl, solo, artist |||| general, long hair",  # four pipes: one '|||', a '|' left in the body
+    "1girl, solo, artist ||||| general, long hair",
+    "1girl, solo, artist |||||| general, long hair",  # six pipes: two '|||'
+    "1girl solo ||| general long_hair",  # '|||' without a comma
+    "||| general, long hair",
+    "1girl, solo, |||",
+    "1girl | solo, rating: general, long hair",
     "1girl,, , solo,,, rating: general,, long hair,",
     "1girl, solo\nrating: general, long hair",  # newline: per-entry path
     "Tall woman with long red hair and green eyes, wearing a black dress.",
