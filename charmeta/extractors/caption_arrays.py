@@ -41,6 +41,8 @@ _G_DRESS, _G_SAFETY = 1, 3
 #: ``ItemTable.tag_rank`` of a tag without a garment (above every real rank).
 NO_GARMENT = 1 << 40
 NAME_SLOTS = (-1, -2, -3)  # characters, copyrights, artists
+#: Tag ids of a batch's plain items (``ItemTable.codes``) start here, above every remembered tag id.
+BATCH_TAG = 1 << 32
 
 # Per-item flags.
 EMPTY, IS_MARK, RATING, FULL, FULL_NAMES, IS_CHAR, IS_COPY, SAFETY = (1 << i for i in range(8))
@@ -91,9 +93,14 @@ _COLUMNS = ("flags", "item_tag", "ustart", "ucount", "u_slot", "u_tag", "u_vstar
 class ItemTable:
     """Distinct items -> codes, and what each code contributes (flags, units, tag id).
 
-    Persistent across batches (captions repeat the same few thousand items; names
-    are mostly new), held in ``_Column``s, and cleared past ``MAX_ITEMS`` so memory
-    stays bounded.
+    Items the ontology knows (or that need the per-item reader) are remembered
+    across batches (captions repeat the same few thousand tags), held in
+    ``_Column``s and cleared past ``MAX_ITEMS`` so memory stays bounded. *Plain*
+    items (``_plain_items``: unknown to the ontology's index, mostly names, often
+    seen once) are not: each batch codes them again with array operations, which
+    costs less than a Python dict entry and an interned tag per name. Their codes
+    follow the remembered ones and their tag ids start at ``BATCH_TAG``; both are
+    valid until the next ``begin_batch``.
     """
 
     def __init__(self, path: "ColumnarTagPath") -> None:
@@ -115,10 +122,29 @@ class ItemTable:
         self.dress: dict[int, tuple[int, int, int, int]] = {}
         self.colour_pairs: list[int] = []  # tag * n_garments + garment: the tag's colour names that garment
         self._dress_arrays: tuple = ((-1, -1), {})  # ((tags, colour pairs) when built, arrays)
+        # The code of every plain Danbooru token: no units (a raw tag string has no header, so a
+        # token's flags and tag are never read).
+        self.no_units = len(self.flags)
+        for name, value in (("flags", 0), ("item_tag", -1), ("ustart", 0), ("ucount", 0)):
+            getattr(self, name).pending.append(value)
+        self.begin_batch()
+
+    def begin_batch(self) -> None:
+        """Forget the previous batch's plain items (their codes and tag ids were valid for it only)."""
+        self.batch_flags = np.zeros(0, np.int64)  # per batch code, after the remembered codes
+        self.batch_tags: pa.Array = pa.array([], pa.string())  # tag id BATCH_TAG + i is batch_tags[i]
+        self._batch_first = -1  # the first batch code, once one is given
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The columns as numpy arrays, plus dense per-tag dress arrays."""
+        """The columns as numpy arrays (this batch's plain items after the remembered ones),
+        plus dense per-tag dress arrays."""
         out = {name: getattr(self, name).array() for name in _COLUMNS}
+        k = len(self.batch_flags)
+        if k:
+            out["flags"] = np.concatenate([out["flags"], self.batch_flags])
+            out["item_tag"] = np.concatenate([out["item_tag"], np.arange(BATCH_TAG, BATCH_TAG + k, dtype=np.int64)])
+            out["ustart"] = np.concatenate([out["ustart"], np.zeros(k, np.int64)])
+            out["ucount"] = np.concatenate([out["ucount"], np.zeros(k, np.int64)])
         sizes, dense = self._dress_arrays
         if sizes != (len(self.tags), len(self.colour_pairs)):  # pairs are added once per tag
             n = len(self.tags)
@@ -158,6 +184,8 @@ class ItemTable:
 
     def _new(self, item: str, comma: bool) -> int:
         """Code a new item: its tag, units (``TextExtractor`` item cache) and header flags."""
+        if self._batch_first >= 0:  # batch codes follow the remembered ones: none may come after them
+            raise RuntimeError("an item was remembered after this batch's plain items were coded")
         flags = 0
         tag = -1
         u_slot = self.u_slot.pending
@@ -204,27 +232,33 @@ class ItemTable:
         return len(self.flags) > MAX_ITEMS
 
     def codes(self, items: pa.Array, comma: bool) -> np.ndarray:
-        """Codes of an array of raw items: one dict lookup per *distinct* item; new plain
-        items (names, unknown tags: most new items) are coded with array operations."""
+        """Codes of an array of raw items, for ``arrays()`` until the next ``begin_batch``:
+        plain items coded with array operations, the others by one dict lookup per
+        *distinct* item. Comma items must be coded last (after every token)."""
         enc = pc.dictionary_encode(items)
-        table = self.comma if comma else self.token
-        distinct = enc.dictionary.to_pylist()
-        found = [table.get(r) for r in distinct]
-        missing = [j for j, code in enumerate(found) if code is None]
-        if missing:
-            plain, tags, flags = self._plain_items(enc.dictionary.take(pa.array(missing, pa.int64())), comma)
-            at = np.flatnonzero(plain)
-            first = self._new_plain([tags[k] for k in at.tolist()], flags[at])
-            for code, k in enumerate(at.tolist(), first):
-                raw = distinct[missing[k]]
-                found[missing[k]] = table[raw] = code
-            for k in np.flatnonzero(~plain).tolist():
-                raw = distinct[missing[k]]
-                found[missing[k]] = table[raw] = self._new(clean_item(raw) if comma and raw != MARK else raw, comma)
-        return np.asarray(found, np.int64)[enc.indices.to_numpy(zero_copy_only=False)]
+        distinct = enc.dictionary
+        plain, tags, flags = self._plain_items(distinct, comma)
+        code = np.empty(len(distinct), np.int64)
+        known = np.flatnonzero(~plain)
+        if len(known):
+            code[known] = self._known_codes(distinct.take(pa.array(known)).to_pylist(), comma)
+        at = np.flatnonzero(plain)
+        if len(at):
+            code[at] = self._batch_codes(tags.take(pa.array(at)), flags[at]) if comma else self.no_units
+        return code[enc.indices.to_numpy(zero_copy_only=False)]
 
-    def _plain_items(self, raw: pa.Array, comma: bool) -> tuple[np.ndarray, list, np.ndarray]:
-        """Which new raw items are plain - ASCII, no brackets / backslashes / double spaces,
+    def _known_codes(self, raws: list[str], comma: bool) -> list[int]:
+        """Codes of items that are not plain: remembered, new ones coded by ``_new``."""
+        table = self.comma if comma else self.token
+        found = [table.get(r) for r in raws]
+        for k, code in enumerate(found):
+            if code is None:
+                raw = raws[k]
+                found[k] = table[raw] = self._new(clean_item(raw) if comma and raw != MARK else raw, comma)
+        return found
+
+    def _plain_items(self, raw: pa.Array, comma: bool) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+        """Which raw items are plain - ASCII, no brackets / backslashes / double spaces,
         not a rating item, and unknown to the ontology's index (so: no hits, no units) - with
         their normalised tags (``clean_item`` + ``normalize_tag`` as array operations, exact
         for such items) and header flags (known character / copyright name)."""
@@ -240,18 +274,31 @@ class ItemTable:
         seen = at >= 0
         flags = np.where(seen, vocab.flags[at], 0)
         in_index = seen & vocab.in_index[at]  # has ontology hits (or an empty entry): the full path
-        return plain.to_numpy(zero_copy_only=False) & ~in_index, t.to_pylist(), flags
+        return plain.to_numpy(zero_copy_only=False) & ~in_index, t, flags
 
-    def _new_plain(self, tags: list[str], flags: np.ndarray) -> int:
-        """Code plain items (see ``_plain_items``): tag ids and flags, no units. Returns the
-        first new code (they are consecutive)."""
-        first, k = len(self.flags), len(tags)
-        self.ustart.pending.extend([len(self.u_slot)] * k)
-        self.ucount.pending.extend([0] * k)
-        self.flags.pending.extend(flags.tolist())
-        tag_id = self.tag_id
-        self.item_tag.pending.extend([tag_id(t) for t in tags])
-        return first
+    def _batch_codes(self, tags: pa.Array, flags: np.ndarray) -> np.ndarray:
+        """Code plain items (see ``_plain_items``) for this batch: header flags, no units, tag
+        ids ``BATCH_TAG`` + their index in ``batch_tags``. Returns their codes."""
+        if self._batch_first < 0:
+            self._batch_first = len(self.flags)
+        first = self._batch_first + len(self.batch_flags)
+        self.batch_flags = np.concatenate([self.batch_flags, flags.astype(np.int64)])
+        self.batch_tags = pa.concat_arrays([self.batch_tags, tags.cast(pa.string())])
+        return np.arange(first, first + len(flags), dtype=np.int64)
+
+    def tag_strings(self, tag: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+        """Tag ids (remembered or this batch's) -> one id per distinct *string*, and those strings.
+
+        A remembered tag and a batch tag may spell the same name (``a\\ b`` and ``a b``):
+        name lists keep each string once, as ``dict.fromkeys`` does per entry."""
+        distinct, inverse = np.unique(tag, return_inverse=True)
+        batch = distinct >= BATCH_TAG
+        tags = self.tags
+        strings = pa.concat_arrays([pa.array([tags[i] for i in distinct[~batch].tolist()], pa.string()),
+                                    self.batch_tags.take(pa.array(distinct[batch] - BATCH_TAG))])
+        enc = pc.dictionary_encode(strings)
+        ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        return ids[inverse.reshape(-1)], enc.dictionary
 
 
 def _intern(ids: dict[str, int], strings: list[str], s: str) -> int:
@@ -278,6 +325,7 @@ class Vocabulary:
 def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     """Split and code a batch of captions into units (see module docstring)."""
     n = len(texts)
+    items.begin_batch()
     # bytes <= MAX_FAST_CHARS implies chars <= it (O(1) per row). Blank / whitespace-only rows
     # need no test: without ',' or '|||' they have no tokens, so they are never read here.
     ok = pc.and_(pc.is_valid(texts), pc.less_equal(pc.binary_length(texts), MAX_FAST_CHARS))
@@ -289,17 +337,6 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     comma_rows = pc.and_(ok, has_comma)
     token_rows = pc.and_(pc.and_(ok, pc.invert(has_comma)), pc.string_is_ascii(texts))
     fast = np.zeros(n, bool)
-
-    # comma captions (v3.1 / v3.0): '|||' is an item of its own, then one split
-    c_idx = np.flatnonzero(comma_rows.to_numpy(zero_copy_only=False))
-    c_text = marked.take(pa.array(c_idx))
-    c_twice = n_marks[c_idx] > 1  # a second '|||': per entry
-    c_lists = pc.split_pattern(c_text, ",")
-    c_codes = items.codes(pc.list_flatten(c_lists), comma=True)
-    c_parent = pc.list_parent_indices(c_lists).to_numpy()
-    c_offsets = c_lists.offsets.to_numpy()
-    c_pos = np.arange(len(c_codes), dtype=np.int64) - c_offsets[c_parent]
-    c_row = c_idx[c_parent]
 
     # raw Danbooru tag strings: whitespace tokens, no header
     t_idx = np.flatnonzero(token_rows.to_numpy(zero_copy_only=False))
@@ -323,6 +360,18 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     t_pos = np.arange(len(t_codes), dtype=np.int64) - t_first[t_parent] if len(t_codes) else np.zeros(0, np.int64)
     fast[t_idx[danbooru]] = True
     t_keep = danbooru[t_parent]
+
+    # comma captions (v3.1 / v3.0): '|||' is an item of its own, then one split. Coded after the
+    # tokens: their plain items get this batch's codes, which follow every remembered one.
+    c_idx = np.flatnonzero(comma_rows.to_numpy(zero_copy_only=False))
+    c_text = marked.take(pa.array(c_idx))
+    c_twice = n_marks[c_idx] > 1  # a second '|||': per entry
+    c_lists = pc.split_pattern(c_text, ",")
+    c_codes = items.codes(pc.list_flatten(c_lists), comma=True)
+    c_parent = pc.list_parent_indices(c_lists).to_numpy()
+    c_offsets = c_lists.offsets.to_numpy()
+    c_pos = np.arange(len(c_codes), dtype=np.int64) - c_offsets[c_parent]
+    c_row = c_idx[c_parent]
 
     arr = items.arrays()
     flags_of, tag_of, ustart, ucount = arr["flags"], arr["item_tag"], arr["ustart"], arr["ucount"]

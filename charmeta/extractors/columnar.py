@@ -375,7 +375,8 @@ class ColumnarTagPath:
     def _names(self, row: np.ndarray, slot: np.ndarray, tag: np.ndarray, n: int) -> list[pa.Array]:
         """Character / copyright / artist lists per row: first occurrences in caption order."""
         list_type = self.schema.field("characters").type
-        return [_list_column(row[slot == k], tag[slot == k], self.items.tags, n, list_type, null_if_empty=False)
+        ids, strings = self.items.tag_strings(tag)
+        return [_list_column(row[slot == k], ids[slot == k], strings, n, list_type, null_if_empty=False)
                 for k in (-1, -2, -3)]
 
     def _build(self, cols: dict[str, Any], ids: Any, shard: Any, positions: Any) -> pa.Table:
@@ -451,10 +452,10 @@ def _reduce_dress(seg: np.ndarray, tag: np.ndarray, arr: dict[str, np.ndarray]) 
     return np.where(any_nude[seg_of], nude, primary | style | colour)
 
 
-def _list_column(row: np.ndarray, ids: np.ndarray, strings: list[str], n: int, list_type: pa.DataType,
+def _list_column(row: np.ndarray, ids: np.ndarray, strings: list[str] | pa.Array, n: int, list_type: pa.DataType,
                  null_if_empty: bool) -> pa.Array:
     """One list per row from (row, string id) pairs in order, keeping each id's first occurrence
-    within a row (``dict.fromkeys``); rows without any get ``[]`` or null."""
+    within a row (``dict.fromkeys``: one id per string); rows without any get ``[]`` or null."""
     if len(row):
         by = np.lexsort((np.arange(len(row)), ids, row))
         rs, vs = row[by], ids[by]
@@ -464,8 +465,11 @@ def _list_column(row: np.ndarray, ids: np.ndarray, strings: list[str], n: int, l
     per_row = np.bincount(row, minlength=n)
     offsets = np.zeros(n + 1, np.int32)
     np.cumsum(per_row, out=offsets[1:])
-    distinct, inv = np.unique(ids, return_inverse=True)
-    values = pa.array([strings[i] for i in distinct.tolist()], pa.string()).take(pa.array(inv.reshape(-1)))
+    if isinstance(strings, pa.Array):
+        values = strings.take(pa.array(ids))
+    else:
+        distinct, inv = np.unique(ids, return_inverse=True)
+        values = pa.array([strings[i] for i in distinct.tolist()], pa.string()).take(pa.array(inv.reshape(-1)))
     mask = pa.array(per_row == 0) if null_if_empty else None
     return pa.ListArray.from_arrays(pa.array(offsets), values, type=list_type, mask=mask)
 

@@ -45,6 +45,9 @@ EDGE_CASES = [
     "||| general, long hair",
     "1girl, solo, |||",
     "1girl | solo, rating: general, long hair",
+    # one name spelled as a plain item and as items read per item (backslash, double space): kept once
+    "1girl, solo, a name, some show, zork\\ quux, zork quux, Zork  Quux, ||| general, long hair",
+    "1girl, solo, a name, some show, zork quux, other show, zork\\ quux, ||| general, long hair",
     "1girl,, , solo,,, rating: general,, long hair,",
     "1girl, solo\nrating: general, long hair",  # newline: per-entry path
     "Tall woman with long red hair and green eyes, wearing a black dress.",
