@@ -328,18 +328,15 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     items.begin_batch()
     # bytes <= MAX_FAST_CHARS implies chars <= it (O(1) per row). Blank / whitespace-only rows
     # need no test: without ',' or '|||' they have no tokens, so they are never read here.
-    ok = pc.and_(pc.is_valid(texts), pc.less_equal(pc.binary_length(texts), MAX_FAST_CHARS))
-    # NUL / U+FFFD: guard_text's; newlines and \x1c-\x1f: split differently by str.split / Arrow
-    ok = pc.and_(ok, pc.invert(pc.match_substring_regex(texts, "[\x00\n\x1c-\x1f\ufffd]")))
-    ok = pc.fill_null(ok, False)
+    ok = _bool(pc.less_equal(pc.binary_length(texts), MAX_FAST_CHARS)) & ~_odd_characters(texts)
     marked, n_marks = _mark_sections(texts)
-    has_comma = pc.fill_null(pc.match_substring(marked, ","), False)  # a ',' or a '|||'
-    comma_rows = pc.and_(ok, has_comma)
-    token_rows = pc.and_(pc.and_(ok, pc.invert(has_comma)), pc.string_is_ascii(texts))
+    has_comma = _bool(pc.match_substring(marked, ","))  # a ',' or a '|||'
+    comma_rows = ok & has_comma
+    token_rows = ok & ~has_comma & _bool(pc.string_is_ascii(texts))
     fast = np.zeros(n, bool)
 
     # raw Danbooru tag strings: whitespace tokens, no header
-    t_idx = np.flatnonzero(token_rows.to_numpy(zero_copy_only=False))
+    t_idx = np.flatnonzero(token_rows)
     t_text = texts.take(pa.array(t_idx))
     t_lists = pc.ascii_split_whitespace(t_text)
     t_flat = pc.list_flatten(t_lists)
@@ -363,7 +360,7 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
 
     # comma captions (v3.1 / v3.0): '|||' is an item of its own, then one split. Coded after the
     # tokens: their plain items get this batch's codes, which follow every remembered one.
-    c_idx = np.flatnonzero(comma_rows.to_numpy(zero_copy_only=False))
+    c_idx = np.flatnonzero(comma_rows)
     c_text = marked.take(pa.array(c_idx))
     c_twice = n_marks[c_idx] > 1  # a second '|||': per entry
     c_lists = pc.split_pattern(c_text, ",")
@@ -422,6 +419,24 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
         parts.append((rows, c_pos[named], np.ones(len(named), np.int64), slot, tags, np.full(len(named), -1, np.int64)))
     row, pos, sub, slot, tag, unit = (np.concatenate([p[i] for p in parts]) for i in range(6))
     return Units(row, pos, sub, slot, tag, unit, fast)
+
+
+def _bool(mask: pa.Array) -> np.ndarray:
+    """An Arrow boolean array as numpy, null as False."""
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
+def _odd_characters(texts: pa.StringArray) -> np.ndarray:
+    """Rows holding NUL / U+FFFD (``guard_text``'s) or a newline / ``\\x1c-\\x1f`` (split differently
+    by ``str.split`` and Arrow): they go per entry.
+
+    Most captions are printable ASCII, which holds none of them: one cheap classifying
+    kernel clears those, and the regex scans only the rest."""
+    suspect = np.flatnonzero(~_bool(pc.ascii_is_printable(texts)))
+    odd = np.zeros(len(texts), bool)
+    if len(suspect):
+        odd[suspect] = _bool(pc.match_substring_regex(texts.take(pa.array(suspect)), "[\x00\n\x1c-\x1f\ufffd]"))
+    return odd
 
 
 def _mark_sections(texts: pa.StringArray) -> tuple[pa.StringArray, np.ndarray]:

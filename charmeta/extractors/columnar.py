@@ -252,14 +252,13 @@ class ColumnarTagPath:
             fast_rows, fast, parts = np.zeros(0, np.int64), np.zeros(n, bool), []
         slow_rows = np.flatnonzero(~fast)
         if len(slow_rows):
-            values = texts if not isinstance(texts, (pa.Array, pa.ChunkedArray)) else None
             slow_ex = []
-            for i in slow_rows.tolist():
+            for i, value in zip(slow_rows.tolist(), _py(_pick(texts, slow_rows))):
                 pre = preset_invalid[i] if preset_invalid is not None else None
                 if pre:
                     slow_ex.append(Extraction.invalid(pre))
                 else:
-                    slow_ex.append(extract_one(values[i] if values is not None else texts[i].as_py()))
+                    slow_ex.append(extract_one(value))
             parts.append(extractions_to_table(slow_ex, _py(_pick(ids, slow_rows)), _py(_pick(source_shard, slow_rows)),
                                               _py(_pick(pos, slow_rows))))
         if not parts:
