@@ -32,8 +32,10 @@ from typing import Any, Callable, Iterator, Optional
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from charmeta import export_parts
 from charmeta.contract import ATTRIBUTES
 from charmeta.sources import iter_shard, read_registry
+from charmeta_dagster import check_facts
 from charmeta_dagster.stages import (
     BATCH_ROWS,
     EMBEDDINGS,
@@ -267,7 +269,16 @@ def _validated_copy(store: Store, spec: Any, fp: str, rows: int, n: _Counts, che
 
 
 def _chain_worker(args: tuple) -> dict[str, Any]:
-    return process_chain(*args)
+    """A pool task: the partition's pass, then - while the file is hot in the page cache - what the
+    run's checks (``check_facts``) and the export (``export_parts``) read from it."""
+    result = process_chain(*args)
+    root, key = args[0], args[1]
+    if VALIDATED in result["stages"]:
+        t0 = time.perf_counter()
+        check_facts.partition_facts(Store(root).path(VALIDATED, key))  # stored for the run's checks
+        export_parts.ensure_part(root, key)
+        result["facts_and_export_part_seconds"] = round(time.perf_counter() - t0, 3)
+    return result
 
 
 def run_chain(root: str, keys: list[str], backend: str = "text", embedder: str = "none", workers: int = 1,

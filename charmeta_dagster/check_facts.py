@@ -6,17 +6,20 @@ Why: five checks used to read every partition of their run on their own, and
 5M). One Arrow pass per file - the columns the contract names, strings left
 dictionary-encoded as Parquet stores them - gives everything the checks report.
 The result is memoised by the file's identity (size, mtime, inode and a hash of
-the Parquet footer): the checks of a run share one read, later runs in the same
-process reuse it for the drift reference, and a file that changed is read again.
+the Parquet footer; ``charmeta.file_identity``), in the process and on disk: the
+worker that built a partition reads it once, right after writing it, and the
+checks of its run (in the Dagster process) find the stored facts; the checks of a
+run share one read, later runs reuse it for the drift reference, and a file that
+changed is read again. Dagster-free: pool workers import it.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -25,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from charmeta.contract import ATTRIBUTES, CleanRecord, rich_arrow_schema
+from charmeta.file_identity import identity
 from charmeta_dagster.stages import contract_violations
 
 #: Columns read: the contract's (values, confidences), id, status, position; not the evidence lists.
@@ -58,29 +62,25 @@ class PartitionFacts:
 
 _FACTS: dict[str, tuple[tuple, PartitionFacts]] = {}
 _SAMPLES: OrderedDict[str, tuple[tuple, pa.Table]] = OrderedDict()
-
-
-def identity(path: str) -> tuple:
-    """Size, mtime, inode and a hash of the Parquet footer: any rewrite changes at least one."""
-    st = os.stat(path)
-    footer = b""
-    with open(path, "rb") as fh:
-        if st.st_size >= 12:
-            fh.seek(-8, os.SEEK_END)
-            n = int.from_bytes(fh.read(4), "little")
-            if 0 < n <= st.st_size - 8:
-                fh.seek(-(8 + n), os.SEEK_END)
-                footer = fh.read(n)
-    return st.st_size, st.st_mtime_ns, st.st_ino, hashlib.sha1(footer).hexdigest()
+#: Facts kept on disk, next to the stage folders: ``<root>/check_facts/<key>.json`` (+ ``.gx.parquet``).
+FACTS_DIR = "check_facts"
+#: Bump when PartitionFacts or the sample change: facts of another version are read again.
+FACTS_VERSION = 1
 
 
 def partition_facts(path: str) -> PartitionFacts:
-    """The facts of one validated_records file (memoised by its identity)."""
+    """The facts of one validated_records file, memoised by its identity: in this process, then
+    on disk (the worker that built the partition reads it once, right after writing it; the
+    checks of its run, in another process, find the result), else read now and kept."""
     ident = identity(path)
     hit = _FACTS.get(path)
     if hit and hit[0] == ident:
         return hit[1]
-    facts, sample = _read_facts(path)
+    stored = _load(path, ident)
+    if stored is None:
+        stored = _read_facts(path)
+        _save(path, ident, *stored)
+    facts, sample = stored
     _FACTS[path] = (ident, facts)
     if sample is not None:
         _SAMPLES[path] = (ident, sample)
@@ -100,6 +100,49 @@ def gx_sample(path: str) -> Optional[pa.Table]:
         partition_facts(path)
         hit = _SAMPLES.get(path)
     return hit[1] if hit else None
+
+
+def _stored_paths(path: str) -> tuple[str, str]:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    name = os.path.basename(path)
+    base = os.path.join(root, FACTS_DIR, name[:-len(".parquet")] if name.endswith(".parquet") else name)
+    return base + ".json", base + ".gx.parquet"
+
+
+def _load(path: str, ident: tuple) -> Optional[tuple[PartitionFacts, Optional[pa.Table]]]:
+    """Facts stored for this exact file (same identity), else None."""
+    meta_path, sample_path = _stored_paths(path)
+    try:
+        with open(meta_path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+        if meta.get("version") != FACTS_VERSION or meta.get("identity") != list(ident):
+            return None
+        sample = pq.read_table(sample_path) if meta.get("sample_rows") is not None else None
+        if sample is not None and sample.num_rows != meta["sample_rows"]:
+            return None
+        return PartitionFacts(**meta["facts"]), sample
+    except (OSError, ValueError, TypeError, KeyError, pa.ArrowException):
+        return None
+
+
+def _save(path: str, ident: tuple, facts: PartitionFacts, sample: Optional[pa.Table]) -> None:
+    """Store the facts (sample first, the JSON last, each renamed into place); a folder that
+    cannot be written only costs the next process a read."""
+    meta_path, sample_path = _stored_paths(path)
+    suffix = f".tmp-{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(meta_path), exist_ok=True)
+        if sample is not None:
+            pq.write_table(sample, sample_path + suffix)
+            os.replace(sample_path + suffix, sample_path)
+        with open(meta_path + suffix, "w", encoding="utf-8") as fh:
+            json.dump({"version": FACTS_VERSION, "identity": list(ident), "facts": asdict(facts),
+                       "sample_rows": None if sample is None else sample.num_rows}, fh)
+        os.replace(meta_path + suffix, meta_path)
+    except OSError:
+        for p in (sample_path + suffix, meta_path + suffix):
+            if os.path.exists(p):
+                os.remove(p)
 
 
 def _read_facts(path: str) -> tuple[PartitionFacts, Optional[pa.Table]]:

@@ -239,7 +239,14 @@ def make_engine(backend: str):  # noqa: ANN201
 
 
 def backend_identity(backend: str) -> str:
-    """Name + version of the backend, part of the predictions fingerprint."""
+    """Name + version of the backend, part of the predictions fingerprint.
+
+    The default text extractor's is known without building it (compiling the ontology costs
+    ~0.3 s, and ``charmeta run`` needs the fingerprints before it starts any work)."""
+    if backend in ("text", "default"):
+        from charmeta.extractors.text import TextExtractor
+
+        return f"{backend}/{TextExtractor.name}/{TextExtractor.code_version()}"
     try:
         ex = make_engine(backend).text_extractor
         return f"{backend}/{getattr(ex, 'name', '?')}/{getattr(ex, 'version', '0')}"

@@ -163,8 +163,35 @@ def _run(args: argparse.Namespace) -> int:
     if not specs:
         raise CharmetaError(f"no readable files in {source_uri} (json, jsonl, parquet, csv, txt, tar)")
     workers = args.workers if args.workers > 0 else S.default_workers()
-    if _worth_a_pool(S.Store(output), specs):
-        S.warm_pool(workers, args.extractor)  # workers start while Dagster loads below
+    store = S.Store(output)
+    if _worth_a_pool(store, specs):
+        S.warm_pool(workers, args.extractor)  # workers start while the rest of the set-up runs
+
+    # What is left to do is known from the files alone (registry, fingerprints, commit markers):
+    # the one-pass builds are queued on the pool now, before Dagster loads (~2 s), and each
+    # run's step below adopts its partitions' futures (``stages.prefetch``).
+    write_registry(output, specs)
+    keys = [s.key for s in specs]
+    backend_id = S.backend_identity(args.extractor)
+    if "unavailable" in backend_id:
+        S.make_engine(args.extractor)  # raises the real error (missing backend, bad factory)
+    from charmeta_dagster.image_stages import embedder_config_from_env, embedder_spec_from_env
+
+    image_cfg = embedder_config_from_env(args.embedder)
+    emb_spec = embedder_spec_from_env(args.embedder)
+    fp = {s.key: S.stage_fingerprint(S.VALIDATED, s.fingerprint, backend_id,
+                                     emb_spec if s.fmt in ("tar", "txt") else "none") for s in specs}
+    todo = set(keys) if args.force else {k for k in keys if not store.is_done(S.VALIDATED, k, fp[k])}
+    if args.force:
+        for k in keys:  # drop commit markers so every stage rebuilds
+            for st in S.STAGES:
+                try:
+                    os.remove(store.path(st, k, ".json"))
+                except FileNotFoundError:
+                    pass
+    from charmeta_dagster.chain import prefetch_chain
+
+    prefetch_chain(output, [k for k in keys if k in todo], backend=args.extractor, embedder=emb_spec, workers=workers)
 
     from dagster import DagsterInstance
 
@@ -176,8 +203,6 @@ def _run(args: argparse.Namespace) -> int:
     orphaned = _fail_orphaned_runs(instance)
     if orphaned:
         log.info("marked %d runs of a killed charmeta run as failed", orphaned)
-    write_registry(output, specs)
-    keys = [s.key for s in specs]
     known = set(instance.get_dynamic_partitions(shards_partitions.name))
     new = [k for k in keys if k not in known]
     if new:
@@ -185,24 +210,6 @@ def _run(args: argparse.Namespace) -> int:
     log.info(json.dumps({"event": "discovered", "shards": len(keys), "new_partitions": len(new),
                          "seconds": round(discover_s, 2), "source": source_uri}))
 
-    backend_id = S.backend_identity(args.extractor)
-    if "unavailable" in backend_id:
-        S.make_engine(args.extractor)  # raises the real error (missing backend, bad factory)
-    store = S.Store(output)
-    from charmeta_dagster.resources.images import image_embedder_config_from_env, image_embedder_from_env
-
-    image_cfg = image_embedder_config_from_env(args.embedder)
-    emb_spec = image_embedder_from_env(args.embedder).spec()
-    fp = {s.key: S.stage_fingerprint(S.VALIDATED, s.fingerprint, backend_id,
-                                     emb_spec if s.fmt in ("tar", "txt") else "none") for s in specs}
-    todo = set(keys) if args.force else {k for k in keys if not store.is_done(S.VALIDATED, k, fp[k])}
-    if args.force:
-        for k in keys:  # drop commit markers so every stage rebuilds
-            for st in S.STAGES:
-                try:
-                    os.remove(store.path(st, k, ".json"))
-                except FileNotFoundError:
-                    pass
     skipped = len(keys) - len(todo)
     ordered = list(instance.get_dynamic_partitions(shards_partitions.name))
     chunks = contiguous_chunks(ordered, todo, args.partitions_per_run or PARTITIONS_PER_RUN)
@@ -232,14 +239,6 @@ def _run(args: argparse.Namespace) -> int:
             run_config=run_config, instance=instance, raise_on_error=False,
             tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
         )
-
-    # Queue every partition's one-pass build on the process pool now, in run order: each run's
-    # step takes its partitions from the pool, which meanwhile keeps working on the next runs'
-    # partitions (no idle core at run boundaries, during checks or between runs).
-    from charmeta_dagster.chain import prefetch_chain
-
-    prefetch_chain(output, [k for chunk in chunks for k in chunk], backend=args.extractor, embedder=emb_spec,
-                   workers=workers)
 
     for i, chunk in enumerate(chunks, 1):
         res = execute(chunk)

@@ -49,6 +49,19 @@ class TextExtractor:
 
     name = "text"
 
+    @staticmethod
+    def code_version() -> str:
+        """Package version + hash of the ontology's data files: the outputs depend on both, so
+        both are part of the predictions' fingerprint (see ``charmeta_dagster.stages``)."""
+        from charmeta import __version__
+        from charmeta.ontology import data_fingerprint
+
+        return f"{__version__}+{data_fingerprint()}"
+
+    @property
+    def version(self) -> str:
+        return self.code_version()
+
     def __init__(self, ontology: Ontology) -> None:
         self.ont = ontology
         self.prose = ProseReader(ontology)

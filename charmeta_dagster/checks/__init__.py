@@ -47,7 +47,7 @@ from charmeta import duck
 from charmeta.contract import ATTRIBUTES, CORE_KEYS, STATUSES, CleanRecord
 from charmeta.sources import registered_keys
 from charmeta_dagster import stages as S
-from charmeta_dagster.checks import facts
+from charmeta_dagster import check_facts as facts
 from charmeta_dagster.assets import dataset_export, md_table
 from charmeta_dagster.resources import OutputStore
 

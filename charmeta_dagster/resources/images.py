@@ -15,11 +15,9 @@ builds a spec string; nothing here imports torch.
 
 from __future__ import annotations
 
-import os
-
 from dagster import ConfigurableResource
 
-from charmeta_dagster.image_stages import make_spec
+from charmeta_dagster.image_stages import embedder_config_from_env, make_spec
 
 
 class ImageEmbedderResource(ConfigurableResource):
@@ -41,23 +39,8 @@ class ImageEmbedderResource(ConfigurableResource):
                          batch_size=self.batch_size if self.batch_size != 32 else None)
 
 
-def image_embedder_config_from_env(backend: str | None = None) -> dict[str, object]:
-    """Resource config from ``CHARMETA_EMBEDDER`` / ``CHARMETA_IMAGE_*`` (read now, not at import)."""
-    env = os.environ
-    backend = backend or env.get("CHARMETA_EMBEDDER") or "none"
-    if backend == "none":
-        return {"backend": "none"}
-    cfg: dict[str, object] = {"backend": backend}
-    for field, var in (("model", "CHARMETA_IMAGE_MODEL"), ("revision", "CHARMETA_IMAGE_REVISION"),
-                       ("device", "CHARMETA_IMAGE_DEVICE"), ("cache_dir", "CHARMETA_IMAGE_CACHE"),
-                       ("heads_dir", "CHARMETA_IMAGE_HEADS"), ("counter", "CHARMETA_COUNTER")):
-        if env.get(var):
-            cfg[field] = env[var]
-    return cfg
-
-
 def image_embedder_from_env(backend: str | None = None) -> ImageEmbedderResource:
-    return ImageEmbedderResource(**image_embedder_config_from_env(backend))  # type: ignore[arg-type]
+    return ImageEmbedderResource(**embedder_config_from_env(backend))  # type: ignore[arg-type]
 
 
 def embedder_spec(image_embedder: "ImageEmbedderResource | None", legacy: str = "none") -> str:
