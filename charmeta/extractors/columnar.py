@@ -31,7 +31,7 @@ paths give identical tables.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
@@ -233,7 +233,7 @@ class ColumnarTagPath:
             arrow = pa.array([v if type(v) is str else None for v in texts], pa.string())
         if isinstance(preset_invalid, (pa.Array, pa.ChunkedArray)):
             preset_invalid = preset_invalid.to_pylist()
-        parts: list[pa.Table] = []
+        fast_columns: Optional[dict[str, _FastColumn]] = None
         pos = np.arange(n, dtype=np.int64) if positions is None else positions
         try:
             units = read_units(arrow, self.items)
@@ -243,14 +243,15 @@ class ColumnarTagPath:
             fast_rows = np.flatnonzero(fast)
             if len(fast_rows):
                 columns = self._resolve(units, fast, fast_rows)
-                parts.append(self._build(columns, _pick(ids, fast_rows), _pick(source_shard, fast_rows),
-                                         _pick(pos, fast_rows)))
+                fast_columns = self._build(columns, _pick(ids, fast_rows), _pick(source_shard, fast_rows),
+                                           _pick(pos, fast_rows))
         except Exception as exc:  # never lose a batch to this path: the per-entry path reads it all
             log.warning("columnar tag path failed on a batch of %d, using the per-entry path: %r", n, exc)
             self.fallbacks += 1
             self._reset()
-            fast_rows, fast, parts = np.zeros(0, np.int64), np.zeros(n, bool), []
+            fast_rows, fast, fast_columns = np.zeros(0, np.int64), np.zeros(n, bool), None
         slow_rows = np.flatnonzero(~fast)
+        slow_table = None
         if len(slow_rows):
             slow_ex = []
             for i, value in zip(slow_rows.tolist(), _py(_pick(texts, slow_rows))):
@@ -259,15 +260,11 @@ class ColumnarTagPath:
                     slow_ex.append(Extraction.invalid(pre))
                 else:
                     slow_ex.append(extract_one(value))
-            parts.append(extractions_to_table(slow_ex, _py(_pick(ids, slow_rows)), _py(_pick(source_shard, slow_rows)),
-                                              _py(_pick(pos, slow_rows))))
-        if not parts:
-            return extractions_to_table([], [], None, [])
-        if len(parts) == 1:
-            return parts[0]
-        order = np.empty(n, dtype=np.int64)
-        order[np.concatenate([fast_rows, slow_rows])] = np.arange(n, dtype=np.int64)
-        return pa.concat_tables(parts).take(pa.array(order))
+            slow_table = extractions_to_table(slow_ex, _py(_pick(ids, slow_rows)), _py(_pick(source_shard, slow_rows)),
+                                              _py(_pick(pos, slow_rows)))
+        if fast_columns is None:
+            return slow_table if slow_table is not None else extractions_to_table([], [], None, [])
+        return _merge(self.schema, fast_columns, fast_rows, slow_table, slow_rows)
 
     def _resolve(self, u: "Units", fast: np.ndarray, fast_rows: np.ndarray) -> dict[str, Any]:
         """Units of the fast rows -> per-row decision ids, count, rating, status, reason, names."""
@@ -378,8 +375,9 @@ class ColumnarTagPath:
         return [_list_column(row[slot == k], ids[slot == k], strings, n, list_type, null_if_empty=False)
                 for k in (-1, -2, -3)]
 
-    def _build(self, cols: dict[str, Any], ids: Any, shard: Any, positions: Any) -> pa.Table:
-        """The rich table of the columnar rows: per attribute, ``take`` from its distinct decisions."""
+    def _build(self, cols: dict[str, Any], ids: Any, shard: Any, positions: Any) -> dict[str, _FastColumn]:
+        """The rich columns of the columnar rows (``_FastColumn``s): attributes as their distinct
+        decisions and each row's index among them, the rest one value per row."""
         dids = cols["dids"]
         n = dids.shape[1]
         schema = self.schema
@@ -392,7 +390,7 @@ class ColumnarTagPath:
             "source_position": (positions.cast(pa.int64()) if isinstance(positions, pa.Array)
                                 else pa.array(positions, pa.int64())),
             "input_kind": pa.array(["tags"] * n, pa.string()),
-            "status": pa.array(["ok", "multi_character", "excluded"], pa.string()).take(pa.array(cols["status"])),
+            "status": (pa.array(["ok", "multi_character", "excluded"], pa.string()), cols["status"]),
             "reason": cols["reason"],
             "character_count": pa.array(count, pa.int32(), mask=count < 0),
             "multi_character": pa.array(cols["multi"], pa.bool_()),
@@ -404,11 +402,11 @@ class ColumnarTagPath:
         for a, spec in enumerate(ATTRIBUTES):
             distinct, inverse = np.unique(dids[a], return_inverse=True)
             ds = [self.decisions[a][j] for j in distinct.tolist()]
-            take = pa.array(inverse.reshape(-1).astype(np.int32))
+            take = inverse.reshape(-1)
             col = spec.column
             if spec.is_list:
-                arrays[col] = cols["lists"][a] if a in cols["lists"] else pa.array(
-                    [d.value if d is not None else None for d in ds], schema.field(col).type).take(take)
+                arrays[col] = cols["lists"][a] if a in cols["lists"] else (pa.array(
+                    [d.value if d is not None else None for d in ds], schema.field(col).type), take)
                 continue
             if spec.is_core:  # no decision: Unknown with confidence 0 (never null: no row here is invalid)
                 values = [d.value if d is not None else UNKNOWN for d in ds]
@@ -422,8 +420,32 @@ class ColumnarTagPath:
                 confl = [d.conflict if d is not None else None for d in ds]
             for name, vals in ((col, values), (col + "_confidence", confs), (col + "_evidence", evs),
                                (col + "_conflict", confl)):
-                arrays[name] = pa.array(vals, schema.field(name).type).take(take)
-        return pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)
+                arrays[name] = (pa.array(vals, schema.field(name).type), take)
+        return arrays
+
+
+#: A column of the columnar rows: one value per row, or (values, each row's index into them).
+_FastColumn = Union[pa.Array, tuple[pa.Array, np.ndarray]]
+
+
+def _merge(schema: pa.Schema, fast: dict[str, _FastColumn], fast_rows: np.ndarray, slow: Optional[pa.Table],
+           slow_rows: np.ndarray) -> pa.Table:
+    """The batch's table in input order from the columnar rows' columns and the per-entry rows'
+    table (or None): each column is one ``take``, from its fast values followed by the slow ones
+    (a column of distinct decisions is never expanded to the fast rows first)."""
+    n = len(fast_rows) + len(slow_rows)
+    arrays = []
+    for f in schema:
+        col = fast[f.name]
+        values, index = col if isinstance(col, tuple) else (col, None)
+        if slow is None:
+            arrays.append(values if index is None else values.take(pa.array(index)))
+            continue
+        at = np.empty(n, np.int64)
+        at[fast_rows] = np.arange(len(values)) if index is None else index
+        at[slow_rows] = np.arange(len(values), len(values) + len(slow_rows))
+        arrays.append(pa.concat_arrays([values, *slow.column(f.name).chunks]).take(pa.array(at)))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _reduce_dress(seg: np.ndarray, tag: np.ndarray, arr: dict[str, np.ndarray]) -> np.ndarray:
@@ -521,7 +543,12 @@ class SegmentIndex:
         out = np.full(len(h1), -1, np.int64)
         if not len(self.h1) or not len(h1):
             return out
-        at = np.minimum(np.searchsorted(self.h1, h1), len(self.h1) - 1)
+        # searched in ascending order: consecutive binary searches then touch nearby parts of the
+        # index (cache-friendly), ~3x faster than in segment order even with the sort
+        order = np.argsort(h1)
+        at = np.empty(len(h1), np.int64)
+        at[order] = np.searchsorted(self.h1, h1[order])
+        at = np.minimum(at, len(self.h1) - 1)
         hit = (self.h1[at] == h1) & (self.h2[at] == h2)
         out[hit] = self.ids[at[hit]]
         return out
