@@ -31,6 +31,7 @@ from typing import Any, Iterable, Optional
 from charmeta import duck
 from charmeta.contract import ATTRIBUTES
 from charmeta.file_identity import identity
+from charmeta.tmpfiles import sweep_stale_tmp
 
 log = logging.getLogger("charmeta.export")
 
@@ -105,7 +106,8 @@ def build_part(root: str, key: str, con: Any = None) -> dict[str, Any]:
     ident = identity(src)  # taken before reading: a file rewritten meanwhile leaves the part stale
     lines_path, marker = part_paths(root, key)
     os.makedirs(os.path.dirname(lines_path), exist_ok=True)
-    tmp_lines, tmp_marker = f"{lines_path}.tmp-{os.getpid()}-{id(con)}", f"{marker}.tmp-{os.getpid()}-{id(con)}"
+    sweep_stale_tmp(lines_path)  # a killed builder's temp files (lines and marker)
+    tmp_lines, tmp_marker = f"{lines_path}.tmp-{os.getpid()}", f"{marker}.tmp-{os.getpid()}"
     try:
         con.execute("SET preserve_insertion_order = true")
         order = "" if _in_position_order(src) else " ORDER BY source_position"

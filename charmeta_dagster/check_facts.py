@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from charmeta.contract import ATTRIBUTES, CleanRecord, rich_arrow_schema
 from charmeta.file_identity import identity
+from charmeta.tmpfiles import sweep_stale_tmp
 from charmeta_dagster.stages import contract_violations
 
 #: Columns read: the contract's (values, confidences), id, status, position; not the evidence lists.
@@ -132,6 +133,8 @@ def _save(path: str, ident: tuple, facts: PartitionFacts, sample: Optional[pa.Ta
     suffix = f".tmp-{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(meta_path), exist_ok=True)
+        for p in (meta_path, sample_path):
+            sweep_stale_tmp(p)  # a killed writer's
         if sample is not None:
             pq.write_table(sample, sample_path + suffix)
             os.replace(sample_path + suffix, sample_path)

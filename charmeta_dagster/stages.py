@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from charmeta.contract import ATTRIBUTES, STATUSES, rich_arrow_schema
+from charmeta.tmpfiles import pid_alive, sweep_stale_tmp  # noqa: F401 - re-exported
 from charmeta.sources import RAW_SCHEMA, iter_shard, read_registry
 
 log = logging.getLogger("charmeta.pipeline")
@@ -105,38 +106,6 @@ def _atomic_json(path: str, obj: Any) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, sort_keys=True)
     os.replace(tmp, path)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (a dead writer's temp files may be swept)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_stale_tmp(path: str) -> int:
-    """Remove ``<path>.tmp-<pid>`` files left by a killed (dead) writer; never a live one's."""
-    d, base = os.path.split(path)
-    stem = base.rsplit(".", 1)[0]
-    removed = 0
-    try:
-        names = os.listdir(d)
-    except FileNotFoundError:
-        return 0
-    for n in names:
-        head, sep, pid = n.rpartition(".tmp-")
-        if sep and head in (base, stem + ".json") and pid.isdigit() and int(pid) != os.getpid() \
-                and not pid_alive(int(pid)):
-            try:
-                os.remove(os.path.join(d, n))
-                removed += 1
-            except FileNotFoundError:
-                pass
-    return removed
 
 
 #: Rows per Parquet row group. Stages hand the writer 8k-row batches; one row group per

@@ -140,3 +140,17 @@ def test_embedder_spec_without_dagster_matches_the_resource(backend: str, monkey
     monkeypatch.setenv("CHARMETA_IMAGE_MODEL", "/models/tiny")
     monkeypatch.setenv("CHARMETA_IMAGE_DEVICE", "cpu")
     assert embedder_spec_from_env(backend) == image_embedder_from_env(backend).spec()
+
+
+def test_a_killed_part_builder_leaves_no_temp_file_behind(sample_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    keys = _build(sample_dir, root)
+    key = keys[0]
+    lines_path, marker = export_parts.part_paths(str(root), key)
+    Path(lines_path).parent.mkdir(parents=True, exist_ok=True)
+    dead = 2 ** 22 + 12345  # above the default pid_max: no such process
+    for p in (lines_path, marker):
+        Path(f"{p}.tmp-{dead}").write_text("half")
+    export_parts.build_part(str(root), key)
+    assert not list(Path(lines_path).parent.glob("*.tmp-*"))
+    assert export_parts.read_part(str(root), key) is not None
