@@ -49,7 +49,8 @@ def unavailable(name: str, why: str) -> StageResult:
 
 def run_child(name: str, cmd: Sequence[str], rows: int, cwd: Optional[Path] = None,
               json_result: bool = False, timeout: Optional[float] = None) -> StageResult:
-    """Run ``cmd``, sampling its process tree's RSS; parse a last-line JSON result if asked."""
+    """Run ``cmd``, sampling its process tree's RSS; parse a last-line JSON result if asked.
+    The end of the child's stdout is kept in ``extra["stdout"]`` (what it says it did)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with TreeSampler(proc.pid) as sampler:
@@ -62,7 +63,8 @@ def run_child(name: str, cmd: Sequence[str], rows: int, cwd: Optional[Path] = No
     wall = time.perf_counter() - t0
     peak = sampler.peak
     res = StageResult(name, True, rows, wall, peak_tree_bytes=peak.tree_bytes,
-                      peak_process_bytes=peak.max_process_bytes, processes=len(peak.processes_seen))
+                      peak_process_bytes=peak.max_process_bytes, processes=len(peak.processes_seen),
+                      extra={"stdout": (out or "")[-4000:]})
     if proc.returncode != 0:
         tail = (err or out or "").strip().splitlines()[-3:]
         res.available = False
@@ -79,6 +81,7 @@ def run_child(name: str, cmd: Sequence[str], rows: int, cwd: Optional[Path] = No
         res.peak_process_bytes = max(res.peak_process_bytes, int(data.get("maxrss", 0)))
         res.peak_tree_bytes = max(res.peak_tree_bytes, res.peak_process_bytes)
         res.extra = {k: v for k, v in data.items() if k not in ("available", "rows", "seconds", "maxrss")}
+        res.extra["stdout"] = (out or "")[-4000:]
     return res
 
 
