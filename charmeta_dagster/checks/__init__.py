@@ -264,17 +264,26 @@ def great_expectations_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
 
 
 def _count_and_sample(jsonl: str, k: int = 500) -> tuple[int, list[bytes]]:
-    """Every line counted, and a seeded reservoir sample of ``k`` of them (read as bytes:
-    decoding every line only to count it doubled the pass)."""
-    n_lines, sample = 0, []
-    rnd = random.Random(7)
+    """Every line counted (newlines counted in 16 MB blocks: a Python loop over 5M lines cost
+    ~1 s), and ``k`` lines picked at seeded random byte offsets (the line after each offset)."""
+    size = os.path.getsize(jsonl)
+    n_lines, last = 0, b"\n"
     with open(jsonl, "rb") as fh:
-        for line in fh:
-            n_lines += 1
-            if len(sample) < k:
-                sample.append(line)
-            elif rnd.random() < k / n_lines:
-                sample[rnd.randrange(k)] = line
+        while block := fh.read(1 << 24):
+            n_lines += block.count(b"\n")
+            last = block[-1:]
+        if size and last != b"\n":
+            n_lines += 1  # a last line without its newline
+        rnd = random.Random(7)
+        sample = []
+        for offset in sorted(rnd.randrange(size) for _ in range(k if size else 0)):
+            fh.seek(offset)
+            fh.readline()  # the rest of the line the offset falls in
+            line = fh.readline()
+            if not line:  # the offset was in the last line: take the first
+                fh.seek(0)
+                line = fh.readline()
+            sample.append(line)
     return n_lines, sample
 
 
@@ -287,10 +296,9 @@ def _duplicate_ids(jsonl: str) -> int:
         con.close()
 
 
-@asset_check(asset=dataset_export,
-             description="The export is consistent: one JSONL line per ok record, ids unique, a sample validates as CleanRecord.")
-def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
-    root = store.store().root
+def export_problems(root: str) -> tuple[list[str], int, int]:
+    """What is wrong with ``<root>/export``: JSONL lines vs the manifest's ok count, duplicate
+    ids, a sampled line that is not a CleanRecord. Returns (problems, lines, lines sampled)."""
     mpath = os.path.join(root, "export", "manifest.json")
     jsonl = os.path.join(root, "export", "records.jsonl")
     with open(mpath, encoding="utf-8") as fh:
@@ -304,15 +312,22 @@ def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) 
         if dup is not None and dup.result():
             problems.append(f"{dup.result()} duplicate ids in the export")
     for line in sample:
-        rec = json.loads(line)
-        rec.pop("id", None)
         try:
+            rec = json.loads(line)
+            rec.pop("id", None)
             CleanRecord.model_validate(rec)
-        except Exception as exc:
+        except Exception as exc:  # not JSON, or not a CleanRecord
             problems.append(f"sample record fails CleanRecord: {str(exc).splitlines()[0]}")
             break
+    return problems, n_lines, len(sample)
+
+
+@asset_check(asset=dataset_export,
+             description="The export is consistent: one JSONL line per ok record, ids unique, a sample validates as CleanRecord.")
+def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
+    problems, n_lines, sampled = export_problems(store.store().root)
     return AssetCheckResult(passed=not problems, metadata={
-        "lines": n_lines, "sampled": len(sample), "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")})
+        "lines": n_lines, "sampled": sampled, "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")})
 
 
 from charmeta_dagster.checks.reliability import (  # noqa: E402  (records lost, invalid rate)

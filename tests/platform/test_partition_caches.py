@@ -154,3 +154,23 @@ def test_a_killed_part_builder_leaves_no_temp_file_behind(sample_dir: Path, tmp_
     export_parts.build_part(str(root), key)
     assert not list(Path(lines_path).parent.glob("*.tmp-*"))
     assert export_parts.read_part(str(root), key) is not None
+
+
+def test_export_conformance_catches_a_damaged_export(sample_dir: Path, tmp_path: Path) -> None:
+    from charmeta_dagster.checks import export_problems
+
+    root = tmp_path / "out"
+    keys = _build(sample_dir, root)
+    export_dataset(str(root), keys)
+    problems, n_lines, sampled = export_problems(str(root))
+    assert problems == [] and n_lines > 0 and sampled > 0
+    jsonl = root / "export" / "records.jsonl"
+    good = jsonl.read_bytes()
+    first = good.splitlines(keepends=True)[0]
+    jsonl.write_bytes(good + first)  # one record twice
+    problems, _, _ = export_problems(str(root))
+    assert any("JSONL lines but" in p for p in problems) and any("duplicate ids" in p for p in problems)
+    bad = b"".join(line.replace(b'"Gender":"', b'"Gender":"Robot') for line in good.splitlines(keepends=True))
+    jsonl.write_bytes(bad)  # every line out of the contract: any sample finds it
+    problems, _, _ = export_problems(str(root))
+    assert any("fails CleanRecord" in p for p in problems)
