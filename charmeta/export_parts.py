@@ -96,12 +96,10 @@ def read_part(root: str, key: str) -> Optional[dict[str, Any]]:
 def build_part(root: str, key: str, con: Any = None) -> dict[str, Any]:
     """Build (or rebuild) the part of ``key`` from its validated file; returns its marker.
 
-    ``con``: a DuckDB connection or cursor to use (default: a new one-thread connection,
-    for a pool worker that already keeps one core busy)."""
-    own = con is None
-    if own:
-        con = duck.connect()
-        con.execute("SET threads = 1")
+    ``con``: a DuckDB connection or cursor to use (default: this process's one-thread
+    connection, for a pool worker that already keeps one core busy)."""
+    if con is None:
+        con = _worker_connection()
     src = validated_path(root, key)
     ident = identity(src)  # taken before reading: a file rewritten meanwhile leaves the part stale
     lines_path, marker = part_paths(root, key)
@@ -127,10 +125,22 @@ def build_part(root: str, key: str, con: Any = None) -> dict[str, Any]:
             if os.path.exists(p):
                 os.remove(p)
         raise
-    finally:
-        if own:
-            con.close()
     return meta
+
+
+_WORKER_CON: tuple[int, Any] = (0, None)
+
+
+def _worker_connection() -> Any:
+    """This process's one-thread DuckDB connection for building parts (a pool worker builds one
+    part per partition; opening a database each time cost ~30 ms)."""
+    global _WORKER_CON
+    pid, con = _WORKER_CON
+    if con is None or pid != os.getpid():
+        con = duck.connect()
+        con.execute("SET threads = 1")
+        _WORKER_CON = (os.getpid(), con)
+    return con
 
 
 def ensure_part(root: str, key: str) -> bool:
