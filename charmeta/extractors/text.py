@@ -41,7 +41,8 @@ _ALWAYS_RESOLVE = ("Gender", "Dress")
 
 
 def _unique(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items)) if len(items) > 1 else items
+    """The distinct items in order (callers skip it for lists of one or none)."""
+    return list(dict.fromkeys(items))
 
 
 class TextExtractor:
@@ -298,18 +299,32 @@ class TextExtractor:
     # -- resolution -----------------------------------------------------------------------
 
     def _finish(self, ev: Evidence, kind: str) -> Extraction:
-        count: Optional[int]
-        if ev.counts:
-            count = sum(ev.count_groups.values())
-        elif ev.prose_count is not None:
-            count = ev.prose_count
-        elif ev.solo:
-            count = 1
-        else:
-            count = None
-        rating = None
-        if ev.ratings:
-            rating = max(ev.ratings, key=lambda r: self._severity.get(r, 0))
+        count = _character_count(ev)
+        rating = max(ev.ratings, key=self._severity_of) if ev.ratings else None
+        attributes = self._decide(ev)
+        if count is None:
+            for d in attributes.values():
+                d.confidence = round(d.confidence * UNKNOWN_COUNT_FACTOR, 4)
+        for key in CORE_KEYS:
+            attributes.setdefault(key, _NO_DECISION)
+        characters, copyrights, artists = ev.characters, ev.copyrights, ev.artists
+        ex = Extraction(kind, "ok", None, count, bool(count and count >= 2),
+                        _unique(characters) if len(characters) > 1 else characters,
+                        _unique(copyrights) if len(copyrights) > 1 else copyrights,
+                        _unique(artists) if len(artists) > 1 else artists, rating, attributes)
+        reason = self.safety.reason(ev, attributes["Age"].value, rating)
+        if reason is not None:
+            ex.status, ex.reason = "excluded", reason
+        elif ex.multi_character:
+            ex.status, ex.reason = "multi_character", f"{count} characters"
+        return ex
+
+    def _severity_of(self, rating: str) -> int:
+        return self._severity.get(rating, 0)
+
+    def _decide(self, ev: Evidence) -> dict[str, Decision]:
+        """One decision per attribute with evidence, in the order the evidence names them
+        (attributes, lists, markers), then Gender, Dress and Dress Style."""
         attributes: dict[str, Decision] = {}
         resolvers = self.resolvers
         for keys in (ev.attrs, ev.lists, ev.multi):
@@ -327,18 +342,15 @@ class TextExtractor:
             style = self.dress.style(ev)
             if style is not None:
                 attributes["Dress Style"] = style
-        if count is None:
-            for d in attributes.values():
-                d.confidence = round(d.confidence * UNKNOWN_COUNT_FACTOR, 4)
-        for key in CORE_KEYS:
-            if key not in attributes:
-                attributes[key] = _NO_DECISION
-        ex = Extraction(kind, "ok", None, count, bool(count and count >= 2),
-                        _unique(ev.characters), _unique(ev.copyrights), _unique(ev.artists), rating, attributes)
-        reason = self.safety.reason(ev, attributes["Age"].value, rating)
-        if reason is not None:
-            ex.status, ex.reason = "excluded", reason
-        elif ex.multi_character:
-            ex.status, ex.reason = "multi_character", f"{count} characters"
-        return ex
+        return attributes
 
+
+def _character_count(ev: Evidence) -> Optional[int]:
+    """Count tags first, then the people counted in prose, then ``solo``; None when nothing says."""
+    if ev.counts:
+        return sum(ev.count_groups.values())
+    if ev.prose_count is not None:
+        return ev.prose_count
+    if ev.solo:
+        return 1
+    return None
