@@ -31,6 +31,7 @@ from charmeta.prose.lexicon import (
     _Clause,
     _Person,
     build_lexicon,
+    substring_anchors,
     title_case,
 )
 from charmeta.prose.people import PeopleReader
@@ -60,7 +61,7 @@ class ProseReader(PeopleReader, AppearanceReader):
         self._body_words = frozenset(lex.body)
         # Any word that sets off the eye, garment, phrase or body reader: most clauses hold none.
         self._appearance_words = self._eye_words | self._garment_first | _NUDE_WORDS | self._phrase_first | self._body_words
-        self._age_phrases = tuple(lex.age_phrases)
+        self._age_phrase_anchors = substring_anchors(lex.age_phrases)
         self._pronoun_words = frozenset(lex.pronouns)
         self._group_single = frozenset(g for g in lex.group_words if " " not in g)
         self._group_multi = tuple(f" {g} " for g in lex.group_words if " " in g)
@@ -84,19 +85,20 @@ class ProseReader(PeopleReader, AppearanceReader):
             parsed = _item_clauses(clauses)
         self._blank_names(parsed)
         persons = self._find_persons(parsed, low)
-        self._mark_other_context(parsed, persons)
+        has_other = self._mark_other_context(parsed, persons)
         subject = _subject(persons) if persons else None
         self._count_people(low, parsed, persons, subject, ev)
+        parens = "(" in low or ")" in low  # without them in the text, no clause holds a parenthesis token
         for ci, clause in enumerate(parsed):
             if clause.other:
                 continue
             toks = clause.tokens
             if tag_reader is not None:
-                words = toks if "(" not in toks and ")" not in toks else [t for t in toks if t not in _PARENS]
+                words = [t for t in toks if t not in _PARENS] if parens and ("(" in toks or ")" in toks) else toks
                 if tag_reader(words, ev):
                     continue
             self._read_appearance(toks, ev, subject, ci)
-        self._read_subject(low, parsed, persons, subject, ev)
+        self._read_subject(low, parsed, persons, subject, ev, has_other)
 
     def _read_appearance(self, toks: list[str], ev: Evidence, subject: Optional[_Person], ci: int) -> None:
         """Hair, eyes, garments, listed phrases and build in one clause of the character's.

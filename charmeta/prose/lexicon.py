@@ -69,6 +69,24 @@ def title_case(words: Iterable[str] | str) -> str:
     return " ".join(w[:1].upper() + w[1:] if "-" not in w else "-".join(p[:1].upper() + p[1:] for p in w.split("-")) for w in words)
 
 
+def substring_anchors(phrases: Iterable[str]) -> tuple[str, ...]:
+    """Fewer strings, one of which every text holding one of ``phrases`` holds: a cheap necessary test.
+
+    Every anchor is a word of the phrases it covers, so ``any(a in text for a in anchors)``
+    is False whenever no phrase is in ``text``. Chosen greedily: words of five letters or
+    more first (short ones are in most texts), then the one covering most phrases, then the
+    longest; sorted candidates keep the choice independent of the hash seed.
+    """
+    anchors: list[str] = []
+    uncovered = list(phrases)
+    while uncovered:
+        words = sorted({w for p in uncovered for w in p.split(" ")})
+        best = max(words, key=lambda w: (len(w) >= 5, sum(w in p for p in uncovered), len(w)))
+        anchors.append(best)
+        uncovered = [p for p in uncovered if best not in p]
+    return tuple(anchors)
+
+
 class _TypoIndex(dict):
     """A symmetric-delete index (``dict``: key -> target word) and what rules a token out of it cheaply.
 

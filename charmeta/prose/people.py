@@ -4,6 +4,7 @@ what is said about the character as a person (age, gender, ethnicity, body).
 
 from __future__ import annotations
 
+from itertools import chain
 from operator import attrgetter
 from typing import Optional
 
@@ -51,7 +52,7 @@ class PeopleReader:
     _pronoun_words: frozenset[str]
     _group_single: frozenset[str]
     _group_multi: tuple[str, ...]
-    _age_phrases: tuple[str, ...]
+    _age_phrase_anchors: tuple[str, ...]
 
     def _blank_names(self, clauses: list[_Clause]) -> None:
         """Character names are never evidence (``kaitou kid`` is not a child).
@@ -152,19 +153,24 @@ class PeopleReader:
                 or prev in lex.hair_color_nouns or prev in lex.nonbinary or prev in self.known_adjectives
                 or prev.endswith(("-haired", "-old", "-eyed")) or prev == "_")
 
-    def _mark_other_context(self, clauses: list[_Clause], persons: list[_Person]) -> None:
-        """Attributes after a relative's mention belong to the relative, not the character."""
+    def _mark_other_context(self, clauses: list[_Clause], persons: list[_Person]) -> bool:
+        """Attributes after a relative's mention belong to the relative, not the character.
+
+        Returns whether some clause is now about someone else (``_Clause.other``).
+        """
+        marked = False
         for p in persons:
             if not p.relation:
                 continue
             c = clauses[p.clause]
             c.tokens = c.tokens[:p.pos + 1]  # what follows a relative's mention describes the relative
             if p.clause + 1 < len(clauses) and clauses[p.clause + 1].tokens[:1] == ["("]:
-                clauses[p.clause + 1].other = True
+                clauses[p.clause + 1].other = marked = True
         for c in clauses:
             toks = c.tokens
             if toks and toks[0] in ("the", "(") and (toks[:3] == ["the", "one", "with"] or toks[:4] == ["(", "the", "one", "with"]):
-                c.other = True
+                c.other = marked = True
+        return marked
 
     def _count_people(self, low: str, clauses: list[_Clause], persons: list[_Person], subject: Optional[_Person], ev: Evidence) -> None:
         count = self._count_persons(clauses, persons, subject) if persons else None
@@ -224,10 +230,16 @@ class PeopleReader:
             return True
         return any(v in text for v in self.lex.interaction)
 
-    def _read_subject(self, low: str, clauses: list[_Clause], persons: list[_Person], subject: Optional[_Person], ev: Evidence) -> None:
+    def _read_subject(self, low: str, clauses: list[_Clause], persons: list[_Person], subject: Optional[_Person],
+                      ev: Evidence, has_other: bool) -> None:
+        """Age, gender, ethnicity and body words about the character (``has_other``: some clause
+        is about someone else, see ``_mark_other_context``)."""
         lex = self.lex
         # Non-binary words anywhere about the character.
-        words = [t for c in clauses if not c.other for t in c.tokens]
+        if has_other:
+            words = [t for c in clauses if not c.other for t in c.tokens]
+        else:
+            words = list(chain.from_iterable(map(_TOKENS, clauses)))
         joined = " ".join(words)
         if not lex.nonbinary.isdisjoint(words):
             for nb in dict.fromkeys(w for w in words if w in lex.nonbinary):  # text order, not set order
@@ -271,11 +283,11 @@ class PeopleReader:
                 if w.endswith("-haired"):
                     self._haired(w, ev)
         # Age phrases and stated ages.
-        if any(map(joined.__contains__, self._age_phrases)):  # rare: test them all at C speed first
+        if any(map(joined.__contains__, self._age_phrase_anchors)):  # rare: a cheap necessary test first
             for phrase, val in lex.age_phrases.items():
                 if phrase in joined:
                     ev.add("Age", val, EXPLICIT, phrase)
-        self._stated_age(low if not any(c.other for c in clauses) else joined, ev, bool(persons))
+        self._stated_age(joined if has_other else low, ev, bool(persons))
         # Pronouns decide gender only when no noun did.
         if "Gender" not in ev.attrs and not self._pronoun_words.isdisjoint(words):
             counts = {"Female": 0, "Male": 0}
