@@ -143,7 +143,9 @@ def split_caption(text: str) -> ParsedCaption:
             return ParsedCaption("tags", [], [strip_prompt_weight(text)])  # one tag: "male focus"
         return ParsedCaption("prose", [], [text])
     items = None
-    if ":" in text:  # a rating item ("rating: general") holds a colon of the text's; prose seldom has one
+    # A rating item ("rating: general") is, lower-cased, a piece of the lower-cased text (items are
+    # trimmed, never rewritten inside): texts without "rating:" (prose with a colon) skip the split.
+    if ":" in text and _RATING_PREFIX in text.lower():
         items = _items(text)
         for i, item in enumerate(items):
             if is_rating_item(item):

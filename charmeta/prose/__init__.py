@@ -23,7 +23,7 @@ from typing import Optional
 
 from charmeta.evidence import Evidence
 from charmeta.ontology import Ontology
-from charmeta.prose.appearance import _NUDE_WORDS, AppearanceReader
+from charmeta.prose.appearance import _HALF_UP, _NUDE_WORDS, AppearanceReader, phrase_spans
 from charmeta.prose.lexicon import (
     _PIECE_RE,
     _TOKEN_RE,
@@ -54,9 +54,17 @@ class ProseReader(PeopleReader, AppearanceReader):
         # First words of multi-word phrases: most tokens start none, so n-grams are only built after one.
         self._garment_first = frozenset(p.split(" ", 1)[0] for p in lex.garment_phrases)
         self._phrase_first = frozenset(p.split(" ", 1)[0] for p in lex.phrases)
+        self._garment_span = phrase_spans(lex.garment_phrases, 3)
+        self._phrase_span = phrase_spans(lex.phrases, 4)
+        # Words that make ``_read_hair_styles_after`` do anything: styles, first words of two-word ones, "half".
+        self._hair_forward_words = frozenset(lex.styles) | frozenset(s.split(" ", 1)[0] for s in lex.styles) | frozenset(_HALF_UP)
+        # Garment phrase -> (tag, garment, implied ages): bounded by the lexicon (``_garment_tag``).
+        self._garment_tags: dict[tuple[str, int], tuple[str, int, tuple[str, ...]]] = {}
         self.known_adjectives = frozenset(ontology.prose.get("known_adjectives", ()))
         # Word sets for C-level ``isdisjoint`` checks: a reader skips a clause (or entry) holding none of its words.
         self._person_words = frozenset(lex.persons) | lex.plural_persons
+        # The first two words of every two- / three-word character name (``_blank_names``).
+        self._name_pairs = frozenset(name[:2] for name in ontology.character_name_words)
         self._eye_words = lex.eye_nouns
         self._body_words = frozenset(lex.body)
         # Any word that sets off the eye, garment, phrase or body reader: most clauses hold none.
@@ -65,6 +73,7 @@ class ProseReader(PeopleReader, AppearanceReader):
         self._pronoun_words = frozenset(lex.pronouns)
         self._group_single = frozenset(g for g in lex.group_words if " " not in g)
         self._group_multi = tuple(f" {g} " for g in lex.group_words if " " in g)
+        self._group_multi_anchors = substring_anchors(g for g in lex.group_words if " " in g)
         # Per-word memos of the hair readers (prose repeats its words; typo look-ups are the slow part).
         self._hair_noun_of: dict[str, str] = {}
         self._not_hair_nouns: set[str] = set()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Container, Optional, Sequence
+from typing import Container, Mapping, Optional, Sequence
 
 from charmeta.evidence import Evidence
 from charmeta.ontology import ATTR, EXPLICIT, GARMENT, IMPLIED, Ontology, normalize_tag
@@ -20,6 +20,8 @@ from charmeta.prose.lexicon import (
 )
 
 _NUDE_WORDS = frozenset({"nude", "naked", "undressed"})
+#: Words after a hair noun that say it is worn half up (``_read_hair_styles_after``).
+_HALF_UP = ("half-up", "half")
 #: Bound on each per-word memo (cleared when full): memory stays flat whatever the corpus.
 _MEMO_MAX = 100_000
 
@@ -30,7 +32,11 @@ class AppearanceReader:
     lex: _Lexicon
     ont: Ontology
     _garment_first: frozenset[str]
+    _garment_span: dict[str, int]
     _phrase_first: frozenset[str]
+    _phrase_span: dict[str, int]
+    _hair_forward_words: frozenset[str]
+    _garment_tags: dict[tuple[str, int], tuple[str, int, tuple[str, ...]]]
     _eye_words: frozenset[str]
     _hair_noun_of: dict[str, str]
     _not_hair_nouns: set[str]
@@ -189,9 +195,27 @@ class AppearanceReader:
                 ev.add_multi("Hair Color", f"{word} {src_noun}")
 
     def _read_hair_forward(self, toks: list[str], i: int, ev: Evidence) -> None:
-        lex = self.lex
+        """Styles and lengths after the hair noun: ``hair in a ponytail``, ``hair to her shoulders``."""
         n = len(toks)
         end = min(n, i + 9)
+        if not self._hair_forward_words.isdisjoint(toks[i + 1:end]):  # most hair nouns: no style word follows
+            self._read_hair_styles_after(toks, i, end, ev)
+        after = toks[i + 1:end + 2]
+        m = None if _SHOULDER_DETS.isdisjoint(after) else _SHOULDER_RE.search(" ".join(after))
+        if m:
+            key = (m.group(1), m.group(2))
+            val = _SHOULDER_LEN.get(key) or _SHOULDER_LEN.get((m.group(1), m.group(2) + "s"))
+            if val:
+                ev.add("Hair Length", val, EXPLICIT, f"hair {m.group(0)}")
+
+    def _read_hair_styles_after(self, toks: list[str], i: int, end: int, ev: Evidence) -> None:
+        """The style words in ``toks[i + 1:end]``, up to an eye / person / garment word.
+
+        Only runs when one of ``_hair_forward_words`` is there: nothing else in the loop
+        below does anything.
+        """
+        lex = self.lex
+        n = len(toks)
         j = i + 1
         while j < end:
             w = toks[j]
@@ -204,16 +228,9 @@ class AppearanceReader:
                 continue
             if w in lex.styles and w not in ("straight",):
                 self._apply_hair_mods(self._collect_back(toks, j), ev, w, w)
-            elif w in ("half-up", "half"):
+            elif w in _HALF_UP:
                 ev.add("Hair Style", "Half Up", EXPLICIT, "hair worn half-up")
             j += 1
-        after = toks[i + 1:end + 2]
-        m = None if _SHOULDER_DETS.isdisjoint(after) else _SHOULDER_RE.search(" ".join(after))
-        if m:
-            key = (m.group(1), m.group(2))
-            val = _SHOULDER_LEN.get(key) or _SHOULDER_LEN.get((m.group(1), m.group(2) + "s"))
-            if val:
-                ev.add("Hair Length", val, EXPLICIT, f"hair {m.group(0)}")
 
     def _read_eyes(self, toks: list[str], ev: Evidence) -> None:
         lex = self.lex
@@ -267,7 +284,7 @@ class AppearanceReader:
                 i += 1
                 continue
             # "a witch", "a nurse": people, not outfits
-            match = _longest_phrase(toks, i, lex.garment_phrases, self._garment_first, 3, exclude=lex.persons)
+            match = _longest_phrase(toks, i, lex.garment_phrases, self._garment_span, exclude=lex.persons)
             if match is None:
                 i += 1
                 continue
@@ -298,16 +315,29 @@ class AppearanceReader:
             display = title_case(words)
             if color:
                 display = f"{color} {display}"
-            garment = self.ont.garments[gi]
-            canonical = normalize_tag(self.ont.aliases.get(phrase, phrase))
-            owner_found = False
-            for h in self.ont.lookup(canonical):
-                if h.kind == GARMENT and not owner_found:  # the tag's own garment family
-                    gi, garment, owner_found = h.value, self.ont.garments[h.value], True
-                elif h.kind == ATTR and h.key == "Age":  # "school uniform" still means Teen
-                    ev.add("Age", h.value[0], UNIFORM, canonical)
-            ev.garments.append(((garment.tier, 0, len(ev.garments)), gi, " ".join(words), display))
+            canonical, gi, ages = self._garment_tag(phrase, gi)
+            for age in ages:  # "school uniform" still means Teen
+                ev.add("Age", age, UNIFORM, canonical)
+            ev.garments.append(((self.ont.garments[gi].tier, 0, len(ev.garments)), gi, " ".join(words), display))
             i = end
+
+    def _garment_tag(self, phrase: str, gi: int) -> tuple[str, int, tuple[str, ...]]:
+        """The tag a garment phrase stands for, its garment (the tag's own family when it has one,
+        else ``gi``) and the ages the tag implies; memoised per phrase (a bounded vocabulary)."""
+        key = (phrase, gi)
+        info = self._garment_tags.get(key)
+        if info is None:
+            canonical = normalize_tag(self.ont.aliases.get(phrase, phrase))
+            owner = None
+            ages: list[str] = []
+            for h in self.ont.lookup(canonical):
+                if h.kind == GARMENT:
+                    if owner is None:
+                        owner = h.value
+                elif h.kind == ATTR and h.key == "Age":
+                    ages.append(h.value[0])
+            info = self._garment_tags[key] = (canonical, gi if owner is None else owner, tuple(ages))
+        return info
 
     def _read_phrases(self, toks: list[str], ev: Evidence) -> None:
         lex = self.lex
@@ -318,7 +348,7 @@ class AppearanceReader:
             if toks[i] not in phrase_first:  # the common case, without a call
                 i += 1
                 continue
-            hit = _longest_phrase(toks, i, lex.phrases, self._phrase_first, 4)
+            hit = _longest_phrase(toks, i, lex.phrases, self._phrase_span)
             if hit is None:
                 i += 1
                 continue
@@ -334,17 +364,28 @@ class AppearanceReader:
             i += size
 
 
-def _longest_phrase(toks: list[str], i: int, table: Container[str], first_words: Container[str], max_size: int,
+def _longest_phrase(toks: list[str], i: int, table: Container[str], spans: Mapping[str, int],
                     exclude: Container[str] = ()) -> Optional[tuple[int, str]]:
-    """The longest phrase of ``table`` (up to ``max_size`` words) starting at token ``i``.
+    """The longest phrase of ``table`` starting at token ``i``.
 
-    ``first_words`` holds the first word of every phrase, so most tokens cost one
-    set lookup and no string joins.
+    ``spans`` maps the first word of every phrase to the most words a phrase
+    starting with it has (``phrase_spans``), so most tokens cost one lookup and
+    no string joins, and no phrase longer than any in the table is joined.
     """
-    if toks[i] not in first_words:
+    span = spans.get(toks[i])
+    if span is None:
         return None
-    for size in range(min(max_size, len(toks) - i), 0, -1):
-        phrase = " ".join(toks[i:i + size])
+    for size in range(min(span, len(toks) - i), 0, -1):
+        phrase = " ".join(toks[i:i + size]) if size > 1 else toks[i]
         if phrase in table and phrase not in exclude:
             return size, phrase
     return None
+
+
+def phrase_spans(phrases: Iterable[str], max_size: int) -> dict[str, int]:
+    """First word -> the most words (up to ``max_size``) of a phrase starting with it (``_longest_phrase``)."""
+    spans: dict[str, int] = {}
+    for phrase in phrases:
+        first = phrase.split(" ", 1)[0]
+        spans[first] = min(max_size, max(spans.get(first, 0), phrase.count(" ") + 1))
+    return spans

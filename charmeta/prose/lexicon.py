@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Optional
 
 from charmeta.ontology import Ontology
@@ -66,13 +67,19 @@ def title_case(words: Iterable[str] | str) -> str:
     """Title Case that keeps hyphenated words readable (`one-piece` -> `One-Piece`)."""
     if isinstance(words, str):
         words = words.split()
-    return " ".join(w[:1].upper() + w[1:] if "-" not in w else "-".join(p[:1].upper() + p[1:] for p in w.split("-")) for w in words)
+    return " ".join(map(_title_word, words))
+
+
+@lru_cache(maxsize=8192)
+def _title_word(w: str) -> str:
+    """One word of ``title_case``, memoised: garment displays repeat the same few hundred words."""
+    return w[:1].upper() + w[1:] if "-" not in w else "-".join(p[:1].upper() + p[1:] for p in w.split("-"))
 
 
 def substring_anchors(phrases: Iterable[str]) -> tuple[str, ...]:
     """Fewer strings, one of which every text holding one of ``phrases`` holds: a cheap necessary test.
 
-    Every anchor is a word of the phrases it covers, so ``any(a in text for a in anchors)``
+    Every anchor is a word (or two) of the phrases it covers, so ``any(a in text for a in anchors)``
     is False whenever no phrase is in ``text``. Chosen greedily: words of five letters or
     more first (short ones are in most texts), then the one covering most phrases, then the
     longest; sorted candidates keep the choice independent of the hash seed.
@@ -80,11 +87,17 @@ def substring_anchors(phrases: Iterable[str]) -> tuple[str, ...]:
     anchors: list[str] = []
     uncovered = list(phrases)
     while uncovered:
-        words = sorted({w for p in uncovered for w in p.split(" ")})
+        words = sorted({part for p in uncovered for part in _word_runs(p)})
         best = max(words, key=lambda w: (len(w) >= 5, sum(w in p for p in uncovered), len(w)))
         anchors.append(best)
         uncovered = [p for p in uncovered if best not in p]
     return tuple(anchors)
+
+
+def _word_runs(phrase: str) -> list[str]:
+    """The words of a phrase and its runs of two words (``of them``): the candidate anchors."""
+    words = phrase.split(" ")
+    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
 
 
 class _TypoIndex(dict):

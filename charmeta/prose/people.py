@@ -48,32 +48,40 @@ class PeopleReader:
     lex: _Lexicon
     ont: Ontology
     _person_words: frozenset[str]
+    _name_pairs: frozenset[tuple[str, str]]
     _body_words: frozenset[str]
     _pronoun_words: frozenset[str]
     _group_single: frozenset[str]
     _group_multi: tuple[str, ...]
+    _group_multi_anchors: tuple[str, ...]
     _age_phrase_anchors: tuple[str, ...]
 
     def _blank_names(self, clauses: list[_Clause]) -> None:
         """Character names are never evidence (``kaitou kid`` is not a child).
 
         Tokens hold no spaces, so a run of them is a name exactly when their tuple
-        is one of ``Ontology.character_name_words`` (no string joined per test).
+        is one of ``Ontology.character_name_words`` (no string joined per test);
+        every such run starts with one of ``_name_pairs``.
         """
         names = self.ont.character_name_words
         first_words = self.ont.character_first_words
+        name_pairs = self._name_pairs
         for c in clauses:
             toks = c.tokens
             if first_words.isdisjoint(toks):
                 continue
-            # Only positions holding a name's first word can start one ("_", the blank, starts none).
-            starts = [i for i, t in enumerate(toks) if t in first_words]
+            # Common words start some name ("a", "girl"): the pairs of words then rule most clauses out.
+            pairs = list(zip(toks, toks[1:]))
+            if name_pairs.isdisjoint(pairs):
+                continue
+            # Only positions starting a name's first two words can start one ("_", the blank, starts none).
+            starts = [i for i, pair in enumerate(pairs) if pair in name_pairs]
             n = len(toks)
             for i in starts:  # every three-word name first, then two-word ones
                 if i + 3 <= n and (toks[i], toks[i + 1], toks[i + 2]) in names:
                     toks[i:i + 3] = ("_", "_", "_")
             for i in starts:
-                if i + 2 <= n and (toks[i], toks[i + 1]) in names:
+                if (toks[i], toks[i + 1]) in names:
                     toks[i:i + 2] = ("_", "_")
 
     # -- people -----------------------------------------------------------------------
@@ -86,10 +94,11 @@ class PeopleReader:
         found: list[_Person] = []
         for ci, c in enumerate(clauses):
             toks = c.tokens
-            if person_words.isdisjoint(toks) and not (suffixed and _has_man_suffix(toks)):
+            man = suffixed and _has_man_suffix(toks)  # False: no token of the clause ends in -man / -men
+            if not man and person_words.isdisjoint(toks):
                 continue
             for i, t in enumerate(toks):
-                if t not in person_words and not (suffixed and t.endswith(_MAN_SUFFIXES) and self.person_info(t) is not None):
+                if t not in person_words and not (man and t.endswith(_MAN_SUFFIXES) and self.person_info(t) is not None):
                     continue
                 if t in ("blonde", "brunette") and i + 1 < len(toks) and toks[i + 1] in lex.hair_nouns:
                     continue
@@ -100,7 +109,7 @@ class PeopleReader:
                 if t in self.name_prone and i > 0 and not self._person_context(toks[max(0, i - 2):i]):
                     continue  # "kaitou kid", "iron man": the end of a name, not a person noun
                 prev = toks[max(0, i - 3):i]
-                relation = any(w in _POSSESSIVES for w in prev[-2:]) and not (i >= 1 and toks[i - 1] in ("her", "his") and t in ("hair",))
+                relation = not _POSSESSIVES.isdisjoint(prev[-2:]) and not (i >= 1 and toks[i - 1] in ("her", "his") and t in ("hair",))
                 absent = present = False
                 if relation:
                     absent, present = self._relative_presence(toks, i, prev)
@@ -206,7 +215,8 @@ class PeopleReader:
     def _mentions_group(self, low: str, clauses: list[_Clause]) -> bool:
         """Whether a group word (``couple``, ``both``, ``each other``) says two or more people are depicted."""
         if (all(map(self._group_single.isdisjoint, map(_TOKENS, clauses)))  # most entries: no one-word group word,
-                and not any(map(f" {low} ".__contains__, self._group_multi))):  # and no phrase either
+                and not (any(map(low.__contains__, self._group_multi_anchors))  # and no phrase either (a cheap
+                         and any(map(f" {low} ".__contains__, self._group_multi)))):  # necessary test first)
             return False
         words = set(t for c in clauses for t in c.tokens)
         blockers = self.ont.prose.get("group_word_blockers", {})
