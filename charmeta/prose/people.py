@@ -71,12 +71,11 @@ class PeopleReader:
             if first_words.isdisjoint(toks):
                 continue
             # Common words start some name ("a", "girl"): the pairs of words then rule most clauses out.
-            pairs = list(zip(toks, toks[1:]))
-            if name_pairs.isdisjoint(pairs):
+            if name_pairs.isdisjoint(zip(toks, toks[1:])):
                 continue
             # Only positions starting a name's first two words can start one ("_", the blank, starts none).
-            starts = [i for i, pair in enumerate(pairs) if pair in name_pairs]
             n = len(toks)
+            starts = [i for i in range(n - 1) if (toks[i], toks[i + 1]) in name_pairs]
             for i in starts:  # every three-word name first, then two-word ones
                 if i + 3 <= n and (toks[i], toks[i + 1], toks[i + 2]) in names:
                     toks[i:i + 3] = ("_", "_", "_")
