@@ -77,17 +77,15 @@ def partition_facts(path: str) -> PartitionFacts:
     hit = _FACTS.get(path)
     if hit and hit[0] == ident:
         return hit[1]
-    stored = _load(path, ident)
-    if stored is None:
-        stored = _read_facts(path)
-        _save(path, ident, *stored)
-    facts, sample = stored
+    meta = _stored_meta(path, ident)
+    if meta is not None:  # the sample stays on disk until gx_sample asks (the drift reference never does)
+        facts = PartitionFacts(**meta["facts"])
+    else:
+        facts, sample = _read_facts(path)
+        _save(path, ident, facts, sample)
+        if sample is not None:
+            _keep_sample(path, ident, sample)
     _FACTS[path] = (ident, facts)
-    if sample is not None:
-        _SAMPLES[path] = (ident, sample)
-        _SAMPLES.move_to_end(path)
-        while len(_SAMPLES) > _SAMPLES_KEPT:
-            _SAMPLES.popitem(last=False)
     return facts
 
 
@@ -96,11 +94,26 @@ def gx_sample(path: str) -> Optional[pa.Table]:
     order, so any prefix is a random subset too; None when the schema is not the contract's."""
     ident = identity(path)
     hit = _SAMPLES.get(path)
-    if not (hit and hit[0] == ident):
-        _FACTS.pop(path, None)
-        partition_facts(path)
-        hit = _SAMPLES.get(path)
-    return hit[1] if hit else None
+    if hit and hit[0] == ident:
+        return hit[1]
+    meta = _stored_meta(path, ident)
+    if meta is not None and meta.get("sample_rows") is None:
+        return None  # stored facts say: not the contract's schema
+    sample = _stored_sample(path, meta) if meta is not None else None
+    if sample is None:
+        facts, sample = _read_facts(path)
+        _save(path, ident, facts, sample)
+        _FACTS[path] = (ident, facts)
+    if sample is not None:
+        _keep_sample(path, ident, sample)
+    return sample
+
+
+def _keep_sample(path: str, ident: tuple, sample: pa.Table) -> None:
+    _SAMPLES[path] = (ident, sample)
+    _SAMPLES.move_to_end(path)
+    while len(_SAMPLES) > _SAMPLES_KEPT:
+        _SAMPLES.popitem(last=False)
 
 
 def _stored_paths(path: str) -> tuple[str, str]:
@@ -110,20 +123,28 @@ def _stored_paths(path: str) -> tuple[str, str]:
     return base + ".json", base + ".gx.parquet"
 
 
-def _load(path: str, ident: tuple) -> Optional[tuple[PartitionFacts, Optional[pa.Table]]]:
-    """Facts stored for this exact file (same identity), else None."""
-    meta_path, sample_path = _stored_paths(path)
+def _stored_meta(path: str, ident: tuple) -> Optional[dict[str, Any]]:
+    """The stored facts' JSON when they were computed from this exact file (same identity)."""
+    meta_path, _ = _stored_paths(path)
     try:
         with open(meta_path, encoding="utf-8") as fh:
             meta = json.load(fh)
         if meta.get("version") != FACTS_VERSION or meta.get("identity") != list(ident):
             return None
-        sample = pq.read_table(sample_path) if meta.get("sample_rows") is not None else None
-        if sample is not None and sample.num_rows != meta["sample_rows"]:
-            return None
-        return PartitionFacts(**meta["facts"]), sample
-    except (OSError, ValueError, TypeError, KeyError, pa.ArrowException):
+        PartitionFacts(**meta["facts"])  # a JSON of another shape is not ours
+        return meta
+    except (OSError, ValueError, TypeError, KeyError):
         return None
+
+
+def _stored_sample(path: str, meta: dict[str, Any]) -> Optional[pa.Table]:
+    """The stored GX sample, when it has the row count its facts recorded."""
+    _, sample_path = _stored_paths(path)
+    try:
+        sample = pq.read_table(sample_path)
+    except (OSError, pa.ArrowException):
+        return None
+    return sample if sample.num_rows == meta["sample_rows"] else None
 
 
 def _save(path: str, ident: tuple, facts: PartitionFacts, sample: Optional[pa.Table]) -> None:
