@@ -63,10 +63,11 @@ class PartitionFacts:
 
 _FACTS: dict[str, tuple[tuple, PartitionFacts]] = {}
 _SAMPLES: OrderedDict[str, tuple[tuple, pa.Table]] = OrderedDict()
-#: Facts kept on disk, next to the stage folders: ``<root>/check_facts/<key>.json`` (+ ``.gx.parquet``).
+#: Facts kept on disk, next to the stage folders: ``<root>/check_facts/<key>.json``, the GX sample in
+#: ``<key>.parquet`` (like every Parquet file of the output tree: its JSON says its ``rows``).
 FACTS_DIR = "check_facts"
 #: Bump when PartitionFacts or the sample change: facts of another version are read again.
-FACTS_VERSION = 1
+FACTS_VERSION = 2
 
 
 def partition_facts(path: str) -> PartitionFacts:
@@ -97,7 +98,7 @@ def gx_sample(path: str) -> Optional[pa.Table]:
     if hit and hit[0] == ident:
         return hit[1]
     meta = _stored_meta(path, ident)
-    if meta is not None and meta.get("sample_rows") is None:
+    if meta is not None and meta.get("rows") is None:
         return None  # stored facts say: not the contract's schema
     sample = _stored_sample(path, meta) if meta is not None else None
     if sample is None:
@@ -120,7 +121,7 @@ def _stored_paths(path: str) -> tuple[str, str]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     name = os.path.basename(path)
     base = os.path.join(root, FACTS_DIR, name[:-len(".parquet")] if name.endswith(".parquet") else name)
-    return base + ".json", base + ".gx.parquet"
+    return base + ".json", base + ".parquet"
 
 
 def _stored_meta(path: str, ident: tuple) -> Optional[dict[str, Any]]:
@@ -144,7 +145,7 @@ def _stored_sample(path: str, meta: dict[str, Any]) -> Optional[pa.Table]:
         sample = pq.read_table(sample_path)
     except (OSError, pa.ArrowException):
         return None
-    return sample if sample.num_rows == meta["sample_rows"] else None
+    return sample if sample.num_rows == meta["rows"] else None
 
 
 def _save(path: str, ident: tuple, facts: PartitionFacts, sample: Optional[pa.Table]) -> None:
@@ -161,7 +162,7 @@ def _save(path: str, ident: tuple, facts: PartitionFacts, sample: Optional[pa.Ta
             os.replace(sample_path + suffix, sample_path)
         with open(meta_path + suffix, "w", encoding="utf-8") as fh:
             json.dump({"version": FACTS_VERSION, "identity": list(ident), "facts": asdict(facts),
-                       "sample_rows": None if sample is None else sample.num_rows}, fh)
+                       "rows": None if sample is None else sample.num_rows}, fh)
         os.replace(meta_path + suffix, meta_path)
     except OSError:
         for p in (sample_path + suffix, meta_path + suffix):
