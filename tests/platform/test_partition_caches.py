@@ -174,3 +174,23 @@ def test_export_conformance_catches_a_damaged_export(sample_dir: Path, tmp_path:
     jsonl.write_bytes(bad)  # every line out of the contract: any sample finds it
     problems, _, _ = export_problems(str(root))
     assert any("fails CleanRecord" in p for p in problems)
+
+
+def test_a_failing_part_build_does_not_fail_the_partition(sample_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    specs = Source(str(sample_dir)).discover()
+    root = tmp_path / "out"
+    write_registry(str(root), specs)
+    key = next(s.key for s in specs if s.key.startswith("captions"))
+
+    def disk_full(_root: str, _key: str) -> bool:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export_parts, "ensure_part", disk_full)
+    (args,) = _chain_jobs(str(root), [key], "text", "none", S.STAGES).values()
+    result = _chain_worker(args)
+    assert S.VALIDATED in result["stages"]  # committed; the export builds the part itself later
+    monkeypatch.undo()
+    assert export_parts.read_part(str(root), key) is None
+    export_dataset(str(root), [key])
+    assert export_parts.read_part(str(root), key) is not None
