@@ -22,8 +22,8 @@ def rows_of(results: Sequence[StageResult]) -> list[tuple[str, ...]]:
             out.append((r.name, "-", "-", "-", "-", "-", "-", "-", r.note))
             continue
         rate = r.rows_per_s
-        out.append((
-            r.name, f"{r.rows:,}", f"{r.wall_s:.2f}", f"{r.work_s:.2f}" if r.work_s is not None else "-",
+        out.append((  # a wall of 0: a figure read from a run's markers, not a process of its own
+            r.name, f"{r.rows:,}", f"{r.wall_s:.2f}" if r.wall_s else "-", f"{r.work_s:.2f}" if r.work_s is not None else "-",
             f"{rate:,.0f}" if rate else "-", _mb(r.peak_tree_bytes), _mb(r.peak_process_bytes),
             str(r.processes or "-"), r.note,
         ))

@@ -61,6 +61,8 @@ Stages:
   captions (target: >= 20,000 entries/s on one core; rows/s here is over the whole
   process wall, start-up included).
 - **end to end**: `charmeta run --source <shards> --output <dir>`, process tree.
+- **stage X** (under end to end): rows/s of each pipeline stage of that run, from its commit
+  markers (rows written and seconds taken, summed over the partitions: worker time).
 - **re-run, nothing new**: the same command again (every shard is skipped).
 - **10 new shards**: 10 more synthetic shards (another seed) linked into the source,
   the same command again: only those are processed (the export is rebuilt over all).
@@ -92,7 +94,7 @@ def _default_report() -> Path:
 def run(args: argparse.Namespace) -> int:
     from charmeta.bench import machine, report
     from charmeta.bench.data import ensure_synth
-    from charmeta.bench.stages import StageResult, cli_cmd, run_child, worker_cmd
+    from charmeta.bench.stages import StageResult, cli_cmd, pipeline_stage_results, run_child, worker_cmd
     from charmeta.errors import ConfigError
 
     if args.rows < 1 or args.extract_rows < 1:
@@ -156,6 +158,10 @@ def run(args: argparse.Namespace) -> int:
         run_cmd = cli_cmd("run", "--source", str(source), "--output", str(out_dir))
         e2e = run_child("end to end", run_cmd, args.rows, timeout=args.timeout)
         results.append(e2e)
+        if e2e.available:
+            from charmeta_dagster.stages import STAGES
+
+            results.extend(pipeline_stage_results(out_dir, STAGES))
         if e2e.available and floor is not None and floor.available and floor.seconds > 0:
             ratio = e2e.wall_s / floor.seconds
             e2e.note = f"{ratio:.1f}x the DuckDB floor"

@@ -98,6 +98,7 @@ def test_bench_cli_tiny(tmp_path: Path, capsys) -> None:
     for stage in ("synth (parquet)", "duckdb floor", "core extraction", "extract CLI", "end to end"):
         assert stage in out
         assert stage in md.read_text()
+    assert "stage attribute_predictions" in out and "re-run, nothing new" in out and "10 new shards" in out
     floor_line = next(line for line in out.splitlines() if line.startswith("duckdb floor"))
     assert "400" in floor_line and "threads" in floor_line
     text = md.read_text()
