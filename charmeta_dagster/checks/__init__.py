@@ -8,8 +8,9 @@ thousands of partitions still points at the bad shard.
 
 The five checks of ``validated_records`` are one ``@multi_asset_check``
 (``validated_records_checks``): one step per run instead of five, and one read
-per partition file for all of them (``checks.facts``, memoised by file identity,
-so the drift reference of later runs costs nothing).
+per partition file for all of them (``charmeta_dagster.check_facts``, memoised by
+file identity in the process and on disk, where the worker that built the
+partition left it; the drift reference over the other partitions costs nothing).
 
 * ``one_row_per_input`` on ``attribute_predictions`` (a check spec of the
   ``shard_stages`` multi-asset, evaluated by the row guard inside each
