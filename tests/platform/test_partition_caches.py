@@ -30,6 +30,15 @@ def _build(sample_dir: Path, root: Path, backend: str = "text") -> list[str]:
     return keys
 
 
+def _one_pool_task(sample_dir: Path, root: Path) -> tuple[str, dict]:
+    """The pool task of the sample's caption shard, run here: (its key, its result)."""
+    specs = Source(str(sample_dir)).discover()
+    write_registry(str(root), specs)
+    key = next(s.key for s in specs if s.key.startswith("captions"))
+    (args,) = _chain_jobs(str(root), [key], "text", "none", S.STAGES).values()
+    return key, _chain_worker(args)
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
@@ -88,12 +97,8 @@ def test_a_rebuilt_or_damaged_partition_gets_a_new_part(sample_dir: Path, tmp_pa
 
 def test_the_worker_leaves_facts_and_part_for_the_checks_and_the_export(sample_dir: Path, tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    specs = Source(str(sample_dir)).discover()
     root = tmp_path / "out"
-    write_registry(str(root), specs)
-    key = next(s.key for s in specs if s.key.startswith("captions"))
-    (args,) = _chain_jobs(str(root), [key], "text", "none", S.STAGES).values()
-    result = _chain_worker(args)
+    key, result = _one_pool_task(sample_dir, root)
     assert S.VALIDATED in result["stages"] and "facts_and_export_part_seconds" in result
     assert export_parts.read_part(str(root), key) is not None
     path = S.Store(str(root)).path(S.VALIDATED, key)
@@ -178,17 +183,12 @@ def test_export_conformance_catches_a_damaged_export(sample_dir: Path, tmp_path:
 
 def test_a_failing_part_build_does_not_fail_the_partition(sample_dir: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    specs = Source(str(sample_dir)).discover()
-    root = tmp_path / "out"
-    write_registry(str(root), specs)
-    key = next(s.key for s in specs if s.key.startswith("captions"))
-
     def disk_full(_root: str, _key: str) -> bool:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(export_parts, "ensure_part", disk_full)
-    (args,) = _chain_jobs(str(root), [key], "text", "none", S.STAGES).values()
-    result = _chain_worker(args)
+    root = tmp_path / "out"
+    key, result = _one_pool_task(sample_dir, root)
     assert S.VALIDATED in result["stages"]  # committed; the export builds the part itself later
     monkeypatch.undo()
     assert export_parts.read_part(str(root), key) is None
