@@ -23,3 +23,13 @@ def connect(path: str = ":memory:", memory_limit: Optional[str] = None) -> duckd
     con.execute(f"SET memory_limit = '{limit}'")
     con.execute(f"SET temp_directory = '{os.path.join(tempfile.gettempdir(), 'charmeta-duckdb')}'")
     return con
+
+
+def sql_string(s: str) -> str:
+    """``s`` as a SQL string literal (paths, patterns interpolated into a query)."""
+    return "'" + s.replace("'", "''") + "'"
+
+
+def sql_ident(s: str) -> str:
+    """``s`` as a quoted SQL identifier (a column name)."""
+    return '"' + s.replace('"', '""') + '"'

@@ -33,7 +33,8 @@ from typing import Any, Iterable, Optional
 import charmeta
 from charmeta import duck
 from charmeta.contract import SCHEMA_VERSION, STATUSES, clean_json_schema
-from charmeta.export_parts import _q, concatenate, current_parts, merged_counts
+from charmeta.duck import sql_string
+from charmeta.export_parts import concatenate, current_parts, merged_counts
 
 log = logging.getLogger("charmeta.export")
 
@@ -51,7 +52,7 @@ def _files(root: str, stage: str, keys: Iterable[str]) -> list[str]:
 
 
 def _read(files: list[str]) -> str:
-    return "read_parquet([" + ", ".join(_q(f) for f in files) + "])"
+    return "read_parquet([" + ", ".join(sql_string(f) for f in files) + "])"
 
 
 def code_version() -> dict[str, Optional[str]]:
@@ -144,8 +145,8 @@ def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str
                 cat.execute(f"CREATE VIEW {stage} AS SELECT * FROM {_read(sf)}")
         if files:
             cat.execute("CREATE VIEW status_counts AS SELECT status, count(*) AS n FROM validated_records GROUP BY 1")
-        cat.execute(f"CREATE VIEW quarantine AS SELECT * FROM read_parquet({_q(quarantine_path)})")
-        cat.execute(f"CREATE VIEW export_records AS SELECT * FROM read_json_auto({_q(jsonl)}, format='newline_delimited')"
+        cat.execute(f"CREATE VIEW quarantine AS SELECT * FROM read_parquet({sql_string(quarantine_path)})")
+        cat.execute(f"CREATE VIEW export_records AS SELECT * FROM read_json_auto({sql_string(jsonl)}, format='newline_delimited')"
                     if exported else "CREATE VIEW export_records AS SELECT NULL::VARCHAR AS id WHERE false")
     finally:
         cat.close()

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Optional
 
 from charmeta import duck
+from charmeta.duck import sql_ident, sql_string
 from charmeta.contract import ATTRIBUTES
 from charmeta.file_identity import identity
 from charmeta.tmpfiles import sweep_stale_tmp
@@ -39,14 +40,6 @@ PART_DIR = "export_parts"
 VALIDATED = "validated_records"
 #: Bump when a part's contents change meaning: parts of another version are rebuilt.
 PART_VERSION = 1
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
-def _ident(s: str) -> str:
-    return '"' + s.replace('"', '""') + '"'
 
 
 def clean_json_sql(newline: bool = False) -> str:
@@ -61,7 +54,7 @@ def clean_json_sql(newline: bool = False) -> str:
     """
     parts = ["'{\"id\":'", "coalesce(to_json(\"id\")::VARCHAR, 'null')"]
     for a in ATTRIBUTES:
-        col = _ident(a.column)
+        col = sql_ident(a.column)
         empty = f"{col} IS NULL" + (f" OR len({col}) = 0" if a.is_list else "")
         parts.append(f"CASE WHEN {empty} THEN '' ELSE ',{json.dumps(a.key)}:' || to_json({col}) END")
     parts.append("'}' || chr(10)" if newline else "'}'")
@@ -109,7 +102,7 @@ def build_part(root: str, key: str, con: Any = None) -> dict[str, Any]:
     try:
         con.execute("SET preserve_insertion_order = true")
         order = "" if _in_position_order(src) else " ORDER BY source_position"
-        table = con.sql(f"SELECT {clean_json_sql(newline=True)} AS j FROM read_parquet({_q(src)}) "
+        table = con.sql(f"SELECT {clean_json_sql(newline=True)} AS j FROM read_parquet({sql_string(src)}) "
                         f"WHERE status = 'ok'{order}").to_arrow_table()
         with open(tmp_lines, "wb") as fh:
             n_lines = _write_lines(fh, table.to_batches())
@@ -248,9 +241,9 @@ def _top(counts: dict[Any, int], limit: int) -> dict[str, int]:
 def _histograms(con: Any, path: str) -> dict[str, Any]:
     """One partition's counts per status (every row) and full value histograms over its ok rows:
     scalars with a null as ``(absent)``, list values with their null elements counted apart."""
-    src = f"read_parquet({_q(path)})"
+    src = f"read_parquet({sql_string(path)})"
     scalar = [a for a in ATTRIBUTES if not a.is_list]
-    aggs = ["histogram(status)"] + [f"histogram(coalesce({_ident(a.column)}, '(absent)')) FILTER (WHERE status = 'ok')"
+    aggs = ["histogram(status)"] + [f"histogram(coalesce({sql_ident(a.column)}, '(absent)')) FILTER (WHERE status = 'ok')"
                                     for a in scalar]
     row = con.execute(f"SELECT {', '.join(aggs)} FROM {src}").fetchone()
     out: dict[str, Any] = {
@@ -260,7 +253,7 @@ def _histograms(con: Any, path: str) -> dict[str, Any]:
     }
     for a in ATTRIBUTES:
         if a.is_list:
-            hist, nulls = con.execute(f"SELECT histogram(v), count(*) - count(v) FROM (SELECT unnest({_ident(a.column)}) "
+            hist, nulls = con.execute(f"SELECT histogram(v), count(*) - count(v) FROM (SELECT unnest({sql_ident(a.column)}) "
                                       f"AS v FROM {src} WHERE status = 'ok')").fetchone()
             out["lists"][a.key] = {"values": {str(k): int(v) for k, v in (hist or {}).items()}, "nulls": int(nulls or 0)}
     return out

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from charmeta import duck
+from charmeta.duck import sql_string
 
 QUARANTINE_FILE = "quarantine.parquet"
 QUARANTINE_SCHEMA = pa.schema(
@@ -29,10 +30,6 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("reason", pa.string()),
     ]
 )
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def _rows(path: str) -> Optional[int]:
@@ -81,7 +78,7 @@ def _counts(files: list[str]) -> list[tuple[int, int]]:
     try:
         rows = con.execute(
             f"SELECT file_index, count(*), count(*) FILTER (status = 'invalid') FROM "
-            f"read_parquet([{', '.join(_q(f) for f in files)}]) GROUP BY ALL").fetchall()
+            f"read_parquet([{', '.join(sql_string(f) for f in files)}]) GROUP BY ALL").fetchall()
     finally:
         con.close()
     found = {int(i): (int(n), int(bad)) for i, n, bad in rows}
@@ -105,7 +102,7 @@ def write_quarantine(root: str, keys: Iterable[str], out_path: str) -> dict[str,
         if keys:  # one scan of all partitions (file_index = partition order); only invalid rows are sorted
             reader = con.sql(
                 f"SELECT file_index, source_shard, source_position, id, reason FROM "
-                f"read_parquet([{', '.join(_q(_validated(root, k)) for k in keys)}]) "
+                f"read_parquet([{', '.join(sql_string(_validated(root, k)) for k in keys)}]) "
                 "WHERE status = 'invalid' ORDER BY file_index, source_position, id").to_arrow_reader(65_536)
             names = pa.array(keys, pa.string())
             for rb in reader:

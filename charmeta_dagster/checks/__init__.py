@@ -45,6 +45,7 @@ from dagster import (
 )
 
 from charmeta import duck
+from charmeta.duck import sql_string
 from charmeta.contract import ATTRIBUTES, CORE_KEYS, STATUSES, CleanRecord
 from charmeta.sources import registered_keys
 from charmeta_dagster import stages as S
@@ -62,10 +63,6 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage statistics le
 
 def _keys(context: AssetCheckExecutionContext) -> list[str]:
     return list(context.partition_keys) if context.has_partition_key_range or context.has_partition_key else []
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def _row_count_problems(store: S.Store, stage: str, key: str) -> list[str]:
@@ -291,7 +288,7 @@ def _count_and_sample(jsonl: str, k: int = 500) -> tuple[int, list[bytes]]:
 def _duplicate_ids(jsonl: str) -> int:
     con = duck.connect()
     try:
-        return int(con.execute(f"SELECT count(*) - count(DISTINCT id) FROM read_json({_q(jsonl)}, "
+        return int(con.execute(f"SELECT count(*) - count(DISTINCT id) FROM read_json({sql_string(jsonl)}, "
                                "format='newline_delimited', columns={'id': 'VARCHAR'})").fetchone()[0])
     finally:
         con.close()
