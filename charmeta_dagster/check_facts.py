@@ -79,15 +79,11 @@ def partition_facts(path: str) -> PartitionFacts:
     if hit and hit[0] == ident:
         return hit[1]
     meta = _stored_meta(path, ident)
-    if meta is not None:  # the sample stays on disk until gx_sample asks (the drift reference never does)
-        facts = PartitionFacts(**meta["facts"])
-    else:
-        facts, sample = _read_facts(path)
-        _save(path, ident, facts, sample)
-        if sample is not None:
-            _keep_sample(path, ident, sample)
-    _FACTS[path] = (ident, facts)
-    return facts
+    if meta is None:
+        return _read_and_keep(path, ident)[0]
+    # the sample stays on disk until gx_sample asks (the drift reference never does)
+    _FACTS[path] = (ident, meta["facts"])
+    return meta["facts"]
 
 
 def gx_sample(path: str) -> Optional[pa.Table]:
@@ -102,12 +98,19 @@ def gx_sample(path: str) -> Optional[pa.Table]:
         return None  # stored facts say: not the contract's schema
     sample = _stored_sample(path, meta) if meta is not None else None
     if sample is None:
-        facts, sample = _read_facts(path)
-        _save(path, ident, facts, sample)
-        _FACTS[path] = (ident, facts)
+        return _read_and_keep(path, ident)[1]
+    _keep_sample(path, ident, sample)
+    return sample
+
+
+def _read_and_keep(path: str, ident: tuple) -> tuple[PartitionFacts, Optional[pa.Table]]:
+    """Read the file's facts and sample, store them on disk and memoise both."""
+    facts, sample = _read_facts(path)
+    _save(path, ident, facts, sample)
+    _FACTS[path] = (ident, facts)
     if sample is not None:
         _keep_sample(path, ident, sample)
-    return sample
+    return facts, sample
 
 
 def _keep_sample(path: str, ident: tuple, sample: pa.Table) -> None:
@@ -125,14 +128,15 @@ def _stored_paths(path: str) -> tuple[str, str]:
 
 
 def _stored_meta(path: str, ident: tuple) -> Optional[dict[str, Any]]:
-    """The stored facts' JSON when they were computed from this exact file (same identity)."""
+    """The stored facts' JSON (its ``facts`` as a PartitionFacts) when they were computed from
+    this exact file (same identity)."""
     meta_path, _ = _stored_paths(path)
     try:
         with open(meta_path, encoding="utf-8") as fh:
             meta = json.load(fh)
         if meta.get("version") != FACTS_VERSION or meta.get("identity") != list(ident):
             return None
-        PartitionFacts(**meta["facts"])  # a JSON of another shape is not ours
+        meta["facts"] = PartitionFacts(**meta["facts"])  # a JSON of another shape is not ours
         return meta
     except (OSError, ValueError, TypeError, KeyError):
         return None
