@@ -225,7 +225,7 @@ def _run(args: argparse.Namespace) -> int:
     }
     tags = {RUNNER_TAG: "cli", PID_TAG: str(os.getpid())}
     print(f"charmeta run: {len(keys)} shards in {source_uri} ({skipped} already done, {len(todo)} to process "
-          f"in {len(chunks)} runs); Dagster instance {home}", file=sys.stderr, flush=True)
+          f"in {len(chunks)} Dagster run{'' if len(chunks) == 1 else 's'}); instance {home}", file=sys.stderr, flush=True)
 
     shards_job = defs.resolve_job_def("shards_job")
     export_job = defs.resolve_job_def("export_job")
