@@ -1,10 +1,16 @@
-"""A flat ``(tag, attribute, value)`` table for the DuckDB floor query.
+"""Flat ``(tag, attribute, value)`` tables for the DuckDB floor query.
 
-The floor only needs a join of realistic size, not the engine's resolution
-rules, so this reads ``charmeta/data/ontology/*.json`` tolerantly (whatever
-shape a file has, any ``tag -> value`` map or ``{"tags": [...], "display": v}``
-list under an attribute file counts) and falls back to rules over the WD
-vocabulary (``* hair`` -> Hair Color...) when no ontology is there yet.
+The floor needs a join of the size the engine really does, not its resolution
+rules. ``engine_floor_ontology`` is the engine's compiled tag index (every tag the
+extractor looks up: attribute tags, colour x garment expansions, character names,
+count/rating/safety tags; ~25k rows). It is the floor's table since 2026-11-27.
+
+``load_floor_ontology`` is the table the floor used before: it reads
+``charmeta/data/ontology/*.json`` tolerantly (whatever shape a file has, any
+``tag -> value`` map or ``{"tags": [...], "display": v}`` list under an attribute
+file counts, ~600 rows) and falls back to rules over the WD vocabulary (``* hair``
+-> Hair Color...) when no ontology is there. The bench still runs it as a second,
+lighter floor, so figures stay comparable with earlier reports.
 """
 
 from __future__ import annotations
@@ -107,3 +113,19 @@ def load_floor_ontology(folder: Optional[Path] = None) -> tuple[list[tuple[str, 
         return rows, f"ontology/*.json + WD colour tags ({len(rows)} tag rows)"
     rows = from_wd_vocab()
     return rows, f"WD-vocabulary fallback ({len(rows)} tag rows)"
+
+
+def engine_floor_ontology() -> tuple[list[tuple[str, str, str]], str]:
+    """``(rows, source)``: one row per (tag, hit) of the engine's compiled index
+    (``charmeta.ontology.Ontology.frozen``): the attribute (or the hit's kind where it has
+    none) and the value (a weighted value's name; empty where the hit carries none)."""
+    from charmeta.ontology import get_ontology
+
+    rows: set[tuple[str, str, str]] = set()
+    for tag, hits in get_ontology().frozen.items():
+        for hit in hits:
+            attribute = hit.key if isinstance(hit.key, str) else hit.kind
+            value = hit.value[0] if isinstance(hit.value, tuple) else hit.value
+            rows.add((tag, str(attribute), "" if value is None else str(value)))
+    out = sorted(rows)
+    return out, f"engine's compiled tag index ({len(out):,} tag rows)"

@@ -17,12 +17,13 @@ from typing import Any
 from charmeta.bench.rss import self_maxrss_bytes
 
 
-def floor_stage(shard_glob: str, out: str, threads: int | None) -> dict[str, Any]:
-    """The DuckDB floor query (see ``charmeta.bench.floor``)."""
+def floor_stage(shard_glob: str, out: str, threads: int | None, ontology: str = "engine") -> dict[str, Any]:
+    """The DuckDB floor query (see ``charmeta.bench.floor``) joined to the engine's compiled
+    tag index (``ontology="engine"``) or to the lighter JSON-only table (``"json"``)."""
     from charmeta.bench.floor import run_floor
-    from charmeta.bench.ontology import load_floor_ontology
+    from charmeta.bench.ontology import engine_floor_ontology, load_floor_ontology
 
-    onto, source = load_floor_ontology()
+    onto, source = engine_floor_ontology() if ontology == "engine" else load_floor_ontology()
     r = run_floor(shard_glob, onto, Path(out), threads)
     return {"available": True, "rows": r.rows_in, "entries": r.entries_out, "seconds": r.seconds,
             "threads": r.threads, "ontology": source}
@@ -60,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--batch-rows", type=int, default=32_768)
+    p.add_argument("--ontology", choices=("engine", "json"), default="engine", help="the floor's tag table")
     a = p.parse_args(argv)
     if a.stage == "floor":
-        res = floor_stage(a.glob, a.out, a.threads)
+        res = floor_stage(a.glob, a.out, a.threads, a.ontology)
     else:
         res = core_stage(a.glob, a.batch_rows)
     res["maxrss"] = self_maxrss_bytes()

@@ -13,7 +13,7 @@ from charmeta.bench import report
 from charmeta.bench.data import ensure_synth
 from charmeta.bench.floor import run_floor
 from charmeta.bench.machine import describe
-from charmeta.bench.ontology import from_ontology_dir, load_floor_ontology, normalise
+from charmeta.bench.ontology import engine_floor_ontology, from_ontology_dir, load_floor_ontology, normalise
 from charmeta.bench.rss import TreeSampler
 from charmeta.bench.stages import StageResult, run_child, unavailable, worker_cmd
 from charmeta.cli import main
@@ -58,6 +58,24 @@ def test_floor_query(shards: Path, tmp_path: Path) -> None:
     assert sum(t.column("n_matched").to_pylist()) > 0
 
 
+def test_engine_floor_joins_what_the_engine_looks_up(shards: Path, tmp_path: Path) -> None:
+    """The floor's table is the engine's compiled index: far larger than the JSON-only table
+    (colour x garment expansions, character names) and it matches more of the same tags."""
+    from charmeta.ontology import get_ontology
+
+    engine, source = engine_floor_ontology()
+    light, _ = load_floor_ontology()
+    assert "compiled" in source and len(engine) > 10 * len(light)
+    tags = {t for t, _, _ in engine}
+    assert tags == {t for t, hits in get_ontology().frozen.items() if hits}  # every tag with a hit, nothing else
+    assert ("blue hair", "Hair Color", "Blue") in engine
+    matched = {}
+    for name, onto in (("engine", engine), ("json", light)):
+        run_floor(str(shards / "*.parquet"), onto, tmp_path / f"{name}.parquet", threads=1)
+        matched[name] = sum(pq.read_table(tmp_path / f"{name}.parquet").column("n_matched").to_pylist())
+    assert matched["engine"] > matched["json"] > 0
+
+
 def test_tree_sampler_sees_children() -> None:
     code = "import subprocess,sys,time; p=subprocess.Popen([sys.executable,'-c','import time; time.sleep(1.0)']); time.sleep(1.0); p.wait()"
     import subprocess
@@ -99,7 +117,9 @@ def test_bench_cli_tiny(tmp_path: Path, capsys) -> None:
         assert stage in out
         assert stage in md.read_text()
     assert "stage attribute_predictions" in out and "re-run, nothing new" in out and "10 new shards" in out
-    floor_line = next(line for line in out.splitlines() if line.startswith("duckdb floor"))
-    assert "400" in floor_line and "threads" in floor_line
+    floor_line = next(line for line in out.splitlines() if line.startswith("duckdb floor "))
+    assert "400" in floor_line and "threads" in floor_line and "compiled tag index" in floor_line
+    assert any(line.startswith("duckdb floor, JSON tags") for line in out.splitlines())
+    assert "JSON-only tag table" in out
     text = md.read_text()
     assert "# Benchmarks" in text and "**cpu**" in text and "**libraries**" in text
