@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    choices=["none", "auto", "clip", "siglip", "open_clip"],
                    help="image embedder backend for image shards (model: CHARMETA_IMAGE_MODEL; default none)")
     p.add_argument("--workers", type=int, default=0, help="worker processes per stage (0 = CPU count)")
-    p.add_argument("--partitions-per-run", type=int, default=None, help="partitions per Dagster run (default 8)")
+    p.add_argument("--partitions-per-run", type=int, default=None, help="partitions per Dagster run (default 10)")
     p.add_argument("--dagster-home", default=None, help="Dagster instance folder")
     p.add_argument("--force", action="store_true", help="ignore finished outputs and rebuild every shard")
     p.set_defaults(func=run_command)
@@ -200,6 +200,10 @@ def _run(args: argparse.Namespace) -> int:
     from charmeta_dagster.sensors import RANGE_END, RANGE_START
 
     instance = DagsterInstance.get()
+    if todo:
+        from charmeta_dagster.checks import preload_great_expectations
+
+        preload_great_expectations()  # the run's checks need it; its import overlaps the pool's work
     orphaned = _fail_orphaned_runs(instance)
     if orphaned:
         log.info("marked %d runs of a killed charmeta run as failed", orphaned)

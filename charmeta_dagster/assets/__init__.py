@@ -61,7 +61,7 @@ except ImportError:  # pragma: no cover
     pass
 
 shards_partitions = DynamicPartitionsDefinition(name="shards")
-PARTITIONS_PER_RUN = int(os.environ.get("CHARMETA_PARTITIONS_PER_RUN", "8"))
+PARTITIONS_PER_RUN = int(os.environ.get("CHARMETA_PARTITIONS_PER_RUN", "10"))
 BACKFILL_POLICY = BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN)
 GROUP = "charmeta"
 

@@ -63,3 +63,18 @@ def test_great_expectations_suite_fails_on_out_of_vocabulary_status(sample_dir: 
     df.loc[0, "status"] = "maybe"
     res = run_gx_suite(df)
     assert res["success"] is False and any("status" in f for f in res["failed"])
+
+
+def test_great_expectations_preload_imports_it_in_the_background() -> None:
+    """``charmeta run`` starts the GX import while the pool works; a fresh interpreter shows
+    the thread imports it (and the main thread does not wait for it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, threading; from charmeta_dagster.checks import preload_great_expectations; "
+            "assert 'great_expectations' not in sys.modules; preload_great_expectations(); "
+            "t = next(t for t in threading.enumerate() if t.name == 'gx-preload'); t.join(120); "
+            "print('great_expectations' in sys.modules and hasattr(sys.modules['great_expectations'], 'get_context'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "True"
