@@ -49,6 +49,10 @@ EDGE_CASES = [
     "1girl, solo, a name, some show, zork\\ quux, zork quux, Zork  Quux, ||| general, long hair",
     "1girl, solo, a name, some show, zork quux, other show, zork\\ quux, ||| general, long hair",
     "1girl,, , solo,,, rating: general,, long hair,",
+    # two spaces / underscores in a row (read per item, never as plain items) and short emoticons
+    "1girl, solo, some__name, a _name, name_ b, x__, ^_^, ||| general, long hair, ^_^, o_o, >_<",
+    "1girl, solo,  two  spaces ,  ||| general, long__hair,  blue eyes",
+    "1girl solo some__name ^_^ long_hair",
     "1girl, solo\nrating: general, long hair",  # newline: per-entry path
     "Tall woman with long red hair and green eyes, wearing a black dress.",
     "long hair, blue eyes, smile",  # prompt list without rating: per-entry path
