@@ -388,9 +388,10 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     ratings = np.flatnonzero((c_flags & RATING) != 0)
     if len(ratings):
         r_rows = c_row[ratings]
-        first = np.unique(r_rows, return_index=True)  # flat order is row-major: first per row
-        v30_rows = first[0][~is_v31[first[0]]]
-        boundary[v30_rows] = c_pos[ratings[first[1]]][~is_v31[first[0]]]
+        first = run_starts(r_rows)  # flat order is row-major: first per row
+        first_rows = r_rows[first]
+        v30 = ~is_v31[first_rows]
+        boundary[first_rows[v30]] = c_pos[ratings[first]][v30]
     comma_fast = np.zeros(n, bool)
     comma_fast[c_idx] = (boundary[c_idx] >= 0) & ~c_twice  # no '|||' and no rating item: a prompt list or prose
     header = (c_pos < boundary[c_row]) & ((c_flags & (EMPTY | IS_MARK)) == 0)
@@ -477,6 +478,22 @@ def first_per_row(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out = np.zeros(len(rows), bool)
     hits = np.flatnonzero(mask)
     if len(hits):
-        _, first = np.unique(rows[hits], return_index=True)
-        out[hits[first]] = True
+        out[hits[run_starts(rows[hits])]] = True
     return out
+
+
+def run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal ``values`` starts. For sorted values: the first index of each
+    distinct value, as ``np.unique(values, return_index=True)`` gives, without its sort."""
+    if not len(values):
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+
+
+def dense_unique(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for ids in ``[0, size)`` (decision / value ids:
+    a table's length bounds them) by counting instead of sorting: O(len(values) + size)."""
+    seen = np.bincount(values, minlength=size) > 0
+    distinct = np.flatnonzero(seen)
+    rank = np.cumsum(seen) - 1
+    return distinct, rank[values]

@@ -44,7 +44,7 @@ from charmeta.ontology import (
 )
 from charmeta.extractors import caption_arrays
 from charmeta.extractors.caption_arrays import (
-    NO_GARMENT, ItemTable, Units, Vocabulary, expand_counts, first_per_row, read_units,
+    NO_GARMENT, ItemTable, Units, Vocabulary, dense_unique, expand_counts, first_per_row, read_units,
 )
 from charmeta.records import Decision, Extraction, extractions_to_table
 from charmeta.resolvers import UNKNOWN_COUNT_FACTOR, ListResolver
@@ -327,15 +327,14 @@ class ColumnarTagPath:
         for a in range(len(ATTRIBUTES)):
             sel = unknown & (dids[a] > 0)
             if sel.any():
-                distinct, inv = np.unique(dids[a][sel], return_inverse=True)
-                dids[a][sel] = np.array([self._scaled(a, int(d)) for d in distinct], np.int64)[inv.reshape(-1)]
+                distinct, inv = dense_unique(dids[a][sel], len(self.decisions[a]))
+                dids[a][sel] = np.array([self._scaled(a, int(d)) for d in distinct], np.int64)[inv]
         # safety rule per distinct (safety tags, age, rating); then status and reason
-        age_ids, age_inv = np.unique(dids[self._age], return_inverse=True)
-        rating_ids, rating = np.unique(rating, return_inverse=True)
-        rating = rating.reshape(-1)
+        age_ids, age_inv = dense_unique(dids[self._age], len(self.decisions[self._age]))
+        rating_ids, rating = dense_unique(rating, len(self.rating_names))
         rating_names = [self.rating_names[i] for i in rating_ids.tolist()]
         age_names = [self.decisions[self._age][int(d)].value if d else UNKNOWN for d in age_ids]
-        combo = (safety * (len(age_ids) + 1) + age_inv.reshape(-1)) * (len(rating_names) + 1) + rating
+        combo = (safety * (len(age_ids) + 1) + age_inv) * (len(rating_names) + 1) + rating
         combos, combo_inv = np.unique(combo, return_inverse=True)
         reasons: list[Optional[str]] = []
         for c in combos.tolist():
@@ -400,9 +399,8 @@ class ColumnarTagPath:
             "rating": cols["rating"],
         }
         for a, spec in enumerate(ATTRIBUTES):
-            distinct, inverse = np.unique(dids[a], return_inverse=True)
+            distinct, take = dense_unique(dids[a], len(self.decisions[a]))
             ds = [self.decisions[a][j] for j in distinct.tolist()]
-            take = inverse.reshape(-1)
             col = spec.column
             if spec.is_list:
                 arrays[col] = cols["lists"][a] if a in cols["lists"] else (pa.array(
@@ -478,7 +476,9 @@ def _list_column(row: np.ndarray, ids: np.ndarray, strings: list[str] | pa.Array
     """One list per row from (row, string id) pairs in order, keeping each id's first occurrence
     within a row (``dict.fromkeys``: one id per string); rows without any get ``[]`` or null."""
     if len(row):
-        by = np.lexsort((np.arange(len(row)), ids, row))
+        # (row, id) as one int64 key (ids < 2**31, rows < 2**32): a stable argsort orders it as a
+        # lexsort by row, id and then position would, at a fraction of the cost
+        by = np.argsort(row * (int(ids.max()) + 1) + ids, kind="stable")
         rs, vs = row[by], ids[by]
         repeat = np.zeros(len(row), bool)
         repeat[by[1:]] = (rs[1:] == rs[:-1]) & (vs[1:] == vs[:-1])
@@ -489,8 +489,8 @@ def _list_column(row: np.ndarray, ids: np.ndarray, strings: list[str] | pa.Array
     if isinstance(strings, pa.Array):
         values = strings.take(pa.array(ids))
     else:
-        distinct, inv = np.unique(ids, return_inverse=True)
-        values = pa.array([strings[i] for i in distinct.tolist()], pa.string()).take(pa.array(inv.reshape(-1)))
+        distinct, inv = dense_unique(ids, len(strings))
+        values = pa.array([strings[i] for i in distinct.tolist()], pa.string()).take(pa.array(inv))
     mask = pa.array(per_row == 0) if null_if_empty else None
     return pa.ListArray.from_arrays(pa.array(offsets), values, type=list_type, mask=mask)
 

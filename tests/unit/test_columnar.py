@@ -182,3 +182,23 @@ def test_caches_stay_bounded(engine: Engine, monkeypatch) -> None:
         assert len(engine.text_extractor._item_cache) <= 500 + 4 * 1_000
         assert len(path.items.flags) <= 500 + 4 * 1_000
         assert path.results.n <= columnar.MEMO_MAX
+
+
+def test_array_helpers_match_numpy() -> None:
+    """``dense_unique`` / ``run_starts`` / ``first_per_row`` give what ``np.unique`` gives."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for size in (1, 7, 1000):
+        values = rng.integers(0, size, 500)
+        distinct, inverse = caption_arrays.dense_unique(values, size)
+        want_distinct, want_inverse = np.unique(values, return_inverse=True)
+        assert distinct.tolist() == want_distinct.tolist() and inverse.tolist() == want_inverse.reshape(-1).tolist()
+        rows = np.sort(values)
+        assert caption_arrays.run_starts(rows).tolist() == np.unique(rows, return_index=True)[1].tolist()
+        mask = rng.random(500) < 0.3
+        hits = np.flatnonzero(mask)
+        want = np.zeros(500, bool)
+        want[hits[np.unique(rows[hits], return_index=True)[1]]] = True
+        assert caption_arrays.first_per_row(rows, mask).tolist() == want.tolist()
+    assert caption_arrays.run_starts(np.zeros(0, np.int64)).tolist() == []
