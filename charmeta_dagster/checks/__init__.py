@@ -210,7 +210,8 @@ def preload_great_expectations() -> None:
     with it) and the GX check is the first to need it, at the end of a run. ``charmeta run``
     calls this while the pool workers are busy, so a run of all its partitions does not end
     with a single-core import. A failed import is left for the check to raise on its own
-    import, with its real error."""
+    import, with its real error. Not a daemon thread: a run that ends before its checks
+    (a failed partition) waits for the import to finish instead of exiting in the middle of it."""
     import threading
 
     def _import() -> None:
@@ -219,7 +220,7 @@ def preload_great_expectations() -> None:
         except Exception:  # noqa: BLE001 - the check's own import reports it
             pass
 
-    threading.Thread(target=_import, name="gx-preload", daemon=True).start()
+    threading.Thread(target=_import, name="gx-preload").start()
 
 
 def run_gx_suite(df) -> dict[str, Any]:  # noqa: ANN001
