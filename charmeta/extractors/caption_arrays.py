@@ -403,8 +403,9 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
 
     # items whose units apply in full: bodies, and count / rating tags of headers
     full = c_keep & (~header | ((c_flags & FULL) != 0))
-    parts = [_expand(c_codes[full], c_row[full], c_pos[full], ustart, ucount, u_slot, u_tag),
-             _expand(t_codes[t_keep], t_idx[t_parent[t_keep]], t_pos[t_keep], ustart, ucount, u_slot, u_tag)]
+    t_units = take_where(t_keep, t_codes, t_parent, t_pos)
+    parts = [_expand(*take_where(full, c_codes, c_row, c_pos), ustart, ucount, u_slot, u_tag),
+             _expand(t_units[0], t_idx[t_units[1]], t_units[2], ustart, ucount, u_slot, u_tag)]
     # header names (``TextExtractor._header_units``): the first item that is a character or not a
     # copyright is the character, later ones only when known characters; of the rest the first
     # is the copyright, later ones only when known copyrights; everything else is an artist.
@@ -480,6 +481,13 @@ def first_per_row(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if len(hits):
         out[hits[run_starts(rows[hits])]] = True
     return out
+
+
+def take_where(mask: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``a[mask]`` for each array, through the mask's indices (found once). Numpy's boolean
+    indexing costs several times a gather when the mask is irregular, as unit masks are."""
+    at = np.flatnonzero(mask)
+    return tuple(a.take(at) for a in arrays)
 
 
 def run_starts(values: np.ndarray) -> np.ndarray:

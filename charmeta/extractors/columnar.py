@@ -44,7 +44,7 @@ from charmeta.ontology import (
 )
 from charmeta.extractors import caption_arrays
 from charmeta.extractors.caption_arrays import (
-    NO_GARMENT, ItemTable, Units, Vocabulary, dense_unique, expand_counts, first_per_row, read_units,
+    NO_GARMENT, ItemTable, Units, Vocabulary, dense_unique, expand_counts, first_per_row, read_units, take_where,
 )
 from charmeta.records import Decision, Extraction, extractions_to_table
 from charmeta.resolvers import UNKNOWN_COUNT_FACTOR, ListResolver
@@ -272,26 +272,30 @@ class ColumnarTagPath:
         keep = fast[u.row]
         row_of = np.full(len(fast), -1, np.int64)
         row_of[fast_rows] = np.arange(n, dtype=np.int64)
-        row = row_of[u.row[keep]]
-        slot, tag, pos, sub, unit = u.slot[keep], u.tag[keep], u.pos[keep], u.sub[keep], u.unit[keep]
+        if keep.all():  # every unit's row is fast unless rows were preset invalid: no copies
+            row, slot, tag, pos, sub, unit = u.row, u.slot, u.tag, u.pos, u.sub, u.unit
+        else:
+            row, slot, tag, pos, sub, unit = take_where(keep, u.row, u.slot, u.tag, u.pos, u.sub, u.unit)
+        row = row_of[row]
         key = (row << 23) | ((slot + 4) << 17) | (pos << 5) | sub
         order = np.argsort(key, kind="stable")
         row, slot, tag, key, unit = row[order], slot[order], tag[order], key[order], unit[order]
         is_name = slot < 0
-        names = self._names(row[is_name], slot[is_name], tag[is_name], n)
+        names = self._names(*take_where(is_name, row, slot, tag), n)
         arr = self.items.arrays()
         is_list = np.isin(slot, np.fromiter(self.list_groups, np.int64, len(self.list_groups)))
-        lists = self._lists(row[is_list], slot[is_list], unit[is_list], arr, n)
+        lists = self._lists(*take_where(is_list, row, slot, unit), arr, n)
 
         # group segments: one per (row, group), tags in caption order; dress ones reduced first
         rest = ~is_name & ~is_list
-        row, slot, tag, key = row[rest], slot[rest], tag[rest], key[rest]
+        row, slot, tag, key = take_where(rest, row, slot, tag, key)
         dress = slot == G_DRESS
         if dress.any():
-            keep_dress = _reduce_dress(key[dress] >> 17, tag[dress], arr)
+            dress_at = np.flatnonzero(dress)
+            keep_dress = _reduce_dress(key[dress_at] >> 17, tag[dress_at], arr)
             keep = ~dress
-            keep[np.flatnonzero(dress)[keep_dress]] = True
-            row, slot, tag, key = row[keep], slot[keep], tag[keep], key[keep]
+            keep[dress_at[keep_dress]] = True
+            row, slot, tag, key = take_where(keep, row, slot, tag, key)
         seg_id = key >> 17
         starts = np.flatnonzero(np.concatenate([[True], seg_id[1:] != seg_id[:-1]])) if len(seg_id) else \
             np.zeros(0, np.int64)
@@ -311,17 +315,17 @@ class ColumnarTagPath:
         r = self.results
         dids = np.zeros((len(ATTRIBUTES), n), np.int64)
         for aa, dd in ((r.a1[res], r.d1[res]), (r.a2[res], r.d2[res])):
-            sel = aa >= 0
-            dids[aa[sel], seg_row[sel]] = dd[sel]
+            a_sel, row_sel, d_sel = take_where(aa >= 0, aa, seg_row, dd)
+            dids[a_sel, row_sel] = d_sel
         count = np.full(n, -1, np.int64)
-        g_sel = seg_g == G_GENDER
-        count[seg_row[g_sel]] = r.count[res[g_sel]]
+        g_row, g_res = take_where(seg_g == G_GENDER, seg_row, res)
+        count[g_row] = r.count[g_res]
         rating = np.zeros(n, np.int64)
-        r_sel = seg_g == G_RATING
-        rating[seg_row[r_sel]] = r.rating[res[r_sel]]
+        r_row, r_res = take_where(seg_g == G_RATING, seg_row, res)
+        rating[r_row] = r.rating[r_res]
         safety = np.zeros(n, np.int64)
-        s_sel = seg_g == G_SAFETY
-        safety[seg_row[s_sel]] = r.safety[res[s_sel]]
+        s_row, s_res = take_where(seg_g == G_SAFETY, seg_row, res)
+        safety[s_row] = r.safety[s_res]
         # unknown character count: every decision's confidence scaled (its own decision id)
         unknown = count < 0
         for a in range(len(ATTRIBUTES)):
@@ -362,8 +366,7 @@ class ColumnarTagPath:
         out: dict[int, pa.Array] = {}
         for g, key in self.list_groups.items():
             a = self.attr_index[key]
-            sel = slot == g
-            out[a] = _list_column(row[sel], value[sel], self.items.values, n,
+            out[a] = _list_column(*take_where(slot == g, row, value), self.items.values, n,
                                   self.schema.field(ATTRIBUTES[a].column).type, null_if_empty=True)
         return out
 
@@ -371,7 +374,7 @@ class ColumnarTagPath:
         """Character / copyright / artist lists per row: first occurrences in caption order."""
         list_type = self.schema.field("characters").type
         ids, strings = self.items.tag_strings(tag)
-        return [_list_column(row[slot == k], ids[slot == k], strings, n, list_type, null_if_empty=False)
+        return [_list_column(*take_where(slot == k, row, ids), strings, n, list_type, null_if_empty=False)
                 for k in (-1, -2, -3)]
 
     def _build(self, cols: dict[str, Any], ids: Any, shard: Any, positions: Any) -> dict[str, _FastColumn]:

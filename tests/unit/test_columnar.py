@@ -185,7 +185,8 @@ def test_caches_stay_bounded(engine: Engine, monkeypatch) -> None:
 
 
 def test_array_helpers_match_numpy() -> None:
-    """``dense_unique`` / ``run_starts`` / ``first_per_row`` give what ``np.unique`` gives."""
+    """``dense_unique`` / ``run_starts`` / ``first_per_row`` give what ``np.unique`` gives,
+    ``take_where`` what boolean indexing gives."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -202,3 +203,6 @@ def test_array_helpers_match_numpy() -> None:
         want[hits[np.unique(rows[hits], return_index=True)[1]]] = True
         assert caption_arrays.first_per_row(rows, mask).tolist() == want.tolist()
     assert caption_arrays.run_starts(np.zeros(0, np.int64)).tolist() == []
+    a, b = rng.integers(0, 9, 300), rng.integers(0, 9, 300)
+    mask = a > b
+    assert [x.tolist() for x in caption_arrays.take_where(mask, a, b)] == [a[mask].tolist(), b[mask].tolist()]
