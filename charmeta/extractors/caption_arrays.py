@@ -366,14 +366,12 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     # comma captions (v3.1 / v3.0): '|||' is an item of its own, then one split. Coded after the
     # tokens: their plain items get this batch's codes, which follow every remembered one.
     c_idx = np.flatnonzero(comma_rows)
-    c_text = marked.take(pa.array(c_idx))
     c_twice = n_marks[c_idx] > 1  # a second '|||': per entry
-    c_lists = pc.split_pattern(c_text, ",")
+    c_lists = pc.split_pattern(_null_except(marked, comma_rows), ",")
     c_codes = items.codes(pc.list_flatten(c_lists), comma=True)
-    c_parent = pc.list_parent_indices(c_lists).to_numpy()
+    c_row = pc.list_parent_indices(c_lists).to_numpy()
     c_offsets = c_lists.offsets.to_numpy()
-    c_pos = np.arange(len(c_codes), dtype=np.int64) - c_offsets[c_parent]
-    c_row = c_idx[c_parent]
+    c_pos = np.arange(len(c_codes), dtype=np.int64) - c_offsets[c_row]
 
     arr = items.arrays()
     flags_of, tag_of, ustart, ucount = arr["flags"], arr["item_tag"], arr["ustart"], arr["ucount"]
@@ -431,6 +429,18 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
 def _bool(mask: pa.Array) -> np.ndarray:
     """An Arrow boolean array as numpy, null as False."""
     return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
+def _null_except(texts: pa.StringArray, rows: np.ndarray) -> pa.StringArray:
+    """``texts`` with every row outside the mask ``rows`` null (kernels skip null rows).
+
+    The same offsets and data buffers under a new validity bitmap: unlike ``take`` of
+    the rows, no text is copied, and list kernels' parent indices stay batch rows."""
+    keep = rows & _bool(texts.is_valid())
+    if texts.offset:  # the bitmap counts from the buffers' start, like the offsets
+        keep = np.concatenate([np.zeros(texts.offset, bool), keep])
+    validity = pa.array(keep).buffers()[1]
+    return pa.Array.from_buffers(texts.type, len(texts), [validity, *texts.buffers()[1:]], offset=texts.offset)
 
 
 def _odd_characters(texts: pa.StringArray) -> np.ndarray:

@@ -206,3 +206,14 @@ def test_array_helpers_match_numpy() -> None:
     a, b = rng.integers(0, 9, 300), rng.integers(0, 9, 300)
     mask = a > b
     assert [x.tolist() for x in caption_arrays.take_where(mask, a, b)] == [a[mask].tolist(), b[mask].tolist()]
+
+
+def test_null_except_keeps_the_rows_asked_for() -> None:
+    """Rows outside the mask become null without a copy, also in a sliced array (its offset)."""
+    import numpy as np
+
+    texts = pa.array(["a,b", None, "c", "d,e,f", "g", "h,i", "j"] * 3).slice(3, 13)
+    rows = np.arange(len(texts)) % 2 == 0
+    out = caption_arrays._null_except(texts, rows)
+    assert out.to_pylist() == [v if keep else None for v, keep in zip(texts.to_pylist(), rows)]
+    assert out.buffers()[2].address == texts.buffers()[2].address  # the data is shared
