@@ -13,7 +13,8 @@ tags that feed it. So:
    resolver, plus gender + count, dress, rating and safety. Dress segments are
    first reduced to the tags ``DressResolver`` reads (``_reduce_dress``); list
    attributes (``ListResolver``: distinct values in order) are built directly;
-3. each segment is hashed and looked up in a sorted index (``SegmentIndex``); a
+3. each segment is hashed and looked up in a sorted index (``SegmentIndex``), or,
+   when it is one unit (most are), in a table by unit id (``_UnitResults``); a
    segment never seen replays exactly its tags through the reference reader
    (``TextExtractor._apply``) and resolver, so the result is the reference result
    by construction;
@@ -113,6 +114,7 @@ class ColumnarTagPath:
     def _reset(self) -> None:
         """Forget every memoised decision."""
         self.index = SegmentIndex()
+        self.unit_results = _UnitResults()
         self.results = _Results()
         self.safety_memo: dict[tuple, Optional[str]] = {}
         self.rating_names: list[Optional[str]] = [None]
@@ -288,21 +290,26 @@ class ColumnarTagPath:
 
         # group segments: one per (row, group), tags in caption order; dress ones reduced first
         rest = ~is_name & ~is_list
-        row, slot, tag, key = take_where(rest, row, slot, tag, key)
+        row, slot, tag, key, unit = take_where(rest, row, slot, tag, key, unit)
         dress = slot == G_DRESS
         if dress.any():
             dress_at = np.flatnonzero(dress)
             keep_dress = _reduce_dress(key[dress_at] >> 17, tag[dress_at], arr)
             keep = ~dress
             keep[dress_at[keep_dress]] = True
-            row, slot, tag, key = take_where(keep, row, slot, tag, key)
+            row, slot, tag, key, unit = take_where(keep, row, slot, tag, key, unit)
         seg_id = key >> 17
         starts = np.flatnonzero(np.concatenate([[True], seg_id[1:] != seg_id[:-1]])) if len(seg_id) else \
             np.zeros(0, np.int64)
         ends = np.append(starts[1:], len(seg_id))
         seg_row, seg_g = row[starts], slot[starts]
         h1, h2 = _segment_hashes(tag, starts, ends, seg_g)
-        res = self.index.lookup(h1, h2)
+        # Most segments are one unit (one tag of one item in one group): their results are kept
+        # per unit id in a table (one gather); the others are searched in the hash index.
+        seg_unit = np.where(ends - starts == 1, unit[starts], -1)
+        res = self.unit_results.get(seg_unit)
+        many = np.flatnonzero(seg_unit < 0)
+        res[many] = self.index.lookup(h1[many], h2[many])
         new = np.flatnonzero(res < 0)
         if len(new):  # segments never seen: each distinct one resolved once, then remembered
             rep, inverse = _distinct(h1[new], h2[new])
@@ -311,7 +318,9 @@ class ColumnarTagPath:
             ids = np.array([self._result(int(seg_g[s]), tuple(tags[t] for t in tag_list[starts[s]:ends[s]]))
                             for s in new[rep].tolist()], np.int64)
             res[new] = ids[inverse]
-            self.index.add(h1[new[rep]], h2[new[rep]], ids)
+            self.unit_results.set(seg_unit[new], res[new])
+            rep_many = np.flatnonzero(seg_unit[new[rep]] < 0)
+            self.index.add(h1[new[rep[rep_many]]], h2[new[rep[rep_many]]], ids[rep_many])
         r = self.results
         dids = np.zeros((len(ATTRIBUTES), n), np.int64)
         for aa, dd in ((r.a1[res], r.d1[res]), (r.a2[res], r.d2[res])):
@@ -563,6 +572,37 @@ class SegmentIndex:
         self.h1 = np.insert(self.h1, at, h1)
         self.h2 = np.insert(self.h2, at, h2)
         self.ids = np.insert(self.ids, at, ids)
+
+
+class _UnitResults:
+    """The memo of one-unit segments: result id per unit id (``ItemTable`` units: one item's tag
+    in one group), -1 when unknown. A gather instead of a search of the hash index.
+
+    Unit ids are per ``ItemTable`` generation (bounded by its ``MAX_ITEMS``), so the table is
+    replaced with it (``ColumnarTagPath._reset``)."""
+
+    def __init__(self) -> None:
+        self.ids = np.full(0, -1, np.int64)
+
+    def get(self, units: np.ndarray) -> np.ndarray:
+        """Result id per unit id; -1 for unknown ones and for -1 (no unit)."""
+        out = np.full(len(units), -1, np.int64)
+        at = np.flatnonzero((units >= 0) & (units < len(self.ids)))
+        out[at] = self.ids[units[at]]
+        return out
+
+    def set(self, units: np.ndarray, ids: np.ndarray) -> None:
+        """Remember ``ids`` for ``units`` (entries with unit -1 are left out)."""
+        at = np.flatnonzero(units >= 0)
+        if not len(at):
+            return
+        units, ids = units[at], ids[at]
+        need = int(units.max()) + 1
+        if need > len(self.ids):
+            grown = np.full(max(need, 2 * len(self.ids), 1024), -1, np.int64)
+            grown[:len(self.ids)] = self.ids
+            self.ids = grown
+        self.ids[units] = ids
 
 
 class _Results:

@@ -182,6 +182,7 @@ def test_caches_stay_bounded(engine: Engine, monkeypatch) -> None:
         assert len(engine.text_extractor._item_cache) <= 500 + 4 * 1_000
         assert len(path.items.flags) <= 500 + 4 * 1_000
         assert path.results.n <= columnar.MEMO_MAX
+        assert len(path.unit_results.ids) <= max(1024, 2 * len(path.items.u_slot))
 
 
 def test_array_helpers_match_numpy() -> None:
