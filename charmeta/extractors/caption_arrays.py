@@ -296,14 +296,16 @@ class ItemTable:
 
         A remembered tag and a batch tag may spell the same name (``a\\ b`` and ``a b``):
         name lists keep each string once, as ``dict.fromkeys`` does per entry."""
-        distinct, inverse = np.unique(tag, return_inverse=True)
-        batch = distinct >= BATCH_TAG
         tags = self.tags
+        # batch tag ids follow the remembered ones: one dense id space, distinct ids by counting
+        dense = np.where(tag >= BATCH_TAG, tag - (BATCH_TAG - len(tags)), tag)
+        distinct, inverse = dense_unique(dense, len(tags) + len(self.batch_tags))
+        batch = distinct >= len(tags)
         strings = pa.concat_arrays([pa.array([tags[i] for i in distinct[~batch].tolist()], pa.string()),
-                                    self.batch_tags.take(pa.array(distinct[batch] - BATCH_TAG))])
+                                    self.batch_tags.take(pa.array(distinct[batch] - len(tags)))])
         enc = pc.dictionary_encode(strings)
         ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        return ids[inverse.reshape(-1)], enc.dictionary
+        return ids[inverse], enc.dictionary
 
 
 def _intern(ids: dict[str, int], strings: list[str], s: str) -> int:
