@@ -340,7 +340,7 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     marked, n_marks = _mark_sections(texts)
     # a ',' or a '|||'; RE2 finds a one-character literal ~3x faster than match_substring
     has_comma = _bool(pc.match_substring_regex(marked, ","))
-    comma_rows = ok & has_comma
+    comma_rows = ok & has_comma & _may_have_boundary(texts, ok & has_comma, n_marks)
     token_rows = ok & ~has_comma & ascii_
     fast = np.zeros(n, bool)
 
@@ -428,6 +428,17 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
         parts.append((rows, c_pos[named], np.ones(len(named), np.int64), slot, tags, np.full(len(named), -1, np.int64)))
     row, pos, sub, slot, tag, unit = (np.concatenate([p[i] for p in parts]) for i in range(6))
     return Units(row, pos, sub, slot, tag, unit, fast)
+
+
+def _may_have_boundary(texts: pa.StringArray, rows: np.ndarray, n_marks: np.ndarray) -> np.ndarray:
+    """Rows that may hold a header / body boundary: a ``|||`` or a rating item (``is_rating_item``:
+    ``rating:`` in any case). A comma row without one is prose or a prompt list, never read here,
+    so it is not split and its items are not coded. The search runs only on rows without ``|||``
+    and errs towards yes (``ignore_case`` folds at least what ``str.lower`` does to ASCII)."""
+    marked = n_marks > 0
+    unmarked = rows & ~marked
+    rating = _bool(pc.match_substring(_null_except(texts, unmarked), "rating:", ignore_case=True))
+    return marked | rating
 
 
 def _bool(mask: pa.Array) -> np.ndarray:

@@ -53,6 +53,10 @@ EDGE_CASES = [
     "1girl, solo, some__name, a _name, name_ b, x__, ^_^, ||| general, long hair, ^_^, o_o, >_<",
     "1girl, solo,  two  spaces ,  ||| general, long__hair,  blue eyes",
     "1girl solo some__name ^_^ long_hair",
+    # rating items in any case (v3.0 captions are read here only when one is found)
+    "1girl, solo, RATING: General, long hair, smile",
+    "solo, Rating:explicit, nude, (RATING: QUESTIONABLE:1.2), blush",
+    "long hair, blue eyes, smile, ratings: none",
     "1girl, solo\nrating: general, long hair",  # newline: per-entry path
     "Tall woman with long red hair and green eyes, wearing a black dress.",
     "long hair, blue eyes, smile",  # prompt list without rating: per-entry path
