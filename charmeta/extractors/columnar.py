@@ -32,7 +32,7 @@ paths give identical tables.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
@@ -321,7 +321,7 @@ class ColumnarTagPath:
             self.unit_results.set(seg_unit[new], res[new])
             rep_many = np.flatnonzero(seg_unit[new[rep]] < 0)
             self.index.add(h1[new[rep[rep_many]]], h2[new[rep[rep_many]]], ids[rep_many])
-        r = self.results
+        r = self.results.columns()
         dids = np.zeros((len(ATTRIBUTES), n), np.int64)
         for aa, dd in ((r.a1[res], r.d1[res]), (r.a2[res], r.d2[res])):
             a_sel, row_sel, d_sel = take_where(aa >= 0, aa, seg_row, dd)
@@ -605,24 +605,44 @@ class _UnitResults:
         self.ids[units] = ids
 
 
-class _Results:
-    """Per resolved segment: up to two (attribute, decision id) pairs, count, rating, safety tags."""
+class _ResultColumns(NamedTuple):
+    """``_Results`` as numpy columns, one value per result id."""
 
-    FIELDS = ("a1", "d1", "a2", "d2", "count", "rating", "safety")
+    a1: np.ndarray
+    d1: np.ndarray
+    a2: np.ndarray
+    d2: np.ndarray
+    count: np.ndarray
+    rating: np.ndarray
+    safety: np.ndarray
+
+
+class _Results:
+    """Per resolved segment: up to two (attribute, decision id) pairs, count, rating, safety tags.
+
+    Appended one result at a time as a tuple (setting seven numpy items costs more than
+    that), read as numpy columns: ``columns`` moves the pending tuples in one block."""
 
     def __init__(self) -> None:
         self.n = 0
-        for f in self.FIELDS:
-            setattr(self, f, np.zeros(1024, np.int64))
+        self._pending: list[tuple[int, ...]] = []
+        self._arrays = np.zeros((len(_ResultColumns._fields), 1024), np.int64)
 
     def append(self, values: tuple[int, ...]) -> int:
-        if self.n == len(self.a1):
-            for f in self.FIELDS:
-                setattr(self, f, np.concatenate([getattr(self, f), np.zeros(self.n, np.int64)]))
-        for f, v in zip(self.FIELDS, values):
-            getattr(self, f)[self.n] = v
+        self._pending.append(values)
         self.n += 1
         return self.n - 1
+
+    def columns(self) -> _ResultColumns:
+        if self._pending:
+            start = self.n - len(self._pending)
+            if self.n > self._arrays.shape[1]:
+                grown = np.zeros((len(self._arrays), max(self.n, 2 * self._arrays.shape[1])), np.int64)
+                grown[:, :start] = self._arrays[:, :start]
+                self._arrays = grown
+            self._arrays[:, start:self.n] = np.array(self._pending, np.int64).T
+            self._pending = []
+        return _ResultColumns(*self._arrays[:, :self.n])
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
