@@ -313,10 +313,7 @@ class ColumnarTagPath:
         new = np.flatnonzero(res < 0)
         if len(new):  # segments never seen: each distinct one resolved once, then remembered
             rep, inverse = _distinct(h1[new], h2[new])
-            tags = self.items.tags
-            tag_list = tag.tolist()
-            ids = np.array([self._result(int(seg_g[s]), tuple(tags[t] for t in tag_list[starts[s]:ends[s]]))
-                            for s in new[rep].tolist()], np.int64)
+            ids = self._new_results(new[rep], tag, starts, ends, seg_g)
             res[new] = ids[inverse]
             self.unit_results.set(seg_unit[new], res[new])
             rep_many = np.flatnonzero(seg_unit[new[rep]] < 0)
@@ -364,6 +361,21 @@ class ColumnarTagPath:
         return {"dids": dids, "count": count, "multi": multi, "status": status, "reason": reason_text,
                 "rating": pa.array(rating_names, pa.string()).take(pa.array(rating)), "names": names,
                 "lists": lists}
+
+    def _new_results(self, segs: np.ndarray, tag: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                     seg_g: np.ndarray) -> np.ndarray:
+        """Resolve the segments ``segs`` (never seen) from their tag strings -> their result ids.
+        Only their own units' tags are converted to Python (not the whole batch's)."""
+        lengths = ends[segs] - starts[segs]
+        owner, k = expand_counts(lengths)
+        tags = self.items.tags
+        names = [tags[t] for t in tag[starts[segs][owner] + k].tolist()]
+        ids = []
+        at = 0
+        for g, length in zip(seg_g[segs].tolist(), lengths.tolist()):
+            ids.append(self._result(g, tuple(names[at:at + length])))
+            at += length
+        return np.array(ids, np.int64)
 
     def _lists(self, row: np.ndarray, slot: np.ndarray, unit: np.ndarray, arr: dict[str, np.ndarray],
                n: int) -> dict[int, pa.Array]:
