@@ -303,20 +303,21 @@ class ColumnarTagPath:
             np.zeros(0, np.int64)
         ends = np.append(starts[1:], len(seg_id))
         seg_row, seg_g = row[starts], slot[starts]
-        h1, h2 = _segment_hashes(tag, starts, ends, seg_g)
         # Most segments are one unit (one tag of one item in one group): their results are kept
-        # per unit id in a table (one gather); the others are searched in the hash index.
+        # per unit id in a table (one gather). The others, and one-unit segments never seen, are
+        # hashed and searched in the hash index.
         seg_unit = np.where(ends - starts == 1, unit[starts], -1)
         res = self.unit_results.get(seg_unit)
-        many = np.flatnonzero(seg_unit < 0)
-        res[many] = self.index.lookup(h1[many], h2[many])
-        new = np.flatnonzero(res < 0)
+        hashed = np.flatnonzero(res < 0)
+        h1, h2 = _segment_hashes(*_segments_at(tag, starts[hashed], ends[hashed]), seg_g[hashed])
+        res[hashed] = np.where(seg_unit[hashed] < 0, self.index.lookup(h1, h2), -1)
+        new = np.flatnonzero(res[hashed] < 0)  # among ``hashed``
         if len(new):  # segments never seen: each distinct one resolved once, then remembered
             rep, inverse = _distinct(h1[new], h2[new])
-            ids = self._new_results(new[rep], tag, starts, ends, seg_g)
-            res[new] = ids[inverse]
-            self.unit_results.set(seg_unit[new], res[new])
-            rep_many = np.flatnonzero(seg_unit[new[rep]] < 0)
+            ids = self._new_results(hashed[new[rep]], tag, starts, ends, seg_g)
+            res[hashed[new]] = ids[inverse]
+            self.unit_results.set(seg_unit[hashed[new]], res[hashed[new]])
+            rep_many = np.flatnonzero(seg_unit[hashed[new[rep]]] < 0)
             self.index.add(h1[new[rep[rep_many]]], h2[new[rep[rep_many]]], ids[rep_many])
         r = self.results.columns()
         dids = np.zeros((len(ATTRIBUTES), n), np.int64)
@@ -533,6 +534,15 @@ def _segment_hashes(tag: np.ndarray, starts: np.ndarray, ends: np.ndarray,
         h1 = h1 ^ _mix(group.astype(np.uint64) * np.uint64(0x100000001B3) + length.astype(np.uint64))
         h2 = h2 ^ _mix(length.astype(np.uint64) + np.uint64(0xC2B2AE3D27D4EB4F))
     return h1, h2
+
+
+def _segments_at(tag: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tags of some segments (``tag[starts[i]:ends[i]]``) packed one after another, with
+    their new starts and ends (``_segment_hashes`` reads segments that tile its tag array)."""
+    lengths = ends - starts
+    owner, k = expand_counts(lengths)
+    packed_starts = np.cumsum(lengths) - lengths
+    return tag[starts[owner] + k], packed_starts, packed_starts + lengths
 
 
 def _distinct(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
