@@ -86,6 +86,9 @@ class ColumnarTagPath:
         #: Groups resolved by ``ListResolver`` (distinct values in order): built as arrays, no memo.
         self.list_groups: dict[int, str] = {g: k for k, g in self.attr_groups.items()
                                             if isinstance(extractor.resolvers[k], ListResolver)}
+        #: Per slot + 4 (name lists -3..-1, then groups): whether it is a list group (one gather per unit).
+        self._is_list_slot = np.zeros(4 + self.n_groups, bool)
+        self._is_list_slot[[4 + g for g in self.list_groups]] = True
         self._age = self.attr_index["Age"]
         #: Batches the columnar path raised on (read by the per-entry path instead); tests assert 0.
         self.fallbacks = 0
@@ -285,7 +288,7 @@ class ColumnarTagPath:
         is_name = slot < 0
         names = self._names(*take_where(is_name, row, slot, tag), n)
         arr = self.items.arrays()
-        is_list = np.isin(slot, np.fromiter(self.list_groups, np.int64, len(self.list_groups)))
+        is_list = self._is_list_slot[slot + 4]
         lists = self._lists(*take_where(is_list, row, slot, unit), arr, n)
 
         # group segments: one per (row, group), tags in caption order; dress ones reduced first
