@@ -113,7 +113,7 @@ class TextExtractor:
         kind = "tags"
         if parsed.fmt == "prose":
             kind = "prose"
-            self.prose.read(text, ev, tag_reader=self._read_clause_as_tag)
+            self.prose.read(text, ev, tag_reader=self._read_clause_as_tag, tag_shapes=self._clause_tag_shapes)
         else:
             if parsed.fmt == "tags" and len(parsed.body) == 1 and " " in parsed.body[0] \
                     and self._lookup(normalize_tag(parsed.body[0])) is None:
@@ -121,7 +121,8 @@ class TextExtractor:
                 if any(self._lookup(normalize_tag(w)) for w in words):
                     parsed.body, parsed.fmt = words, "danbooru"  # "1girl child": two space-separated tags
                 else:
-                    self.prose.read(text, ev, tag_reader=self._read_clause_as_tag)  # "two people dancing"
+                    # "two people dancing"
+                    self.prose.read(text, ev, tag_reader=self._read_clause_as_tag, tag_shapes=self._clause_tag_shapes)
                     return self._finish(ev, "prose")
             if parsed.header:
                 self._read_header(parsed.header, ev)

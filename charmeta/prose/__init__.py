@@ -63,8 +63,14 @@ class ProseReader(PeopleReader, AppearanceReader):
         self.known_adjectives = frozenset(ontology.prose.get("known_adjectives", ()))
         # Word sets for C-level ``isdisjoint`` checks: a reader skips a clause (or entry) holding none of its words.
         self._person_words = frozenset(lex.persons) | lex.plural_persons
-        # The first two words of every two- / three-word character name (``_blank_names``).
-        self._name_pairs = frozenset(name[:2] for name in ontology.character_name_words)
+        # The first two words of every two- / three-word character name (``_blank_names``), those a
+        # token can be: a name word no token is (``(kancolle)``: parentheses are tokens of their own)
+        # never matches, and leaving such pairs out keeps common words out of the first / second word sets.
+        self._name_pairs = frozenset(
+            pair for pair in (name[:2] for name in ontology.character_name_words) if _is_token(pair[0]) and _is_token(pair[1])
+        )
+        self._name_first = frozenset(a for a, _ in self._name_pairs)
+        self._name_second = frozenset(b for _, b in self._name_pairs)
         self._eye_words = lex.eye_nouns
         self._body_words = frozenset(lex.body)
         # Any word that sets off the eye, garment, phrase or body reader: most clauses hold none.
@@ -81,11 +87,15 @@ class ProseReader(PeopleReader, AppearanceReader):
 
     # -- entry points ------------------------------------------------------------------
 
-    def read(self, text: str, ev: Evidence, clauses: Optional[list[str]] = None, tag_reader=None) -> None:
+    def read(self, text: str, ev: Evidence, clauses: Optional[list[str]] = None, tag_reader=None,
+             tag_shapes: Optional[frozenset[tuple[str, int]]] = None) -> None:
         """Read free text (``clauses`` None) or the unknown items of a tag list.
 
         ``tag_reader(words, ev)`` may read a clause of free text as one tag (its
         words: the tokens without parentheses; not to be changed) and say so.
+        ``tag_shapes``, when given, holds ``(first word, number of words)`` of every
+        clause ``tag_reader`` may read: other clauses are not offered to it (most
+        are not; a set test here saves a call per clause).
         """
         low = _normalise(text)
         if clauses is None:
@@ -98,14 +108,19 @@ class ProseReader(PeopleReader, AppearanceReader):
         subject = _subject(persons) if persons else None
         self._count_people(low, parsed, persons, subject, ev)
         parens = "(" in low or ")" in low  # without them in the text, no clause holds a parenthesis token
+        not_hair = self._not_hair_nouns
+        appearance_words = self._appearance_words
         for ci, clause in enumerate(parsed):
             if clause.other:
                 continue
             toks = clause.tokens
             if tag_reader is not None:
                 words = [t for t in toks if t not in _PARENS] if parens and ("(" in toks or ")" in toks) else toks
-                if tag_reader(words, ev):
+                if (tag_shapes is None or not words or (words[0], len(words)) in tag_shapes) and tag_reader(words, ev):
                     continue
+            # The two tests ``_read_appearance`` starts with, without the call: most clauses set off no reader.
+            if not_hair.issuperset(toks) and appearance_words.isdisjoint(toks):
+                continue
             self._read_appearance(toks, ev, subject, ci)
         self._read_subject(low, parsed, persons, subject, ev, has_other)
 
@@ -157,6 +172,11 @@ def _item_clauses(items: list[str]) -> list[_Clause]:
         if tokens:
             out.append(_Clause(_split_possessives(tokens) if "'s" in item else tokens))
     return out
+
+
+def _is_token(word: str) -> bool:
+    """Whether ``word`` can be a clause token: one ``_TOKEN_RE`` match, or the ``'s`` of ``_split_possessives``."""
+    return word == "'s" or _TOKEN_RE.fullmatch(word) is not None
 
 
 def _split_possessives(tokens: list[str]) -> list[str]:

@@ -34,6 +34,18 @@ _STATED_RES = (
 )
 #: The stated-age and bare-number patterns all need a ``\d`` (Unicode digits included): text without one skips them.
 _DIGIT_RE = re.compile(r"\d")
+#: ``has_digit``'s ASCII path: a ``bytes.translate`` table turning the digits 0-9 into 1, every other byte into 0.
+_DIGIT_BYTES = bytes(1 if 48 <= b <= 57 else 0 for b in range(256))
+
+
+def has_digit(text: str) -> bool:
+    """``_DIGIT_RE.search(text) is not None`` (~0.5 us a prose entry): in ASCII text, where the only
+    ``\d`` are 0-9, one C-level byte translation and one ``memchr`` (~0.1 us) say the same."""
+    if text.isascii():
+        return 1 in text.encode("ascii").translate(_DIGIT_BYTES)
+    return _DIGIT_RE.search(text) is not None
+
+
 _BARE_NUMBER_RE = re.compile(r"(?:^|,)\s*(\d{1,3})\s*(?=,|$)")
 #: Where ``_BARE_NUMBER_RE`` can match: a digit after a comma or at the start (whitespace between). Both are
 #: quick (a literal start, an anchored match), unlike the pattern's own scan of every position.

@@ -16,7 +16,6 @@ from charmeta.prose.lexicon import (
     _BARE_NUMBER_RE,
     _DECADE_RE,
     _DETERMINERS,
-    _DIGIT_RE,
     _HE_RE,
     _NOT_PERSONS,
     _ONE_RE,
@@ -29,6 +28,7 @@ from charmeta.prose.lexicon import (
     _Clause,
     _Lexicon,
     _Person,
+    has_digit,
 )
 
 _TOKENS = attrgetter("tokens")
@@ -49,6 +49,8 @@ class PeopleReader:
     ont: Ontology
     _person_words: frozenset[str]
     _name_pairs: frozenset[tuple[str, str]]
+    _name_first: frozenset[str]
+    _name_second: frozenset[str]
     _body_words: frozenset[str]
     _pronoun_words: frozenset[str]
     _group_single: frozenset[str]
@@ -64,11 +66,13 @@ class PeopleReader:
         every such run starts with one of ``_name_pairs``.
         """
         names = self.ont.character_name_words
-        first_words = self.ont.character_first_words
+        first_words = self._name_first
+        second_words = self._name_second
         name_pairs = self._name_pairs
         for c in clauses:
             toks = c.tokens
-            if first_words.isdisjoint(toks):
+            # A first and a second word of some name (C-level set tests) before any pair is built.
+            if first_words.isdisjoint(toks) or second_words.isdisjoint(toks):
                 continue
             # Common words start some name ("a", "girl"): the pairs of words then rule most clauses out.
             if name_pairs.isdisjoint(zip(toks, toks[1:])):
@@ -334,8 +338,8 @@ class PeopleReader:
     def _stated_age(self, text: str, ev: Evidence, has_person: bool) -> None:
         lex = self.lex
         ages: list[tuple[int, str]] = []
-        has_digit = _DIGIT_RE.search(text) is not None  # most prose states no number: skip the patterns
-        if has_digit:
+        digits = has_digit(text)  # most prose states no number: skip the patterns
+        if digits:
             for needles, gate, rx in _STATED_RES:
                 if any(map(text.__contains__, needles)) and (gate is None or gate.search(text) is not None):
                     for m in rx.finditer(text):
@@ -344,7 +348,7 @@ class PeopleReader:
             for m in _DECADE_RE.finditer(text):
                 word = m.group(3)
                 ages.append((lex.decades.get(word, 0), m.group(0)))
-        if has_person and not ages and has_digit and (_BARE_NUMBER_AFTER_COMMA_RE.search(text) is not None
+        if has_person and not ages and digits and (_BARE_NUMBER_AFTER_COMMA_RE.search(text) is not None
                                                       or _BARE_NUMBER_AT_START_RE.match(text) is not None):
             for m in _BARE_NUMBER_RE.finditer(text):
                 ages.append((int(m.group(1)), m.group(0).strip(", ")))

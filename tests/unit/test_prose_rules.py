@@ -212,3 +212,16 @@ def test_typo_index_is_hash_seed_independent() -> None:
         outs.add(proc.stdout)
     assert len(outs) == 1
     assert '"braid hair"' not in outs.pop()  # a real word ("braid") is never "corrected" into another
+
+
+@pytest.mark.parametrize("text", ["", "a girl", "a 45-year-old", "mid-30s", "age ٣٥", "é 7", "éàü", "x\x7f9", "0", "no digits here!"])
+def test_has_digit_matches_the_regex(text: str) -> None:
+    from charmeta.prose.lexicon import _DIGIT_RE, has_digit
+
+    assert has_digit(text) == (_DIGIT_RE.search(text) is not None)
+
+
+def test_names_blanked_in_prose_not_read_as_evidence(engine: Engine) -> None:
+    # "kaitou kid" is a name (never a child); a name word no token can be ("(kancolle)") changes nothing.
+    ex = engine.extract_text("kaitou kid standing on a roof, a man with a top hat")
+    assert ex.attributes["Age"].value != "Child"
