@@ -20,8 +20,13 @@ _TOKEN_RE = re.compile(r"\(|\)|" + _WORD)
 #: Tokens and clause separators in one scan. No separator holds a token character, so
 #: this finds the same tokens, cut into the same clauses, as splitting on the separators
 #: first and tokenising each piece (at half the cost). A piece is a token when its
-#: first character is in ``_TOKEN_START``.
-_PIECE_RE = re.compile(rf"{_WORD}|[()]|{_SEPARATOR}")
+#: first character is in ``_TOKEN_START``. Written for the scan's speed (~10% less):
+#: the parentheses share the punctuation's character class, and the spaced dash is
+#: matched at its dash (``-`` then a look back at the space before it, a look ahead at
+#: the one after), so the scan tries no branch at the many spaces. Only whitespace
+#: that ``\s-\s`` would take with the dash is left, and no token starts with it; a
+#: newline there becomes a separator of its own, next to the dash's: the same clauses.
+_PIECE_RE = re.compile(rf"{_WORD}|[(),;:!?\n—–]|\.(?!\d)|-(?<=\s-)(?=\s)")
 _TOKEN_START = frozenset("abcdefghijklmnopqrstuvwxyz0123456789()")
 #: Stated-age patterns, each with the strings one of which any match contains and, where those are common
 #: words, a regex any match contains that is quick to search (it starts with a literal): cheap tests before the scan.

@@ -344,7 +344,7 @@ class PeopleReader:
                 if any(map(text.__contains__, needles)) and (gate is None or gate.search(text) is not None):
                     for m in rx.finditer(text):
                         ages.append((int(m.group(1)), m.group(0)))
-        if "teens" in text or "ties" in text or "0s" in text:  # "in her forties", "late teens", "mid-30s"
+        if "teens" in text or "ties" in text or (digits and "0s" in text):  # "in her forties", "late teens", "mid-30s"
             for m in _DECADE_RE.finditer(text):
                 word = m.group(3)
                 ages.append((lex.decades.get(word, 0), m.group(0)))

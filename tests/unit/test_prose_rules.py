@@ -225,3 +225,30 @@ def test_names_blanked_in_prose_not_read_as_evidence(engine: Engine) -> None:
     # "kaitou kid" is a name (never a child); a name word no token can be ("(kancolle)") changes nothing.
     ex = engine.extract_text("kaitou kid standing on a roof, a man with a top hat")
     assert ex.attributes["Age"].value != "Child"
+
+
+def test_piece_scan_cuts_the_clauses_of_the_plain_separators() -> None:
+    """``_PIECE_RE`` (written for speed) finds the tokens and clauses of the plain pattern, spaced dashes included."""
+    import random
+    import re
+
+    from charmeta.prose.lexicon import _PIECE_RE, _SEPARATOR, _TOKEN_START, _WORD
+
+    plain = re.compile(rf"{_WORD}|[()]|{_SEPARATOR}")
+
+    def clauses(pattern: re.Pattern, text: str) -> list[list[str]]:
+        out: list[list[str]] = []
+        tokens: list[str] = []
+        for piece in pattern.findall(text):
+            if piece[0] in _TOKEN_START:
+                tokens.append(piece)
+            elif tokens:
+                out.append(tokens)
+                tokens = []
+        return out + [tokens] if tokens else out
+
+    rng = random.Random(0)
+    alphabet = "ab1 -\n\t.,'/()—–:9\u00a0"
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert clauses(_PIECE_RE, text) == clauses(plain, text), repr(text)
