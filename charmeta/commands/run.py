@@ -107,21 +107,6 @@ def _balanced(chunk: list[str], per_run: int) -> list[list[str]]:
     return out
 
 
-def with_short_last_run(chunks: list[list[str]], workers: int) -> list[list[str]]:
-    """Cut the last run's last ``workers`` partitions into a run of their own.
-
-    Why: with every partition queued on the pool ahead of the runs, a run's own bookkeeping
-    (its materialization events, one SQLite write per asset and partition, and its checks)
-    overlaps the pool's work on the next run's partitions - except for the last run, whose
-    bookkeeping is all that is left once the pool is done: one core busy, the other idle.
-    That tail grows with the run's partitions, so the last run is kept to one partition per
-    worker (1M rows in 10 shards: runs of 8 and 2; the tail ~0.5 s shorter)."""
-    if not chunks or workers < 1 or len(chunks[-1]) <= workers:
-        return chunks
-    last = chunks[-1]
-    return chunks[:-1] + [last[:-workers], last[-workers:]]
-
-
 def _worth_a_pool(store: Any, specs: list[Any]) -> bool:
     """Whether the run will likely use the process pool: enough rows, and some shard without
     a validated output yet (a re-run of a finished dataset must not start workers)."""
@@ -206,8 +191,7 @@ def _run(args: argparse.Namespace) -> int:
                     pass
     from charmeta_dagster.chain import prefetch_chain
 
-    queued = prefetch_chain(output, [k for k in keys if k in todo], backend=args.extractor, embedder=emb_spec,
-                            workers=workers)
+    prefetch_chain(output, [k for k in keys if k in todo], backend=args.extractor, embedder=emb_spec, workers=workers)
 
     from dagster import DagsterInstance
 
@@ -233,8 +217,6 @@ def _run(args: argparse.Namespace) -> int:
     skipped = len(keys) - len(todo)
     ordered = list(instance.get_dynamic_partitions(shards_partitions.name))
     chunks = contiguous_chunks(ordered, todo, args.partitions_per_run or PARTITIONS_PER_RUN)
-    if queued:
-        chunks = with_short_last_run(chunks, workers)
 
     run_config = {
         "resources": {

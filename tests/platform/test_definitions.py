@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, SensorResult, build_sensor_context
 
-from charmeta.commands.run import contiguous_chunks, with_short_last_run
+from charmeta.commands.run import contiguous_chunks
 from charmeta_dagster.instance import DAGSTER_YAML
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,14 +71,3 @@ def test_shard_sensor_registers_partitions_and_requests_ranges(dagster_home: Pat
 def test_contiguous_chunks_never_span_keys_not_to_run() -> None:
     order = ["a", "b", "c", "d", "e", "f", "g"]
     assert contiguous_chunks(order, {"a", "b", "c", "e", "f", "g"}, 2) == [["a", "b"], ["c"], ["e", "f"], ["g"]]
-
-
-def test_last_run_is_cut_to_one_partition_per_worker() -> None:
-    keys = [f"p{i}" for i in range(10)]
-    chunks = contiguous_chunks(keys, set(keys), 10)
-    assert with_short_last_run(chunks, 2) == [keys[:8], keys[8:]]
-    # every key still runs exactly once, in order
-    cut = with_short_last_run(contiguous_chunks(keys, set(keys), 4), 2)
-    assert [k for c in cut for k in c] == keys and len(cut[-1]) == 2
-    assert with_short_last_run([["a", "b"]], 2) == [["a", "b"]]  # already short: unchanged
-    assert with_short_last_run([], 2) == []
