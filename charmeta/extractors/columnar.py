@@ -45,7 +45,8 @@ from charmeta.ontology import (
 )
 from charmeta.extractors import caption_arrays
 from charmeta.extractors.caption_arrays import (
-    NO_GARMENT, ItemTable, Units, Vocabulary, dense_unique, expand_counts, first_per_row, read_units, take_where,
+    NO_GARMENT, ItemTable, Units, Vocabulary, dense_unique, expand_counts, first_per_row, read_units, run_starts,
+    take_where,
 )
 from charmeta.records import Decision, Extraction, extractions_to_table
 from charmeta.resolvers import UNKNOWN_COUNT_FACTOR, ListResolver
@@ -302,8 +303,7 @@ class ColumnarTagPath:
             keep[dress_at[keep_dress]] = True
             row, slot, tag, key, unit = take_where(keep, row, slot, tag, key, unit)
         seg_id = key >> 17
-        starts = np.flatnonzero(np.concatenate([[True], seg_id[1:] != seg_id[:-1]])) if len(seg_id) else \
-            np.zeros(0, np.int64)
+        starts = run_starts(seg_id)
         ends = np.append(starts[1:], len(seg_id))
         seg_row, seg_g = row[starts], slot[starts]
         # Most segments are one unit (one tag of one item in one group): their results are kept
@@ -484,7 +484,7 @@ def _reduce_dress(seg: np.ndarray, tag: np.ndarray, arr: dict[str, np.ndarray]) 
     the same decisions, and those few tags repeat. ``seg`` (one id per row's dress
     group, ascending) and ``tag`` are in caption order; returns a keep mask.
     """
-    starts = np.flatnonzero(np.concatenate([[True], seg[1:] != seg[:-1]]))
+    starts = run_starts(seg)
     seg_of = np.cumsum(np.concatenate([[False], seg[1:] != seg[:-1]]))
     nude = arr["tag_nude"][tag].astype(bool)
     any_nude = np.maximum.reduceat(nude.astype(np.int64), starts).astype(bool)
