@@ -120,7 +120,6 @@ class Ontology:
         self._wd_general, self._wd_characters, series = self._load_wd_vocab()
         extra = self.prose.get("extra_character_names", [])
         self._wd_characters.update(normalize_tag(n) for n in extra)
-        self.character_first_words = frozenset(n.split(" ", 1)[0] for n in self._wd_characters if " " in n)
         # The two- and three-word character names as word tuples: prose blanks names by looking up a tuple
         # of tokens (``PeopleReader._blank_names``) instead of joining them into a string first.
         self.character_name_words: frozenset[tuple[str, ...]] = frozenset(
