@@ -245,7 +245,9 @@ def _histograms(con: Any, path: str) -> dict[str, Any]:
     scalar = [a for a in ATTRIBUTES if not a.is_list]
     aggs = ["histogram(status)"] + [f"histogram(coalesce({sql_ident(a.column)}, '(absent)')) FILTER (WHERE status = 'ok')"
                                     for a in scalar]
-    row = con.execute(f"SELECT {', '.join(aggs)} FROM {src}").fetchone()
+    # fetchall, not fetchone: a result left unfinished keeps the (reused) connection from
+    # running the next partition's query
+    (row,) = con.execute(f"SELECT {', '.join(aggs)} FROM {src}").fetchall()
     out: dict[str, Any] = {
         "status_counts": {str(k): int(v) for k, v in (row[0] or {}).items()},
         "scalars": {a.key: {str(k): int(v) for k, v in (h or {}).items()} for a, h in zip(scalar, row[1:])},
@@ -253,8 +255,8 @@ def _histograms(con: Any, path: str) -> dict[str, Any]:
     }
     for a in ATTRIBUTES:
         if a.is_list:
-            hist, nulls = con.execute(f"SELECT histogram(v), count(*) - count(v) FROM (SELECT unnest({sql_ident(a.column)}) "
-                                      f"AS v FROM {src} WHERE status = 'ok')").fetchone()
+            ((hist, nulls),) = con.execute(f"SELECT histogram(v), count(*) - count(v) FROM (SELECT unnest("
+                                           f"{sql_ident(a.column)}) AS v FROM {src} WHERE status = 'ok')").fetchall()
             out["lists"][a.key] = {"values": {str(k): int(v) for k, v in (hist or {}).items()}, "nulls": int(nulls or 0)}
     return out
 
