@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal, Optional
+
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 if TYPE_CHECKING:  # pyarrow is imported where a schema is built: `charmeta extract` never needs it
@@ -93,7 +94,7 @@ def _build_clean_model() -> type[BaseModel]:
         if spec.is_core:
             fields[spec.column] = (ftype, Field(..., **extra))
         else:
-            fields[spec.column] = (Optional[ftype], Field(None, **extra))
+            fields[spec.column] = (Optional[ftype], Field(None, **extra))  # noqa: UP045 (runtime type object)
     return create_model(  # type: ignore[call-overload]
         "CleanRecord",
         __config__=ConfigDict(populate_by_name=True, extra="forbid", frozen=True),
@@ -121,17 +122,17 @@ class RichRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     schema_version: str = SCHEMA_VERSION
     id: str
-    source_shard: Optional[str] = None
-    source_position: Optional[int] = None
+    source_shard: str | None = None
+    source_position: int | None = None
     input_kind: Literal["tags", "prose", "image"]
     status: Status
-    reason: Optional[str] = None
-    character_count: Optional[int] = Field(None, ge=0)
+    reason: str | None = None
+    character_count: int | None = Field(None, ge=0)
     multi_character: bool = False
     characters: list[str] = Field(default_factory=list)
     copyrights: list[str] = Field(default_factory=list)
     artists: list[str] = Field(default_factory=list)
-    rating: Optional[Literal["general", "sensitive", "questionable", "explicit"]] = None
+    rating: Literal["general", "sensitive", "questionable", "explicit"] | None = None
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
 
 
@@ -154,6 +155,7 @@ def rich_json_schema() -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 # Arrow schema of the rich output (hot path)
 # ---------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=1)
 def rich_arrow_schema() -> pa.Schema:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Optional
 
 import duckdb
 
@@ -17,7 +16,7 @@ import duckdb
 DEFAULT_MEMORY_LIMIT = "768MB"
 
 
-def connect(path: str = ":memory:", memory_limit: Optional[str] = None) -> duckdb.DuckDBPyConnection:
+def connect(path: str = ":memory:", memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(path)
     limit = memory_limit or os.environ.get("CHARMETA_DUCKDB_MEMORY", DEFAULT_MEMORY_LIMIT)
     con.execute(f"SET memory_limit = '{limit}'")

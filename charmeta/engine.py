@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 from charmeta.extractors.base import AttributeExtractor
 from charmeta.parsing import with_rating
@@ -30,7 +31,7 @@ MAX_TEXT_CHARS = 64_000
 MAX_TAGS = 2_000
 
 
-def guard_text(value: Any) -> tuple[Optional[str], Optional[str]]:
+def guard_text(value: Any) -> tuple[str | None, str | None]:
     """Return ``(text, None)`` for a usable caption, else ``(None, reason)``."""
     if value is None:
         return None, "missing text (null)"
@@ -65,7 +66,7 @@ class Engine:
     text_extractor: AttributeExtractor
 
     @classmethod
-    def default(cls) -> "Engine":
+    def default(cls) -> Engine:
         from charmeta.extractors.text import TextExtractor
 
         engine = cls(text_extractor=TextExtractor.default())
@@ -74,7 +75,7 @@ class Engine:
         gc.freeze()
         return engine
 
-    def extract_text(self, value: Any, rating: Optional[str] = None) -> Extraction:
+    def extract_text(self, value: Any, rating: str | None = None) -> Extraction:
         """Extract one caption / prose entry; bad input becomes an ``invalid`` Extraction.
 
         ``rating`` is a raw Danbooru post's own rating field (g/s/q/e), when known.
@@ -94,9 +95,9 @@ class Engine:
         self,
         ids: Sequence[str],
         texts: Sequence[Any],
-        source_shard: Optional[str] = None,
-        positions: Optional[Sequence[int]] = None,
-        preset_invalid: Optional[Sequence[Optional[str]]] = None,
+        source_shard: str | None = None,
+        positions: Sequence[int] | None = None,
+        preset_invalid: Sequence[str | None] | None = None,
     ) -> pa.Table:
         """One batch of inputs to one Arrow table of rich records, same order, same length.
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -101,8 +102,16 @@ def evaluate(rows: Iterable[dict[str, Any]], engine: Engine | None = None) -> Ev
                 rep.correct[(g, key)] += ok
             if not ok:
                 ev = ex.attributes.get(key)
-                rep.failures.append({"id": row["id"], "key": key, "want": want, "got": got,
-                                     "evidence": ev.evidence if ev else [], "text": row["text"][:300]})
+                rep.failures.append(
+                    {
+                        "id": row["id"],
+                        "key": key,
+                        "want": want,
+                        "got": got,
+                        "evidence": ev.evidence if ev else [],
+                        "text": row["text"][:300],
+                    }
+                )
     return rep
 
 
@@ -122,7 +131,9 @@ def format_report(rep: EvalReport) -> str:
         lines.append(f"{key:<15}" + "".join(cells))
     n = rep.total.get(("all", "Age"), 0)
     lines.append(f"(n single-character labeled rows: {n})")
-    lines.append(f"multi-character precision {rep.multi_precision:.3f}  recall {rep.multi_recall:.3f}  F1 {rep.multi_f1:.3f}")
+    lines.append(
+        f"multi-character precision {rep.multi_precision:.3f}  recall {rep.multi_recall:.3f}  F1 {rep.multi_f1:.3f}"
+    )
     lines.append(f"excluded recall {rep.excluded_hit}/{rep.excluded_total}   wrongly excluded {rep.false_excluded}")
     lines.append(f"schema-valid outputs {rep.schema_ok}/{rep.schema_total}")
     return "\n".join(lines)

@@ -7,9 +7,6 @@ conflicts, implied values) in one place and every decision can cite its evidence
 
 from __future__ import annotations
 
-from typing import Optional
-
-
 #: One observation: ``(value, strength, source)``. A plain tuple: millions are made per run.
 Observation = tuple[str, float, str]
 
@@ -21,22 +18,40 @@ class Evidence:
     entry, and dataclass default factories cost ~15 us each time.
     """
 
-    __slots__ = ("attrs", "multi", "garments", "garment_colors", "nude", "dress_styles", "counts", "count_groups",
-                 "solo", "prose_count", "ratings", "gender_tags", "minor", "sexual", "exclude", "lists",
-                 "characters", "copyrights", "artists")
+    __slots__ = (
+        "attrs",
+        "multi",
+        "garments",
+        "garment_colors",
+        "nude",
+        "dress_styles",
+        "counts",
+        "count_groups",
+        "solo",
+        "prose_count",
+        "ratings",
+        "gender_tags",
+        "minor",
+        "sexual",
+        "exclude",
+        "lists",
+        "characters",
+        "copyrights",
+        "artists",
+    )
 
     def __init__(self) -> None:
         self.attrs: dict[str, list[Observation]] = {}
         self.multi: dict[str, list[str]] = {}  # attribute -> marker tags
         # (rank, garment index, source, display override from prose / name_from_tag garments)
-        self.garments: list[tuple[tuple[int, int, int], int, str, Optional[str]]] = []
+        self.garments: list[tuple[tuple[int, int, int], int, str, str | None]] = []
         self.garment_colors: list[tuple[str, str, str]] = []  # (color, form, source)
         self.nude: list[str] = []
         self.dress_styles: list[tuple[str, str]] = []
         self.counts: dict[str, int] = {}  # count tag -> n (distinct tags count once)
         self.count_groups: dict[str, int] = {}  # girl / boy / other -> n
         self.solo = False
-        self.prose_count: Optional[int] = None  # people counted in prose
+        self.prose_count: int | None = None  # people counted in prose
         self.ratings: list[str] = []
         self.gender_tags: list[tuple[str, str]] = []  # (value, source)
         self.minor: list[str] = []

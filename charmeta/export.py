@@ -27,8 +27,9 @@ import json
 import logging
 import os
 import subprocess
+from collections.abc import Iterable
 from importlib import resources
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import charmeta
 from charmeta import duck
@@ -55,13 +56,17 @@ def _read(files: list[str]) -> str:
     return "read_parquet([" + ", ".join(sql_string(f) for f in files) + "])"
 
 
-def code_version() -> dict[str, Optional[str]]:
+def code_version() -> dict[str, str | None]:
     """Package version + git commit (when run from a checkout) for the manifest."""
     commit = None
     try:
         here = os.path.dirname(os.path.abspath(charmeta.__file__))
-        commit = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         pass
     return {"package": charmeta.__version__, "git_commit": commit}
@@ -90,12 +95,11 @@ def ontology_version() -> str:
 def _created_at() -> str:
     """Now (UTC), or ``$SOURCE_DATE_EPOCH`` when set, so a rebuild can be byte-identical."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = (_dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch and epoch.isdigit()
-            else _dt.datetime.now(_dt.timezone.utc))
+    when = _dt.datetime.fromtimestamp(int(epoch), _dt.UTC) if epoch and epoch.isdigit() else _dt.datetime.now(_dt.UTC)
     return when.isoformat(timespec="seconds")
 
 
-def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``records.jsonl``, ``catalog.duckdb`` and ``manifest.json`` for ``keys``."""
     root = os.path.realpath(root)
     out_dir = os.path.join(root, EXPORT_DIR)
@@ -146,8 +150,11 @@ def export_dataset(root: str, keys: list[str], extra_manifest: Optional[dict[str
         if files:
             cat.execute("CREATE VIEW status_counts AS SELECT status, count(*) AS n FROM validated_records GROUP BY 1")
         cat.execute(f"CREATE VIEW quarantine AS SELECT * FROM read_parquet({sql_string(quarantine_path)})")
-        cat.execute(f"CREATE VIEW export_records AS SELECT * FROM read_json_auto({sql_string(jsonl)}, format='newline_delimited')"
-                    if exported else "CREATE VIEW export_records AS SELECT NULL::VARCHAR AS id WHERE false")
+        cat.execute(
+            f"CREATE VIEW export_records AS SELECT * FROM read_json_auto({sql_string(jsonl)}, format='newline_delimited')"
+            if exported
+            else "CREATE VIEW export_records AS SELECT NULL::VARCHAR AS id WHERE false"
+        )
     finally:
         cat.close()
     os.replace(tmp_cat, catalog)

@@ -25,12 +25,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from charmeta import duck
-from charmeta.duck import sql_ident, sql_string
 from charmeta.contract import ATTRIBUTES
+from charmeta.duck import sql_ident, sql_string
 from charmeta.file_identity import identity
 from charmeta.tmpfiles import sweep_stale_tmp
 
@@ -71,7 +72,7 @@ def part_paths(root: str, key: str) -> tuple[str, str]:
     return base + ".jsonl", base + ".json"
 
 
-def read_part(root: str, key: str) -> Optional[dict[str, Any]]:
+def read_part(root: str, key: str) -> dict[str, Any] | None:
     """The part's marker when the part is current for the partition's validated file, else None."""
     lines, marker = part_paths(root, key)
     try:
@@ -102,13 +103,21 @@ def build_part(root: str, key: str, con: Any = None) -> dict[str, Any]:
     try:
         con.execute("SET preserve_insertion_order = true")
         order = "" if _in_position_order(src) else " ORDER BY source_position"
-        table = con.sql(f"SELECT {clean_json_sql(newline=True)} AS j FROM read_parquet({sql_string(src)}) "
-                        f"WHERE status = 'ok'{order}").to_arrow_table()
+        table = con.sql(
+            f"SELECT {clean_json_sql(newline=True)} AS j FROM read_parquet({sql_string(src)}) "
+            f"WHERE status = 'ok'{order}"
+        ).to_arrow_table()
         with open(tmp_lines, "wb") as fh:
             n_lines = _write_lines(fh, table.to_batches())
         del table
-        meta = {"version": PART_VERSION, "key": key, "validated": list(ident), "lines": n_lines,
-                "bytes": os.path.getsize(tmp_lines), **_histograms(con, src)}
+        meta = {
+            "version": PART_VERSION,
+            "key": key,
+            "validated": list(ident),
+            "lines": n_lines,
+            "bytes": os.path.getsize(tmp_lines),
+            **_histograms(con, src),
+        }
         with open(tmp_marker, "w", encoding="utf-8") as fh:
             json.dump(meta, fh)
         os.replace(tmp_lines, lines_path)
@@ -158,6 +167,7 @@ def current_parts(root: str, keys: Iterable[str]) -> list[dict[str, Any]]:
         log.info("export: building %d partition parts", len(stale))
         con = duck.connect()
         try:
+
             def build(k: str) -> dict[str, Any]:
                 cur = con.cursor()
                 try:
@@ -243,8 +253,9 @@ def _histograms(con: Any, path: str) -> dict[str, Any]:
     scalars with a null as ``(absent)``, list values with their null elements counted apart."""
     src = f"read_parquet({sql_string(path)})"
     scalar = [a for a in ATTRIBUTES if not a.is_list]
-    aggs = ["histogram(status)"] + [f"histogram(coalesce({sql_ident(a.column)}, '(absent)')) FILTER (WHERE status = 'ok')"
-                                    for a in scalar]
+    aggs = ["histogram(status)"] + [
+        f"histogram(coalesce({sql_ident(a.column)}, '(absent)')) FILTER (WHERE status = 'ok')" for a in scalar
+    ]
     # fetchall, not fetchone: a result left unfinished keeps the (reused) connection from
     # running the next partition's query
     (row,) = con.execute(f"SELECT {', '.join(aggs)} FROM {src}").fetchall()
@@ -255,9 +266,14 @@ def _histograms(con: Any, path: str) -> dict[str, Any]:
     }
     for a in ATTRIBUTES:
         if a.is_list:
-            ((hist, nulls),) = con.execute(f"SELECT histogram(v), count(*) - count(v) FROM (SELECT unnest("
-                                           f"{sql_ident(a.column)}) AS v FROM {src} WHERE status = 'ok')").fetchall()
-            out["lists"][a.key] = {"values": {str(k): int(v) for k, v in (hist or {}).items()}, "nulls": int(nulls or 0)}
+            ((hist, nulls),) = con.execute(
+                f"SELECT histogram(v), count(*) - count(v) FROM (SELECT unnest("
+                f"{sql_ident(a.column)}) AS v FROM {src} WHERE status = 'ok')"
+            ).fetchall()
+            out["lists"][a.key] = {
+                "values": {str(k): int(v) for k, v in (hist or {}).items()},
+                "nulls": int(nulls or 0),
+            }
     return out
 
 
@@ -289,6 +305,6 @@ def _write_lines(fh: Any, reader: Any) -> int:
             continue
         _, offsets, data = col.buffers()
         off = np.frombuffer(offsets, dtype=np.int32 if pa.types.is_string(col.type) else np.int64)
-        fh.write(memoryview(data)[int(off[col.offset]):int(off[col.offset + len(col)])])
+        fh.write(memoryview(data)[int(off[col.offset]) : int(off[col.offset + len(col)])])
         n += len(col)
     return n

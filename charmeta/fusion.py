@@ -12,8 +12,6 @@ written into ``reason``.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.records import Decision, Extraction
 
@@ -24,7 +22,7 @@ def _policy(attribute: str) -> dict:
     return rules.fusion_policy(attribute)
 
 
-def _known(d: Optional[Decision]) -> bool:
+def _known(d: Decision | None) -> bool:
     return d is not None and d.value not in (None, UNKNOWN, "", [])
 
 
@@ -32,7 +30,7 @@ def _tagged(d: Decision, prefix: str) -> list[str]:
     return [e if e.startswith(("tag:", "pixel:")) else f"{prefix}{e}" for e in d.evidence]
 
 
-def fuse_decision(attribute: str, text: Optional[Decision], pixel: Optional[Decision]) -> Optional[Decision]:
+def fuse_decision(attribute: str, text: Decision | None, pixel: Decision | None) -> Decision | None:
     """One attribute: both sides' evidence kept, winner by policy, conflict flagged."""
     if not _known(text) and not _known(pixel):
         if text is None and pixel is None:
@@ -58,8 +56,9 @@ def fuse_decision(attribute: str, text: Optional[Decision], pixel: Optional[Deci
     return Decision(win.value, round(conf, 4), ev, True)
 
 
-def fuse_counts(text_count: Optional[int], pixel_count: Optional[int], pixel_backend: str = "pixels"
-                ) -> tuple[Optional[int], bool, Optional[str]]:
+def fuse_counts(
+    text_count: int | None, pixel_count: int | None, pixel_backend: str = "pixels"
+) -> tuple[int | None, bool, str | None]:
     """(count, multi_character, disagreement note). The caption count wins when present."""
     count = text_count if text_count is not None else pixel_count
     multi = any(c is not None and c >= 2 for c in (text_count, pixel_count))
@@ -69,8 +68,15 @@ def fuse_counts(text_count: Optional[int], pixel_count: Optional[int], pixel_bac
     return count, multi, note
 
 
-def fuse(text: Optional[Extraction], pixels: Optional[Extraction], *, pixel_count: Optional[int] = None,
-         pixel_backend: str = "pixels", notes: Optional[list[str]] = None, input_kind: str = "image") -> Extraction:
+def fuse(
+    text: Extraction | None,
+    pixels: Extraction | None,
+    *,
+    pixel_count: int | None = None,
+    pixel_backend: str = "pixels",
+    notes: list[str] | None = None,
+    input_kind: str = "image",
+) -> Extraction:
     """Merge a caption extraction and a pixel extraction of the same image into one record."""
     notes = list(notes or [])
     if text is not None and text.status == "invalid":
@@ -98,8 +104,14 @@ def fuse(text: Optional[Extraction], pixels: Optional[Extraction], *, pixel_coun
         status = "multi_character"
     reasons = ([text.reason] if text is not None and text.reason else []) + notes
     return Extraction(
-        input_kind=input_kind, status=status, reason="; ".join(reasons) or None, character_count=count,
-        multi_character=multi, characters=list(text.characters) if text else [],
-        copyrights=list(text.copyrights) if text else [], artists=list(text.artists) if text else [],
-        rating=text.rating if text else None, attributes=attrs,
+        input_kind=input_kind,
+        status=status,
+        reason="; ".join(reasons) or None,
+        character_count=count,
+        multi_character=multi,
+        characters=list(text.characters) if text else [],
+        copyrights=list(text.copyrights) if text else [],
+        artists=list(text.artists) if text else [],
+        rating=text.rating if text else None,
+        attributes=attrs,
     )

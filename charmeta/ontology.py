@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 # Hit kinds (first element of a Hit): kept as short interned strings for speed.
 ATTR = "attr"  # (ATTR, attribute key, (value, strength))
@@ -143,7 +143,7 @@ class Ontology:
 
     @staticmethod
     @lru_cache(maxsize=1)
-    def load() -> "Ontology":
+    def load() -> Ontology:
         return Ontology()
 
     def _fingerprint(self) -> str:
@@ -246,7 +246,7 @@ class Ontology:
             self.prose_words[rules.key] = prose
         return rules
 
-    def _add_values(self, key: str, mapping: dict[str, Optional[str]], strength: float) -> None:
+    def _add_values(self, key: str, mapping: dict[str, str | None], strength: float) -> None:
         """Exact tags -> values of one attribute (a null value means "known, not this attribute")."""
         for tag, value in mapping.items():
             if value:

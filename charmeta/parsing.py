@@ -15,14 +15,34 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 _WEIGHT_RE = re.compile(r":\s*-?\d+(?:\.\d+)?\s*$")
 #: What ``looks_like_prose`` calls items: the pieces between commas / newlines (``_item_shape`` counts them without it).
 _SPLIT_RE = re.compile(r"\s*[,\n]\s*")
 #: Function words whose presence hints at sentences (``looks_like_prose``), matched as whole words in any case.
-_PROSE_HINT_WORDS = ("a", "an", "the", "with", "wearing", "in", "of", "and", "her", "his", "she", "he", "is", "who",
-                     "their", "on", "at", "to", "while", "has")
+_PROSE_HINT_WORDS = (
+    "a",
+    "an",
+    "the",
+    "with",
+    "wearing",
+    "in",
+    "of",
+    "and",
+    "her",
+    "his",
+    "she",
+    "he",
+    "is",
+    "who",
+    "their",
+    "on",
+    "at",
+    "to",
+    "while",
+    "has",
+)
 _PROSE_HINT_RE = re.compile(r"\b(" + "|".join(_PROSE_HINT_WORDS) + r")\b", re.I)
 #: ``_hint_count``'s ASCII path: the hint words as bytes, and a table that lower-cases ASCII letters and
 #: turns every byte that is not a word character (``\w``: ``[A-Za-z0-9_]`` in ASCII) into a space.
@@ -170,11 +190,20 @@ def clean_item(raw: str) -> str:
 
 
 #: A raw Danbooru post's own ``rating`` field (g/s/q/e) -> the rating word the extractor reads.
-_RATING_FIELD_VALUES = {"g": "general", "general": "general", "safe": "general", "s": "sensitive", "sensitive": "sensitive",
-                        "q": "questionable", "questionable": "questionable", "e": "explicit", "explicit": "explicit"}
+_RATING_FIELD_VALUES = {
+    "g": "general",
+    "general": "general",
+    "safe": "general",
+    "s": "sensitive",
+    "sensitive": "sensitive",
+    "q": "questionable",
+    "questionable": "questionable",
+    "e": "explicit",
+    "explicit": "explicit",
+}
 
 
-def with_rating(text: Optional[str], rating: Any) -> Optional[str]:
+def with_rating(text: str | None, rating: Any) -> str | None:
     """Fold a post's separate rating field into its caption as a rating tag.
 
     Raw Danbooru ``tag_string``s carry no rating word; the safety rule needs the

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import tarfile
-from typing import Optional
 
 
-def unsafe_tar_member(m: tarfile.TarInfo) -> Optional[str]:
+def unsafe_tar_member(m: tarfile.TarInfo) -> str | None:
     """Why a tar member must not be used (links, special files, paths leaving the tar), or None.
 
     Members are never extracted to disk, but their names travel on (ids, the image

@@ -12,7 +12,8 @@ and the invalid rate, for ``manifest.json`` and the Dagster checks.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,7 +33,7 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 
-def _rows(path: str) -> Optional[int]:
+def _rows(path: str) -> int | None:
     try:
         return pq.ParquetFile(path).metadata.num_rows
     except (OSError, ValueError, pa.ArrowException):
@@ -54,14 +55,31 @@ def partition_report(root: str, keys: Iterable[str]) -> list[dict[str, Any]]:
     for k in keys:
         n_in = _rows(os.path.join(root, "raw_shards", k + ".parquet"))
         if k not in by_key:
-            out.append({"partition": k, "status": "missing", "input_rows": n_in, "output_rows": None,
-                        "records_lost": None, "invalid": None, "invalid_rate": None})
+            out.append(
+                {
+                    "partition": k,
+                    "status": "missing",
+                    "input_rows": n_in,
+                    "output_rows": None,
+                    "records_lost": None,
+                    "invalid": None,
+                    "invalid_rate": None,
+                }
+            )
             continue
         n_out, invalid = by_key[k]
         lost = (n_in - n_out) if n_in is not None else None
-        out.append({"partition": k, "status": "done", "input_rows": n_in, "output_rows": n_out,
-                    "records_lost": lost, "invalid": invalid,
-                    "invalid_rate": round(invalid / n_out, 6) if n_out else 0.0})
+        out.append(
+            {
+                "partition": k,
+                "status": "done",
+                "input_rows": n_in,
+                "output_rows": n_out,
+                "records_lost": lost,
+                "invalid": invalid,
+                "invalid_rate": round(invalid / n_out, 6) if n_out else 0.0,
+            }
+        )
     return out
 
 
@@ -78,7 +96,8 @@ def _counts(files: list[str]) -> list[tuple[int, int]]:
     try:
         rows = con.execute(
             f"SELECT file_index, count(*), count(*) FILTER (status = 'invalid') FROM "
-            f"read_parquet([{', '.join(sql_string(f) for f in files)}]) GROUP BY ALL").fetchall()
+            f"read_parquet([{', '.join(sql_string(f) for f in files)}]) GROUP BY ALL"
+        ).fetchall()
     finally:
         con.close()
     found = {int(i): (int(n), int(bad)) for i, n, bad in rows}
@@ -103,7 +122,8 @@ def write_quarantine(root: str, keys: Iterable[str], out_path: str) -> dict[str,
             reader = con.sql(
                 f"SELECT file_index, source_shard, source_position, id, reason FROM "
                 f"read_parquet([{', '.join(sql_string(_validated(root, k)) for k in keys)}]) "
-                "WHERE status = 'invalid' ORDER BY file_index, source_position, id").to_arrow_reader(65_536)
+                "WHERE status = 'invalid' ORDER BY file_index, source_position, id"
+            ).to_arrow_reader(65_536)
             names = pa.array(keys, pa.string())
             for rb in reader:
                 if not rb.num_rows:

@@ -10,8 +10,9 @@ built per run, so the hot path stays free of per-row validation. The views:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported lazily: the CLI's JSON path never builds Arrow tables
     import pyarrow as pa
@@ -35,17 +36,17 @@ class Extraction:
 
     input_kind: str = "tags"  # tags | prose | image
     status: str = "ok"  # ok | multi_character | excluded | invalid
-    reason: Optional[str] = None
-    character_count: Optional[int] = None
+    reason: str | None = None
+    character_count: int | None = None
     multi_character: bool = False
     characters: list[str] = field(default_factory=list)
     copyrights: list[str] = field(default_factory=list)
     artists: list[str] = field(default_factory=list)
-    rating: Optional[str] = None
+    rating: str | None = None
     attributes: dict[str, Decision] = field(default_factory=dict)
 
     @classmethod
-    def invalid(cls, reason: str, input_kind: str = "tags") -> "Extraction":
+    def invalid(cls, reason: str, input_kind: str = "tags") -> Extraction:
         return cls(input_kind=input_kind, status="invalid", reason=reason)
 
     def value(self, key: str) -> Any:
@@ -56,8 +57,8 @@ class Extraction:
 def extractions_to_table(
     extractions: Sequence[Extraction],
     ids: Sequence[Any],
-    source_shard: Optional[str] | Sequence[Optional[str]] = None,
-    positions: Optional[Sequence[Any]] = None,
+    source_shard: str | None | Sequence[str | None] = None,
+    positions: Sequence[Any] | None = None,
 ) -> pa.Table:
     """Build the rich Arrow table straight from extractions, column by column.
 
@@ -71,8 +72,13 @@ def extractions_to_table(
     schema = rich_arrow_schema()
     cols: dict[str, Any] = {
         "id": [str(i) for i in ids],
-        "source_shard": (pa.nulls(n, pa.string()) if source_shard is None
-                         else [source_shard] * n if isinstance(source_shard, str) else list(source_shard)),
+        "source_shard": (
+            pa.nulls(n, pa.string())
+            if source_shard is None
+            else [source_shard] * n
+            if isinstance(source_shard, str)
+            else list(source_shard)
+        ),
         "source_position": list(range(n)) if positions is None else positions,
         "input_kind": [ex.input_kind for ex in extractions],
         "status": [ex.status for ex in extractions],
@@ -97,18 +103,35 @@ def extractions_to_table(
             for d, bad in zip(ds, invalid):
                 if d is None:
                     if bad:
-                        values.append(None); confs.append(None); evs.append(None); confl.append(None)
+                        values.append(None)
+                        confs.append(None)
+                        evs.append(None)
+                        confl.append(None)
                     else:
-                        values.append(UNKNOWN); confs.append(0.0); evs.append(_EMPTY); confl.append(False)
+                        values.append(UNKNOWN)
+                        confs.append(0.0)
+                        evs.append(_EMPTY)
+                        confl.append(False)
                 else:
-                    values.append(d.value); confs.append(d.confidence); evs.append(d.evidence); confl.append(d.conflict)
+                    values.append(d.value)
+                    confs.append(d.confidence)
+                    evs.append(d.evidence)
+                    confl.append(d.conflict)
         else:
             values = [d.value if d is not None else None for d in ds]
             confs = [d.confidence if d is not None else None for d in ds]
             evs = [d.evidence if d is not None else None for d in ds]
             confl = [d.conflict if d is not None else None for d in ds]
-        cols[col], cols[col + "_confidence"], cols[col + "_evidence"], cols[col + "_conflict"] = values, confs, evs, confl
-    arrays = [c if isinstance(c, pa.Array) else pa.array(c, type=f.type) for c, f in zip((cols[f.name] for f in schema), schema)]
+        cols[col], cols[col + "_confidence"], cols[col + "_evidence"], cols[col + "_conflict"] = (
+            values,
+            confs,
+            evs,
+            confl,
+        )
+    arrays = [
+        c if isinstance(c, pa.Array) else pa.array(c, type=f.type)
+        for c, f in zip((cols[f.name] for f in schema), schema)
+    ]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -10,7 +10,6 @@ code; a new kind of rule is a new class registered in ``RESOLVERS``.
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Optional
 
 from charmeta.contract import UNKNOWN
 from charmeta.evidence import Evidence, Observation
@@ -48,7 +47,7 @@ class Resolver:
         self.key = rules.key
         self.order = {v: i for i, v in enumerate(rules.order)}
 
-    def resolve(self, ev: Evidence) -> Optional[Decision]:
+    def resolve(self, ev: Evidence) -> Decision | None:
         """Template: no observation -> None; one -> it; several -> ``resolve_many``."""
         obs = ev.attrs.get(self.key)
         if not obs:
@@ -58,7 +57,7 @@ class Resolver:
             return Decision(v, _conf(st), [src], False)
         return self.resolve_many(obs, ev)
 
-    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Decision | None:
         raise NotImplementedError
 
 
@@ -72,7 +71,7 @@ def _strongest(obs: list[Observation]) -> tuple[float, list[Observation], set[st
 class PriorityResolver(Resolver):
     """Several values: the first in ``order`` wins; conflicting if the file says so."""
 
-    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Decision | None:
         top, strong, values = _strongest(obs)
         best = min(values, key=lambda v: self.order.get(v, len(self.order)))
         conflict = len(values) > 1 and self.rules.conflict_on_multiple
@@ -83,7 +82,7 @@ class PriorityResolver(Resolver):
 class ExpressionResolver(PriorityResolver):
     """Like priority, but weak cues (`blush`) only count when nothing stronger is present."""
 
-    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Decision | None:
         weak = self.rules.extra.get("weak", ())
         strong = [o for o in obs if o[2] not in weak]
         if len(strong) == 1:
@@ -100,26 +99,28 @@ class ColorResolver(Resolver):
     sets ``conflict_on_multiple``.
     """
 
-    def resolve(self, ev: Evidence) -> Optional[Decision]:
+    def resolve(self, ev: Evidence) -> Decision | None:
         markers = ev.multi.get(self.key)
         if markers:
             obs = ev.attrs.get(self.key) or []
-            return Decision(self.rules.extra["multicolor_value"], CONF_EXPLICIT,
-                            list(dict.fromkeys(markers)) + _sources(obs), False)
+            return Decision(
+                self.rules.extra["multicolor_value"], CONF_EXPLICIT, list(dict.fromkeys(markers)) + _sources(obs), False
+            )
         return super().resolve(ev)
 
-    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Decision | None:
         if len({o[0] for o in obs}) == 1:
             return Decision(obs[0][0], _conf(max(o[1] for o in obs)), _sources(obs), False)
         conflict = self.rules.conflict_on_multiple
-        return Decision(self.rules.extra["multicolor_value"], CONF_CONFLICT if conflict else CONF_EXPLICIT,
-                        _sources(obs), conflict)
+        return Decision(
+            self.rules.extra["multicolor_value"], CONF_CONFLICT if conflict else CONF_EXPLICIT, _sources(obs), conflict
+        )
 
 
 class LengthResolver(Resolver):
     """Explicit lengths decide; implied ones (bob cut -> Short) only without them; two lengths -> Unknown."""
 
-    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Decision | None:
         explicit = [o for o in obs if o[1] >= EXPLICIT]
         use = explicit or obs
         if len({o[0] for o in use}) == 1:
@@ -131,7 +132,7 @@ class LengthResolver(Resolver):
 class AgeResolver(Resolver):
     """The most specific age evidence wins (stated age > age words > uniforms/defaults); ties conflict."""
 
-    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Optional[Decision]:
+    def resolve_many(self, obs: list[Observation], ev: Evidence) -> Decision | None:
         top, strong, values = _strongest(obs)
         if len(values) == 1:
             return Decision(strong[0][0], _conf(top), _sources(strong), len({o[0] for o in obs}) > 1)
@@ -145,7 +146,7 @@ class GenderResolver(Resolver):
         super().__init__(rules, ontology)
         self.override_counts = frozenset(rules.extra.get("override_counts", ()))
 
-    def resolve(self, ev: Evidence) -> Optional[Decision]:
+    def resolve(self, ev: Evidence) -> Decision | None:
         tags = ev.gender_tags
         if not tags and not ev.count_groups and not ev.counts:
             # Most prose and many prompt lists: no gender tag, no count tag. Every tag rule below
@@ -177,7 +178,7 @@ class GenderResolver(Resolver):
         return None if others else self._from_observations(ev.attrs.get(self.key))
 
     @staticmethod
-    def _from_observations(obs: Optional[list[Observation]]) -> Optional[Decision]:
+    def _from_observations(obs: list[Observation] | None) -> Decision | None:
         """Prose observations (nouns, pronouns), which arrive as ordinary observations: one value
         decides (an implied one, from pronouns, at 0.8), several conflict."""
         if not obs:
@@ -200,7 +201,7 @@ class DressResolver(Resolver):
         self.nude_value = ontology.dress["nude_value"]
         self.nude_style = ontology.dress["nude_style"]
 
-    def resolve(self, ev: Evidence) -> Optional[Decision]:
+    def resolve(self, ev: Evidence) -> Decision | None:
         if ev.nude:
             return Decision(self.nude_value, CONF_EXPLICIT, list(dict.fromkeys(ev.nude)), False)
         if not ev.garments:
@@ -221,7 +222,7 @@ class DressResolver(Resolver):
         return Decision(value, CONF_EXPLICIT, evidence, False)
 
     @staticmethod
-    def _tag_color(garment_colors: list[tuple[str, str, str]], garment: Garment, evidence: list[str]) -> Optional[str]:
+    def _tag_color(garment_colors: list[tuple[str, str, str]], garment: Garment, evidence: list[str]) -> str | None:
         """The color of this garment's color tags ("green kimono"), None when they disagree;
         their sources are added to ``evidence``."""
         for forms in (garment.tags, garment.forms):
@@ -232,7 +233,7 @@ class DressResolver(Resolver):
                 return matches[0][0] if len(colors) == 1 else None
         return None
 
-    def style(self, ev: Evidence) -> Optional[Decision]:
+    def style(self, ev: Evidence) -> Decision | None:
         """Dress Style follows the primary garment; explicit style tags fill in otherwise."""
         if ev.nude:
             return Decision(self.nude_style, CONF_EXPLICIT, list(dict.fromkeys(ev.nude)), False)
@@ -258,7 +259,7 @@ def _primary(ev: Evidence) -> tuple:
 class ListResolver(Resolver):
     """List attributes: distinct values in order of appearance."""
 
-    def resolve(self, ev: Evidence) -> Optional[Decision]:
+    def resolve(self, ev: Evidence) -> Decision | None:
         items = ev.lists.get(self.key)
         if not items:
             return None

@@ -8,8 +8,6 @@ sexual tags. Swimwear, body shape and the `sensitive` rating are not sexual.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from charmeta.evidence import Evidence
 from charmeta.ontology import Ontology
 
@@ -20,7 +18,7 @@ class SafetyRule:
         self.minor_ages = frozenset(s["minor_ages"])
         self.sexual_ratings = frozenset(s["sexual_ratings"])
 
-    def reason(self, ev: Evidence, age: str, rating: Optional[str]) -> Optional[str]:
+    def reason(self, ev: Evidence, age: str, rating: str | None) -> str | None:
         """The exclusion reason, or ``None`` when the entry may be exported."""
         if ev.exclude:
             reason, tag = ev.exclude[0]

@@ -33,8 +33,13 @@ def sweep_stale_tmp(path: str) -> int:
         return 0
     for n in names:
         head, sep, pid = n.rpartition(".tmp-")
-        if sep and head in (base, stem + ".json") and pid.isdigit() and int(pid) != os.getpid() \
-                and not pid_alive(int(pid)):
+        if (
+            sep
+            and head in (base, stem + ".json")
+            and pid.isdigit()
+            and int(pid) != os.getpid()
+            and not pid_alive(int(pid))
+        ):
             try:
                 os.remove(os.path.join(d, n))
                 removed += 1

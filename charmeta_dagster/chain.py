@@ -28,7 +28,8 @@ import logging
 import os
 import shutil
 import time
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -83,8 +84,14 @@ def covers_chain(stages: set[str] | frozenset[str]) -> bool:
     return set(LINEAR) <= set(stages)
 
 
-def process_chain(root: str, key: str, backend: str = "text", embedder: str = "none", force: bool = False,
-                  stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
+def process_chain(
+    root: str,
+    key: str,
+    backend: str = "text",
+    embedder: str = "none",
+    force: bool = False,
+    stages: tuple[str, ...] = STAGES,
+) -> dict[str, Any]:
     """Build every stage of ``stages`` for one partition (skipping finished ones).
 
     Returns ``{"key", "stages": {stage: stats}, "row_problems": [...] | None}``: the row
@@ -98,10 +105,11 @@ def process_chain(root: str, key: str, backend: str = "text", embedder: str = "n
     if spec.fmt in IMAGE_FORMATS:
         return _per_stage(store, spec, [st for st in STAGES if st in todo], backend, embedder, stats)
     start = next((st for st in LINEAR if st in todo), None)
-    problems: Optional[list[str]] = None
+    problems: list[str] | None = None
     if start in (RAW, NORMALIZED, PREDICTIONS):
-        built, problems = _stream(store, spec, start, fps, backend, with_embeddings=EMBEDDINGS in todo,
-                                  copy_validated=VALIDATED in todo)
+        built, problems = _stream(
+            store, spec, start, fps, backend, with_embeddings=EMBEDDINGS in todo, copy_validated=VALIDATED in todo
+        )
         stats.update(built)
     for st in (NORMALIZED_IMAGES, EMBEDDINGS):  # side stages the stream did not write
         if st in todo and st not in stats:
@@ -113,10 +121,11 @@ def process_chain(root: str, key: str, backend: str = "text", embedder: str = "n
     return {"key": key, "stages": stats, "row_problems": problems if VALIDATED in todo else None}
 
 
-def _per_stage(store: Store, spec: Any, todo: list[str], backend: str, embedder: str,
-               stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _per_stage(
+    store: Store, spec: Any, todo: list[str], backend: str, embedder: str, stats: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """Image shards: the per-stage bodies in stage order, with the same validated guard."""
-    problems: Optional[list[str]] = None
+    problems: list[str] | None = None
     for st in todo:
         if st == VALIDATED:
             problems = row_problems(store, PREDICTIONS, spec.key)
@@ -161,8 +170,9 @@ class _Counts:
             self.first[stage] = batch.to_batches()[0] if isinstance(batch, pa.Table) else batch
 
 
-def _stream(store: Store, spec: Any, start: str, fps: dict[str, str], backend: str, with_embeddings: bool,
-            copy_validated: bool) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def _stream(
+    store: Store, spec: Any, start: str, fps: dict[str, str], backend: str, with_embeddings: bool, copy_validated: bool
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Stream the partition from ``start`` through predictions; commit every stage built
     and, when the contract and the row guard hold, validated as a copy of predictions.
     Returns the stats of the stages committed and the guard's problems."""
@@ -185,12 +195,15 @@ def _stream(store: Store, spec: Any, start: str, fps: dict[str, str], backend: s
         for out in outs.values():
             out.abort()
         raise
-    stats = {st: commit_marker(store, st, spec, fps[st], outs[st].rows, timed.seconds.get(st, 0.0),
-                               _extra(st, n)) for st in builds}
+    stats = {
+        st: commit_marker(store, st, spec, fps[st], outs[st].rows, timed.seconds.get(st, 0.0), _extra(st, n))
+        for st in builds
+    }
     problems = _guard(store, key, n)
     if copy_validated and not problems and not n.violations:
-        stats[VALIDATED] = _validated_copy(store, spec, fps[VALIDATED], outs[PREDICTIONS].rows, n,
-                                           timed.seconds.get(VALIDATED, 0.0))
+        stats[VALIDATED] = _validated_copy(
+            store, spec, fps[VALIDATED], outs[PREDICTIONS].rows, n, timed.seconds.get(VALIDATED, 0.0)
+        )
     return stats, problems
 
 
@@ -213,8 +226,9 @@ def _raw_side(batch: pa.RecordBatch, outs: dict[str, _AtomicParquet], n: _Counts
     return batch
 
 
-def _predict(engine: Any, batch: pa.RecordBatch, source_shard: str, out: _AtomicParquet, n: _Counts,
-             timed: _Timed) -> None:
+def _predict(
+    engine: Any, batch: pa.RecordBatch, source_shard: str, out: _AtomicParquet, n: _Counts, timed: _Timed
+) -> None:
     """Normalized rows -> predictions, counting statuses, contract violations and the row guard."""
     table = extract_batch(engine, batch, source_shard)
     _count(n.statuses, table.column("status"))
@@ -227,7 +241,8 @@ def _predict(engine: Any, batch: pa.RecordBatch, source_shard: str, out: _Atomic
         n.positions_differ = True
     elif not n.positions_differ:
         n.positions_differ = not table.column("source_position").equals(
-            pa.chunked_array([batch.column("source_position")]))
+            pa.chunked_array([batch.column("source_position")])
+        )
     for b in table.to_batches():
         bad, _ = contract_violations(b)
         n.violations += pc.sum(pc.cast(bad, pa.int64())).as_py() or 0
@@ -287,9 +302,15 @@ def _chain_worker(args: tuple) -> dict[str, Any]:
     return result
 
 
-def run_chain(root: str, keys: list[str], backend: str = "text", embedder: str = "none", workers: int = 1,
-              on_done: Optional[Callable[[dict[str, Any]], None]] = None,
-              stages: tuple[str, ...] = STAGES) -> list[dict[str, Any]]:
+def run_chain(
+    root: str,
+    keys: list[str],
+    backend: str = "text",
+    embedder: str = "none",
+    workers: int = 1,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+    stages: tuple[str, ...] = STAGES,
+) -> list[dict[str, Any]]:
     """``process_chain`` for every key, one pool task per partition (in-process when small;
     a partition queued by ``prefetch_chain`` is taken from the pool as it is)."""
     jobs = _chain_jobs(root, keys, backend, embedder, stages)
@@ -298,8 +319,14 @@ def run_chain(root: str, keys: list[str], backend: str = "text", embedder: str =
     return run_tasks(_chain_worker, jobs, "shard_stages", workers, on_done)
 
 
-def prefetch_chain(root: str, keys: list[str], backend: str = "text", embedder: str = "none", workers: int = 1,
-                   stages: tuple[str, ...] = STAGES) -> int:
+def prefetch_chain(
+    root: str,
+    keys: list[str],
+    backend: str = "text",
+    embedder: str = "none",
+    workers: int = 1,
+    stages: tuple[str, ...] = STAGES,
+) -> int:
     """Queue the one-pass chain of ``keys`` on the pool ahead of the runs that will ask for it
     (``charmeta run``: the pool stays busy across run boundaries; see ``stages.prefetch``).
     Nothing is queued when the partitions would run in-process anyway."""
@@ -312,9 +339,15 @@ def _chain_jobs(root: str, keys: list[str], backend: str, embedder: str, stages:
     return {k: (root, k, backend, embedder, False, tuple(stages)) for k in keys}
 
 
-def run_stages(stages: list[str], root: str, keys: list[str], backend: str = "text", embedder: str = "none",
-               workers: int = 1, on_done: Optional[Callable[[dict[str, Any]], None]] = None,
-               ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Optional[list[str]]]]:
+def run_stages(
+    stages: list[str],
+    root: str,
+    keys: list[str],
+    backend: str = "text",
+    embedder: str = "none",
+    workers: int = 1,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str] | None]]:
     """The selected stages for ``keys``: one pass per partition when the selection covers
     the text path, else stage by stage (each stage a pool step, validated guarded).
 
@@ -336,9 +369,9 @@ def run_stages(stages: list[str], root: str, keys: list[str], backend: str = "te
     return per_stage, guard
 
 
-def _guard_keys(store: Store, keys: list[str], backend: str, embedder: str) -> dict[str, Optional[list[str]]]:
+def _guard_keys(store: Store, keys: list[str], backend: str, embedder: str) -> dict[str, list[str] | None]:
     """The row guard for every key whose validated_records is about to be rebuilt."""
-    out: dict[str, Optional[list[str]]] = {}
+    out: dict[str, list[str] | None] = {}
     for k in keys:
         spec = read_registry(store.root, k)
         done = store.is_done(VALIDATED, k, partition_fingerprint(VALIDATED, spec, backend, embedder))

@@ -20,7 +20,7 @@ import os
 import zlib
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,11 +33,15 @@ from charmeta.tmpfiles import sweep_stale_tmp
 from charmeta_dagster.stages import contract_violations
 
 #: Columns read: the contract's (values, confidences), id, status, position; not the evidence lists.
-COLUMNS = ["id", "status", "source_position", "multi_character"] + [a.column for a in ATTRIBUTES] + [
-    f"{a.column}_confidence" for a in ATTRIBUTES if not a.is_list]
+COLUMNS = (
+    ["id", "status", "source_position", "multi_character"]
+    + [a.column for a in ATTRIBUTES]
+    + [f"{a.column}_confidence" for a in ATTRIBUTES if not a.is_list]
+)
 #: Columns the Great Expectations suite reads (its sample).
-GX_COLUMNS = ["id", "status", "source_position"] + [c for a in ATTRIBUTES if not a.is_list
-                                                    for c in (a.column, f"{a.column}_confidence")]
+GX_COLUMNS = ["id", "status", "source_position"] + [
+    c for a in ATTRIBUTES if not a.is_list for c in (a.column, f"{a.column}_confidence")
+]
 _DICTIONARY = ["status"] + [a.column for a in ATTRIBUTES if not a.is_list]
 CORE_COLUMNS = [a.column for a in ATTRIBUTES if a.is_core]
 #: ``ok`` rows validated with the pydantic CleanRecord per partition (the edge model must agree).
@@ -52,10 +56,10 @@ class PartitionFacts:
     """One validated_records file as the checks see it."""
 
     rows: int
-    schema_problem: Optional[str] = None  # set: the file does not have the contract's schema (nothing else read)
+    schema_problem: str | None = None  # set: the file does not have the contract's schema (nothing else read)
     violations: int = 0  # rows that break the contract (vocabularies, pattern, core keys, confidences)
-    first_violation: Optional[str] = None  # the reason of the first such row
-    clean_record_problem: Optional[str] = None  # the first sampled ok row CleanRecord rejects
+    first_violation: str | None = None  # the reason of the first such row
+    clean_record_problem: str | None = None  # the first sampled ok row CleanRecord rejects
     status_counts: dict[str, int] = field(default_factory=dict)
     multi_character: int = 0  # rows flagged multi_character
     value_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # core column -> value -> non-invalid rows
@@ -86,7 +90,7 @@ def partition_facts(path: str) -> PartitionFacts:
     return meta["facts"]
 
 
-def gx_sample(path: str) -> Optional[pa.Table]:
+def gx_sample(path: str) -> pa.Table | None:
     """Up to ``GX_ROWS_PER_PARTITION`` random rows of the file (seeded by its name), in random
     order, so any prefix is a random subset too; None when the schema is not the contract's."""
     ident = identity(path)
@@ -103,7 +107,7 @@ def gx_sample(path: str) -> Optional[pa.Table]:
     return sample
 
 
-def _read_and_keep(path: str, ident: tuple) -> tuple[PartitionFacts, Optional[pa.Table]]:
+def _read_and_keep(path: str, ident: tuple) -> tuple[PartitionFacts, pa.Table | None]:
     """Read the file's facts and sample, store them on disk and memoise both."""
     facts, sample = _read_facts(path)
     _save(path, ident, facts, sample)
@@ -123,11 +127,11 @@ def _keep_sample(path: str, ident: tuple, sample: pa.Table) -> None:
 def _stored_paths(path: str) -> tuple[str, str]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     name = os.path.basename(path)
-    base = os.path.join(root, FACTS_DIR, name[:-len(".parquet")] if name.endswith(".parquet") else name)
+    base = os.path.join(root, FACTS_DIR, name[: -len(".parquet")] if name.endswith(".parquet") else name)
     return base + ".json", base + ".parquet"
 
 
-def _stored_meta(path: str, ident: tuple) -> Optional[dict[str, Any]]:
+def _stored_meta(path: str, ident: tuple) -> dict[str, Any] | None:
     """The stored facts' JSON (its ``facts`` as a PartitionFacts) when they were computed from
     this exact file (same identity)."""
     meta_path, _ = _stored_paths(path)
@@ -142,7 +146,7 @@ def _stored_meta(path: str, ident: tuple) -> Optional[dict[str, Any]]:
         return None
 
 
-def _stored_sample(path: str, meta: dict[str, Any]) -> Optional[pa.Table]:
+def _stored_sample(path: str, meta: dict[str, Any]) -> pa.Table | None:
     """The stored GX sample, when it has the row count its facts recorded."""
     _, sample_path = _stored_paths(path)
     try:
@@ -152,7 +156,7 @@ def _stored_sample(path: str, meta: dict[str, Any]) -> Optional[pa.Table]:
     return sample if sample.num_rows == meta["rows"] else None
 
 
-def _save(path: str, ident: tuple, facts: PartitionFacts, sample: Optional[pa.Table]) -> None:
+def _save(path: str, ident: tuple, facts: PartitionFacts, sample: pa.Table | None) -> None:
     """Store the facts (sample first, the JSON last, each renamed into place); a folder that
     cannot be written only costs the next process a read."""
     meta_path, sample_path = _stored_paths(path)
@@ -165,8 +169,15 @@ def _save(path: str, ident: tuple, facts: PartitionFacts, sample: Optional[pa.Ta
             pq.write_table(sample, sample_path + suffix)
             os.replace(sample_path + suffix, sample_path)
         with open(meta_path + suffix, "w", encoding="utf-8") as fh:
-            json.dump({"version": FACTS_VERSION, "identity": list(ident), "facts": asdict(facts),
-                       "rows": None if sample is None else sample.num_rows}, fh)
+            json.dump(
+                {
+                    "version": FACTS_VERSION,
+                    "identity": list(ident),
+                    "facts": asdict(facts),
+                    "rows": None if sample is None else sample.num_rows,
+                },
+                fh,
+            )
         os.replace(meta_path + suffix, meta_path)
     except OSError:
         for p in (sample_path + suffix, meta_path + suffix):
@@ -174,15 +185,16 @@ def _save(path: str, ident: tuple, facts: PartitionFacts, sample: Optional[pa.Ta
                 os.remove(p)
 
 
-def _read_facts(path: str) -> tuple[PartitionFacts, Optional[pa.Table]]:
+def _read_facts(path: str) -> tuple[PartitionFacts, pa.Table | None]:
     pf = pq.ParquetFile(path, read_dictionary=_DICTIONARY)
     rows = pf.metadata.num_rows
     expected = rich_arrow_schema()
     got = pq.read_schema(path)
     if [(f.name, f.type) for f in got] != [(f.name, f.type) for f in expected]:
         missing = set(expected.names) - set(got.names)
-        return PartitionFacts(rows, schema_problem=f"Parquet schema differs from the contract (missing: "
-                                                   f"{sorted(missing)[:5]})"), None
+        return PartitionFacts(
+            rows, schema_problem=f"Parquet schema differs from the contract (missing: {sorted(missing)[:5]})"
+        ), None
     table = pf.read(columns=COLUMNS).combine_chunks()
     batch = table.to_batches()[0] if table.num_rows else None
     violations, first = 0, None
@@ -195,9 +207,14 @@ def _read_facts(path: str) -> tuple[PartitionFacts, Optional[pa.Table]]:
     core = table.select(CORE_COLUMNS)  # filtering dictionary columns copies only their indices
     valid = core.filter(pc.fill_null(pc.not_equal(status, "invalid"), False)) if table.num_rows else core
     facts = PartitionFacts(
-        rows=rows, violations=violations, first_violation=first, clean_record_problem=_clean_record_problem(table),
-        status_counts=status_counts, multi_character=pc.sum(table.column("multi_character")).as_py() or 0,
-        value_counts={c: _counts(valid.column(c)) for c in CORE_COLUMNS})
+        rows=rows,
+        violations=violations,
+        first_violation=first,
+        clean_record_problem=_clean_record_problem(table),
+        status_counts=status_counts,
+        multi_character=pc.sum(table.column("multi_character")).as_py() or 0,
+        value_counts={c: _counts(valid.column(c)) for c in CORE_COLUMNS},
+    )
     return facts, _sample(table, os.path.basename(path))
 
 
@@ -210,7 +227,7 @@ def _counts(col: Any) -> dict[str, int]:
     return out
 
 
-def _clean_record_problem(table: pa.Table) -> Optional[str]:
+def _clean_record_problem(table: pa.Table) -> str | None:
     ok = pc.indices_nonzero(pc.fill_null(pc.equal(table.column("status"), "ok"), False)).slice(0, CLEAN_SAMPLE)
     for row in table.take(ok).to_pylist():
         clean = {}

@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import posixpath
-from typing import Any, Optional
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,14 +44,23 @@ BACKENDS = (NONE, "auto", "clip", "siglip", "open_clip")
 #: Letterbox size when no model is loaded (``none`` backend or model unavailable).
 DEFAULT_SIZE = 224
 HEADS_STAGE = "attribute_heads"
-_CONFIG_FIELDS = ("model", "revision", "device", "cache_dir", "heads_dir", "counter", "batch_size", "allow_download",
-                  "image_size")
+_CONFIG_FIELDS = (
+    "model",
+    "revision",
+    "device",
+    "cache_dir",
+    "heads_dir",
+    "counter",
+    "batch_size",
+    "allow_download",
+    "image_size",
+)
 
 
 # ---------------------------------------------------------------------------
 # embedder spec -> ImageConfig / pipeline
 # ---------------------------------------------------------------------------
-def parse_spec(spec: Optional[str]) -> dict[str, Any]:
+def parse_spec(spec: str | None) -> dict[str, Any]:
     """``"none"`` / ``"clip"`` / ``'{"backend": "clip", "model": ...}'`` -> a dict with ``backend``."""
     spec = (spec or NONE).strip()
     if spec.startswith("{"):
@@ -80,9 +89,14 @@ def embedder_config_from_env(backend: str | None = None) -> dict[str, object]:
     if backend == "none":
         return {"backend": "none"}
     cfg: dict[str, object] = {"backend": backend}
-    for field, var in (("model", "CHARMETA_IMAGE_MODEL"), ("revision", "CHARMETA_IMAGE_REVISION"),
-                       ("device", "CHARMETA_IMAGE_DEVICE"), ("cache_dir", "CHARMETA_IMAGE_CACHE"),
-                       ("heads_dir", "CHARMETA_IMAGE_HEADS"), ("counter", "CHARMETA_COUNTER")):
+    for field, var in (
+        ("model", "CHARMETA_IMAGE_MODEL"),
+        ("revision", "CHARMETA_IMAGE_REVISION"),
+        ("device", "CHARMETA_IMAGE_DEVICE"),
+        ("cache_dir", "CHARMETA_IMAGE_CACHE"),
+        ("heads_dir", "CHARMETA_IMAGE_HEADS"),
+        ("counter", "CHARMETA_COUNTER"),
+    ):
         if env.get(var):
             cfg[field] = env[var]
     return cfg
@@ -161,7 +175,7 @@ def _image_records(spec: Any, rows: list[dict[str, Any]]):  # noqa: ANN202 - Ite
     """ImageRecords for the raw rows that name an image member, in source order."""
     from charmeta.images.ingest import MAX_MEMBER_BYTES, ImageRecord
 
-    def rec(r: dict[str, Any], data: Optional[bytes], reason: Optional[str]) -> ImageRecord:
+    def rec(r: dict[str, Any], data: bytes | None, reason: str | None) -> ImageRecord:
         ext = posixpath.splitext(r["image_member"])[1].lstrip(".").lower() or None
         caption = r["text"] if r["reason"] is None else None  # a broken caption must not hide a good image
         return ImageRecord(r["id"], data, caption, ext, spec.relpath, r["source_position"], reason)
@@ -189,8 +203,8 @@ def _image_records(spec: Any, rows: list[dict[str, Any]]):  # noqa: ANN202 - Ite
     import tarfile
 
     wanted = {r["image_member"]: r for r in rows}
-    found: dict[str, tuple[Optional[bytes], Optional[str]]] = {}
-    err: Optional[str] = None
+    found: dict[str, tuple[bytes | None, str | None]] = {}
+    err: str | None = None
     try:
         with _local_or_open(spec.uri) as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
             for m in tar:
@@ -212,8 +226,9 @@ def normalized_images_body(store: Any, key: str, spec: Any, out: Any, embedder: 
     """Write the partition's normalized images (``NORMALIZED_SCHEMA``); 0 rows for text-only shards."""
     from charmeta.images.normalize import normalize_batch
 
-    src = pq.read_table(store.path("normalized_records", key),
-                        columns=["id", "text", "source_position", "reason", "image_member"])
+    src = pq.read_table(
+        store.path("normalized_records", key), columns=["id", "text", "source_position", "reason", "image_member"]
+    )
     src = src.filter(pc.is_valid(src["image_member"]))
     if src.num_rows == 0:
         return {"images": 0}
@@ -228,8 +243,11 @@ def normalized_images_body(store: Any, key: str, spec: Any, out: Any, embedder: 
         tbl = normalize_batch(batch, size=size, counter=pipe.counter)
         invalid += tbl.num_rows - (pc.sum(pc.cast(pc.equal(tbl["status"], "ok"), pa.int64())).as_py() or 0)
         if preview is None:
-            preview = tbl.slice(0, 5).select(["id", "status", "reason", "sha256", "orig_width", "orig_height",
-                                              "pixel_count"]).to_pylist()
+            preview = (
+                tbl.slice(0, 5)
+                .select(["id", "status", "reason", "sha256", "orig_width", "orig_height", "pixel_count"])
+                .to_pylist()
+            )
         out.write(tbl)
         batch.clear()
 
@@ -273,24 +291,38 @@ def embeddings_body(store: Any, key: str, spec: Any, out: Any, embedder: str = N
             st = EmbedStats()
             emb = embed_table(ok, pipe.embedder, pipe.cache, pipe.config.batch_size, pipe.config.workers, st)
             mat = embedding_matrix(emb) if emb.num_rows else []
-            for pos, sha, v, cached in zip(ok["source_position"].to_pylist(), emb["sha256"].to_pylist(), mat,
-                                           emb["cached"].to_pylist()):
+            for pos, sha, v, cached in zip(
+                ok["source_position"].to_pylist(), emb["sha256"].to_pylist(), mat, emb["cached"].to_pylist()
+            ):
                 vec_by_pos[pos] = (sha, v.tolist(), cached)
             model, revision, backend = pipe.embedder.model_id, pipe.embedder.revision, pipe.embedder.backend
-            stats_out.update(embedded=len(vec_by_pos), cache_hits=st.cached, computed=st.computed,
-                             model_seconds=round(st.model_s, 3), data_wait_share=round(st.data_wait_share, 3),
-                             model=model, revision=revision)
+            stats_out.update(
+                embedded=len(vec_by_pos),
+                cache_hits=st.cached,
+                computed=st.computed,
+                model_seconds=round(st.model_s, 3),
+                data_wait_share=round(st.data_wait_share, 3),
+                model=model,
+                revision=revision,
+            )
     positions = base["source_position"].to_pylist()
     got = [vec_by_pos.get(p) for p in positions]
-    out.write(pa.table({
-        "id": base["id"], "source_position": base["source_position"], "image_member": base["image_member"],
-        "embedding": pa.array([g[1] if g else None for g in got], pa.list_(pa.float32())),
-        "backend": pa.array([backend] * n, pa.string()),
-        "sha256": pa.array([g[0] if g else None for g in got], pa.string()),
-        "model": pa.array([model if g else None for g in got], pa.string()),
-        "revision": pa.array([revision if g else None for g in got], pa.string()),
-        "cached": pa.array([g[2] if g else None for g in got], pa.bool_()),
-    }, schema=EMBEDDING_SCHEMA))
+    out.write(
+        pa.table(
+            {
+                "id": base["id"],
+                "source_position": base["source_position"],
+                "image_member": base["image_member"],
+                "embedding": pa.array([g[1] if g else None for g in got], pa.list_(pa.float32())),
+                "backend": pa.array([backend] * n, pa.string()),
+                "sha256": pa.array([g[0] if g else None for g in got], pa.string()),
+                "model": pa.array([model if g else None for g in got], pa.string()),
+                "revision": pa.array([revision if g else None for g in got], pa.string()),
+                "cached": pa.array([g[2] if g else None for g in got], pa.bool_()),
+            },
+            schema=EMBEDDING_SCHEMA,
+        )
+    )
     stats_out["embedder"] = backend
     return stats_out
 
@@ -298,7 +330,7 @@ def embeddings_body(store: Any, key: str, spec: Any, out: Any, embedder: str = N
 # ---------------------------------------------------------------------------
 # attribute predictions for image rows
 # ---------------------------------------------------------------------------
-def image_predictions(store: Any, key: str, embedder: str, engine: Any) -> Optional[dict[int, dict[str, Any]]]:
+def image_predictions(store: Any, key: str, embedder: str, engine: Any) -> dict[int, dict[str, Any]] | None:
     """source_position -> fused rich row for the partition's image rows (None: no images)."""
     if not _has_images(store, key):
         return None
@@ -306,8 +338,9 @@ def image_predictions(store: Any, key: str, embedder: str, engine: Any) -> Optio
 
     norm = pq.read_table(store.path("normalized_images", key))
     pipe = pipeline(embedder, store.root)
-    fused = extract_table(norm, pipe, text_extract=engine.extract_text,
-                          batch_size=pipe.config.batch_size, workers=pipe.config.workers)
+    fused = extract_table(
+        norm, pipe, text_extract=engine.extract_text, batch_size=pipe.config.batch_size, workers=pipe.config.workers
+    )
     return {r["source_position"]: r for r in fused.to_pylist()}
 
 
@@ -346,11 +379,17 @@ def train_heads(root: str, keys: list[str], embedder: str, backend: str = "text"
             continue
         norm = pq.read_table(store.path("normalized_images", k), columns=["id", "source_position", "caption"])
         # ids can repeat across shards: make them unique per partition for the label join
-        uid = lambda t: pc.binary_join_element_wise(pa.scalar(k), t["source_position"].cast(pa.string()), "#")  # noqa: E731
+        uid = lambda t, k=k: pc.binary_join_element_wise(pa.scalar(k), t["source_position"].cast(pa.string()), "#")  # noqa: E731
         parts_emb.append(pa.table({"id": uid(emb), "sha256": emb["sha256"], "embedding": emb["embedding"]}))
         parts_norm.append(pa.table({"id": uid(norm), "caption": norm["caption"]}))
-    result: dict[str, Any] = {"status": "no embedded images", "version": None, "folder": None, "report": [],
-                              "n_images": sum(t.num_rows for t in parts_emb), "n_labelled_images": 0}
+    result: dict[str, Any] = {
+        "status": "no embedded images",
+        "version": None,
+        "folder": None,
+        "report": [],
+        "n_images": sum(t.num_rows for t in parts_emb),
+        "n_labelled_images": 0,
+    }
     if not parts_emb:
         return result
     from charmeta.images.heads import attribute_heads_step
@@ -362,8 +401,14 @@ def train_heads(root: str, keys: list[str], embedder: str, backend: str = "text"
     if pipe.embedder is None:
         result["status"] = pipe.unavailable or "image model unavailable"
         return result
-    step = attribute_heads_step(pa.concat_tables(parts_norm), emb_all, make_engine(backend).extract_text,
-                                pipe.config.heads_dir, pipe.embedder.model_id, pipe.embedder.revision)
+    step = attribute_heads_step(
+        pa.concat_tables(parts_norm),
+        emb_all,
+        make_engine(backend).extract_text,
+        pipe.config.heads_dir,
+        pipe.embedder.model_id,
+        pipe.embedder.revision,
+    )
     result.update(step, status="trained" if step["version"] else "no attribute had enough labels")
     if step["version"]:  # the next prediction step reloads the pipeline and so picks up the new heads
         from charmeta.images import api

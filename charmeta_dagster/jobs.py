@@ -16,7 +16,7 @@ shards_job = define_asset_job(
     selection=AssetSelection.assets(*PARTITIONED_ASSETS),
     executor_def=in_process_executor,
     description="shard_stages: raw_shards -> normalized_records -> normalized_images -> embeddings -> "
-                "attribute_predictions -> validated_records (one pass per text partition), with checks.",
+    "attribute_predictions -> validated_records (one pass per text partition), with checks.",
 )
 export_job = define_asset_job(
     "export_job",

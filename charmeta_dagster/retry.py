@@ -41,10 +41,15 @@ def stage_retry_policy() -> RetryPolicy:
 
 def partitions_failure(exc: PartitionsFailed) -> Failure:
     """A Dagster ``Failure`` that names each failed partition and its error (shown in the UI)."""
-    table = "\n".join(["| partition | error |", "|---|---|"] + [
-        f"| {k} | {v.replace('|', '/').replace(chr(10), ' ')[:300]} |" for k, v in exc.errors.items()])
+    table = "\n".join(
+        ["| partition | error |", "|---|---|"]
+        + [f"| {k} | {v.replace('|', '/').replace(chr(10), ' ')[:300]} |" for k, v in exc.errors.items()]
+    )
     return Failure(
         description=str(exc),
-        metadata={"stage": exc.stage, "failed_partitions": MetadataValue.json(sorted(exc.errors)),
-                  "errors": MetadataValue.md(table)},
+        metadata={
+            "stage": exc.stage,
+            "failed_partitions": MetadataValue.json(sorted(exc.errors)),
+            "errors": MetadataValue.md(table),
+        },
     )

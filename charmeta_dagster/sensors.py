@@ -11,7 +11,6 @@ that appears later gets its own run; known shards are never re-requested).
 running, so the export is rebuilt once per burst rather than once per run.
 """
 
-
 import os
 
 from dagster import (
@@ -33,7 +32,9 @@ from charmeta_dagster.jobs import export_job, shards_job
 from charmeta_dagster.resources import OutputStore, SourceResource
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-_DEFAULT = DefaultSensorStatus.RUNNING if os.environ.get("CHARMETA_SENSORS", "on") != "off" else DefaultSensorStatus.STOPPED
+_DEFAULT = (
+    DefaultSensorStatus.RUNNING if os.environ.get("CHARMETA_SENSORS", "on") != "off" else DefaultSensorStatus.STOPPED
+)
 
 
 def plan_ranges(new_keys: list[str], per_run: int) -> list[tuple[str, str]]:
@@ -41,9 +42,12 @@ def plan_ranges(new_keys: list[str], per_run: int) -> list[tuple[str, str]]:
     return [(new_keys[i], new_keys[min(i + per_run, len(new_keys)) - 1]) for i in range(0, len(new_keys), per_run)]
 
 
-@sensor(job=shards_job, default_status=_DEFAULT,
-        minimum_interval_seconds=int(os.environ.get("CHARMETA_SENSOR_INTERVAL", "30")),
-        description="Discovers new shards in the source, registers them as partitions and requests runs for them.")
+@sensor(
+    job=shards_job,
+    default_status=_DEFAULT,
+    minimum_interval_seconds=int(os.environ.get("CHARMETA_SENSOR_INTERVAL", "30")),
+    description="Discovers new shards in the source, registers them as partitions and requests runs for them.",
+)
 def shard_sensor(context: SensorEvaluationContext, source: SourceResource, store: OutputStore):
     specs = source.source().discover()
     root = store.store().root
@@ -52,14 +56,21 @@ def shard_sensor(context: SensorEvaluationContext, source: SourceResource, store
     new = [s.key for s in specs if s.key not in known]
     if not new:
         return SkipReason(f"no new shards ({len(specs)} known) in {source.uri}")
-    runs = [RunRequest(run_key=f"{a}..{b}", tags={RANGE_START: a, RANGE_END: b}) for a, b in plan_ranges(new, PARTITIONS_PER_RUN)]
+    runs = [
+        RunRequest(run_key=f"{a}..{b}", tags={RANGE_START: a, RANGE_END: b})
+        for a, b in plan_ranges(new, PARTITIONS_PER_RUN)
+    ]
     context.log.info(f"registering {len(new)} new shards, requesting {len(runs)} runs")
     return SensorResult(run_requests=runs, dynamic_partitions_requests=[shards_partitions.build_add_request(new)])
 
 
-@run_status_sensor(run_status=DagsterRunStatus.SUCCESS, request_job=export_job, default_status=_DEFAULT,
-                   monitor_all_code_locations=False,
-                   description="Rebuilds dataset_export after shard runs succeed (once per burst of runs).")
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    request_job=export_job,
+    default_status=_DEFAULT,
+    monitor_all_code_locations=False,
+    description="Rebuilds dataset_export after shard runs succeed (once per burst of runs).",
+)
 def export_sensor(context: RunStatusSensorContext):
     run = context.dagster_run
     if run.job_name == export_job.name:
@@ -67,9 +78,23 @@ def export_sensor(context: RunStatusSensorContext):
     selection = {k.to_user_string() for k in (run.asset_selection or [])}
     if run.asset_selection is not None and "validated_records" not in selection:
         return SkipReason("run did not materialize validated_records")
-    active = context.instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.STARTED,
-                                                                    DagsterRunStatus.STARTING, DagsterRunStatus.NOT_STARTED]))
-    if any(r.run_id != run.run_id and r.job_name != export_job.name and RANGE_START in r.tags or
-           r.run_id != run.run_id and r.tags.get("dagster/partition") for r in active):
+    active = context.instance.get_runs(
+        filters=RunsFilter(
+            statuses=[
+                DagsterRunStatus.QUEUED,
+                DagsterRunStatus.STARTED,
+                DagsterRunStatus.STARTING,
+                DagsterRunStatus.NOT_STARTED,
+            ]
+        )
+    )
+    if any(
+        r.run_id != run.run_id
+        and r.job_name != export_job.name
+        and RANGE_START in r.tags
+        or r.run_id != run.run_id
+        and r.tags.get("dagster/partition")
+        for r in active
+    ):
         return SkipReason("other shard runs still active; the last one triggers the export")
     return RunRequest(run_key=f"export-after-{run.run_id}")

@@ -19,10 +19,11 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,8 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from charmeta.contract import ATTRIBUTES, STATUSES, rich_arrow_schema
-from charmeta.tmpfiles import pid_alive, sweep_stale_tmp  # noqa: F401 - re-exported
 from charmeta.sources import RAW_SCHEMA, iter_shard, read_registry
+from charmeta.tmpfiles import pid_alive, sweep_stale_tmp  # noqa: F401 - re-exported
 
 log = logging.getLogger("charmeta.pipeline")
 
@@ -46,8 +47,14 @@ NORMALIZED_IMAGES = "normalized_images"  # image stages: charmeta_dagster/image_
 STAGES = (RAW, NORMALIZED, NORMALIZED_IMAGES, EMBEDDINGS, PREDICTIONS, VALIDATED)
 #: Bump a stage's version when its output for the same input changes.
 STAGE_VERSIONS = {RAW: "1", NORMALIZED: "1", NORMALIZED_IMAGES: "1", EMBEDDINGS: "2", PREDICTIONS: "1", VALIDATED: "1"}
-UPSTREAM = {RAW: None, NORMALIZED: RAW, NORMALIZED_IMAGES: NORMALIZED, EMBEDDINGS: NORMALIZED_IMAGES,
-            PREDICTIONS: NORMALIZED, VALIDATED: PREDICTIONS}
+UPSTREAM = {
+    RAW: None,
+    NORMALIZED: RAW,
+    NORMALIZED_IMAGES: NORMALIZED,
+    EMBEDDINGS: NORMALIZED_IMAGES,
+    PREDICTIONS: NORMALIZED,
+    VALIDATED: PREDICTIONS,
+}
 
 BATCH_ROWS = 32_768
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,200}$")
@@ -87,7 +94,7 @@ class Store:
             raise ValueError(f"partition key {key!r} escapes the output root")
         return path
 
-    def stats(self, stage: str, key: str) -> Optional[dict[str, Any]]:
+    def stats(self, stage: str, key: str) -> dict[str, Any] | None:
         """The commit marker of a finished partition, or None."""
         try:
             with open(self.path(stage, key, ".json"), encoding="utf-8") as fh:
@@ -129,8 +136,7 @@ class _AtomicParquet:
         self.path = path
         self.tmp = f"{path}.tmp-{os.getpid()}"
         self.schema = schema
-        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd",
-                                       use_dictionary=_dictionary_columns(schema))
+        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd", use_dictionary=_dictionary_columns(schema))
         self.rows = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
@@ -228,7 +234,7 @@ def backend_identity(backend: str) -> str:
 # ---------------------------------------------------------------------------
 def stage_fingerprint(stage: str, shard_fp: str, backend: str = "", embedder: str = "") -> str:
     chain = [shard_fp]
-    s: Optional[str] = stage
+    s: str | None = stage
     order = []
     while s is not None:
         order.append(s)
@@ -247,12 +253,12 @@ def stage_fingerprint(stage: str, shard_fp: str, backend: str = "", embedder: st
 # ---------------------------------------------------------------------------
 # stage bodies
 # ---------------------------------------------------------------------------
-def _read_batches(path: str, columns: Optional[list[str]] = None) -> Iterator[pa.RecordBatch]:
+def _read_batches(path: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     pf = pq.ParquetFile(path)
     yield from pf.iter_batches(batch_size=BATCH_ROWS, columns=columns)
 
 
-def _preview(tbl_batch: Optional[pa.RecordBatch], cols: list[str], n: int = 5) -> list[dict[str, Any]]:
+def _preview(tbl_batch: pa.RecordBatch | None, cols: list[str], n: int = 5) -> list[dict[str, Any]]:
     if tbl_batch is None:
         return []
     keep = [c for c in cols if c in tbl_batch.schema.names]
@@ -329,8 +335,9 @@ def _normalized(store: Store, key: str, spec, out: _AtomicParquet, **_: Any) -> 
     return {"texts_changed": changed, "preview": _preview(first, ["id", "text", "reason"])}
 
 
-def _normalized_images(store: Store, key: str, spec, out: _AtomicParquet, embedder: str = "none",
-                       **_: Any) -> dict[str, Any]:
+def _normalized_images(
+    store: Store, key: str, spec, out: _AtomicParquet, embedder: str = "none", **_: Any
+) -> dict[str, Any]:
     if spec.fmt not in ("tar", "txt"):  # text-only formats: an empty partition, no image imports
         return {"images": 0}
     from charmeta_dagster import image_stages
@@ -355,14 +362,24 @@ def null_embeddings(batch: pa.RecordBatch, embedder: str = "none") -> pa.RecordB
     """The embeddings rows of raw rows without a vector (text shards, embedder ``none``)."""
     n = batch.num_rows
     return pa.RecordBatch.from_arrays(
-        [batch.column("id"), batch.column("source_position"), batch.column("image_member"),
-         pa.nulls(n, pa.list_(pa.float32())), pa.array([embedder] * n, pa.string()),
-         pa.nulls(n, pa.string()), pa.nulls(n, pa.string()), pa.nulls(n, pa.string()), pa.nulls(n, pa.bool_())],
-        schema=EMBEDDING_SCHEMA)
+        [
+            batch.column("id"),
+            batch.column("source_position"),
+            batch.column("image_member"),
+            pa.nulls(n, pa.list_(pa.float32())),
+            pa.array([embedder] * n, pa.string()),
+            pa.nulls(n, pa.string()),
+            pa.nulls(n, pa.string()),
+            pa.nulls(n, pa.string()),
+            pa.nulls(n, pa.bool_()),
+        ],
+        schema=EMBEDDING_SCHEMA,
+    )
 
 
-def _predictions(store: Store, key: str, spec, out: _AtomicParquet, backend: str = "text", embedder: str = "none",
-                 **_: Any) -> dict[str, Any]:
+def _predictions(
+    store: Store, key: str, spec, out: _AtomicParquet, backend: str = "text", embedder: str = "none", **_: Any
+) -> dict[str, Any]:
     engine = make_engine(backend)
     images = None  # image rows: caption + pixels fused (image_stages), replacing the text-only row
     if spec.fmt in ("tar", "txt") and (store.stats(NORMALIZED_IMAGES, key) or {}).get("images"):
@@ -379,15 +396,21 @@ def _predictions(store: Store, key: str, spec, out: _AtomicParquet, backend: str
         if first is None and table.num_rows:
             first = table.to_batches()[0]
         out.write(table)
-    return {"status_counts": statuses, "preview": _preview(first, ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core])}
+    return {
+        "status_counts": statuses,
+        "preview": _preview(first, ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core]),
+    }
 
 
 def extract_batch(engine: Any, batch: pa.RecordBatch, source_shard: str) -> pa.Table:
     """The engine on one normalized batch: the four columns it reads, as Arrow arrays (its
     columnar tag path reads them without converting every value to Python)."""
     return engine.process_batch(
-        batch.column("id"), batch.column("text"), source_shard=source_shard,
-        positions=batch.column("source_position"), preset_invalid=batch.column("reason"),
+        batch.column("id"),
+        batch.column("text"),
+        source_shard=source_shard,
+        positions=batch.column("source_position"),
+        preset_invalid=batch.column("reason"),
     )
 
 
@@ -401,7 +424,7 @@ def _per_value(col: pa.Array, fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
     return fn(col)
 
 
-def contract_violations(batch: pa.RecordBatch) -> tuple[pa.Array, list[Optional[str]]]:
+def contract_violations(batch: pa.RecordBatch) -> tuple[pa.Array, list[str | None]]:
     """Vectorised contract check of rich rows: a boolean mask of bad rows, plus a
     reason per row (only computed for the rare bad rows). String columns may be
     dictionary-encoded."""
@@ -410,8 +433,9 @@ def contract_violations(batch: pa.RecordBatch) -> tuple[pa.Array, list[Optional[
     status = batch.column("status")
     not_invalid = pc.fill_null(_per_value(status, lambda v: pc.not_equal(v, "invalid")), True)
     statuses = pa.array(STATUSES)
-    problems.append((pc.invert(pc.fill_null(_per_value(status, lambda v: pc.is_in(v, statuses)), False)),
-                     "unknown status"))
+    problems.append(
+        (pc.invert(pc.fill_null(_per_value(status, lambda v: pc.is_in(v, statuses)), False)), "unknown status")
+    )
     problems.append((pc.is_null(batch.column("id")), "missing id"))
     for spec in ATTRIBUTES:
         if spec.column not in batch.schema.names:
@@ -421,21 +445,31 @@ def contract_violations(batch: pa.RecordBatch) -> tuple[pa.Array, list[Optional[
             continue
         if spec.values:
             vocab = pa.array(spec.values)
-            out_of_vocab = _per_value(col, lambda v, vocab=vocab: pc.and_(
-                pc.is_valid(v), pc.invert(pc.fill_null(pc.is_in(v, vocab), False))))
+            out_of_vocab = _per_value(
+                col, lambda v, vocab=vocab: pc.and_(pc.is_valid(v), pc.invert(pc.fill_null(pc.is_in(v, vocab), False)))
+            )
             problems.append((out_of_vocab, f"{spec.key} value outside the vocabulary"))
         elif spec.pattern:
-            mism = _per_value(col, lambda v, pattern=spec.pattern: pc.and_(
-                pc.is_valid(v), pc.invert(pc.fill_null(pc.match_substring_regex(v, pattern), False))))
+            mism = _per_value(
+                col,
+                lambda v, pattern=spec.pattern: pc.and_(
+                    pc.is_valid(v), pc.invert(pc.fill_null(pc.match_substring_regex(v, pattern), False))
+                ),
+            )
             problems.append((mism, f"{spec.key} value does not match {spec.pattern}"))
         if spec.is_core:
             problems.append((pc.and_(not_invalid, pc.is_null(col)), f"missing core attribute {spec.key}"))
         conf = batch.column(f"{spec.column}_confidence")
-        problems.append((pc.fill_null(pc.or_(pc.less(conf, 0), pc.greater(conf, 1)), False), f"{spec.key} confidence outside [0, 1]"))
+        problems.append(
+            (
+                pc.fill_null(pc.or_(pc.less(conf, 0), pc.greater(conf, 1)), False),
+                f"{spec.key} confidence outside [0, 1]",
+            )
+        )
     bad = pa.array(np.zeros(n, dtype=bool))
     for mask, _ in problems:
         bad = pc.or_(bad, pc.fill_null(mask, False))
-    reasons: list[Optional[str]] = [None] * n
+    reasons: list[str | None] = [None] * n
     if pc.any(bad).as_py():
         for mask, why in problems:
             for i in pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist():
@@ -447,8 +481,15 @@ def _validated(store: Store, key: str, spec, out: _AtomicParquet, **_: Any) -> d
     schema = rich_arrow_schema()
     statuses: dict[str, int] = {}
     repaired, first = 0, None
-    attr_cols = [c for a in ATTRIBUTES for c in ([a.column] if a.is_list else
-                 [a.column, f"{a.column}_confidence", f"{a.column}_evidence", f"{a.column}_conflict"])]
+    attr_cols = [
+        c
+        for a in ATTRIBUTES
+        for c in (
+            [a.column]
+            if a.is_list
+            else [a.column, f"{a.column}_confidence", f"{a.column}_evidence", f"{a.column}_conflict"]
+        )
+    ]
     for batch in _read_batches(store.path(PREDICTIONS, key)):
         bad, reasons = contract_violations(batch)
         nbad = pc.sum(pc.cast(bad, pa.int64())).as_py() or 0
@@ -464,12 +505,20 @@ def _validated(store: Store, key: str, spec, out: _AtomicParquet, **_: Any) -> d
         first = first or batch
         out.write(batch)
     input_rows = pq.ParquetFile(store.path(NORMALIZED, key)).metadata.num_rows
-    return {"status_counts": statuses, "contract_violations": repaired, "input_rows": input_rows,
-            "preview": _preview(first, ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core])}
+    return {
+        "status_counts": statuses,
+        "contract_violations": repaired,
+        "input_rows": input_rows,
+        "preview": _preview(first, ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core]),
+    }
 
 
 _BODIES: dict[str, Callable[..., dict[str, Any]]] = {
-    RAW: _raw, NORMALIZED: _normalized, EMBEDDINGS: _embeddings, PREDICTIONS: _predictions, VALIDATED: _validated,
+    RAW: _raw,
+    NORMALIZED: _normalized,
+    EMBEDDINGS: _embeddings,
+    PREDICTIONS: _predictions,
+    VALIDATED: _validated,
     NORMALIZED_IMAGES: _normalized_images,
 }
 _SCHEMAS = {RAW: RAW_SCHEMA, NORMALIZED: RAW_SCHEMA, EMBEDDINGS: EMBEDDING_SCHEMA}
@@ -487,8 +536,9 @@ def partition_fingerprint(stage: str, spec: Any, backend: str = "text", embedder
     """The fingerprint a stage's commit marker must carry for ``spec`` (formats without
     images ignore the embedder; only predictions and validated depend on the backend)."""
     embedder = embedder if spec.fmt in ("tar", "txt") else "none"
-    return stage_fingerprint(stage, spec.fingerprint,
-                             backend_identity(backend) if stage in (PREDICTIONS, VALIDATED) else "", embedder)
+    return stage_fingerprint(
+        stage, spec.fingerprint, backend_identity(backend) if stage in (PREDICTIONS, VALIDATED) else "", embedder
+    )
 
 
 def skipped_stats(store: Store, stage: str, key: str) -> dict[str, Any]:
@@ -497,21 +547,29 @@ def skipped_stats(store: Store, stage: str, key: str) -> dict[str, Any]:
     return stats
 
 
-def commit_marker(store: Store, stage: str, spec: Any, fp: str, rows: int, seconds: float,
-                  extra: dict[str, Any]) -> dict[str, Any]:
+def commit_marker(
+    store: Store, stage: str, spec: Any, fp: str, rows: int, seconds: float, extra: dict[str, Any]
+) -> dict[str, Any]:
     """Write the ``.json`` commit marker of a stage output already renamed into place."""
     stats = {
-        "key": spec.key, "stage": stage, "fingerprint": fp, "rows": rows, "seconds": round(seconds, 3),
+        "key": spec.key,
+        "stage": stage,
+        "fingerprint": fp,
+        "rows": rows,
+        "seconds": round(seconds, 3),
         "rows_per_second": round(rows / seconds, 1) if seconds > 0 else None,
-        "source_shard": spec.relpath, "source_start": spec.start, **extra,
+        "source_shard": spec.relpath,
+        "source_start": spec.start,
+        **extra,
     }
     _atomic_json(store.path(stage, spec.key, ".json"), stats)
     stats["skipped"] = False
     return stats
 
 
-def process_partition(stage: str, root: str, key: str, backend: str = "text", embedder: str = "none",
-                      force: bool = False) -> dict[str, Any]:
+def process_partition(
+    stage: str, root: str, key: str, backend: str = "text", embedder: str = "none", force: bool = False
+) -> dict[str, Any]:
     """Build one stage's output for one partition (or skip it when already done)."""
     store = Store(root)
     spec = read_registry(store.root, key)
@@ -582,7 +640,7 @@ def estimate_rows(stage: str, root: str, keys: list[str]) -> int:
             total += spec.stop - spec.start
         elif spec.uri.startswith("file://"):
             try:
-                total += os.path.getsize(spec.uri[len("file://"):]) // 200
+                total += os.path.getsize(spec.uri[len("file://") :]) // 200
             except OSError:
                 total += POOL_MIN_ROWS
         else:
@@ -603,8 +661,15 @@ class PartitionsFailed(RuntimeError):
         super().__init__(f"{stage}: {len(errors)} partition(s) failed: {lines}")
 
 
-def run_stage(stage: str, root: str, keys: list[str], backend: str = "text", embedder: str = "none",
-              workers: int = 1, on_done: Optional[Callable[[dict[str, Any]], None]] = None) -> list[dict[str, Any]]:
+def run_stage(
+    stage: str,
+    root: str,
+    keys: list[str],
+    backend: str = "text",
+    embedder: str = "none",
+    workers: int = 1,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Run ``stage`` for ``keys``: in a spawn process pool when there are several
     partitions and ``workers > 1`` (CPU-bound Python: processes, not threads)."""
     jobs = {k: (stage, root, k, backend, embedder) for k in keys}
@@ -613,8 +678,13 @@ def run_stage(stage: str, root: str, keys: list[str], backend: str = "text", emb
     return run_tasks(_worker, jobs, stage, workers, on_done)
 
 
-def run_tasks(fn: Callable[[tuple], dict[str, Any]], jobs: dict[str, tuple], label: str, workers: int,
-              on_done: Optional[Callable[[dict[str, Any]], None]] = None) -> list[dict[str, Any]]:
+def run_tasks(
+    fn: Callable[[tuple], dict[str, Any]],
+    jobs: dict[str, tuple],
+    label: str,
+    workers: int,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """``fn(args)`` for every partition key of ``jobs`` (in the shared pool when ``workers > 1``),
     results in key order. One failing partition does not stop the others; the failures are
     raised together as ``PartitionsFailed`` once every other partition is done."""
@@ -652,7 +722,7 @@ def run_tasks(fn: Callable[[tuple], dict[str, Any]], jobs: dict[str, tuple], lab
     return [results[k] for k in keys]
 
 
-_POOL: Optional[ProcessPoolExecutor] = None
+_POOL: ProcessPoolExecutor | None = None
 _POOL_SIZE = 0
 #: Tasks queued ahead of the step that will want them: ``(fn, args) -> Future`` (see ``prefetch``).
 _PREFETCHED: dict[tuple[Callable[..., Any], tuple], Future] = {}

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from charmeta.synth import generate
 
@@ -23,8 +24,14 @@ def _intact(man: dict[str, Any]) -> bool:
     return all(Path(p).is_file() and Path(p).stat().st_size == size for p, size in man.get("files", {}).items())
 
 
-def ensure_synth(workdir: Path, rows: int, seed: int, fmt: str = "parquet", shards: Optional[int] = None,
-                 log: Optional[Callable[[str], None]] = None) -> tuple[Path, bool]:
+def ensure_synth(
+    workdir: Path,
+    rows: int,
+    seed: int,
+    fmt: str = "parquet",
+    shards: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Path, bool]:
     """``(folder, reused)``: the synthetic shards for ``rows``/``seed``/``fmt`` under ``workdir``."""
     shards = shards or max(1, min(64, math.ceil(rows / 100_000)))
     folder = workdir / f"synth-{fmt}-{rows}-k{shards}-s{seed}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import duckdb
 import pyarrow as pa
@@ -51,15 +50,19 @@ class FloorResult:
         return self.rows_in / self.seconds if self.seconds > 0 else float("inf")
 
 
-def run_floor(shard_glob: str, ontology: list[tuple[str, str, str]], out: Path, threads: Optional[int] = None) -> FloorResult:
+def run_floor(
+    shard_glob: str, ontology: list[tuple[str, str, str]], out: Path, threads: int | None = None
+) -> FloorResult:
     """Run the floor query over ``shard_glob`` into ``out`` (Parquet); time only the query."""
     con = duckdb.connect()
     try:
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         used = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-        onto = pa.table({k: [r[i] for r in ontology] for i, k in enumerate(("tag", "attribute", "value"))},
-                        schema=pa.schema([("tag", pa.string()), ("attribute", pa.string()), ("value", pa.string())]))
+        onto = pa.table(
+            {k: [r[i] for r in ontology] for i, k in enumerate(("tag", "attribute", "value"))},
+            schema=pa.schema([("tag", pa.string()), ("attribute", pa.string()), ("value", pa.string())]),
+        )
         con.register("onto_arrow", onto)
         con.execute("CREATE TABLE onto AS SELECT * FROM onto_arrow")
         rows_in = int(con.execute("SELECT count(*) FROM read_parquet($glob)", {"glob": shard_glob}).fetchall()[0][0])

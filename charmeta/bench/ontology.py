@@ -19,9 +19,10 @@ import csv
 import json
 import logging
 import re
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 log = logging.getLogger("charmeta.bench")
 
@@ -101,7 +102,7 @@ def from_wd_vocab() -> list[tuple[str, str, str]]:
     return sorted(rows)
 
 
-def load_floor_ontology(folder: Optional[Path] = None) -> tuple[list[tuple[str, str, str]], str]:
+def load_floor_ontology(folder: Path | None = None) -> tuple[list[tuple[str, str, str]], str]:
     """``(rows, source)``: the ontology files if they yield anything, else the WD fallback."""
     if folder is None:
         folder = Path(str(resources.files("charmeta.data").joinpath("ontology")))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from charmeta.bench.stages import StageResult
 
@@ -22,11 +22,19 @@ def rows_of(results: Sequence[StageResult]) -> list[tuple[str, ...]]:
             out.append((r.name, "-", "-", "-", "-", "-", "-", "-", r.note))
             continue
         rate = r.rows_per_s
-        out.append((  # a wall of 0: a figure read from a run's markers, not a process of its own
-            r.name, f"{r.rows:,}", f"{r.wall_s:.2f}" if r.wall_s else "-", f"{r.work_s:.2f}" if r.work_s is not None else "-",
-            f"{rate:,.0f}" if rate else "-", _mb(r.peak_tree_bytes), _mb(r.peak_process_bytes),
-            str(r.processes or "-"), r.note,
-        ))
+        out.append(
+            (  # a wall of 0: a figure read from a run's markers, not a process of its own
+                r.name,
+                f"{r.rows:,}",
+                f"{r.wall_s:.2f}" if r.wall_s else "-",
+                f"{r.work_s:.2f}" if r.work_s is not None else "-",
+                f"{rate:,.0f}" if rate else "-",
+                _mb(r.peak_tree_bytes),
+                _mb(r.peak_process_bytes),
+                str(r.processes or "-"),
+                r.note,
+            )
+        )
     return out
 
 
@@ -35,15 +43,18 @@ def console_table(results: Sequence[StageResult]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER) - 1)]
     lines = []
     for k, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + "  " + r[-1])
+        lines.append(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + "  " + r[-1]
+        )
         if k == 0:
             lines.append("  ".join("-" * w for w in widths) + "  ----")
     return "\n".join(lines)
 
 
-def markdown_section(results: Sequence[StageResult], machine: dict[str, str], params: dict[str, str],
-                     summary: Sequence[str]) -> str:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def markdown_section(
+    results: Sequence[StageResult], machine: dict[str, str], params: dict[str, str], summary: Sequence[str]
+) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     md = [f"## Run {stamp}", ""]
     md += [f"- **{k}**: {v}" for k, v in {**params, **machine}.items()]
     md += ["", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
@@ -53,7 +64,7 @@ def markdown_section(results: Sequence[StageResult], machine: dict[str, str], pa
     return "\n".join(md) + "\n"
 
 
-def append(path: Path, section: str, preamble: Optional[str] = None) -> None:
+def append(path: Path, section: str, preamble: str | None = None) -> None:
     """Append ``section``; a new file starts with ``preamble``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = path.read_text(encoding="utf-8") if path.exists() else (preamble or "")

@@ -12,7 +12,6 @@ import os
 import resource
 import threading
 from dataclasses import dataclass, field
-from typing import Optional
 
 try:  # optional: faster and portable, but /proc is enough on Linux
     import psutil  # type: ignore[import-not-found]
@@ -89,7 +88,7 @@ class TreeSampler:
         self.interval = interval
         self.peak = RssPeak(method="psutil" if psutil is not None else "/proc")
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def sample(self) -> None:
         rss = tree_rss(self.pid)
@@ -104,7 +103,7 @@ class TreeSampler:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def __enter__(self) -> "TreeSampler":
+    def __enter__(self) -> TreeSampler:
         if os.path.isdir("/proc") or psutil is not None:
             self.sample()
             self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)

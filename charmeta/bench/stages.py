@@ -11,9 +11,10 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from charmeta.bench.rss import TreeSampler
 
@@ -26,7 +27,7 @@ class StageResult:
     available: bool
     rows: int = 0
     wall_s: float = 0.0  # whole child process, start to exit
-    work_s: Optional[float] = None  # the timed work only, when the child reports it
+    work_s: float | None = None  # the timed work only, when the child reports it
     peak_tree_bytes: int = 0
     peak_process_bytes: int = 0
     processes: int = 0
@@ -39,7 +40,7 @@ class StageResult:
         return self.work_s if self.work_s is not None else self.wall_s
 
     @property
-    def rows_per_s(self) -> Optional[float]:
+    def rows_per_s(self) -> float | None:
         return self.rows / self.seconds if self.available and self.seconds > 0 else None  # 0 s: nothing timed
 
 
@@ -47,8 +48,14 @@ def unavailable(name: str, why: str) -> StageResult:
     return StageResult(name=name, available=False, note=f"not available: {why}")
 
 
-def run_child(name: str, cmd: Sequence[str], rows: int, cwd: Optional[Path] = None,
-              json_result: bool = False, timeout: Optional[float] = None) -> StageResult:
+def run_child(
+    name: str,
+    cmd: Sequence[str],
+    rows: int,
+    cwd: Path | None = None,
+    json_result: bool = False,
+    timeout: float | None = None,
+) -> StageResult:
     """Run ``cmd``, sampling its process tree's RSS; parse a last-line JSON result if asked.
     The end of the child's stdout is kept in ``extra["stdout"]`` (what it says it did)."""
     t0 = time.perf_counter()
@@ -62,9 +69,16 @@ def run_child(name: str, cmd: Sequence[str], rows: int, cwd: Optional[Path] = No
             return StageResult(name, False, rows, time.perf_counter() - t0, note=f"timed out after {timeout}s")
     wall = time.perf_counter() - t0
     peak = sampler.peak
-    res = StageResult(name, True, rows, wall, peak_tree_bytes=peak.tree_bytes,
-                      peak_process_bytes=peak.max_process_bytes, processes=len(peak.processes_seen),
-                      extra={"stdout": (out or "")[-4000:]})
+    res = StageResult(
+        name,
+        True,
+        rows,
+        wall,
+        peak_tree_bytes=peak.tree_bytes,
+        peak_process_bytes=peak.max_process_bytes,
+        processes=len(peak.processes_seen),
+        extra={"stdout": (out or "")[-4000:]},
+    )
     if proc.returncode != 0:
         tail = (err or out or "").strip().splitlines()[-3:]
         res.available = False
@@ -109,6 +123,14 @@ def pipeline_stage_results(run_root: Path, stages: Sequence[str]) -> list[StageR
             seconds += float(m.get("seconds") or 0.0)
             parts += 1
         if parts:
-            out.append(StageResult(f"  stage {stage}", True, rows, 0.0, seconds,
-                                   note=f"{parts} partitions; seconds summed over workers"))
+            out.append(
+                StageResult(
+                    f"  stage {stage}",
+                    True,
+                    rows,
+                    0.0,
+                    seconds,
+                    note=f"{parts} partitions; seconds summed over workers",
+                )
+            )
     return out

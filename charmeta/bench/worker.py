@@ -25,8 +25,14 @@ def floor_stage(shard_glob: str, out: str, threads: int | None, ontology: str = 
 
     onto, source = engine_floor_ontology() if ontology == "engine" else load_floor_ontology()
     r = run_floor(shard_glob, onto, Path(out), threads)
-    return {"available": True, "rows": r.rows_in, "entries": r.entries_out, "seconds": r.seconds,
-            "threads": r.threads, "ontology": source}
+    return {
+        "available": True,
+        "rows": r.rows_in,
+        "entries": r.entries_out,
+        "seconds": r.seconds,
+        "threads": r.threads,
+        "ontology": source,
+    }
 
 
 def core_stage(shard_glob: str, batch_rows: int) -> dict[str, Any]:

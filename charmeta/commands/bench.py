@@ -13,6 +13,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from charmeta.bench.stages import StageResult
 
 #: The issue's target for ``charmeta extract`` on one core.
 EXTRACT_TARGET_RPS = 20_000
@@ -20,7 +24,7 @@ EXTRACT_TARGET_RPS = 20_000
 NEW_SHARDS = 10
 
 
-def _floor(work: Path, shard_glob: str, args: argparse.Namespace, ontology: str, name: str) -> "StageResult":
+def _floor(work: Path, shard_glob: str, args: argparse.Namespace, ontology: str, name: str) -> StageResult:
     """One DuckDB floor run (``charmeta.bench.floor``) joined to ``ontology``'s tag table."""
     from charmeta.bench.stages import run_child, worker_cmd
 
@@ -44,12 +48,13 @@ def _link(folder: Path, files: list[Path], fresh: bool = False, prefix: str = ""
             link.symlink_to(f.resolve())
 
 
-def _did(res: "StageResult") -> str:  # noqa: F821 - charmeta.bench.stages, imported lazily
+def _did(res: StageResult) -> str:  # noqa: F821 - charmeta.bench.stages, imported lazily
     """What ``charmeta run`` said it did: ``N processed, M skipped``."""
     import re
 
     m = re.search(r"\((\d+) processed, (\d+) skipped\)", res.extra.get("stdout", ""))
     return f"{m.group(1)} shards processed, {m.group(2)} skipped" if m else "processed / skipped counts not printed"
+
 
 PREAMBLE = """# Benchmarks
 
@@ -94,8 +99,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--extract-rows", type=int, default=100_000, help="captions for the extract CLI stage")
     p.add_argument("--batch-rows", type=int, default=32_768, help="batch size for core extraction (the pipeline's)")
     p.add_argument("--threads", type=int, default=None, help="DuckDB threads for the floor (default: all)")
-    p.add_argument("--skip", action="append", default=[], choices=("floor", "core", "extract", "e2e"),
-                   help="skip a stage (repeatable)")
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=("floor", "core", "extract", "e2e"),
+        help="skip a stage (repeatable)",
+    )
     p.add_argument("--timeout", type=float, default=3600, help="seconds per stage before it is killed")
     p.add_argument("--report", default=None, help="Markdown file to append to (default docs/benchmarks.md)")
     p.add_argument("--no-report", action="store_true", help="print only, write no Markdown")
@@ -128,8 +138,15 @@ def run(args: argparse.Namespace) -> int:
     shards, reused = ensure_synth(work, args.rows, args.seed, log=log)
     synth_s = time.perf_counter() - t0
     # a reused data set has no generation rate to report
-    results.append(StageResult("synth (parquet)", True, args.rows, 0.0 if reused else synth_s,
-                               note=f"reused {shards.name}" if reused else f"wrote {shards.name}"))
+    results.append(
+        StageResult(
+            "synth (parquet)",
+            True,
+            args.rows,
+            0.0 if reused else synth_s,
+            note=f"reused {shards.name}" if reused else f"wrote {shards.name}",
+        )
+    )
     shard_glob = str(shards / "*.parquet")
 
     floor = json_floor = None
@@ -141,8 +158,13 @@ def run(args: argparse.Namespace) -> int:
 
     if "core" not in args.skip:
         log("bench: core extraction ...")
-        core = run_child("core extraction", worker_cmd("core", "--glob", shard_glob, "--batch-rows", str(args.batch_rows)),
-                         args.rows, json_result=True, timeout=args.timeout)
+        core = run_child(
+            "core extraction",
+            worker_cmd("core", "--glob", shard_glob, "--batch-rows", str(args.batch_rows)),
+            args.rows,
+            json_result=True,
+            timeout=args.timeout,
+        )
         if core.available:
             core.note = f"1 core, batches of {args.batch_rows:,}; engine load {core.extra.get('load_seconds', 0):.2f}s"
         results.append(core)
@@ -151,12 +173,18 @@ def run(args: argparse.Namespace) -> int:
         log("bench: extract CLI ...")
         jdir, _ = ensure_synth(work, args.extract_rows, args.seed, fmt="jsonl", shards=1, log=log)
         out = work / f"extract-{args.extract_rows}.jsonl"
-        ex = run_child("extract CLI", cli_cmd("extract", "--input", str(jdir / "part-00000.jsonl"), "--output", str(out)),
-                       args.extract_rows, timeout=args.timeout)
+        ex = run_child(
+            "extract CLI",
+            cli_cmd("extract", "--input", str(jdir / "part-00000.jsonl"), "--output", str(out)),
+            args.extract_rows,
+            timeout=args.timeout,
+        )
         if ex.available and ex.rows_per_s:
             verdict = "meets" if ex.rows_per_s >= EXTRACT_TARGET_RPS else "BELOW"
             ex.note = f"{verdict} the {EXTRACT_TARGET_RPS:,}/s one-core target"
-            summary.append(f"extract CLI: {ex.rows_per_s:,.0f} entries/s over the process wall ({verdict} >= {EXTRACT_TARGET_RPS:,}/s)")
+            summary.append(
+                f"extract CLI: {ex.rows_per_s:,.0f} entries/s over the process wall ({verdict} >= {EXTRACT_TARGET_RPS:,}/s)"
+            )
         results.append(ex)
 
     if "e2e" not in args.skip:
@@ -177,11 +205,15 @@ def run(args: argparse.Namespace) -> int:
         if e2e.available and floor is not None and floor.available and floor.seconds > 0:
             ratio = e2e.wall_s / floor.seconds
             e2e.note = f"{ratio:.1f}x the DuckDB floor"
-            summary.append(f"end to end / DuckDB floor: {ratio:.1f}x the floor's time "
-                           f"({e2e.rows_per_s:,.0f} vs {floor.rows_per_s:,.0f} rows/s)")
+            summary.append(
+                f"end to end / DuckDB floor: {ratio:.1f}x the floor's time "
+                f"({e2e.rows_per_s:,.0f} vs {floor.rows_per_s:,.0f} rows/s)"
+            )
             if json_floor is not None and json_floor.available and json_floor.seconds > 0:
-                summary.append(f"end to end / DuckDB floor with the JSON-only tag table (the floor before "
-                               f"2026-11-27): {e2e.wall_s / json_floor.seconds:.1f}x")
+                summary.append(
+                    f"end to end / DuckDB floor with the JSON-only tag table (the floor before "
+                    f"2026-11-27): {e2e.wall_s / json_floor.seconds:.1f}x"
+                )
         if e2e.available:
             log("bench: re-run with every shard done ...")
             again = run_child("re-run, nothing new", run_cmd, 0, timeout=args.timeout)
@@ -200,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     if not args.no_report:
         path = Path(args.report) if args.report else _default_report()
-        params = {"rows": f"{args.rows:,}", "seed": str(args.seed), "shards": str(len(list(shards.glob('*.parquet'))))}
+        params = {"rows": f"{args.rows:,}", "seed": str(args.seed), "shards": str(len(list(shards.glob("*.parquet"))))}
         report.append(path, report.markdown_section(results, machine.describe(), params, summary), PREAMBLE)
         log(f"bench: appended results to {path}")
     return 0

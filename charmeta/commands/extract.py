@@ -13,12 +13,12 @@ import argparse
 import json
 import os
 import sys
-from contextlib import ExitStack
-
-import orjson
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from charmeta.engine import MAX_TEXT_CHARS, Engine
 from charmeta.errors import ConfigError
@@ -111,7 +111,9 @@ def _run_file(args: argparse.Namespace, engine: Engine) -> int:
     try:
         with ExitStack() as stack:
             src: IO[bytes] = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
-            dst: IO[bytes] = sys.stdout.buffer if tmp is None else stack.enter_context(open(tmp, "wb", buffering=1 << 20))
+            dst: IO[bytes] = (
+                sys.stdout.buffer if tmp is None else stack.enter_context(open(tmp, "wb", buffering=1 << 20))
+            )
             n, invalid = _stream(src, dst, engine, args.progress_every, start)
         if tmp is not None:
             os.replace(tmp, args.output)

@@ -47,11 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="output root (stage Parquet, export/, registry)")
     p.add_argument("--shard-rows", type=int, default=None, help="rows per partition (default 200000)")
     p.add_argument("--text-field", default="", help="text column/field (default: auto-detect)")
-    p.add_argument("--extractor", default=os.environ.get("CHARMETA_EXTRACTOR", "text"),
-                   help="extractor backend: text (default), null, or package.module:factory")
-    p.add_argument("--embedder", default=os.environ.get("CHARMETA_EMBEDDER", "none"),
-                   choices=["none", "auto", "clip", "siglip", "open_clip"],
-                   help="image embedder backend for image shards (model: CHARMETA_IMAGE_MODEL; default none)")
+    p.add_argument(
+        "--extractor",
+        default=os.environ.get("CHARMETA_EXTRACTOR", "text"),
+        help="extractor backend: text (default), null, or package.module:factory",
+    )
+    p.add_argument(
+        "--embedder",
+        default=os.environ.get("CHARMETA_EMBEDDER", "none"),
+        choices=["none", "auto", "clip", "siglip", "open_clip"],
+        help="image embedder backend for image shards (model: CHARMETA_IMAGE_MODEL; default none)",
+    )
     p.add_argument("--workers", type=int, default=0, help="worker processes per stage (0 = CPU count)")
     p.add_argument("--partitions-per-run", type=int, default=None, help="partitions per Dagster run (default 10)")
     p.add_argument("--dagster-home", default=None, help="Dagster instance folder")
@@ -66,8 +72,12 @@ def _fail_orphaned_runs(instance: Any) -> int:
     from charmeta_dagster.stages import pid_alive
 
     n = 0
-    runs = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING,
-                                                          DagsterRunStatus.NOT_STARTED], tags={RUNNER_TAG: "cli"}))
+    runs = instance.get_runs(
+        filters=RunsFilter(
+            statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.NOT_STARTED],
+            tags={RUNNER_TAG: "cli"},
+        )
+    )
     for r in runs:
         pid = int(r.tags.get(PID_TAG, "0") or 0)
         if pid and pid != os.getpid() and not pid_alive(pid):
@@ -179,8 +189,12 @@ def _run(args: argparse.Namespace) -> int:
 
     image_cfg = embedder_config_from_env(args.embedder)
     emb_spec = embedder_spec_from_env(args.embedder)
-    fp = {s.key: S.stage_fingerprint(S.VALIDATED, s.fingerprint, backend_id,
-                                     emb_spec if s.fmt in ("tar", "txt") else "none") for s in specs}
+    fp = {
+        s.key: S.stage_fingerprint(
+            S.VALIDATED, s.fingerprint, backend_id, emb_spec if s.fmt in ("tar", "txt") else "none"
+        )
+        for s in specs
+    }
     todo = set(keys) if args.force else {k for k in keys if not store.is_done(S.VALIDATED, k, fp[k])}
     if args.force:
         for k in keys:  # drop commit markers so every stage rebuilds
@@ -211,8 +225,17 @@ def _run(args: argparse.Namespace) -> int:
     new = [k for k in keys if k not in known]
     if new:
         instance.add_dynamic_partitions(shards_partitions.name, new)
-    log.info(json.dumps({"event": "discovered", "shards": len(keys), "new_partitions": len(new),
-                         "seconds": round(discover_s, 2), "source": source_uri}))
+    log.info(
+        json.dumps(
+            {
+                "event": "discovered",
+                "shards": len(keys),
+                "new_partitions": len(new),
+                "seconds": round(discover_s, 2),
+                "source": source_uri,
+            }
+        )
+    )
 
     skipped = len(keys) - len(todo)
     ordered = list(instance.get_dynamic_partitions(shards_partitions.name))
@@ -228,8 +251,12 @@ def _run(args: argparse.Namespace) -> int:
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
     tags = {RUNNER_TAG: "cli", PID_TAG: str(os.getpid())}
-    print(f"charmeta run: {len(keys)} shards in {source_uri} ({skipped} already done, {len(todo)} to process "
-          f"in {len(chunks)} Dagster run{'' if len(chunks) == 1 else 's'}); instance {home}", file=sys.stderr, flush=True)
+    print(
+        f"charmeta run: {len(keys)} shards in {source_uri} ({skipped} already done, {len(todo)} to process "
+        f"in {len(chunks)} Dagster run{'' if len(chunks) == 1 else 's'}); instance {home}",
+        file=sys.stderr,
+        flush=True,
+    )
 
     shards_job = defs.resolve_job_def("shards_job")
     export_job = defs.resolve_job_def("export_job")
@@ -240,7 +267,9 @@ def _run(args: argparse.Namespace) -> int:
 
     def execute(keys_: list[str]) -> Any:
         return shards_job.execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False,
+            run_config=run_config,
+            instance=instance,
+            raise_on_error=False,
             tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
         )
 
@@ -252,8 +281,12 @@ def _run(args: argparse.Namespace) -> int:
             # shard of the chunk as its own run, so only the shards that keep failing stay failed.
             rest = [k for k in chunk if not store.is_done(S.VALIDATED, k, fp[k])]
             if len(chunk) > 1 and rest:
-                print(f"  [{i}/{len(chunks)}] run {res.run_id[:8]} FAILED: re-running its {len(rest)} unfinished "
-                      "shards one per run", file=sys.stderr, flush=True)
+                print(
+                    f"  [{i}/{len(chunks)}] run {res.run_id[:8]} FAILED: re-running its {len(rest)} unfinished "
+                    "shards one per run",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 for k in rest:
                     r1 = execute([k])
                     if not r1.success:
@@ -267,13 +300,18 @@ def _run(args: argparse.Namespace) -> int:
         done_rows += sum(int((store.stats(S.VALIDATED, k) or {}).get("rows") or 0) for k in chunk)
         rate = done_rows / max(time.perf_counter() - t_proc, 1e-9)
         eta = (time.perf_counter() - t_proc) / done_shards * (len(todo) - done_shards)
-        print(f"  [{i}/{len(chunks)}] run {res.run_id[:8]} {state}: shards {done_shards}/{len(todo)}, "
-              f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s", file=sys.stderr, flush=True)
+        print(
+            f"  [{i}/{len(chunks)}] run {res.run_id[:8]} {state}: shards {done_shards}/{len(todo)}, "
+            f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     # image attribute heads: (re)trained when this run embedded images; used by later prediction runs
     if todo and any((store.stats(S.EMBEDDINGS, k) or {}).get("embedded") for k in todo):
-        res = defs.resolve_job_def("heads_job").execute_in_process(run_config=run_config, instance=instance,
-                                                                   raise_on_error=False, tags=tags)
+        res = defs.resolve_job_def("heads_job").execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False, tags=tags
+        )
         if not res.success:
             failed_runs.append(res.run_id)
 
@@ -323,7 +361,10 @@ def _run(args: argparse.Namespace) -> int:
     if failed_runs or not export_ok:
         for k, rid in failed_shards.items():
             print(f"  failed shard: {k} (run {rid[:8]})", file=sys.stderr)
-        print(f"charmeta run: {len(failed_runs)} Dagster runs failed: {', '.join(r[:8] for r in failed_runs)} "
-              "(see `charmeta ui`); re-run to retry only the unfinished shards", file=sys.stderr)
+        print(
+            f"charmeta run: {len(failed_runs)} Dagster runs failed: {', '.join(r[:8] for r in failed_runs)} "
+            "(see `charmeta ui`); re-run to retry only the unfinished shards",
+            file=sys.stderr,
+        )
         return 1
     return 0

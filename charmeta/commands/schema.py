@@ -15,7 +15,9 @@ RICH_SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schema" / "rich_record
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("schema", help="print (or --write) the JSON Schema of the clean record")
-    p.add_argument("--write", action="store_true", help=f"write {SCHEMA_FILE.name} and {RICH_SCHEMA_FILE.name} in the package")
+    p.add_argument(
+        "--write", action="store_true", help=f"write {SCHEMA_FILE.name} and {RICH_SCHEMA_FILE.name} in the package"
+    )
     p.add_argument("--rich", action="store_true", help="print the rich record's schema instead")
     p.set_defaults(func=run)
 

@@ -17,14 +17,15 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
-from typing import Optional
 
 LOCATION_MODULE = "charmeta_dagster.definitions"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ui", help="Dagster webserver + daemon on 127.0.0.1 (assets, checks, backfills)")
-    p.add_argument("--source", default=None, help="dataset for the shard sensor (default: $CHARMETA_SOURCE or samples/)")
+    p.add_argument(
+        "--source", default=None, help="dataset for the shard sensor (default: $CHARMETA_SOURCE or samples/)"
+    )
     p.add_argument("--output", default=None, help="output root (default: $CHARMETA_OUTPUT or out/demo)")
     p.add_argument("--port", type=int, default=int(os.environ.get("CHARMETA_UI_PORT", "3000")))
     p.add_argument("--dagster-home", default=None)
@@ -69,8 +70,14 @@ class UiProcesses:
                 proc.wait(timeout=10)
 
 
-def start_ui(home: str, output: str, source: Optional[str] = None, port: Optional[int] = None,
-             env: Optional[dict[str, str]] = None, log_dir: Optional[str] = None) -> UiProcesses:
+def start_ui(
+    home: str,
+    output: str,
+    source: str | None = None,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    log_dir: str | None = None,
+) -> UiProcesses:
     """Start webserver + daemon on 127.0.0.1 against the instance in ``home``."""
     from charmeta_dagster.instance import ensure_home, initialize_storage
 
@@ -119,6 +126,7 @@ def ui_command(args: argparse.Namespace) -> int:
 
     output = args.output or default_output()
     home = resolve_home(args.dagster_home, output)
+
     def _term(_sig: int, _frame: object) -> None:  # stop children on SIGTERM too, not only Ctrl-C
         raise KeyboardInterrupt
 

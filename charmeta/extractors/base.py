@@ -8,7 +8,8 @@ merges several backends' results per attribute.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from charmeta.records import Extraction
 

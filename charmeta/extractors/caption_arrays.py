@@ -81,10 +81,10 @@ class _Column:
             need = self.n + len(self.pending)
             if need > len(self.arr):
                 self.arr = np.concatenate([self.arr, np.zeros(max(need, 2 * len(self.arr)) - len(self.arr), np.int64)])
-            self.arr[self.n:need] = self.pending
+            self.arr[self.n : need] = self.pending
             self.n = need
             self.pending = []
-        return self.arr[:self.n]
+        return self.arr[: self.n]
 
 
 _COLUMNS = ("flags", "item_tag", "ustart", "ucount", "u_slot", "u_tag", "u_vstart", "u_vcount", "v_val")
@@ -103,7 +103,7 @@ class ItemTable:
     valid until the next ``begin_batch``.
     """
 
-    def __init__(self, path: "ColumnarTagPath") -> None:
+    def __init__(self, path: ColumnarTagPath) -> None:
         self.path = path
         self.reset()
 
@@ -148,8 +148,12 @@ class ItemTable:
         sizes, dense = self._dress_arrays
         if sizes != (len(self.tags), len(self.colour_pairs)):  # pairs are added once per tag
             n = len(self.tags)
-            dense = {"tag_nude": np.zeros(n, np.int64), "tag_rank": np.full(n, NO_GARMENT, np.int64),
-                     "tag_garment": np.full(n, -1, np.int64), "tag_style": np.zeros(n, np.int64)}
+            dense = {
+                "tag_nude": np.zeros(n, np.int64),
+                "tag_rank": np.full(n, NO_GARMENT, np.int64),
+                "tag_garment": np.full(n, -1, np.int64),
+                "tag_style": np.zeros(n, np.int64),
+            }
             if self.dress:
                 ids = np.fromiter(self.dress, np.int64, len(self.dress))
                 info = np.array(list(self.dress.values()), np.int64)
@@ -301,8 +305,12 @@ class ItemTable:
         dense = np.where(tag >= BATCH_TAG, tag - (BATCH_TAG - len(tags)), tag)
         distinct, inverse = dense_unique(dense, len(tags) + len(self.batch_tags))
         batch = distinct >= len(tags)
-        strings = pa.concat_arrays([pa.array([tags[i] for i in distinct[~batch].tolist()], pa.string()),
-                                    self.batch_tags.take(pa.array(distinct[batch] - len(tags)))])
+        strings = pa.concat_arrays(
+            [
+                pa.array([tags[i] for i in distinct[~batch].tolist()], pa.string()),
+                self.batch_tags.take(pa.array(distinct[batch] - len(tags))),
+            ]
+        )
         enc = pc.dictionary_encode(strings)
         ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         return ids[inverse], enc.dictionary
@@ -325,8 +333,13 @@ class Vocabulary:
         names = sorted(set(ontology.frozen) | set(ontology._wd_characters) | set(ontology.copyrights))
         self.names = pa.array(names, pa.string())
         self.in_index = np.array([n in ontology.frozen for n in names], bool)
-        self.flags = np.array([(IS_CHAR if ontology.is_character(n) else 0) | (IS_COPY if ontology.is_copyright(n) else 0)
-                               for n in names], np.int64)
+        self.flags = np.array(
+            [
+                (IS_CHAR if ontology.is_character(n) else 0) | (IS_COPY if ontology.is_copyright(n) else 0)
+                for n in names
+            ],
+            np.int64,
+        )
 
 
 def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
@@ -406,8 +419,10 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     # items whose units apply in full: bodies, and count / rating tags of headers
     full = c_keep & (~header | ((c_flags & FULL) != 0))
     t_units = take_where(t_keep, t_codes, t_parent, t_pos)
-    parts = [_expand(*take_where(full, c_codes, c_row, c_pos), ustart, ucount, u_slot, u_tag),
-             _expand(t_units[0], t_idx[t_units[1]], t_units[2], ustart, ucount, u_slot, u_tag)]
+    parts = [
+        _expand(*take_where(full, c_codes, c_row, c_pos), ustart, ucount, u_slot, u_tag),
+        _expand(t_units[0], t_idx[t_units[1]], t_units[2], ustart, ucount, u_slot, u_tag),
+    ]
     # header names (``TextExtractor._header_units``): the first item that is a character or not a
     # copyright is the character, later ones only when known characters; of the rest the first
     # is the copyright, later ones only when known copyrights; everything else is an artist.
@@ -423,8 +438,16 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
         tags = tag_of[c_codes[named]]
         safe = (f & SAFETY) != 0
         n_safe = int(safe.sum())
-        parts.append((rows[safe], c_pos[named][safe], np.zeros(n_safe, np.int64), np.full(n_safe, _G_SAFETY, np.int64),
-                      tags[safe], np.full(n_safe, -1, np.int64)))
+        parts.append(
+            (
+                rows[safe],
+                c_pos[named][safe],
+                np.zeros(n_safe, np.int64),
+                np.full(n_safe, _G_SAFETY, np.int64),
+                tags[safe],
+                np.full(n_safe, -1, np.int64),
+            )
+        )
         parts.append((rows, c_pos[named], np.ones(len(named), np.int64), slot, tags, np.full(len(named), -1, np.int64)))
     row, pos, sub, slot, tag, unit = (np.concatenate([p[i] for p in parts]) for i in range(6))
     return Units(row, pos, sub, slot, tag, unit, fast)
@@ -486,8 +509,15 @@ def _mark_sections(texts: pa.StringArray) -> tuple[pa.StringArray, np.ndarray]:
     return marked, pc.fill_null(grown, 0).to_numpy(zero_copy_only=False) // (len(MARK) - 1)
 
 
-def _expand(codes: np.ndarray, rows: np.ndarray, pos: np.ndarray, ustart: np.ndarray, ucount: np.ndarray,
-            u_slot: np.ndarray, u_tag: np.ndarray) -> tuple[np.ndarray, ...]:
+def _expand(
+    codes: np.ndarray,
+    rows: np.ndarray,
+    pos: np.ndarray,
+    ustart: np.ndarray,
+    ucount: np.ndarray,
+    u_slot: np.ndarray,
+    u_tag: np.ndarray,
+) -> tuple[np.ndarray, ...]:
     """Each item's units from the code table, as flat arrays (row, pos, sub, slot, tag, unit)."""
     owner, sub = expand_counts(ucount[codes])
     unit = ustart[codes][owner] + sub

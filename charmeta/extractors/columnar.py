@@ -32,7 +32,8 @@ paths give identical tables.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -40,13 +41,35 @@ import pyarrow.compute as pc
 
 from charmeta.contract import ATTRIBUTES, UNKNOWN, rich_arrow_schema
 from charmeta.evidence import Evidence
-from charmeta.ontology import (
-    ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
-)
 from charmeta.extractors import caption_arrays
 from charmeta.extractors.caption_arrays import (
-    NO_GARMENT, ItemTable, Units, Vocabulary, dense_unique, expand_counts, first_per_row, read_units, run_starts,
+    NO_GARMENT,
+    ItemTable,
+    Units,
+    Vocabulary,
+    dense_unique,
+    expand_counts,
+    first_per_row,
+    read_units,
+    run_starts,
     take_where,
+)
+from charmeta.ontology import (
+    ATTR,
+    CGARMENT,
+    COUNT,
+    DSTYLE,
+    EXCLUDE,
+    GARMENT,
+    GENDER,
+    LIST,
+    MINOR,
+    MULTI,
+    NAME,
+    NUDE,
+    RATING,
+    SEXUAL,
+    SOLO,
 )
 from charmeta.records import Decision, Extraction, extractions_to_table
 from charmeta.resolvers import UNKNOWN_COUNT_FACTOR, ListResolver
@@ -63,15 +86,25 @@ _NO_ASSIGNS: tuple = ()
 
 # Fixed groups; attribute groups are numbered after them.
 G_GENDER, G_DRESS, G_RATING, G_SAFETY = 0, 1, 2, 3
-_KIND_GROUP = {COUNT: G_GENDER, SOLO: G_GENDER, GENDER: G_GENDER,
-               GARMENT: G_DRESS, CGARMENT: G_DRESS, NUDE: G_DRESS, DSTYLE: G_DRESS,
-               RATING: G_RATING, MINOR: G_SAFETY, SEXUAL: G_SAFETY, EXCLUDE: G_SAFETY}
+_KIND_GROUP = {
+    COUNT: G_GENDER,
+    SOLO: G_GENDER,
+    GENDER: G_GENDER,
+    GARMENT: G_DRESS,
+    CGARMENT: G_DRESS,
+    NUDE: G_DRESS,
+    DSTYLE: G_DRESS,
+    RATING: G_RATING,
+    MINOR: G_SAFETY,
+    SEXUAL: G_SAFETY,
+    EXCLUDE: G_SAFETY,
+}
 
 
 class ColumnarTagPath:
     """Turns a batch of captions into rich-schema Arrow columns (see module docstring)."""
 
-    def __init__(self, extractor: "TextExtractor") -> None:
+    def __init__(self, extractor: TextExtractor) -> None:
         self.ex = extractor
         self.schema = rich_arrow_schema()
         self.attr_index = {spec.key: i for i, spec in enumerate(ATTRIBUTES)}
@@ -85,8 +118,9 @@ class ColumnarTagPath:
         self.vocab = Vocabulary(extractor.ont)
         self.garment_forms = [frozenset(g.tags) | frozenset(g.forms) for g in extractor.ont.garments]
         #: Groups resolved by ``ListResolver`` (distinct values in order): built as arrays, no memo.
-        self.list_groups: dict[int, str] = {g: k for k, g in self.attr_groups.items()
-                                            if isinstance(extractor.resolvers[k], ListResolver)}
+        self.list_groups: dict[int, str] = {
+            g: k for k, g in self.attr_groups.items() if isinstance(extractor.resolvers[k], ListResolver)
+        }
         #: Per slot + 4 (name lists -3..-1, then groups): whether it is a list group (one gather per unit).
         self._is_list_slot = np.zeros(4 + self.n_groups, bool)
         self._is_list_slot[[4 + g for g in self.list_groups]] = True
@@ -120,12 +154,12 @@ class ColumnarTagPath:
         self.index = SegmentIndex()
         self.unit_results = _UnitResults()
         self.results = _Results()
-        self.safety_memo: dict[tuple, Optional[str]] = {}
-        self.rating_names: list[Optional[str]] = [None]
+        self.safety_memo: dict[tuple, str | None] = {}
+        self.rating_names: list[str | None] = [None]
         self.rating_ids: dict[str, int] = {}
         self.safety_tuples: list[tuple] = [()]
         # per attribute: distinct decisions (index 0 = none) and their unknown-count variants
-        self.decisions: list[list[Optional[Decision]]] = [[None] for _ in ATTRIBUTES]
+        self.decisions: list[list[Decision | None]] = [[None] for _ in ATTRIBUTES]
         self.scaled: list[dict[int, int]] = [{} for _ in ATTRIBUTES]
         self.items = ItemTable(self)
 
@@ -137,7 +171,7 @@ class ColumnarTagPath:
         if len(self.ex._item_cache) > caption_arrays.MAX_ITEMS:  # names are mostly unique: never let it grow
             self.ex._item_cache.clear()
 
-    def _register(self, key: str, d: Optional[Decision]) -> tuple:
+    def _register(self, key: str, d: Decision | None) -> tuple:
         """``((attribute index, decision id),)`` for a resolver's decision (none: empty)."""
         a = self.attr_index.get(key)
         if d is None or a is None:
@@ -216,7 +250,7 @@ class ColumnarTagPath:
                 best = entry
         return bool(ev.nude), best, frozenset(f for _, f, _ in ev.garment_colors), bool(ev.dress_styles)
 
-    def _safety(self, tags: tuple[str, ...], age: str, rating: Optional[str]) -> Optional[str]:
+    def _safety(self, tags: tuple[str, ...], age: str, rating: str | None) -> str | None:
         key = (tags, age, rating)
         reason = self.safety_memo.get(key, key)
         if reason is key:
@@ -225,9 +259,15 @@ class ColumnarTagPath:
 
     # -- batch ------------------------------------------------------------------------------
 
-    def table(self, ids: Sequence[Any], texts: Sequence[Any] | pa.Array, source_shard: Any,
-              positions: Optional[Sequence[Any]], preset_invalid: Optional[Sequence[Optional[str]]],
-              extract_one: Callable[[Any], Extraction]) -> pa.Table:
+    def table(
+        self,
+        ids: Sequence[Any],
+        texts: Sequence[Any] | pa.Array,
+        source_shard: Any,
+        positions: Sequence[Any] | None,
+        preset_invalid: Sequence[str | None] | None,
+        extract_one: Callable[[Any], Extraction],
+    ) -> pa.Table:
         """One batch -> one rich table, rows in input order (see module docstring)."""
         self._trim()
         n = len(texts)
@@ -239,7 +279,7 @@ class ColumnarTagPath:
             arrow = pa.array([v if type(v) is str else None for v in texts], pa.string())
         if isinstance(preset_invalid, (pa.Array, pa.ChunkedArray)):
             preset_invalid = preset_invalid.to_pylist()
-        fast_columns: Optional[dict[str, _FastColumn]] = None
+        fast_columns: dict[str, _FastColumn] | None = None
         pos = np.arange(n, dtype=np.int64) if positions is None else positions
         try:
             units = read_units(arrow, self.items)
@@ -249,8 +289,9 @@ class ColumnarTagPath:
             fast_rows = np.flatnonzero(fast)
             if len(fast_rows):
                 columns = self._resolve(units, fast, fast_rows)
-                fast_columns = self._build(columns, _pick(ids, fast_rows), _pick(source_shard, fast_rows),
-                                           _pick(pos, fast_rows))
+                fast_columns = self._build(
+                    columns, _pick(ids, fast_rows), _pick(source_shard, fast_rows), _pick(pos, fast_rows)
+                )
         except Exception as exc:  # never lose a batch to this path: the per-entry path reads it all
             log.warning("columnar tag path failed on a batch of %d, using the per-entry path: %r", n, exc)
             self.fallbacks += 1
@@ -266,13 +307,14 @@ class ColumnarTagPath:
                     slow_ex.append(Extraction.invalid(pre))
                 else:
                     slow_ex.append(extract_one(value))
-            slow_table = extractions_to_table(slow_ex, _py(_pick(ids, slow_rows)), _py(_pick(source_shard, slow_rows)),
-                                              _py(_pick(pos, slow_rows)))
+            slow_table = extractions_to_table(
+                slow_ex, _py(_pick(ids, slow_rows)), _py(_pick(source_shard, slow_rows)), _py(_pick(pos, slow_rows))
+            )
         if fast_columns is None:
             return slow_table if slow_table is not None else extractions_to_table([], [], None, [])
         return _merge(self.schema, fast_columns, fast_rows, slow_table, slow_rows)
 
-    def _resolve(self, u: "Units", fast: np.ndarray, fast_rows: np.ndarray) -> dict[str, Any]:
+    def _resolve(self, u: Units, fast: np.ndarray, fast_rows: np.ndarray) -> dict[str, Any]:
         """Units of the fast rows -> per-row decision ids, count, rating, status, reason, names."""
         n = len(fast_rows)
         keep = fast[u.row]
@@ -350,7 +392,7 @@ class ColumnarTagPath:
         age_names = [self.decisions[self._age][int(d)].value if d else UNKNOWN for d in age_ids]
         combo = (safety * (len(age_ids) + 1) + age_inv) * (len(rating_names) + 1) + rating
         combos, combo_inv = np.unique(combo, return_inverse=True)
-        reasons: list[Optional[str]] = []
+        reasons: list[str | None] = []
         for c in combos.tolist():
             rest, r = divmod(c, len(rating_names) + 1)
             sidx, aidx = divmod(rest, len(age_ids) + 1)
@@ -362,12 +404,20 @@ class ColumnarTagPath:
         if multi.any() and not excluded.all():
             counts_text = pa.array([f"{c} characters" if c >= 2 else None for c in count.tolist()], pa.string())
             reason_text = pc.if_else(pa.array(excluded), reason_text, counts_text)
-        return {"dids": dids, "count": count, "multi": multi, "status": status, "reason": reason_text,
-                "rating": pa.array(rating_names, pa.string()).take(pa.array(rating)), "names": names,
-                "lists": lists}
+        return {
+            "dids": dids,
+            "count": count,
+            "multi": multi,
+            "status": status,
+            "reason": reason_text,
+            "rating": pa.array(rating_names, pa.string()).take(pa.array(rating)),
+            "names": names,
+            "lists": lists,
+        }
 
-    def _new_results(self, segs: np.ndarray, tag: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                     seg_g: np.ndarray) -> np.ndarray:
+    def _new_results(
+        self, segs: np.ndarray, tag: np.ndarray, starts: np.ndarray, ends: np.ndarray, seg_g: np.ndarray
+    ) -> np.ndarray:
         """Resolve the segments ``segs`` (never seen) from their tag strings -> their result ids.
         Only their own units' tags are converted to Python (not the whole batch's)."""
         lengths = ends[segs] - starts[segs]
@@ -377,12 +427,13 @@ class ColumnarTagPath:
         ids = []
         at = 0
         for g, length in zip(seg_g[segs].tolist(), lengths.tolist()):
-            ids.append(self._result(g, tuple(names[at:at + length])))
+            ids.append(self._result(g, tuple(names[at : at + length])))
             at += length
         return np.array(ids, np.int64)
 
-    def _lists(self, row: np.ndarray, slot: np.ndarray, unit: np.ndarray, arr: dict[str, np.ndarray],
-               n: int) -> dict[int, pa.Array]:
+    def _lists(
+        self, row: np.ndarray, slot: np.ndarray, unit: np.ndarray, arr: dict[str, np.ndarray], n: int
+    ) -> dict[int, pa.Array]:
         """List attributes per row (``ListResolver``: the distinct values of the tags' list hits, in
         order; null without any), straight from the units' values."""
         owner, k = expand_counts(arr["u_vcount"][unit])
@@ -391,16 +442,23 @@ class ColumnarTagPath:
         out: dict[int, pa.Array] = {}
         for g, key in self.list_groups.items():
             a = self.attr_index[key]
-            out[a] = _list_column(*take_where(slot == g, row, value), self.items.values, n,
-                                  self.schema.field(ATTRIBUTES[a].column).type, null_if_empty=True)
+            out[a] = _list_column(
+                *take_where(slot == g, row, value),
+                self.items.values,
+                n,
+                self.schema.field(ATTRIBUTES[a].column).type,
+                null_if_empty=True,
+            )
         return out
 
     def _names(self, row: np.ndarray, slot: np.ndarray, tag: np.ndarray, n: int) -> list[pa.Array]:
         """Character / copyright / artist lists per row: first occurrences in caption order."""
         list_type = self.schema.field("characters").type
         ids, strings = self.items.tag_strings(tag)
-        return [_list_column(*take_where(slot == k, row, ids), strings, n, list_type, null_if_empty=False)
-                for k in (-1, -2, -3)]
+        return [
+            _list_column(*take_where(slot == k, row, ids), strings, n, list_type, null_if_empty=False)
+            for k in (-1, -2, -3)
+        ]
 
     def _build(self, cols: dict[str, Any], ids: Any, shard: Any, positions: Any) -> dict[str, _FastColumn]:
         """The rich columns of the columnar rows (``_FastColumn``s): attributes as their distinct
@@ -412,10 +470,14 @@ class ColumnarTagPath:
         count = cols["count"]
         arrays: dict[str, Any] = {
             "id": ids.cast(pa.string()) if isinstance(ids, pa.Array) else pa.array([str(i) for i in ids], pa.string()),
-            "source_shard": (pa.nulls(n, pa.string()) if shard is None
-                             else pa.array([shard] * n if isinstance(shard, str) else shard, pa.string())),
-            "source_position": (positions.cast(pa.int64()) if isinstance(positions, pa.Array)
-                                else pa.array(positions, pa.int64())),
+            "source_shard": (
+                pa.nulls(n, pa.string())
+                if shard is None
+                else pa.array([shard] * n if isinstance(shard, str) else shard, pa.string())
+            ),
+            "source_position": (
+                positions.cast(pa.int64()) if isinstance(positions, pa.Array) else pa.array(positions, pa.int64())
+            ),
             "input_kind": pa.array(["tags"] * n, pa.string()),
             "status": (pa.array(["ok", "multi_character", "excluded"], pa.string()), cols["status"]),
             "reason": cols["reason"],
@@ -431,8 +493,11 @@ class ColumnarTagPath:
             ds = [self.decisions[a][j] for j in distinct.tolist()]
             col = spec.column
             if spec.is_list:
-                arrays[col] = cols["lists"][a] if a in cols["lists"] else (pa.array(
-                    [d.value if d is not None else None for d in ds], schema.field(col).type), take)
+                arrays[col] = (
+                    cols["lists"][a]
+                    if a in cols["lists"]
+                    else (pa.array([d.value if d is not None else None for d in ds], schema.field(col).type), take)
+                )
                 continue
             if spec.is_core:  # no decision: Unknown with confidence 0 (never null: no row here is invalid)
                 values = [d.value if d is not None else UNKNOWN for d in ds]
@@ -444,18 +509,23 @@ class ColumnarTagPath:
                 confs = [d.confidence if d is not None else None for d in ds]
                 evs = [d.evidence if d is not None else None for d in ds]
                 confl = [d.conflict if d is not None else None for d in ds]
-            for name, vals in ((col, values), (col + "_confidence", confs), (col + "_evidence", evs),
-                               (col + "_conflict", confl)):
+            for name, vals in (
+                (col, values),
+                (col + "_confidence", confs),
+                (col + "_evidence", evs),
+                (col + "_conflict", confl),
+            ):
                 arrays[name] = (pa.array(vals, schema.field(name).type), take)
         return arrays
 
 
 #: A column of the columnar rows: one value per row, or (values, each row's index into them).
-_FastColumn = Union[pa.Array, tuple[pa.Array, np.ndarray]]
+_FastColumn = Union[pa.Array, tuple[pa.Array, np.ndarray]]  # noqa: UP007 (runtime alias)
 
 
-def _merge(schema: pa.Schema, fast: dict[str, _FastColumn], fast_rows: np.ndarray, slow: Optional[pa.Table],
-           slow_rows: np.ndarray) -> pa.Table:
+def _merge(
+    schema: pa.Schema, fast: dict[str, _FastColumn], fast_rows: np.ndarray, slow: pa.Table | None, slow_rows: np.ndarray
+) -> pa.Table:
     """The batch's table in input order from the columnar rows' columns and the per-entry rows'
     table (or None): each column is one ``take``, from its fast values followed by the slow ones
     (a column of distinct decisions is never expanded to the fast rows first)."""
@@ -499,8 +569,9 @@ def _reduce_dress(seg: np.ndarray, tag: np.ndarray, arr: dict[str, np.ndarray]) 
     return np.where(any_nude[seg_of], nude, primary | style | colour)
 
 
-def _list_column(row: np.ndarray, ids: np.ndarray, strings: list[str] | pa.Array, n: int, list_type: pa.DataType,
-                 null_if_empty: bool) -> pa.Array:
+def _list_column(
+    row: np.ndarray, ids: np.ndarray, strings: list[str] | pa.Array, n: int, list_type: pa.DataType, null_if_empty: bool
+) -> pa.Array:
     """One list per row from (row, string id) pairs in order, keeping each id's first occurrence
     within a row (``dict.fromkeys``: one id per string); rows without any get ``[]`` or null."""
     if len(row):
@@ -523,8 +594,9 @@ def _list_column(row: np.ndarray, ids: np.ndarray, strings: list[str] | pa.Array
     return pa.ListArray.from_arrays(pa.array(offsets), values, type=list_type, mask=mask)
 
 
-def _segment_hashes(tag: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                    group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _segment_hashes(
+    tag: np.ndarray, starts: np.ndarray, ends: np.ndarray, group: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Two independent 64-bit polynomial hashes of each (group, tag sequence) segment."""
     if not len(starts):
         return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
@@ -625,7 +697,7 @@ class _UnitResults:
         need = int(units.max()) + 1
         if need > len(self.ids):
             grown = np.full(max(need, 2 * len(self.ids), 1024), -1, np.int64)
-            grown[:len(self.ids)] = self.ids
+            grown[: len(self.ids)] = self.ids
             self.ids = grown
         self.ids[units] = ids
 
@@ -665,9 +737,9 @@ class _Results:
                 grown = np.zeros((len(self._arrays), max(self.n, 2 * self._arrays.shape[1])), np.int64)
                 grown[:, :start] = self._arrays[:, :start]
                 self._arrays = grown
-            self._arrays[:, start:self.n] = np.array(self._pending, np.int64).T
+            self._arrays[:, start : self.n] = np.array(self._pending, np.int64).T
             self._pending = []
-        return _ResultColumns(*self._arrays[:, :self.n])
+        return _ResultColumns(*self._arrays[:, : self.n])
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

@@ -10,13 +10,31 @@ sections of ordered-tags captions.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from charmeta.contract import CORE_KEYS, UNKNOWN
 from charmeta.evidence import Evidence
 from charmeta.ontology import (
-    ATTR, CGARMENT, COUNT, DSTYLE, EXCLUDE, GARMENT, GENDER, LIST, MINOR, MULTI, NAME, NUDE, RATING, SEXUAL, SOLO,
-    Hit, Ontology, get_ontology, normalize_tag,
+    ATTR,
+    CGARMENT,
+    COUNT,
+    DSTYLE,
+    EXCLUDE,
+    GARMENT,
+    GENDER,
+    LIST,
+    MINOR,
+    MULTI,
+    NAME,
+    NUDE,
+    RATING,
+    SEXUAL,
+    SOLO,
+    Hit,
+    Ontology,
+    get_ontology,
+    normalize_tag,
 )
 from charmeta.parsing import split_caption
 from charmeta.prose import ProseReader, title_case
@@ -72,7 +90,7 @@ class TextExtractor:
         self.safety = SafetyRule(ontology)
         self._lookup = ontology.frozen.get
         # raw item -> (normalised tag, hits): captions repeat the same few thousand tags.
-        self._item_cache: dict[str, tuple[str, Optional[tuple], Optional[tuple]]] = {}
+        self._item_cache: dict[str, tuple[str, tuple | None, tuple | None]] = {}
         # Unknown prompt-list item -> whether it is read as a phrase (``_is_phrase``): "soft light" repeats.
         self._phrase_cache: dict[str, bool] = {}
         # Tags that may stand in the name section of an ordered-tags caption (1girl, solo, rating...).
@@ -83,7 +101,8 @@ class TextExtractor:
         # (first word, number of words) of every tag a prose clause may be read as (``_read_clause_as_tag``).
         self._clause_tag_shapes = frozenset(
             (t.split(" ", 1)[0], t.count(" ") + 1)
-            for t, hits in ontology.frozen.items() if hits and not all(h.kind == NAME for h in hits)
+            for t, hits in ontology.frozen.items()
+            if hits and not all(h.kind == NAME for h in hits)
         )
         self._drop_words = frozenset(ontology.dress.get("display_drop_words", ()))
         self._columnar: Any = None
@@ -99,7 +118,7 @@ class TextExtractor:
         return self._columnar
 
     @classmethod
-    def default(cls) -> "TextExtractor":
+    def default(cls) -> TextExtractor:
         return cls(get_ontology())
 
     # -- protocol -----------------------------------------------------------------------
@@ -115,8 +134,12 @@ class TextExtractor:
             kind = "prose"
             self.prose.read(text, ev, tag_reader=self._read_clause_as_tag, tag_shapes=self._clause_tag_shapes)
         else:
-            if parsed.fmt == "tags" and len(parsed.body) == 1 and " " in parsed.body[0] \
-                    and self._lookup(normalize_tag(parsed.body[0])) is None:
+            if (
+                parsed.fmt == "tags"
+                and len(parsed.body) == 1
+                and " " in parsed.body[0]
+                and self._lookup(normalize_tag(parsed.body[0])) is None
+            ):
                 words = parsed.body[0].split()
                 if any(self._lookup(normalize_tag(w)) for w in words):
                     parsed.body, parsed.fmt = words, "danbooru"  # "1girl child": two space-separated tags
@@ -179,7 +202,7 @@ class TextExtractor:
                 units.append((t, AS_ARTIST))
         return units
 
-    def _cache_item(self, raw: str) -> tuple[str, Optional[tuple], Optional[tuple]]:
+    def _cache_item(self, raw: str) -> tuple[str, tuple | None, tuple | None]:
         """Normalise and look up one raw item once: (tag, hits or None, the hit when it is the only one)."""
         t = normalize_tag(raw)
         hits = self._lookup(t)
@@ -309,10 +332,18 @@ class TextExtractor:
         for key in CORE_KEYS:
             attributes.setdefault(key, _NO_DECISION)
         characters, copyrights, artists = ev.characters, ev.copyrights, ev.artists
-        ex = Extraction(kind, "ok", None, count, bool(count and count >= 2),
-                        _unique(characters) if len(characters) > 1 else characters,
-                        _unique(copyrights) if len(copyrights) > 1 else copyrights,
-                        _unique(artists) if len(artists) > 1 else artists, rating, attributes)
+        ex = Extraction(
+            kind,
+            "ok",
+            None,
+            count,
+            bool(count and count >= 2),
+            _unique(characters) if len(characters) > 1 else characters,
+            _unique(copyrights) if len(copyrights) > 1 else copyrights,
+            _unique(artists) if len(artists) > 1 else artists,
+            rating,
+            attributes,
+        )
         reason = self.safety.reason(ev, attributes["Age"].value, rating)
         if reason is not None:
             ex.status, ex.reason = "excluded", reason
@@ -346,7 +377,7 @@ class TextExtractor:
         return attributes
 
 
-def _character_count(ev: Evidence) -> Optional[int]:
+def _character_count(ev: Evidence) -> int | None:
     """Count tags first, then the people counted in prose, then ``solo``; None when nothing says."""
     if ev.counts:
         return sum(ev.count_groups.values())

@@ -10,9 +10,10 @@ attributes are still returned, with ``image model unavailable: ...`` in
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 from charmeta.errors import CharmetaError
 from charmeta.fusion import fuse
@@ -24,7 +25,7 @@ log = logging.getLogger("charmeta.images.api")
 TextExtract = Callable[[str], Extraction]
 
 
-def default_text_extract() -> Optional[TextExtract]:
+def default_text_extract() -> TextExtract | None:
     """The project's caption extractor, or None when it is not importable (reported as a note)."""
     try:
         from charmeta.engine import Engine
@@ -44,10 +45,10 @@ class ImagePipeline:
     embedder: Any = None
     cache: Any = None
     counter: Any = None
-    unavailable: Optional[str] = None
+    unavailable: str | None = None
 
     @classmethod
-    def load(cls, config: ImageConfig) -> "ImagePipeline":
+    def load(cls, config: ImageConfig) -> ImagePipeline:
         from charmeta.images.cache import EmbeddingCache
         from charmeta.images.counter import get_counter
 
@@ -80,7 +81,7 @@ def get_pipeline(config: ImageConfig) -> ImagePipeline:
     return _PIPELINES[config]
 
 
-def _read(path_or_bytes: Union[str, Path, bytes], max_bytes: int) -> tuple[Optional[bytes], Optional[str], Optional[str]]:
+def _read(path_or_bytes: str | Path | bytes, max_bytes: int) -> tuple[bytes | None, str | None, str | None]:
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes), None, None
     p = Path(path_or_bytes)
@@ -92,8 +93,13 @@ def _read(path_or_bytes: Union[str, Path, bytes], max_bytes: int) -> tuple[Optio
     return p.read_bytes(), p.suffix.lstrip(".").lower() or None, None
 
 
-def extract_image(path_or_bytes: Union[str, Path, bytes], caption: Optional[str] = None,
-                  config: Optional[ImageConfig] = None, *, text_extract: Optional[TextExtract] = None) -> Extraction:
+def extract_image(
+    path_or_bytes: str | Path | bytes,
+    caption: str | None = None,
+    config: ImageConfig | None = None,
+    *,
+    text_extract: TextExtract | None = None,
+) -> Extraction:
     """Attributes of one image (plus its caption, when given), fused with provenance.
 
     Bad image bytes give an ``invalid`` Extraction with a specific reason.
@@ -105,7 +111,9 @@ def extract_image(path_or_bytes: Union[str, Path, bytes], caption: Optional[str]
     data, ext, reason = _read(path_or_bytes, config.max_bytes)
     if reason:
         return Extraction.invalid(reason, "image")
-    dec = decode_image(data, ext=ext, max_bytes=config.max_bytes, max_side=config.max_side, max_pixels=config.max_pixels)
+    dec = decode_image(
+        data, ext=ext, max_bytes=config.max_bytes, max_side=config.max_side, max_pixels=config.max_pixels
+    )
     if not dec.ok:
         return Extraction.invalid(dec.reason or "undecodable image", "image")
     notes: list[str] = []

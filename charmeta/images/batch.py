@@ -9,7 +9,7 @@ reconcile with the input.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -20,8 +20,14 @@ from charmeta.records import Extraction, extractions_to_table
 log = logging.getLogger("charmeta.images")
 
 
-def extract_table(normalized: pa.Table, pipeline: object, text_extract: Optional[Callable[[str], Extraction]] = None,
-                  batch_size: int = 32, workers: int = 0, stats: Optional[EmbedStats] = None) -> pa.Table:
+def extract_table(
+    normalized: pa.Table,
+    pipeline: object,
+    text_extract: Callable[[str], Extraction] | None = None,
+    batch_size: int = 32,
+    workers: int = 0,
+    stats: EmbedStats | None = None,
+) -> pa.Table:
     """Fuse caption and pixel evidence for every row of a ``normalized_images`` partition.
 
     ``pipeline`` is an ``api.ImagePipeline``; when its model is unavailable the
@@ -60,5 +66,6 @@ def extract_table(normalized: pa.Table, pipeline: object, text_extract: Optional
             notes = list(r["notes"] or []) + ([note] if note else [])
             ex = fuse(text_ex, pix, pixel_count=r["pixel_count"], pixel_backend=r["counter"] or "pixels", notes=notes)
         out.append(ex)
-    return extractions_to_table(out, [r["id"] for r in rows_in], [r["source_shard"] for r in rows_in],
-                                [r["source_position"] for r in rows_in])
+    return extractions_to_table(
+        out, [r["id"] for r in rows_in], [r["source_shard"] for r in rows_in], [r["source_position"] for r in rows_in]
+    )

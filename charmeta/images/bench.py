@@ -13,7 +13,6 @@ import io
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -49,8 +48,14 @@ class BenchResult:
     device: str
 
 
-def run(n: int = 64, model: Optional[str] = None, batch_size: int = 16, workers: int = 0, image_size: int = 224,
-        count_faces: bool = False) -> BenchResult:
+def run(
+    n: int = 64,
+    model: str | None = None,
+    batch_size: int = 16,
+    workers: int = 0,
+    image_size: int = 224,
+    count_faces: bool = False,
+) -> BenchResult:
     """Time each stage once on ``n`` fresh images (embedding cache disabled, so the model runs)."""
     from charmeta.images.api import ImagePipeline
     from charmeta.images.batch import extract_table
@@ -64,8 +69,7 @@ def run(n: int = 64, model: Optional[str] = None, batch_size: int = 16, workers:
         from charmeta.images.tiny import build_tiny_clip
 
         tmp = tempfile.mkdtemp(prefix="charmeta-bench-")
-        model = str(build_tiny_clip(tmp, image_size=image_size, patch=32,
-                                    hidden=64, layers=2, proj=32))
+        model = str(build_tiny_clip(tmp, image_size=image_size, patch=32, hidden=64, layers=2, proj=32))
     cfg = ImageConfig(model=model, cache_dir=None, heads_dir=None, counter="auto" if count_faces else "none")
     pipe = ImagePipeline.load(cfg)
     if pipe.embedder is None:
@@ -100,11 +104,20 @@ def run(n: int = 64, model: Optional[str] = None, batch_size: int = 16, workers:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)  # the model stays loaded in this process
-    return BenchResult(n, n / t_norm, n / t_emb, n / t_e2e, wait / (wait + st2.model_s), model, batch_size, workers,
-                       getattr(pipe.embedder, "device", "cpu"))
+    return BenchResult(
+        n,
+        n / t_norm,
+        n / t_emb,
+        n / t_e2e,
+        wait / (wait + st2.model_s),
+        model,
+        batch_size,
+        workers,
+        getattr(pipe.embedder, "device", "cpu"),
+    )
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m charmeta.images.bench", description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=64, help="images (default 64)")
     ap.add_argument("--model", default=None, help="HF folder / cached id; default: a tiny random CLIP built locally")

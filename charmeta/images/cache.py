@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 import numpy as np
 
@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS text_emb (
 class EmbeddingCache:
     """A sqlite-backed map; ``path=None`` keeps it in memory (tests, one-off CLI calls)."""
 
-    def __init__(self, path: Optional[str | Path] = None) -> None:
+    def __init__(self, path: str | Path | None = None) -> None:
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path) if path is not None else ":memory:"
@@ -44,10 +44,12 @@ class EmbeddingCache:
         self.misses = 0
 
     @classmethod
-    def in_dir(cls, folder: Optional[str | Path]) -> "EmbeddingCache":
+    def in_dir(cls, folder: str | Path | None) -> EmbeddingCache:
         return cls(Path(folder) / "embeddings.sqlite" if folder else None)
 
-    def get_many(self, keys: Iterable[str], model: str, revision: str, table: str = "image_emb") -> dict[str, np.ndarray]:
+    def get_many(
+        self, keys: Iterable[str], model: str, revision: str, table: str = "image_emb"
+    ) -> dict[str, np.ndarray]:
         keys = list(dict.fromkeys(k for k in keys if k))
         out: dict[str, np.ndarray] = {}
         with self._lock:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -41,16 +40,16 @@ class ImageConfig:
     workers: int = 0
     fp16_on_gpu: bool = True
     allow_download: bool = False
-    cache_dir: Optional[str] = None
-    heads_dir: Optional[str] = None
+    cache_dir: str | None = None
+    heads_dir: str | None = None
     counter: str = "auto"
     max_bytes: int = 64 * 1024 * 1024
     max_side: int = 16_384
     max_pixels: int = 40_000_000
-    image_size: Optional[int] = None  # None: the model's own input size
+    image_size: int | None = None  # None: the model's own input size
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "ImageConfig":
+    def from_env(cls, **overrides: object) -> ImageConfig:
         """Build from ``CHARMETA_*`` environment variables; keyword overrides win."""
         env = os.environ
         cfg = cls(
@@ -65,5 +64,5 @@ class ImageConfig:
         )
         return replace(cfg, **overrides)  # type: ignore[arg-type]
 
-    def with_(self, **changes: object) -> "ImageConfig":
+    def with_(self, **changes: object) -> ImageConfig:
         return replace(self, **changes)  # type: ignore[arg-type]

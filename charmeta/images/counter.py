@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -27,7 +26,7 @@ Box = tuple[int, int, int, int]  # x, y, w, h
 
 @dataclass
 class CountResult:
-    count: Optional[int]  # None: no detector available
+    count: int | None  # None: no detector available
     backend: str
     boxes: list[Box] = field(default_factory=list)
 

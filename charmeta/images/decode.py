@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
@@ -28,12 +27,12 @@ BACKGROUND = (255, 255, 255)
 class DecodedImage:
     """A decoded image plus what was done to it on the way."""
 
-    image: Optional[Image.Image]
-    reason: Optional[str] = None
-    format: Optional[str] = None
+    image: Image.Image | None
+    reason: str | None = None
+    format: str | None = None
     width: int = 0  # declared size, before EXIF transpose
     height: int = 0
-    mode: Optional[str] = None
+    mode: str | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -90,14 +89,14 @@ def _to_8bit_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"))
 
 
-def _sniff(data: bytes) -> Optional[str]:
+def _sniff(data: bytes) -> str | None:
     """Format from magic bytes, to tell a damaged image from a non-image."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
     return next((name for sig, name in _MAGIC if data.startswith(sig)), None)
 
 
-def _declared_size(data: bytes) -> Optional[tuple[int, int]]:
+def _declared_size(data: bytes) -> tuple[int, int] | None:
     """Header-only size, bypassing PIL's bomb check (used only to word the refusal)."""
     Image.init()
     for fid in Image.ID:
@@ -114,7 +113,7 @@ def _declared_size(data: bytes) -> Optional[tuple[int, int]]:
 def decode_image(
     data: bytes | bytearray | memoryview | None,
     *,
-    ext: Optional[str] = None,
+    ext: str | None = None,
     max_bytes: int = 64 * 1024 * 1024,
     max_side: int = 16_384,
     max_pixels: int = 40_000_000,
@@ -163,8 +162,7 @@ def decode_image(
     if w * h > max_pixels:
         ratio = w * h / max(len(data), 1)
         return _fail(
-            f"decompression bomb: {w}x{h} = {w * h} pixels > limit {max_pixels}"
-            f" ({ratio:.0f} pixels per file byte)",
+            f"decompression bomb: {w}x{h} = {w * h} pixels > limit {max_pixels} ({ratio:.0f} pixels per file byte)",
             **meta,
         )
     notes: list[str] = []

@@ -9,8 +9,8 @@ data vs inside the model, which the benchmark reports.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +48,7 @@ class _PngDataset:
 
     def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
         import torch
+
         from charmeta.images.normalize import decode_png, letterbox
 
         img = decode_png(self.pngs[i])
@@ -57,8 +58,13 @@ class _PngDataset:
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
-def embed_pngs(pngs: Sequence[bytes], embedder: ImageEmbedder, batch_size: int = 32, workers: int = 0,
-               stats: Optional[EmbedStats] = None) -> np.ndarray:
+def embed_pngs(
+    pngs: Sequence[bytes],
+    embedder: ImageEmbedder,
+    batch_size: int = 32,
+    workers: int = 0,
+    stats: EmbedStats | None = None,
+) -> np.ndarray:
     """Embed PNG-encoded images in batches; returns ``(N, dim)`` float32."""
     import torch
     from torch.utils.data import DataLoader
@@ -67,8 +73,11 @@ def embed_pngs(pngs: Sequence[bytes], embedder: ImageEmbedder, batch_size: int =
     if not pngs:
         return np.zeros((0, embedder.dim), np.float32)
     loader = DataLoader(
-        _PngDataset(pngs, embedder.image_size), batch_size=batch_size, num_workers=workers,
-        pin_memory=torch.cuda.is_available(), persistent_workers=False,
+        _PngDataset(pngs, embedder.image_size),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
     )
     out: list[np.ndarray] = []
     it = iter(loader)
@@ -88,18 +97,26 @@ def embed_pngs(pngs: Sequence[bytes], embedder: ImageEmbedder, batch_size: int =
 
 
 def embeddings_schema(dim: int) -> pa.Schema:
-    return pa.schema([
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("sha256", pa.string(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("revision", pa.string(), nullable=False),
-        pa.field("embedding", pa.list_(pa.float32(), dim)),
-        pa.field("cached", pa.bool_()),
-    ])
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("sha256", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("revision", pa.string(), nullable=False),
+            pa.field("embedding", pa.list_(pa.float32(), dim)),
+            pa.field("cached", pa.bool_()),
+        ]
+    )
 
 
-def embed_table(normalized: pa.Table, embedder: ImageEmbedder, cache: Optional[EmbeddingCache] = None,
-                batch_size: int = 32, workers: int = 0, stats: Optional[EmbedStats] = None) -> pa.Table:
+def embed_table(
+    normalized: pa.Table,
+    embedder: ImageEmbedder,
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 32,
+    workers: int = 0,
+    stats: EmbedStats | None = None,
+) -> pa.Table:
     """Embed the ``ok`` rows of a ``normalized_images`` table; invalid rows are skipped.
 
     Duplicate images (same sha256) are embedded once. The result carries
@@ -129,12 +146,17 @@ def embed_table(normalized: pa.Table, embedder: ImageEmbedder, cache: Optional[E
     flat = np.concatenate(rows_vec).astype(np.float32) if rows_vec else np.zeros(0, np.float32)
     emb = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), embedder.dim)
     n = len(ids)
-    return pa.table({
-        "id": pa.array(ids, pa.string()), "sha256": pa.array(shas, pa.string()),
-        "model": pa.array([embedder.model_id] * n, pa.string()),
-        "revision": pa.array([embedder.revision] * n, pa.string()),
-        "embedding": emb, "cached": pa.array([s in known for s in shas], pa.bool_()),
-    }, schema=schema)
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "sha256": pa.array(shas, pa.string()),
+            "model": pa.array([embedder.model_id] * n, pa.string()),
+            "revision": pa.array([embedder.revision] * n, pa.string()),
+            "embedding": emb,
+            "cached": pa.array([s in known for s in shas], pa.bool_()),
+        },
+        schema=schema,
+    )
 
 
 def embedding_matrix(table: pa.Table) -> np.ndarray:

@@ -14,9 +14,10 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -84,7 +85,7 @@ def _is_pathlike(model: str) -> bool:
     return model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 1)[-1] or Path(model).exists()
 
 
-def _hub_cached_file(repo: str, filename: str, revision: str) -> Optional[str]:
+def _hub_cached_file(repo: str, filename: str, revision: str) -> str | None:
     try:
         from huggingface_hub import try_to_load_from_cache
 
@@ -98,7 +99,7 @@ def _hub_cached_file(repo: str, filename: str, revision: str) -> Optional[str]:
 class _Source:
     path: str  # local folder or hub id
     local_only: bool
-    revision: Optional[str]
+    revision: str | None
     config: dict
 
 
@@ -120,11 +121,15 @@ def _resolve_source(cfg: ImageConfig) -> _Source:
                 f"{repo}@{rev} is not in the local Hugging Face cache and downloads are off "
                 "(set CHARMETA_IMAGE_MODEL to a local folder, or CHARMETA_ALLOW_DOWNLOAD=1 on a machine with network)"
             )
-        if _hub_cached_file(repo, "model.safetensors", rev) is None and \
-                _hub_cached_file(repo, "model.safetensors.index.json", rev) is None:
+        if (
+            _hub_cached_file(repo, "model.safetensors", rev) is None
+            and _hub_cached_file(repo, "model.safetensors.index.json", rev) is None
+        ):
             if _hub_cached_file(repo, "pytorch_model.bin", rev):
-                raise ModelLoadError(f"refusing {repo}@{rev}: only a pickle checkpoint (pytorch_model.bin) is cached; "
-                                     "safetensors weights are required")
+                raise ModelLoadError(
+                    f"refusing {repo}@{rev}: only a pickle checkpoint (pytorch_model.bin) is cached; "
+                    "safetensors weights are required"
+                )
             raise ModelLoadError(f"{repo}@{rev}: no safetensors weights in the local cache")
         return _Source(repo, True, rev, json.loads(Path(conf).read_text("utf-8")))
     return _Source(repo, False, rev, {})
@@ -180,8 +185,11 @@ class HFDualEncoder:
         self.dtype = torch.float16 if (self.device == "cuda" and cfg.fp16_on_gpu) else torch.float32
         self.model = model.to(self.device, dtype=self.dtype).eval()
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(src.path, trust_remote_code=False, **{
-                k: v for k, v in kw.items() if k in ("local_files_only", "revision")})
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                src.path,
+                trust_remote_code=False,
+                **{k: v for k, v in kw.items() if k in ("local_files_only", "revision")},
+            )
         except Exception as exc:  # heads still work without a text side; zero-shot will not
             log.warning("no tokenizer for %s (%s): zero-shot disabled, heads only", cfg.model, exc)
             self.tokenizer = None
@@ -220,8 +228,9 @@ class HFDualEncoder:
         if self.tokenizer is None:
             raise ModelLoadError(f"{self.model_id} has no tokenizer: zero-shot prompts cannot be embedded")
         pad = "max_length" if self.backend == "siglip" else True
-        enc = self.tokenizer(list(texts), padding=pad, truncation=True, max_length=self.text_max_len,
-                             return_tensors="pt")
+        enc = self.tokenizer(
+            list(texts), padding=pad, truncation=True, max_length=self.text_max_len, return_tensors="pt"
+        )
         enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
         if self.backend == "siglip":
             enc.pop("attention_mask", None)  # SigLIP was trained without a text mask

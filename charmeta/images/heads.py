@@ -15,9 +15,10 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,7 @@ import pyarrow as pa
 from charmeta.contract import ATTRIBUTE_BY_KEY, UNKNOWN
 from charmeta.images import rules
 from charmeta.images.zeroshot import softmax
+
 
 #: Attributes a head can learn: closed vocabularies (Dress is free text).
 def head_attributes() -> list[str]:
@@ -43,8 +45,9 @@ class Head:
         return softmax((emb @ self.weight.T + self.bias) / self.temperature)
 
 
-def weak_labels(ids: Iterable[str], captions: Iterable[Optional[str]], extract: Callable[[str], Any]
-                ) -> dict[str, dict[str, str]]:
+def weak_labels(
+    ids: Iterable[str], captions: Iterable[str | None], extract: Callable[[str], Any]
+) -> dict[str, dict[str, str]]:
     """Caption -> {attribute: value} per id, using the caption extractor; Unknown and invalid are dropped."""
     out: dict[str, dict[str, str]] = {}
     for rid, cap in zip(ids, captions):
@@ -53,8 +56,11 @@ def weak_labels(ids: Iterable[str], captions: Iterable[Optional[str]], extract: 
         ex = extract(cap)
         if ex.status == "invalid" or ex.multi_character:
             continue  # a multi-character caption's attributes do not describe one figure
-        labels = {k: d.value for k, d in ex.attributes.items()
-                  if isinstance(d.value, str) and d.value != UNKNOWN and k in ATTRIBUTE_BY_KEY}
+        labels = {
+            k: d.value
+            for k, d in ex.attributes.items()
+            if isinstance(d.value, str) and d.value != UNKNOWN and k in ATTRIBUTE_BY_KEY
+        }
         if labels:
             out[rid] = labels
     return out
@@ -64,8 +70,9 @@ def _is_holdout(sha: str, fraction: float) -> bool:
     return int(sha[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def _fit_softmax(x: np.ndarray, y: np.ndarray, n_cls: int, epochs: int, lr: float, wd: float, seed: int = 0
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _fit_softmax(
+    x: np.ndarray, y: np.ndarray, n_cls: int, epochs: int, lr: float, wd: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -75,7 +82,7 @@ def _fit_softmax(x: np.ndarray, y: np.ndarray, n_cls: int, epochs: int, lr: floa
         lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.01)
         lin.bias.zero_()
     counts = torch.bincount(Y, minlength=n_cls).float()
-    cw = (counts.sum() / (counts.clamp(min=1) * n_cls))  # balanced: rare colours are not drowned
+    cw = counts.sum() / (counts.clamp(min=1) * n_cls)  # balanced: rare colours are not drowned
     opt = torch.optim.Adam(lin.parameters(), lr=lr, weight_decay=wd)
     loss_fn = torch.nn.CrossEntropyLoss(weight=cw)
     for _ in range(epochs):
@@ -107,8 +114,9 @@ def _ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
     return float(ece)
 
 
-def train_heads(embeddings: pa.Table, labels: dict[str, dict[str, str]], settings: Optional[dict] = None
-                ) -> tuple[dict[str, Head], list[dict[str, Any]]]:
+def train_heads(
+    embeddings: pa.Table, labels: dict[str, dict[str, str]], settings: dict | None = None
+) -> tuple[dict[str, Head], list[dict[str, Any]]]:
     """Train one head per attribute with enough labelled images; returns heads and a report per attribute.
 
     ``embeddings``: an ``embed_table`` output; ``labels``: ``weak_labels`` output.
@@ -130,8 +138,10 @@ def train_heads(embeddings: pa.Table, labels: dict[str, dict[str, str]], setting
         rows = [(i, v) for i, v in rows if v in classes]
         entry: dict[str, Any] = {"attribute": attr, "n_labelled": len(rows), "classes": classes}
         if len(rows) < s["min_examples"] or len(classes) < 2:
-            entry["status"] = f"skipped: {len(rows)} usable labels, {len(classes)} classes " \
-                              f"(need >= {s['min_examples']} and >= 2 with >= {s['min_per_class']} each)"
+            entry["status"] = (
+                f"skipped: {len(rows)} usable labels, {len(classes)} classes "
+                f"(need >= {s['min_examples']} and >= 2 with >= {s['min_per_class']} each)"
+            )
             report.append(entry)
             continue
         cidx = {c: k for k, c in enumerate(classes)}
@@ -140,16 +150,23 @@ def train_heads(embeddings: pa.Table, labels: dict[str, dict[str, str]], setting
             hold = np.array([k % 5 == 4 for k in range(len(rows))])
         idx = np.array([i for i, _ in rows])
         y = np.array([cidx[v] for _, v in rows])
-        w, b = _fit_softmax(X[idx[~hold]], y[~hold], len(classes), int(s["epochs"]), float(s["lr"]),
-                            float(s["weight_decay"]))
+        w, b = _fit_softmax(
+            X[idx[~hold]], y[~hold], len(classes), int(s["epochs"]), float(s["lr"]), float(s["weight_decay"])
+        )
         logits = X[idx[hold]] @ w.T + b
         t = _fit_temperature(logits, y[hold])
         p = softmax(logits / t)
         majority = max(np.mean(y[hold] == k) for k in range(len(classes)))
         heads[attr] = Head(attr, classes, w, b, t)
-        entry.update(status="trained", n_train=int((~hold).sum()), n_test=int(hold.sum()),
-                     accuracy=float((p.argmax(1) == y[hold]).mean()), majority_baseline=float(majority),
-                     temperature=t, ece=_ece(p, y[hold]))
+        entry.update(
+            status="trained",
+            n_train=int((~hold).sum()),
+            n_test=int(hold.sum()),
+            accuracy=float((p.argmax(1) == y[hold]).mean()),
+            majority_baseline=float(majority),
+            temperature=t,
+            ece=_ece(p, y[hold]),
+        )
         report.append(entry)
     return heads, report
 
@@ -172,16 +189,20 @@ def save_heads(heads: dict[str, Head], report: list[dict], root: str | Path, mod
     folder = base / version
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "heads.safetensors"))
-    (folder / "report.json").write_text(json.dumps(
-        {"version": version, "model": model, "revision": revision, "heads": meta, "report": report}, indent=1))
+    (folder / "report.json").write_text(
+        json.dumps(
+            {"version": version, "model": model, "revision": revision, "heads": meta, "report": report}, indent=1
+        )
+    )
     tmp = base / "LATEST.tmp"
     tmp.write_text(version)
     tmp.replace(base / "LATEST")
     return folder
 
 
-def load_heads(root: Optional[str | Path], model: str, revision: str, version: Optional[str] = None
-               ) -> tuple[dict[str, Head], Optional[str]]:
+def load_heads(
+    root: str | Path | None, model: str, revision: str, version: str | None = None
+) -> tuple[dict[str, Head], str | None]:
     """The heads for this model/revision (``LATEST`` unless ``version``); empty when none exist."""
     if not root:
         return {}, None
@@ -198,13 +219,20 @@ def load_heads(root: Optional[str | Path], model: str, revision: str, version: O
 
     t = load_file(str(folder / "heads.safetensors"))
     meta = json.loads((folder / "report.json").read_text())["heads"]
-    return {a: Head(a, m["classes"], t[f"{a}.weight"], t[f"{a}.bias"], float(m["temperature"]))
-            for a, m in meta.items()}, version
+    return {
+        a: Head(a, m["classes"], t[f"{a}.weight"], t[f"{a}.bias"], float(m["temperature"])) for a, m in meta.items()
+    }, version
 
 
-def attribute_heads_step(normalized: pa.Table, embeddings: pa.Table, extract: Callable[[str], Any],
-                         root: str | Path, model: str, revision: str, settings: Optional[dict] = None
-                         ) -> dict[str, Any]:
+def attribute_heads_step(
+    normalized: pa.Table,
+    embeddings: pa.Table,
+    extract: Callable[[str], Any],
+    root: str | Path,
+    model: str,
+    revision: str,
+    settings: dict | None = None,
+) -> dict[str, Any]:
     """The whole ``attribute_heads`` step: weak labels -> train -> save a version -> report.
 
     Returns ``{"version", "folder", "report", "n_labelled_images"}``; when no

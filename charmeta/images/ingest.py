@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
 
 from charmeta.errors import SourceError, UnsafeInputError
 from charmeta.pathguard import unsafe_tar_member
@@ -39,15 +39,15 @@ class ImageRecord:
     """One image entry: raw bytes (not decoded yet) and the caption that travels with it."""
 
     id: str
-    data: Optional[bytes]
-    caption: Optional[str] = None
-    ext: Optional[str] = None
-    source: Optional[str] = None
+    data: bytes | None
+    caption: str | None = None
+    ext: str | None = None
+    source: str | None = None
     position: int = 0
-    preset_reason: Optional[str] = None
+    preset_reason: str | None = None
 
 
-def _decode_caption(raw: Optional[bytes]) -> Optional[str]:
+def _decode_caption(raw: bytes | None) -> str | None:
     if raw is None:
         return None
     try:
@@ -67,8 +67,8 @@ def read_webdataset(path: str | Path) -> Iterator[ImageRecord]:
     """Stream samples from one WebDataset tar (plain or gz), grouping adjacent members by key."""
     path = Path(path)
     pos = 0
-    cur_key: Optional[str] = None
-    parts: dict[str, Optional[bytes]] = {}
+    cur_key: str | None = None
+    parts: dict[str, bytes | None] = {}
     oversize: dict[str, str] = {}
 
     def flush() -> Iterator[ImageRecord]:
@@ -83,15 +83,23 @@ def read_webdataset(path: str | Path) -> Iterator[ImageRecord]:
             reason = "sample has no image member (only: " + ",".join(sorted(parts)) + ")"
             yield ImageRecord(cur_key, None, _decode_caption(cap), None, str(path), pos, reason)
         else:
-            yield ImageRecord(cur_key, parts.get(img_ext), _decode_caption(cap), img_ext, str(path), pos,
-                              oversize.get(img_ext))
+            yield ImageRecord(
+                cur_key, parts.get(img_ext), _decode_caption(cap), img_ext, str(path), pos, oversize.get(img_ext)
+            )
         pos += 1
 
     try:
         tf = tarfile.open(path, mode="r|*")
     except (tarfile.TarError, OSError, EOFError) as exc:  # garbage or empty file: one visible invalid record
-        yield ImageRecord(f"{path.name}#unreadable", None, None, None, str(path), 0,
-                          f"cannot open WebDataset tar (garbage or empty file): {exc}")
+        yield ImageRecord(
+            f"{path.name}#unreadable",
+            None,
+            None,
+            None,
+            str(path),
+            0,
+            f"cannot open WebDataset tar (garbage or empty file): {exc}",
+        )
         return
     with tf:
         try:
@@ -114,8 +122,15 @@ def read_webdataset(path: str | Path) -> Iterator[ImageRecord]:
         except (tarfile.TarError, OSError, EOFError) as exc:
             yield from flush()
             cur_key = None
-            yield ImageRecord(f"{path.name}#truncated", None, None, None, str(path), pos,
-                              f"tar is truncated or corrupt after {pos} samples: {exc}")
+            yield ImageRecord(
+                f"{path.name}#truncated",
+                None,
+                None,
+                None,
+                str(path),
+                pos,
+                f"tar is truncated or corrupt after {pos} samples: {exc}",
+            )
             return
         yield from flush()
 
@@ -150,7 +165,7 @@ def read_folder(root: str | Path) -> Iterator[ImageRecord]:
         pos += 1
 
 
-def _pick(names: list[str], wanted: tuple[str, ...]) -> Optional[str]:
+def _pick(names: list[str], wanted: tuple[str, ...]) -> str | None:
     lower = {n.lower(): n for n in names}
     return next((lower[w] for w in wanted if w in lower), None)
 

@@ -12,8 +12,9 @@ import io
 import json
 import tarfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -73,18 +74,31 @@ def decode_png(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
-def normalize_record(rec: ImageRecord, size: int, limits: Optional[dict] = None, counter: Any = None
-                     ) -> tuple[dict, Optional[DecodedImage]]:
+def normalize_record(
+    rec: ImageRecord, size: int, limits: dict | None = None, counter: Any = None
+) -> tuple[dict, DecodedImage | None]:
     """One ``ImageRecord`` to one normalized row (and the decoded image).
 
     ``counter`` (a ``CharacterCounter``) runs here, on the full-resolution
     decode, because faces shrink below detector size once letterboxed.
     """
     row = {
-        "id": rec.id, "source_shard": rec.source, "source_position": rec.position, "caption": rec.caption,
-        "status": "invalid", "reason": rec.preset_reason, "sha256": None, "phash": None, "format": None,
-        "orig_width": None, "orig_height": None, "notes": [], "size": size, "pixels": None,
-        "pixel_count": None, "counter": None,
+        "id": rec.id,
+        "source_shard": rec.source,
+        "source_position": rec.position,
+        "caption": rec.caption,
+        "status": "invalid",
+        "reason": rec.preset_reason,
+        "sha256": None,
+        "phash": None,
+        "format": None,
+        "orig_width": None,
+        "orig_height": None,
+        "notes": [],
+        "size": size,
+        "pixels": None,
+        "pixel_count": None,
+        "counter": None,
     }
     if rec.preset_reason:
         return row, None
@@ -106,8 +120,9 @@ def normalize_record(rec: ImageRecord, size: int, limits: Optional[dict] = None,
     return row, dec
 
 
-def normalize_batch(records: Iterable[ImageRecord], size: int = 224, limits: Optional[dict] = None,
-                    counter: Any = None) -> pa.Table:
+def normalize_batch(
+    records: Iterable[ImageRecord], size: int = 224, limits: dict | None = None, counter: Any = None
+) -> pa.Table:
     """Records to a ``NORMALIZED_SCHEMA`` table, same order; bad images are ``invalid`` rows."""
     rows = [normalize_record(r, size, limits, counter)[0] for r in records]
     return pa.table({n: [r[n] for r in rows] for n in NORMALIZED_SCHEMA.names}, schema=NORMALIZED_SCHEMA)

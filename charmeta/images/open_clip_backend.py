@@ -7,8 +7,9 @@ The model string is ``<arch>:<local .safetensors file>``, e.g. ``ViT-B-32:/model
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

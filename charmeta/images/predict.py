@@ -7,8 +7,6 @@ kept in the evidence string so a reviewer can see what the model leaned to.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import pyarrow as pa
 
@@ -35,9 +33,14 @@ def decide(attr: str, values: list[str], p: np.ndarray, source: str, section: st
 class ImagePredictor:
     """Embeddings -> per-attribute ``Decision`` dicts; heads override zero-shot per attribute."""
 
-    def __init__(self, embedder: Optional[ImageEmbedder] = None, heads: Optional[dict[str, Head]] = None,
-                 heads_version: Optional[str] = None, cache: Optional[EmbeddingCache] = None,
-                 zero_shot: bool = True) -> None:
+    def __init__(
+        self,
+        embedder: ImageEmbedder | None = None,
+        heads: dict[str, Head] | None = None,
+        heads_version: str | None = None,
+        cache: EmbeddingCache | None = None,
+        zero_shot: bool = True,
+    ) -> None:
         self.embedder, self.heads, self.cache = embedder, heads or {}, cache
         self.heads_version = heads_version
         self.zero_shot = zero_shot and embedder is not None and getattr(embedder, "tokenizer", True) is not None
@@ -62,8 +65,9 @@ class ImagePredictor:
         return out
 
 
-def predict_table(embeddings: pa.Table, predictor: ImagePredictor,
-                  counts: Optional[dict[str, Optional[int]]] = None) -> pa.Table:
+def predict_table(
+    embeddings: pa.Table, predictor: ImagePredictor, counts: dict[str, int | None] | None = None
+) -> pa.Table:
     """An ``embed_table`` output -> rich-schema table (``input_kind='image'``), pixel evidence only.
 
     ``counts`` (id -> characters counted in the pixels) flags multi-character images.
@@ -76,6 +80,13 @@ def predict_table(embeddings: pa.Table, predictor: ImagePredictor,
     for rid, attrs in zip(ids, decisions):
         n = (counts or {}).get(rid)
         multi = n is not None and n >= 2
-        exs.append(Extraction(input_kind="image", status="multi_character" if multi else "ok", character_count=n,
-                              multi_character=multi, attributes=attrs))
+        exs.append(
+            Extraction(
+                input_kind="image",
+                status="multi_character" if multi else "ok",
+                character_count=n,
+                multi_character=multi,
+                attributes=attrs,
+            )
+        )
     return extractions_to_table(exs, ids)

@@ -7,14 +7,14 @@ not a code change, and tests check every value against the contract vocabulary.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
 from charmeta.contract import ATTRIBUTE_BY_KEY
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> dict[str, Any]:
     text = resources.files("charmeta").joinpath(f"data/images/{name}.json").read_text("utf-8")
     return json.loads(text)

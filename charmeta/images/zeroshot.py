@@ -9,7 +9,6 @@ phrase gives a steadier class vector. Text embeddings are computed once per
 from __future__ import annotations
 
 import hashlib
-from typing import Optional
 
 import numpy as np
 
@@ -24,14 +23,14 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def expand(attribute: str, data: Optional[dict] = None) -> dict[str, list[str]]:
+def expand(attribute: str, data: dict | None = None) -> dict[str, list[str]]:
     """All prompts of each value of ``attribute`` (templates x phrases)."""
     data = data or rules.prompts()
     templates = data["templates"][attribute]
     return {v: [t.format(p) for t in templates for p in phrases] for v, phrases in data["values"][attribute].items()}
 
 
-def _embed_prompts(texts: list[str], embedder: ImageEmbedder, cache: Optional[EmbeddingCache]) -> np.ndarray:
+def _embed_prompts(texts: list[str], embedder: ImageEmbedder, cache: EmbeddingCache | None) -> np.ndarray:
     keys = [_sha(t) for t in texts]
     known = cache.get_many(keys, embedder.model_id, embedder.revision, table="text_emb") if cache else {}
     todo = [t for t, k in zip(texts, keys) if k not in known]
@@ -44,7 +43,9 @@ def _embed_prompts(texts: list[str], embedder: ImageEmbedder, cache: Optional[Em
     return np.stack([known.get(k, fresh.get(k)) for k in keys])
 
 
-def class_vectors(embedder: ImageEmbedder, cache: Optional[EmbeddingCache] = None) -> dict[str, tuple[list[str], np.ndarray]]:
+def class_vectors(
+    embedder: ImageEmbedder, cache: EmbeddingCache | None = None
+) -> dict[str, tuple[list[str], np.ndarray]]:
     """Per attribute: (values, ``(V, dim)`` unit class vectors). Memoised per process."""
     data = rules.prompts()
     key = (embedder.model_id, embedder.revision, data.get("version"), id(data))
@@ -74,8 +75,9 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def zero_shot_probs(emb: np.ndarray, embedder: ImageEmbedder, cache: Optional[EmbeddingCache] = None
-                    ) -> dict[str, tuple[list[str], np.ndarray]]:
+def zero_shot_probs(
+    emb: np.ndarray, embedder: ImageEmbedder, cache: EmbeddingCache | None = None
+) -> dict[str, tuple[list[str], np.ndarray]]:
     """Per attribute: (values, ``(N, V)`` probabilities) with the data-file temperature."""
     out = {}
     for attr, (values, mat) in class_vectors(embedder, cache).items():

@@ -19,8 +19,6 @@ bag-of-words matching, so the traps do not fire:
 
 from __future__ import annotations
 
-from typing import Optional
-
 from charmeta.evidence import Evidence
 from charmeta.ontology import Ontology
 from charmeta.prose.appearance import _HALF_UP, _NUDE_WORDS, AppearanceReader, phrase_spans
@@ -57,7 +55,9 @@ class ProseReader(PeopleReader, AppearanceReader):
         self._garment_span = phrase_spans(lex.garment_phrases, 3)
         self._phrase_span = phrase_spans(lex.phrases, 4)
         # Words that make ``_read_hair_styles_after`` do anything: styles, first words of two-word ones, "half".
-        self._hair_forward_words = frozenset(lex.styles) | frozenset(s.split(" ", 1)[0] for s in lex.styles) | frozenset(_HALF_UP)
+        self._hair_forward_words = (
+            frozenset(lex.styles) | frozenset(s.split(" ", 1)[0] for s in lex.styles) | frozenset(_HALF_UP)
+        )
         # Garment phrase -> (tag, garment, implied ages): bounded by the lexicon (``_garment_tag``).
         self._garment_tags: dict[tuple[str, int], tuple[str, int, tuple[str, ...]]] = {}
         self.known_adjectives = frozenset(ontology.prose.get("known_adjectives", ()))
@@ -67,14 +67,18 @@ class ProseReader(PeopleReader, AppearanceReader):
         # token can be: a name word no token is (``(kancolle)``: parentheses are tokens of their own)
         # never matches, and leaving such pairs out keeps common words out of the first / second word sets.
         self._name_pairs = frozenset(
-            pair for pair in (name[:2] for name in ontology.character_name_words) if _is_token(pair[0]) and _is_token(pair[1])
+            pair
+            for pair in (name[:2] for name in ontology.character_name_words)
+            if _is_token(pair[0]) and _is_token(pair[1])
         )
         self._name_first = frozenset(a for a, _ in self._name_pairs)
         self._name_second = frozenset(b for _, b in self._name_pairs)
         self._eye_words = lex.eye_nouns
         self._body_words = frozenset(lex.body)
         # Any word that sets off the eye, garment, phrase or body reader: most clauses hold none.
-        self._appearance_words = self._eye_words | self._garment_first | _NUDE_WORDS | self._phrase_first | self._body_words
+        self._appearance_words = (
+            self._eye_words | self._garment_first | _NUDE_WORDS | self._phrase_first | self._body_words
+        )
         self._age_phrase_anchors = substring_anchors(lex.age_phrases)
         self._pronoun_words = frozenset(lex.pronouns)
         self._group_single = frozenset(g for g in lex.group_words if " " not in g)
@@ -83,12 +87,18 @@ class ProseReader(PeopleReader, AppearanceReader):
         # Per-word memos of the hair readers (prose repeats its words; typo look-ups are the slow part).
         self._hair_noun_of: dict[str, str] = {}
         self._not_hair_nouns: set[str] = set()
-        self._hair_mods: dict[str, Optional[tuple[tuple[str, str], ...]]] = {}
+        self._hair_mods: dict[str, tuple[tuple[str, str], ...] | None] = {}
 
     # -- entry points ------------------------------------------------------------------
 
-    def read(self, text: str, ev: Evidence, clauses: Optional[list[str]] = None, tag_reader=None,
-             tag_shapes: Optional[frozenset[tuple[str, int]]] = None) -> None:
+    def read(
+        self,
+        text: str,
+        ev: Evidence,
+        clauses: list[str] | None = None,
+        tag_reader=None,
+        tag_shapes: frozenset[tuple[str, int]] | None = None,
+    ) -> None:
         """Read free text (``clauses`` None) or the unknown items of a tag list.
 
         ``tag_reader(words, ev)`` may read a clause of free text as one tag (its
@@ -124,7 +134,7 @@ class ProseReader(PeopleReader, AppearanceReader):
             self._read_appearance(toks, ev, subject, ci)
         self._read_subject(low, parsed, persons, subject, ev, has_other)
 
-    def _read_appearance(self, toks: list[str], ev: Evidence, subject: Optional[_Person], ci: int) -> None:
+    def _read_appearance(self, toks: list[str], ev: Evidence, subject: _Person | None, ci: int) -> None:
         """Hair, eyes, garments, listed phrases and build in one clause of the character's.
 
         Each reader runs only on clauses holding one of its words (C-level set tests):
@@ -190,7 +200,7 @@ def _split_possessives(tokens: list[str]) -> list[str]:
     return out
 
 
-def _subject(persons: list[_Person]) -> Optional[_Person]:
+def _subject(persons: list[_Person]) -> _Person | None:
     """The character: the first person noun neither a relative nor absent, a singular one first."""
     subject = next((p for p in persons if not p.relation and not p.absent and not p.plural), None)
     if subject is None:
@@ -201,4 +211,3 @@ def _subject(persons: list[_Person]) -> Optional[_Person]:
 def _normalise(text: str) -> str:
     """Lower case, ``w/`` spelled out, curly apostrophes straightened."""
     return text.lower().replace("w/", "with ").replace("’", "'")
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Container, Mapping, Optional, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 
 from charmeta.evidence import Evidence
 from charmeta.ontology import ATTR, EXPLICIT, GARMENT, IMPLIED, Ontology, normalize_tag
@@ -40,13 +40,13 @@ class AppearanceReader:
     _eye_words: frozenset[str]
     _hair_noun_of: dict[str, str]
     _not_hair_nouns: set[str]
-    _hair_mods: dict[str, Optional[tuple[tuple[str, str], ...]]]
+    _hair_mods: dict[str, tuple[tuple[str, str], ...] | None]
 
     def _negated(self, toks: list[str], i: int) -> bool:
         """Whether one of the three words before ``toks[i]`` negates it (``no glasses``, ``without a hat``)."""
-        return not self.lex.negations.isdisjoint(toks[max(0, i - 3):i])
+        return not self.lex.negations.isdisjoint(toks[max(0, i - 3) : i])
 
-    def _hair_modifier(self, w: str) -> Optional[tuple[tuple[str, str], ...]]:
+    def _hair_modifier(self, w: str) -> tuple[tuple[str, str], ...] | None:
         """What ``w`` says as a hair modifier: ``[("color", "Black")]``, ... or None (memoised per word)."""
         memo = self._hair_mods
         if w in memo:
@@ -57,7 +57,7 @@ class AppearanceReader:
         result = memo[w] = tuple(mods) if mods is not None else None
         return result
 
-    def _hair_modifier_uncached(self, w: str) -> Optional[Sequence[tuple[str, str]]]:
+    def _hair_modifier_uncached(self, w: str) -> Sequence[tuple[str, str]] | None:
         lex = self.lex
         if w in lex.hair_colors:
             return [("color", lex.hair_colors[w])]
@@ -91,7 +91,7 @@ class AppearanceReader:
             return self._hair_modifier(fixed)
         return None
 
-    def _hair_noun(self, t: str) -> Optional[str]:
+    def _hair_noun(self, t: str) -> str | None:
         """The hair noun ``t`` is (``hair``, ``bangs``) or is one typo away from (``ponytial``), else None.
 
         Memoised: words that are none go to ``_not_hair_nouns``, so a clause of
@@ -129,7 +129,9 @@ class AppearanceReader:
                 continue
             if self._negated(toks, i):
                 continue
-            if noun in ("bangs", "fringe", "cut", "haircut", "hairdo") and not (i > 0 and toks[i - 1] in ("pixie", "bob", "buzz", "crew", "hime", "bowl")):
+            if noun in ("bangs", "fringe", "cut", "haircut", "hairdo") and not (
+                i > 0 and toks[i - 1] in ("pixie", "bob", "buzz", "crew", "hime", "bowl")
+            ):
                 mods = self._collect_back(toks, i)
                 self._apply_hair_mods(mods, ev, noun, style_noun=None)
                 continue
@@ -165,7 +167,9 @@ class AppearanceReader:
             j -= 1
         return mods
 
-    def _apply_hair_mods(self, mods: list[tuple[str, str, str]], ev: Evidence, noun: str, style_noun: Optional[str]) -> None:
+    def _apply_hair_mods(
+        self, mods: list[tuple[str, str, str]], ev: Evidence, noun: str, style_noun: str | None
+    ) -> None:
         lex = self.lex
         nums = [w for k, _, w in mods if k == "num"]
         if style_noun:
@@ -198,9 +202,9 @@ class AppearanceReader:
         """Styles and lengths after the hair noun: ``hair in a ponytail``, ``hair to her shoulders``."""
         n = len(toks)
         end = min(n, i + 9)
-        if not self._hair_forward_words.isdisjoint(toks[i + 1:end]):  # most hair nouns: no style word follows
+        if not self._hair_forward_words.isdisjoint(toks[i + 1 : end]):  # most hair nouns: no style word follows
             self._read_hair_styles_after(toks, i, end, ev)
-        after = toks[i + 1:end + 2]
+        after = toks[i + 1 : end + 2]
         m = None if _SHOULDER_DETS.isdisjoint(after) else _SHOULDER_RE.search(" ".join(after))
         if m:
             key = (m.group(1), m.group(2))
@@ -246,7 +250,25 @@ class AppearanceReader:
                     colors.append((lex.eye_colors[w], w))
                 elif w in ("one", "left", "right", "other"):
                     one = True
-                elif w in lex.shades or w in ("big", "large", "wide", "bright", "sparkling", "glowing", "narrow", "almond-shaped", "round", "sharp", "piercing", "striking", "soft", "kind", "tired", "sleepy", "kohl-lined"):
+                elif w in lex.shades or w in (
+                    "big",
+                    "large",
+                    "wide",
+                    "bright",
+                    "sparkling",
+                    "glowing",
+                    "narrow",
+                    "almond-shaped",
+                    "round",
+                    "sharp",
+                    "piercing",
+                    "striking",
+                    "soft",
+                    "kind",
+                    "tired",
+                    "sleepy",
+                    "kohl-lined",
+                ):
                     pass
                 elif w in ("and", "&") and colors:
                     pass
@@ -295,7 +317,7 @@ class AppearanceReader:
                 continue
             gi = lex.garment_phrases[phrase]
             quals: list[str] = []
-            color: Optional[str] = None
+            color: str | None = None
             j = i - 1
             while j >= 0 and len(quals) < 2:
                 w = toks[j]
@@ -304,7 +326,14 @@ class AppearanceReader:
                     if j > 0 and f"{toks[j - 1]} {w}" in lex.clothes_colors:
                         color = lex.clothes_colors[f"{toks[j - 1]} {w}"]
                     break
-                if w in lex.garment_stop or w in lex.shades or w in _STOP or w.isdigit() or w in lex.persons or w == "_":
+                if (
+                    w in lex.garment_stop
+                    or w in lex.shades
+                    or w in _STOP
+                    or w.isdigit()
+                    or w in lex.persons
+                    or w == "_"
+                ):
                     if w in lex.shades and j > 0 and toks[j - 1] in lex.clothes_colors:
                         j -= 1
                         continue
@@ -357,15 +386,21 @@ class AppearanceReader:
                 for key, value in lex.phrases[phrase]:
                     if key in ("Accessories", "Features", "Scars", "Tattoos"):
                         ev.add_list(key, value, phrase)
-                    elif key == "Skin Tone" and phrase in ("tan", "pale") and i + size < n and toks[i + size] not in ("skin", "skinned"):
+                    elif (
+                        key == "Skin Tone"
+                        and phrase in ("tan", "pale")
+                        and i + size < n
+                        and toks[i + size] not in ("skin", "skinned")
+                    ):
                         continue
                     else:
                         ev.add(key, value, EXPLICIT, phrase)
             i += size
 
 
-def _longest_phrase(toks: list[str], i: int, table: Container[str], spans: Mapping[str, int],
-                    exclude: Container[str] = ()) -> Optional[tuple[int, str]]:
+def _longest_phrase(
+    toks: list[str], i: int, table: Container[str], spans: Mapping[str, int], exclude: Container[str] = ()
+) -> tuple[int, str] | None:
     """The longest phrase of ``table`` starting at token ``i``.
 
     ``spans`` maps the first word of every phrase to the most words a phrase
@@ -376,7 +411,7 @@ def _longest_phrase(toks: list[str], i: int, table: Container[str], spans: Mappi
     if span is None:
         return None
     for size in range(min(span, len(toks) - i), 0, -1):
-        phrase = " ".join(toks[i:i + size]) if size > 1 else toks[i]
+        phrase = " ".join(toks[i : i + size]) if size > 1 else toks[i]
         if phrase in table and phrase not in exclude:
             return size, phrase
     return None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Optional
 
 from charmeta.ontology import Ontology
 
@@ -34,8 +34,11 @@ _STATED_RES = (
     (("yr", "year"), None, re.compile(r"\b(\d{1,3})\s*(?:-|\s)?\s*(?:years?|yrs?|yr)(?:[\s-]*old)?\b")),
     (("yo", "y/o", "y.o."), None, re.compile(r"\b(\d{1,3})\s*(?:yo|y/o|y\.o\.)(?=\W|$)")),
     (("age",), None, re.compile(r"\bage[ds]?\s+(\d{1,3})\b")),
-    (("of",), re.compile(r"of\s+\d"),  # "of" is in most prose, a number after it is not
-     re.compile(r"\b(?:girl|boy|child|kid|woman|man|lady|gentleman|person|teen|teenager)\s+of\s+(\d{1,3})\b")),
+    (
+        ("of",),
+        re.compile(r"of\s+\d"),  # "of" is in most prose, a number after it is not
+        re.compile(r"\b(?:girl|boy|child|kid|woman|man|lady|gentleman|person|teen|teenager)\s+of\s+(\d{1,3})\b"),
+    ),
 )
 #: The stated-age and bare-number patterns all need a ``\d`` (Unicode digits included): text without one skips them.
 _DIGIT_RE = re.compile(r"\d")
@@ -65,19 +68,92 @@ _HE_RE = re.compile(r"\bhe(?:'s| is| was| wears| has)\b")
 _SHE_RE = re.compile(r"\bshe(?:'s| is| was| wears| has)\b")
 _POSSESSIVES = frozenset({"her", "his", "their", "my", "your", "our"})
 _DETERMINERS = frozenset({"a", "an", "the", "this", "that", "some"})
-_STOP = frozenset({"a", "an", "the", "and", "with", "of", "to", "for", "in", "on", "at", "by", "is", "are", "was",
-                   "who", "that", "'s", "as", "while", "from", "into", "her", "his", "their", "(", ")"})
+_STOP = frozenset(
+    {
+        "a",
+        "an",
+        "the",
+        "and",
+        "with",
+        "of",
+        "to",
+        "for",
+        "in",
+        "on",
+        "at",
+        "by",
+        "is",
+        "are",
+        "was",
+        "who",
+        "that",
+        "'s",
+        "as",
+        "while",
+        "from",
+        "into",
+        "her",
+        "his",
+        "their",
+        "(",
+        ")",
+    }
+)
 _HAIR_SKIP_PREV = frozenset({"facial", "pubic", "body", "chest", "arm", "leg", "nose", "ear", "armpit", "back"})
-_HAIR_SKIP_NEXT = frozenset({"clip", "clips", "ribbon", "ribbons", "bow", "bows", "band", "bands", "tie", "ties", "pin", "pins",
-                             "ornament", "ornaments", "accessory", "accessories", "dryer", "brush", "salon", "stylist",
-                             "between", "over", "covering", "flower", "flowers", "stick", "net"})
+_HAIR_SKIP_NEXT = frozenset(
+    {
+        "clip",
+        "clips",
+        "ribbon",
+        "ribbons",
+        "bow",
+        "bows",
+        "band",
+        "bands",
+        "tie",
+        "ties",
+        "pin",
+        "pins",
+        "ornament",
+        "ornaments",
+        "accessory",
+        "accessories",
+        "dryer",
+        "brush",
+        "salon",
+        "stylist",
+        "between",
+        "over",
+        "covering",
+        "flower",
+        "flowers",
+        "stick",
+        "net",
+    }
+)
 #: ``_SHOULDER_RE`` needs one of these as a whole token: a clause without one is not searched.
 _SHOULDER_DETS = frozenset({"her", "his", "their", "the"})
-_SHOULDER_RE = re.compile(r"\b(to|past|below|above|at)\s+(?:her|his|their|the)\s+(shoulders?|chin|jaw|waist|hips?|knees?|back|ears?|neck)\b")
-_SHOULDER_LEN = {("to", "shoulder"): "Medium", ("to", "shoulders"): "Medium", ("at", "shoulders"): "Medium", ("above", "shoulders"): "Medium",
-                 ("past", "shoulders"): "Long", ("below", "shoulders"): "Long", ("to", "chin"): "Short", ("to", "jaw"): "Short",
-                 ("to", "ears"): "Short", ("to", "neck"): "Short", ("to", "waist"): "Long", ("to", "hips"): "Long", ("to", "hip"): "Long",
-                 ("to", "knees"): "Long", ("to", "back"): "Long", ("past", "waist"): "Long"}
+_SHOULDER_RE = re.compile(
+    r"\b(to|past|below|above|at)\s+(?:her|his|their|the)\s+(shoulders?|chin|jaw|waist|hips?|knees?|back|ears?|neck)\b"
+)
+_SHOULDER_LEN = {
+    ("to", "shoulder"): "Medium",
+    ("to", "shoulders"): "Medium",
+    ("at", "shoulders"): "Medium",
+    ("above", "shoulders"): "Medium",
+    ("past", "shoulders"): "Long",
+    ("below", "shoulders"): "Long",
+    ("to", "chin"): "Short",
+    ("to", "jaw"): "Short",
+    ("to", "ears"): "Short",
+    ("to", "neck"): "Short",
+    ("to", "waist"): "Long",
+    ("to", "hips"): "Long",
+    ("to", "hip"): "Long",
+    ("to", "knees"): "Long",
+    ("to", "back"): "Long",
+    ("past", "waist"): "Long",
+}
 
 
 def title_case(words: Iterable[str] | str) -> str:
@@ -151,7 +227,7 @@ class _Lexicon:
     styles: dict[str, str]
     hair_nouns: frozenset[str]
     eye_nouns: frozenset[str]
-    persons: dict[str, tuple[Optional[str], Optional[str]]]
+    persons: dict[str, tuple[str | None, str | None]]
     plural_persons: frozenset[str]
     group_words: tuple[str, ...]
     numbers: dict[str, int]
@@ -175,8 +251,8 @@ class _Lexicon:
 
 
 def _deletes(word: str) -> set[str]:
-    out = {word[:i] + word[i + 1:] for i in range(len(word))}
-    out |= {word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in range(len(word) - 1)}
+    out = {word[:i] + word[i + 1 :] for i in range(len(word))}
+    out |= {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)}
     return out
 
 
@@ -195,17 +271,19 @@ def _build_typo_index(words: Iterable[str], min_len: int) -> _TypoIndex:
     return _TypoIndex(index)
 
 
-_TYPO_CACHE: dict[tuple[int, str], Optional[str]] = {}
+_TYPO_CACHE: dict[tuple[int, str], str | None] = {}
 _TYPO_CACHE_MAX = 100_000
 
 
-def _typo(token: str, index: _TypoIndex) -> Optional[str]:
+def _typo(token: str, index: _TypoIndex) -> str | None:
     """The vocabulary word one typo away from ``token`` (memoised: prose repeats words)."""
     n = len(token)
     if n < 4 or not token.isalpha():
         return None
-    if token not in index and ((n >= 5 and token[:2] not in index.heads and token[-2:] not in index.tails)
-                               or (n not in index.lengths and n - 1 not in index.lengths)):
+    if token not in index and (
+        (n >= 5 and token[:2] not in index.heads and token[-2:] not in index.tails)
+        or (n not in index.lengths and n - 1 not in index.lengths)
+    ):
         return None  # no deletion / swap of it is a key (``_TypoIndex``): not worth a cache entry
     key = (id(index), token)
     hit = _TYPO_CACHE.get(key, _MISS)
@@ -220,7 +298,7 @@ def _typo(token: str, index: _TypoIndex) -> Optional[str]:
 _MISS = object()
 
 
-def _typo_uncached(token: str, index: dict[str, str]) -> Optional[str]:
+def _typo_uncached(token: str, index: dict[str, str]) -> str | None:
     if token in index:  # a vocabulary word (maps to itself), or one edit away: "blak", "ponytial"
         target = index[token]
         return None if target == token else target
@@ -254,10 +332,30 @@ def build_lexicon(ont: Ontology) -> _Lexicon:
             if head in g.tags or head in g.forms:
                 head_owner[head] = g.index
                 break
-    extra_heads = {"sundress": "sundress", "gown": "gown", "tux": "tuxedo", "dresses": "dress", "raincoat": "raincoat",
-                   "overalls": "overalls", "jeans": "jeans", "trousers": "trousers", "jersey": "jersey", "sweatshirt": "sweatshirt",
-                   "hoodie": "hoodie", "cardigan": "cardigan", "apron": None, "aprons": None, "outfit": None, "uniforms": "uniform",
-                   "top": "top", "tee": "shirt", "blazer": "blazer", "vest": "vest", "skirts": "skirt", "kimonos": "kimono"}
+    extra_heads = {
+        "sundress": "sundress",
+        "gown": "gown",
+        "tux": "tuxedo",
+        "dresses": "dress",
+        "raincoat": "raincoat",
+        "overalls": "overalls",
+        "jeans": "jeans",
+        "trousers": "trousers",
+        "jersey": "jersey",
+        "sweatshirt": "sweatshirt",
+        "hoodie": "hoodie",
+        "cardigan": "cardigan",
+        "apron": None,
+        "aprons": None,
+        "outfit": None,
+        "uniforms": "uniform",
+        "top": "top",
+        "tee": "shirt",
+        "blazer": "blazer",
+        "vest": "vest",
+        "skirts": "skirt",
+        "kimonos": "kimono",
+    }
     for word, target in extra_heads.items():
         if target is None:
             continue
@@ -266,7 +364,13 @@ def build_lexicon(ont: Ontology) -> _Lexicon:
             garment_phrases.setdefault(word, idx)
     for head, idx in head_owner.items():
         garment_phrases.setdefault(head, idx)
-    mod_words = set(colors["hair"]) | set(colors["eyes"]) | set(lengths) | set(styles) | {"ponytail", "twintails", "braids", "dreadlocks", "pigtails"}
+    mod_words = (
+        set(colors["hair"])
+        | set(colors["eyes"])
+        | set(lengths)
+        | set(styles)
+        | {"ponytail", "twintails", "braids", "dreadlocks", "pigtails"}
+    )
     lex = _Lexicon(
         hair_colors=colors["hair"],
         eye_colors=colors["eyes"],
@@ -321,6 +425,33 @@ class _Person:
 
 
 #: Words ending in -man that are not people.
-_NOT_PERSONS = frozenset({"german", "germans", "roman", "romans", "shaman", "talisman", "caiman", "ottoman", "walkman",
-                          "layman", "yeoman", "doberman", "superman", "batman", "pokeman", "ramen", "omen", "semen", "amen",
-                          "stamen", "specimen", "abdomen", "regimen", "acumen", "women", "woman"})
+_NOT_PERSONS = frozenset(
+    {
+        "german",
+        "germans",
+        "roman",
+        "romans",
+        "shaman",
+        "talisman",
+        "caiman",
+        "ottoman",
+        "walkman",
+        "layman",
+        "yeoman",
+        "doberman",
+        "superman",
+        "batman",
+        "pokeman",
+        "ramen",
+        "omen",
+        "semen",
+        "amen",
+        "stamen",
+        "specimen",
+        "abdomen",
+        "regimen",
+        "acumen",
+        "women",
+        "woman",
+    }
+)

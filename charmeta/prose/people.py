@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from itertools import chain
 from operator import attrgetter
-from typing import Optional
 
 from charmeta.evidence import Evidence
 from charmeta.ontology import EXPLICIT, IMPLIED, Ontology
@@ -82,10 +81,10 @@ class PeopleReader:
             starts = [i for i in range(n - 1) if (toks[i], toks[i + 1]) in name_pairs]
             for i in starts:  # every three-word name first, then two-word ones
                 if i + 3 <= n and (toks[i], toks[i + 1], toks[i + 2]) in names:
-                    toks[i:i + 3] = ("_", "_", "_")
+                    toks[i : i + 3] = ("_", "_", "_")
             for i in starts:
                 if (toks[i], toks[i + 1]) in names:
-                    toks[i:i + 2] = ("_", "_")
+                    toks[i : i + 2] = ("_", "_")
 
     # -- people -----------------------------------------------------------------------
 
@@ -101,7 +100,9 @@ class PeopleReader:
             if not man and person_words.isdisjoint(toks):
                 continue
             for i, t in enumerate(toks):
-                if t not in person_words and not (man and t.endswith(_MAN_SUFFIXES) and self.person_info(t) is not None):
+                if t not in person_words and not (
+                    man and t.endswith(_MAN_SUFFIXES) and self.person_info(t) is not None
+                ):
                     continue
                 if t in ("blonde", "brunette") and i + 1 < len(toks) and toks[i + 1] in lex.hair_nouns:
                     continue
@@ -109,10 +110,12 @@ class PeopleReader:
                     continue  # "school girl", "ninja warrior": the head is the last noun
                 if t in ("couple", "pair", "group") and i + 1 < len(toks) and toks[i + 1] == "of":
                     continue  # "a couple of hours": a quantity; "a couple of friends" counts by "friends"
-                if t in self.name_prone and i > 0 and not self._person_context(toks[max(0, i - 2):i]):
+                if t in self.name_prone and i > 0 and not self._person_context(toks[max(0, i - 2) : i]):
                     continue  # "kaitou kid", "iron man": the end of a name, not a person noun
-                prev = toks[max(0, i - 3):i]
-                relation = not _POSSESSIVES.isdisjoint(prev[-2:]) and not (i >= 1 and toks[i - 1] in ("her", "his") and t in ("hair",))
+                prev = toks[max(0, i - 3) : i]
+                relation = not _POSSESSIVES.isdisjoint(prev[-2:]) and not (
+                    i >= 1 and toks[i - 1] in ("her", "his") and t in ("hair",)
+                )
                 absent = present = False
                 if relation:
                     absent, present = self._relative_presence(toks, i, prev)
@@ -123,7 +126,9 @@ class PeopleReader:
                 plural = t in lex.plural_persons
                 if t == "people" and number < 2:
                     continue  # "a crowd of people" is background; "two people" are characters
-                found.append(_Person(t, ci, i, relation, absent, plural, number if (plural or number > 1) else 1, present))
+                found.append(
+                    _Person(t, ci, i, relation, absent, plural, number if (plural or number > 1) else 1, present)
+                )
         return found
 
     def _relative_presence(self, toks: list[str], i: int, prev: list[str]) -> tuple[bool, bool]:
@@ -131,9 +136,11 @@ class PeopleReader:
         ``hugging her sister`` / ``a mother and her daughter`` is in the picture too."""
         lex = self.lex
         padded = f" {' '.join(toks)} "
-        absent = any(f" {cue} " in padded for cue in lex.absence) or " ".join(toks[:i]).endswith(("for her", "for his", "for their"))
+        absent = any(f" {cue} " in padded for cue in lex.absence) or " ".join(toks[:i]).endswith(
+            ("for her", "for his", "for their")
+        )
         present = False
-        near = " " + " ".join(toks[max(0, i - 4):i]) + " "
+        near = " " + " ".join(toks[max(0, i - 4) : i]) + " "
         if any(f" {v} " in near for v in lex.interaction):
             absent, present = False, True
         if not absent:
@@ -142,7 +149,7 @@ class PeopleReader:
             present = present or "and" in prev[-3:] or (nxt.endswith("ing") and nxt not in ("wearing",))
         return absent, present
 
-    def person_info(self, word: str) -> Optional[tuple[Optional[str], Optional[str]]]:
+    def person_info(self, word: str) -> tuple[str | None, str | None] | None:
         """(gender, age) of a person noun: the lexicon, else the -man / -woman suffix (fisherman)."""
         info = self.lex.persons.get(word)
         if info is not None:
@@ -160,10 +167,22 @@ class PeopleReader:
         if any(w in _DETERMINERS or w in _POSSESSIVES for w in before):
             return True
         prev = before[-1]
-        return (prev in lex.persons or prev in lex.lengths or prev in _POSSESSIVES or prev in _STOP or prev in lex.age_adj
-                or prev in lex.ethnicity or prev in lex.body or prev in lex.numbers or prev in lex.hair_colors
-                or prev in lex.hair_color_nouns or prev in lex.nonbinary or prev in self.known_adjectives
-                or prev.endswith(("-haired", "-old", "-eyed")) or prev == "_")
+        return (
+            prev in lex.persons
+            or prev in lex.lengths
+            or prev in _POSSESSIVES
+            or prev in _STOP
+            or prev in lex.age_adj
+            or prev in lex.ethnicity
+            or prev in lex.body
+            or prev in lex.numbers
+            or prev in lex.hair_colors
+            or prev in lex.hair_color_nouns
+            or prev in lex.nonbinary
+            or prev in self.known_adjectives
+            or prev.endswith(("-haired", "-old", "-eyed"))
+            or prev == "_"
+        )
 
     def _mark_other_context(self, clauses: list[_Clause], persons: list[_Person]) -> bool:
         """Attributes after a relative's mention belong to the relative, not the character.
@@ -175,25 +194,33 @@ class PeopleReader:
             if not p.relation:
                 continue
             c = clauses[p.clause]
-            c.tokens = c.tokens[:p.pos + 1]  # what follows a relative's mention describes the relative
+            c.tokens = c.tokens[: p.pos + 1]  # what follows a relative's mention describes the relative
             if p.clause + 1 < len(clauses) and clauses[p.clause + 1].tokens[:1] == ["("]:
                 clauses[p.clause + 1].other = marked = True
         for c in clauses:
             toks = c.tokens
-            if toks and toks[0] in ("the", "(") and (toks[:3] == ["the", "one", "with"] or toks[:4] == ["(", "the", "one", "with"]):
+            if (
+                toks
+                and toks[0] in ("the", "(")
+                and (toks[:3] == ["the", "one", "with"] or toks[:4] == ["(", "the", "one", "with"])
+            ):
                 c.other = marked = True
         return marked
 
-    def _count_people(self, low: str, clauses: list[_Clause], persons: list[_Person], subject: Optional[_Person], ev: Evidence) -> None:
+    def _count_people(
+        self, low: str, clauses: list[_Clause], persons: list[_Person], subject: _Person | None, ev: Evidence
+    ) -> None:
         count = self._count_persons(clauses, persons, subject) if persons else None
-        if (self._mentions_group(low, clauses)
-                or ("one " in low and len(_ONE_RE.findall(low)) >= 2)  # "one in red, one with a hat"
-                or ("she" in low and _SHE_RE.search(low) and _HE_RE.search(low))):  # "she is ..., he is ..."
+        if (
+            self._mentions_group(low, clauses)
+            or ("one " in low and len(_ONE_RE.findall(low)) >= 2)  # "one in red, one with a hat"
+            or ("she" in low and _SHE_RE.search(low) and _HE_RE.search(low))
+        ):  # "she is ..., he is ..."
             count = max(count or 0, 2)
         if count is not None:
             ev.prose_count = count
 
-    def _count_persons(self, clauses: list[_Clause], persons: list[_Person], subject: Optional[_Person]) -> int:
+    def _count_persons(self, clauses: list[_Clause], persons: list[_Person], subject: _Person | None) -> int:
         """People depicted by the person nouns: numbers, plurals, and single nouns joined by 'and' or a verb."""
         count = 1
         depicted = [p for p in persons if not p.absent]
@@ -217,9 +244,13 @@ class PeopleReader:
 
     def _mentions_group(self, low: str, clauses: list[_Clause]) -> bool:
         """Whether a group word (``couple``, ``both``, ``each other``) says two or more people are depicted."""
-        if (all(map(self._group_single.isdisjoint, map(_TOKENS, clauses)))  # most entries: no one-word group word,
-                and not (any(map(low.__contains__, self._group_multi_anchors))  # and no phrase either (a cheap
-                         and any(map(f" {low} ".__contains__, self._group_multi)))):  # necessary test first)
+        if (
+            all(map(self._group_single.isdisjoint, map(_TOKENS, clauses)))  # most entries: no one-word group word,
+            and not (
+                any(map(low.__contains__, self._group_multi_anchors))  # and no phrase either (a cheap
+                and any(map(f" {low} ".__contains__, self._group_multi))
+            )
+        ):  # necessary test first)
             return False
         words = set(t for c in clauses for t in c.tokens)
         blockers = self.ont.prose.get("group_word_blockers", {})
@@ -237,14 +268,21 @@ class PeopleReader:
         if a.clause != b.clause:
             return False
         lo, hi = sorted((a.pos, b.pos))
-        between = clauses[a.clause].tokens[lo + 1:hi]
+        between = clauses[a.clause].tokens[lo + 1 : hi]
         text = " ".join(between)
         if "and" in between or "&" in between:
             return True
         return any(v in text for v in self.lex.interaction)
 
-    def _read_subject(self, low: str, clauses: list[_Clause], persons: list[_Person], subject: Optional[_Person],
-                      ev: Evidence, has_other: bool) -> None:
+    def _read_subject(
+        self,
+        low: str,
+        clauses: list[_Clause],
+        persons: list[_Person],
+        subject: _Person | None,
+        ev: Evidence,
+        has_other: bool,
+    ) -> None:
         """Age, gender, ethnicity and body words about the character (``has_other``: some clause
         is about someone else, see ``_mark_other_context``)."""
         lex = self.lex
@@ -273,7 +311,11 @@ class PeopleReader:
                     val = lex.age_adj[w]
                     if w == "young" and not adult:
                         continue
-                    if w == "old" and j > 0 and (toks[j - 1].isdigit() or toks[j - 1] in ("yr", "yrs", "year", "years", "yo")):
+                    if (
+                        w == "old"
+                        and j > 0
+                        and (toks[j - 1].isdigit() or toks[j - 1] in ("yr", "yrs", "year", "years", "yo"))
+                    ):
                         continue
                     ev.add("Age", val, EXPLICIT, f"{w} {subject.noun}")
                 elif w in self.color_ethnicity and j == subject.pos - 1 and subject.noun in self.color_ethnicity_nouns:
@@ -318,7 +360,11 @@ class PeopleReader:
         steps = 0
         while j >= 0 and steps < 4:
             w = toks[j]
-            if w in _DETERMINERS or w in ("and", "with", "of", "to", "for", "in", "on", "(", ")", "'s") or w in _POSSESSIVES:
+            if (
+                w in _DETERMINERS
+                or w in ("and", "with", "of", "to", "for", "in", "on", "(", ")", "'s")
+                or w in _POSSESSIVES
+            ):
                 break
             out.append((j, w))
             j -= 1
@@ -327,7 +373,7 @@ class PeopleReader:
 
     def _haired(self, w: str, ev: Evidence) -> None:
         lex = self.lex
-        base = w[:-len("-haired")] if w.endswith("-haired") else w
+        base = w[: -len("-haired")] if w.endswith("-haired") else w
         if base in lex.hair_colors:
             ev.add("Hair Color", lex.hair_colors[base], EXPLICIT, w)
         elif base in lex.hair_color_nouns:
@@ -348,8 +394,14 @@ class PeopleReader:
             for m in _DECADE_RE.finditer(text):
                 word = m.group(3)
                 ages.append((lex.decades.get(word, 0), m.group(0)))
-        if has_person and not ages and digits and (_BARE_NUMBER_AFTER_COMMA_RE.search(text) is not None
-                                                      or _BARE_NUMBER_AT_START_RE.match(text) is not None):
+        if (
+            has_person
+            and not ages
+            and digits
+            and (
+                _BARE_NUMBER_AFTER_COMMA_RE.search(text) is not None or _BARE_NUMBER_AT_START_RE.match(text) is not None
+            )
+        ):
             for m in _BARE_NUMBER_RE.finditer(text):
                 ages.append((int(m.group(1)), m.group(0).strip(", ")))
         for age, source in ages:
@@ -362,15 +414,19 @@ class PeopleReader:
 
     # -- hair, eyes, garments, phrases -------------------------------------------------------
 
-    def _read_body(self, toks: list[str], ev: Evidence, subject: Optional[_Person], ci: int) -> None:
+    def _read_body(self, toks: list[str], ev: Evidence, subject: _Person | None, ci: int) -> None:
         lex = self.lex
         n = len(toks)
         for i, w in enumerate(toks):
             if w not in lex.body or self._negated(toks, i):
                 continue
-            nxt = toks[i + 1:i + 3]
+            nxt = toks[i + 1 : i + 3]
             prev = toks[i - 1] if i > 0 else ""
-            standalone = n == 1 or prev in ("is", "'s", "looks", "very", "quite", "rather", "pretty", "slightly") or (i == n - 1 and prev == "and")
+            standalone = (
+                n == 1
+                or prev in ("is", "'s", "looks", "very", "quite", "rather", "pretty", "slightly")
+                or (i == n - 1 and prev == "and")
+            )
             before_person = any(x in lex.persons for x in nxt)
             build = bool(nxt) and nxt[0] in ("build", "figure", "frame", "body", "physique")
             if standalone or before_person or build:

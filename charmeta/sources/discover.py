@@ -31,7 +31,7 @@ import logging
 import os
 import posixpath
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import fsspec
 
@@ -85,8 +85,8 @@ class Source:
         self,
         uri: str,
         shard_rows: int = DEFAULT_SHARD_ROWS,
-        text_field: Optional[str] = None,
-        fs: Optional[fsspec.AbstractFileSystem] = None,
+        text_field: str | None = None,
+        fs: fsspec.AbstractFileSystem | None = None,
     ) -> None:
         if shard_rows < 1:
             raise SourceError(f"shard_rows must be >= 1, got {shard_rows}")
@@ -125,7 +125,9 @@ class Source:
             base = posixpath.dirname(path)
             infos = {path: self.fs.info(path)}
         else:
-            raise SourceError(f"source {self.uri!r} does not exist (expected a folder, a file, a glob or hf://datasets/...)")
+            raise SourceError(
+                f"source {self.uri!r} does not exist (expected a folder, a file, a glob or hf://datasets/...)"
+            )
         out: list[SourceFile] = []
         for p, info in sorted(infos.items()):
             if info.get("type") == "directory":
@@ -163,9 +165,7 @@ class Source:
             for d, group in sorted(txt_by_dir.items()):
                 for i in range(0, len(group), self.shard_rows):
                     chunk = group[i : i + self.shard_rows]
-                    members = tuple(
-                        (m.uri, images.get(posixpath.splitext(m.relpath)[0], "")) for m in chunk
-                    )
+                    members = tuple((m.uri, images.get(posixpath.splitext(m.relpath)[0], "")) for m in chunk)
                     rel = (d + "/" if d else "") + "*.txt"
                     shards.append(
                         ShardSpec(
@@ -198,7 +198,7 @@ class Source:
     def _broken(self, f: SourceFile, reason: str) -> ShardSpec:
         return ShardSpec(partition_key(f.relpath, 0), f.uri, f.relpath, "broken", 0, 1, f.fingerprint, error=reason)
 
-    def _spec(self, f: SourceFile, start: int, stop: Optional[int], **kw: Any) -> ShardSpec:
+    def _spec(self, f: SourceFile, start: int, stop: int | None, **kw: Any) -> ShardSpec:
         return ShardSpec(
             key=partition_key(f.relpath, start),
             uri=f.uri,

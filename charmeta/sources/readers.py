@@ -16,7 +16,8 @@ import json
 import posixpath
 import sys
 import tarfile
-from typing import Any, Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import fsspec
 import pyarrow as pa
@@ -26,7 +27,7 @@ from charmeta.parsing import with_rating
 from charmeta.pathguard import unsafe_tar_member
 from charmeta.sources.spec import ID_FIELD_CANDIDATES, RAW_SCHEMA, TEXT_FIELD_CANDIDATES, ShardSpec
 
-Row = tuple[str, Optional[str], int, Optional[str], Optional[str]]  # id, text, position, reason, image
+Row = tuple[str, str | None, int, str | None, str | None]  # id, text, position, reason, image
 
 TAR_TEXT_EXTS = ("txt", "caption", "text", "tags", "json")
 #: Largest text member of a tar read into memory; a caption is at most 64k characters,
@@ -42,7 +43,7 @@ def _open(uri: str):
     return fs.open(path, "rb")
 
 
-def coerce_text(value: Any, field: str) -> tuple[Optional[str], Optional[str]]:
+def coerce_text(value: Any, field: str) -> tuple[str | None, str | None]:
     """A caption value as text: strings pass, lists of tags are joined with ``", "``."""
     if value is None:
         return None, f"text field {field!r} is null"
@@ -174,7 +175,7 @@ def _rows_jsonl(spec: ShardSpec) -> Iterator[Row]:
 
 
 # -- JSON document --------------------------------------------------------
-def load_json_records(data: bytes) -> tuple[list[Any], Optional[str]]:
+def load_json_records(data: bytes) -> tuple[list[Any], str | None]:
     """Records of a JSON document: an array, an object of records, one record, or
     several (pretty-printed) objects one after another. Returns ``(records, error)``."""
     try:
@@ -251,14 +252,19 @@ def _rows_csv(spec: ShardSpec) -> Iterator[Row]:
             if len(values) != len(header):
                 if not any(v.strip() for v in values):
                     continue  # blank line
-                yield (f"{spec.relpath}:{pos}", None, pos,
-                       f"CSV row has {len(values)} fields, header has {len(header)}", None)
+                yield (
+                    f"{spec.relpath}:{pos}",
+                    None,
+                    pos,
+                    f"CSV row has {len(values)} fields, header has {len(header)}",
+                    None,
+                )
                 continue
             yield record_to_row(dict(zip(header, values)), pos, spec)
 
 
 # -- Parquet ----------------------------------------------------------------
-def _pick(names: list[str], configured: Optional[str], candidates: tuple[str, ...]) -> Optional[str]:
+def _pick(names: list[str], configured: str | None, candidates: tuple[str, ...]) -> str | None:
     if configured:
         return configured if configured in names else None
     for c in candidates:
@@ -292,9 +298,16 @@ def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
         if not cols:  # no usable column: every row is invalid, but still one row per input
             for s in range(spec.start, stop, batch_rows):
                 e = min(s + batch_rows, stop)
-                rows = [(f"{spec.relpath}:{p}", None, p,
-                         f"no text column (looked for {spec.text_field or ', '.join(TEXT_FIELD_CANDIDATES)})", None)
-                        for p in range(s, e)]
+                rows = [
+                    (
+                        f"{spec.relpath}:{p}",
+                        None,
+                        p,
+                        f"no text column (looked for {spec.text_field or ', '.join(TEXT_FIELD_CANDIDATES)})",
+                        None,
+                    )
+                    for p in range(s, e)
+                ]
                 yield _to_batch(rows, spec.relpath)
             return
         for batch in pf.iter_batches(batch_size=batch_rows, row_groups=groups, columns=cols):
@@ -312,8 +325,14 @@ def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
                 break
 
 
-def _parquet_batch(batch: pa.RecordBatch, text_col: Optional[str], id_col: Optional[str],
-                   first_pos: int, spec: ShardSpec, rating_col: Optional[str] = None) -> pa.RecordBatch:
+def _parquet_batch(
+    batch: pa.RecordBatch,
+    text_col: str | None,
+    id_col: str | None,
+    first_pos: int,
+    spec: ShardSpec,
+    rating_col: str | None = None,
+) -> pa.RecordBatch:
     n = batch.num_rows
     positions = pa.array(range(first_pos, first_pos + n), pa.int64())
     reasons = pa.nulls(n, pa.string())
@@ -379,7 +398,7 @@ def _rows_tar(spec: ShardSpec) -> Iterator[Row]:
     pos = 0
     unsafe: dict[str, str] = {}  # sample key -> why one of its members was refused
 
-    def emit(key: str, members: dict[str, bytes], image: Optional[str]) -> Row:
+    def emit(key: str, members: dict[str, bytes], image: str | None) -> Row:
         nonlocal pos
         p = pos
         pos += 1
@@ -409,9 +428,9 @@ def _rows_tar(spec: ShardSpec) -> Iterator[Row]:
         yield f"{spec.relpath}:0", None, 0, f"cannot open tar: {exc}", None
         return
     with fh:
-        current: Optional[str] = None
+        current: str | None = None
         members: dict[str, bytes] = {}
-        image: Optional[str] = None
+        image: str | None = None
         try:
             with tarfile.open(fileobj=fh, mode="r|*") as tar:
                 for m in tar:
@@ -430,7 +449,9 @@ def _rows_tar(spec: ShardSpec) -> Iterator[Row]:
                         image = m.name  # image bytes are read by the image stage, not here
                     elif ext in TAR_TEXT_EXTS:
                         if m.size > MAX_TAR_TEXT_BYTES:
-                            unsafe.setdefault(key, f"tar member {m.name!r} too large ({m.size} bytes > {MAX_TAR_TEXT_BYTES})")
+                            unsafe.setdefault(
+                                key, f"tar member {m.name!r} too large ({m.size} bytes > {MAX_TAR_TEXT_BYTES})"
+                            )
                             continue
                         f = tar.extractfile(m)
                         members[ext] = f.read() if f is not None else b""

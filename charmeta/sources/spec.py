@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import pyarrow as pa
 
@@ -63,19 +63,26 @@ class ShardSpec:
     relpath: str  # path relative to the source root; stored as ``source_shard``
     fmt: str  # json | jsonl | parquet | csv | txt | tar | broken
     start: int = 0
-    stop: Optional[int] = None
+    stop: int | None = None
     file_fingerprint: str = ""
-    text_field: Optional[str] = None
-    byte_start: Optional[int] = None  # JSON Lines seek hint for ``start``
+    text_field: str | None = None
+    byte_start: int | None = None  # JSON Lines seek hint for ``start``
     members: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # txt: (txt uri, image relpath)
-    error: Optional[str] = None  # fmt == "broken": why the file could not be opened
+    error: str | None = None  # fmt == "broken": why the file could not be opened
 
     @property
     def fingerprint(self) -> str:
         """Identity of the shard's input: file identity + row range + reader settings."""
         payload = json.dumps(
-            [self.relpath, self.fmt, self.start, self.stop, self.file_fingerprint, self.text_field,
-             [m[0] for m in self.members]],
+            [
+                self.relpath,
+                self.fmt,
+                self.start,
+                self.stop,
+                self.file_fingerprint,
+                self.text_field,
+                [m[0] for m in self.members],
+            ],
             sort_keys=True,
         )
         return hashlib.sha1(payload.encode("utf-8")).hexdigest()[:16]
@@ -87,7 +94,7 @@ class ShardSpec:
         return json.dumps(d, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ShardSpec":
+    def from_json(cls, text: str) -> ShardSpec:
         d: dict[str, Any] = json.loads(text)
         d.pop("fingerprint", None)
         d["members"] = tuple(tuple(m) for m in d.get("members") or ())

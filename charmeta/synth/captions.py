@@ -91,18 +91,42 @@ def build_pools(v: Vocab | None = None) -> Pools:
                 variants = [[f"2{ga}s"], [f"2{ga}s", f"multiple_{ga}s"], [f"3{ga}s", f"multiple_{ga}s"]]
             else:
                 order = sorted([ga, gb], key=genders.index)
-                variants = [[f"1{order[0]}", f"1{order[1]}"]] * 2 + [[f"2{order[0]}s", f"1{order[1]}", f"multiple_{order[0]}s"]]
+                variants = [[f"1{order[0]}", f"1{order[1]}"]] * 2 + [
+                    [f"2{order[0]}s", f"1{order[1]}", f"multiple_{order[0]}s"]
+                ]
             for k, tags in enumerate(variants):
                 pair[a, b, k] = _count_token(v, tags)
     p = Pools(
         v31_rating=v.ids(["||| safe", "||| sensitive", "||| nsfw", "||| explicit, nsfw"]),
-        v30_rating=v.ids(["rating: general", "rating: sensitive", "rating: questionable, nsfw", "rating: explicit, nsfw"]),
+        v30_rating=v.ids(
+            ["rating: general", "rating: sensitive", "rating: questionable, nsfw", "rating: explicit, nsfw"]
+        ),
         rating_p=_norm([1589178, 3994361, 892496, 706509]),  # WD rating tag post counts
         v31_year=v.ids(["oldest", "early", "mid", "recent", "newest"]),
         v30_year=v.ids(["oldest", "early", "mid", "late", "newest"]),
         year_p=_norm([5, 12, 20, 28, 35]),
-        v31_quality=v.ids(["masterpiece", "best quality", "great quality", "good quality", "normal quality", "low quality", "worst quality"]),
-        v30_quality=v.ids(["masterpiece", "best quality", "high quality", "medium quality", "normal quality", "low quality", "worst quality"]),
+        v31_quality=v.ids(
+            [
+                "masterpiece",
+                "best quality",
+                "great quality",
+                "good quality",
+                "normal quality",
+                "low quality",
+                "worst quality",
+            ]
+        ),
+        v30_quality=v.ids(
+            [
+                "masterpiece",
+                "best quality",
+                "high quality",
+                "medium quality",
+                "normal quality",
+                "low quality",
+                "worst quality",
+            ]
+        ),
         quality_p=_norm([5, 10, 15, 25, 25, 12, 8]),
         aesthetic=v.ids(["very aesthetic", "aesthetic", "displeasing", "very displeasing"]),
         meta=np.array([v.token("highres"), v.token("absurdres"), v.token("highres, absurdres", "highres absurdres")]),
@@ -195,7 +219,9 @@ def _tag_bag(rng: np.random.Generator, v: Vocab, chars: list[np.ndarray], n: int
         kept_lens = np.bincount(np.repeat(np.arange(n), lens)[keep], minlength=n)
         segs.append((kept_lens, vals[keep]))
     k = rng.integers(4, 21, n)
-    gen = v.general_ids[np.searchsorted(v.general_cdf, rng.random(int(k.sum())), side="right").clip(max=len(v.general_ids) - 1)]
+    gen = v.general_ids[
+        np.searchsorted(v.general_cdf, rng.random(int(k.sum())), side="right").clip(max=len(v.general_ids) - 1)
+    ]
     segs.append((k, gen))
     toks, lens = _interleave(n, segs)
     toks = _shuffle_rows(rng, toks, lens)
@@ -238,7 +264,9 @@ def build_chunk(
     count = np.where(multi, pools.pair_count[g1, g2, rng.integers(0, 3, n)], pools.single_count[g1])
     s1, s2 = v.char_series[c1], v.char_series[np.maximum(c2, 0)]
     second_series = multi & (s1 != s2)
-    rating = np.where(is31, _pick(rng, pools.v31_rating, pools.rating_p, n), _pick(rng, pools.v30_rating, pools.rating_p, n))
+    rating = np.where(
+        is31, _pick(rng, pools.v31_rating, pools.rating_p, n), _pick(rng, pools.v30_rating, pools.rating_p, n)
+    )
     year_i = rng.choice(5, size=n, p=pools.year_p)
     year = np.where(is31, pools.v31_year[year_i], pools.v30_year[year_i])
     qual_i = rng.choice(7, size=n, p=pools.quality_p)
@@ -349,11 +377,35 @@ def _prose(rng, v: Vocab, where, c1, c2, multi, bag, bag_len, artists: pa.Array)
             g2 = int(v.char_gender[c2[i]])
             pair = _PAIRS.get((g, g2), "a girl and a boy" if {g, g2} == {0, 1} else "two characters")
             t = _PROSE_MULTI[tmpl[j] % len(_PROSE_MULTI)]
-            out.append(t.format(Name=name.capitalize(), name=name, name2=_bare(v.plain[v.char_name[c2[i]]]), series=series,
-                                pair=pair, pair_cap=pair.capitalize(), t0=tags[0], t1=tags[1], t2=tags[2], artist=art[j]))
+            out.append(
+                t.format(
+                    Name=name.capitalize(),
+                    name=name,
+                    name2=_bare(v.plain[v.char_name[c2[i]]]),
+                    series=series,
+                    pair=pair,
+                    pair_cap=pair.capitalize(),
+                    t0=tags[0],
+                    t1=tags[1],
+                    t2=tags[2],
+                    artist=art[j],
+                )
+            )
         else:
             t = _PROSE[tmpl[j] % len(_PROSE)]
             a = "an" if noun[0] in "aeiou" else "a"
-            out.append(t.format(Name=name.capitalize(), name=name, series=series, a=a, A=a.capitalize(), noun=noun,
-                                t0=tags[0], t1=tags[1], t2=tags[2], artist=art[j]))
+            out.append(
+                t.format(
+                    Name=name.capitalize(),
+                    name=name,
+                    series=series,
+                    a=a,
+                    A=a.capitalize(),
+                    noun=noun,
+                    t0=tags[0],
+                    t1=tags[1],
+                    t2=tags[2],
+                    artist=art[j],
+                )
+            )
     return out

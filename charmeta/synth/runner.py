@@ -11,10 +11,11 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -74,8 +75,9 @@ def shard_plan(rows: int, shards: int) -> list[tuple[int, int, int]]:
     return plan
 
 
-def write_shard(fmt: str, out_dir: str, seed: int, shard: int, global_start: int, n: int, total: int,
-                chunk_rows: int = CHUNK_ROWS) -> ShardResult:
+def write_shard(
+    fmt: str, out_dir: str, seed: int, shard: int, global_start: int, n: int, total: int, chunk_rows: int = CHUNK_ROWS
+) -> ShardResult:
     """Generate and write one shard, chunk by chunk."""
     rng = np.random.default_rng([seed, shard])
     pools = build_pools()
@@ -107,9 +109,9 @@ def generate(
     output: str | Path,
     fmt: str = "parquet",
     seed: int = 0,
-    workers: Optional[int] = None,
+    workers: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
-    log: Optional[Callable[[str], None]] = None,
+    log: Callable[[str], None] | None = None,
 ) -> SynthSummary:
     """Write ``rows`` rows in ``shards`` files of format ``fmt`` under ``output``."""
     if rows < 0:
@@ -133,7 +135,9 @@ def generate(
     def report() -> None:
         el = time.perf_counter() - t0
         done = counter.value
-        log(f"synth: {done:,}/{rows:,} rows, {len(results)}/{shards} shards, {el:.1f}s, {done / max(el, 1e-9):,.0f} rows/s")
+        log(
+            f"synth: {done:,}/{rows:,} rows, {len(results)}/{shards} shards, {el:.1f}s, {done / max(el, 1e-9):,.0f} rows/s"
+        )
 
     if workers <= 1 or shards == 1:
         for s, start, n in plan:
@@ -141,7 +145,9 @@ def generate(
             report()
     else:
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(counter,)) as pool:
-            pending = {pool.submit(write_shard, fmt, str(out), seed, s, start, n, rows, chunk_rows) for s, start, n in plan}
+            pending = {
+                pool.submit(write_shard, fmt, str(out), seed, s, start, n, rows, chunk_rows) for s, start, n in plan
+            }
             while pending:
                 finished, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
                 results.extend(f.result() for f in finished)

@@ -21,13 +21,13 @@ process pool. Each asset writes its own Parquet (no IO manager) and reports a
 materialization with row / status counts, timings and a preview.
 """
 
-
 import json
 import logging
 import os
 import time
 import warnings
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from dagster import (
     AssetCheckResult,
@@ -82,8 +82,9 @@ def md_table(rows: list[dict[str, Any]], max_cell: int = 60) -> str:
     return "\n".join(out)
 
 
-def stage_metadata(stage: str, results: list[dict[str, Any]], keys: list[str], seconds: float,
-                   root: str) -> dict[str, Any]:
+def stage_metadata(
+    stage: str, results: list[dict[str, Any]], keys: list[str], seconds: float, root: str
+) -> dict[str, Any]:
     """Materialization metadata of one stage over the run's partitions."""
     rows = sum(int(r.get("rows") or 0) for r in results)
     statuses: dict[str, int] = {}
@@ -99,14 +100,33 @@ def stage_metadata(stage: str, results: list[dict[str, Any]], keys: list[str], s
         "seconds": MetadataValue.float(round(seconds, 3)),
         "rows_per_second": MetadataValue.float(round(built_rows / seconds, 1) if seconds > 0 and built_rows else 0.0),
         "output_dir": MetadataValue.path(os.path.join(root, stage)),
-        "per_partition": MetadataValue.md(md_table(
-            [{"partition": r.get("key"), "rows": r.get("rows"), "seconds": r.get("seconds"),
-              "skipped": r.get("skipped")} for r in results][:200])),
+        "per_partition": MetadataValue.md(
+            md_table(
+                [
+                    {
+                        "partition": r.get("key"),
+                        "rows": r.get("rows"),
+                        "seconds": r.get("seconds"),
+                        "skipped": r.get("skipped"),
+                    }
+                    for r in results
+                ][:200]
+            )
+        ),
     }
     for status, n in sorted(statuses.items()):
         metadata[f"status_{status}"] = MetadataValue.int(n)
-    for extra in ("upstream_invalid", "texts_changed", "contract_violations", "with_image", "images", "invalid_images",
-                  "embedded", "cache_hits", "computed"):
+    for extra in (
+        "upstream_invalid",
+        "texts_changed",
+        "contract_violations",
+        "with_image",
+        "images",
+        "invalid_images",
+        "embedded",
+        "cache_hits",
+        "computed",
+    ):
         if any(extra in r for r in results):
             metadata[extra] = MetadataValue.int(sum(int(r.get(extra) or 0) for r in results))
     preview = next((r.get("preview") for r in results if r.get("preview")), None)
@@ -119,31 +139,58 @@ _DESCRIPTIONS = {
     S.RAW: "Rows of one source shard as read (id, text, source position, upstream reason).",
     S.NORMALIZED: "Texts cleaned without changing meaning (NFC, whitespace, zero-width).",
     S.NORMALIZED_IMAGES: "Images of the shard (tar members / .txt sidecar siblings) decoded under limits, letterboxed "
-                         "to the model's input, hashed, characters counted; bad images are invalid rows. Empty for "
-                         "text shards.",
+    "to the model's input, hashed, characters counted; bad images are invalid rows. Empty for "
+    "text shards.",
     S.EMBEDDINGS: "Image embeddings per record from the ImageEmbedder resource (cache first; null for text rows).",
     S.PREDICTIONS: "Rich records from the extractor backend(s): value, confidence, evidence, conflict per attribute; "
-                   "image rows fuse caption + pixels.",
+    "image rows fuse caption + pixels.",
     S.VALIDATED: "Predictions checked against the contract in bulk; violations become invalid records with a reason.",
 }
-_DEPS = {S.RAW: [], S.NORMALIZED: [S.RAW], S.NORMALIZED_IMAGES: [S.NORMALIZED], S.EMBEDDINGS: [S.NORMALIZED_IMAGES],
-         S.PREDICTIONS: [S.NORMALIZED, S.NORMALIZED_IMAGES, S.EMBEDDINGS], S.VALIDATED: [S.PREDICTIONS]}
+_DEPS = {
+    S.RAW: [],
+    S.NORMALIZED: [S.RAW],
+    S.NORMALIZED_IMAGES: [S.NORMALIZED],
+    S.EMBEDDINGS: [S.NORMALIZED_IMAGES],
+    S.PREDICTIONS: [S.NORMALIZED, S.NORMALIZED_IMAGES, S.EMBEDDINGS],
+    S.VALIDATED: [S.PREDICTIONS],
+}
 _KINDS = {S.NORMALIZED_IMAGES: {"parquet", "pillow"}}
 STAGE_SPECS = [
-    AssetSpec(st, deps=_DEPS[st], description=_DESCRIPTIONS[st], group_name=GROUP, kinds=_KINDS.get(st, {"parquet"}),
-              partitions_def=shards_partitions, skippable=True)
+    AssetSpec(
+        st,
+        deps=_DEPS[st],
+        description=_DESCRIPTIONS[st],
+        group_name=GROUP,
+        kinds=_KINDS.get(st, {"parquet"}),
+        partitions_def=shards_partitions,
+        skippable=True,
+    )
     for st in S.STAGES
 ]
 ONE_ROW_PER_INPUT = AssetCheckSpec(
-    "one_row_per_input", asset=S.PREDICTIONS, blocking=True,
+    "one_row_per_input",
+    asset=S.PREDICTIONS,
+    blocking=True,
     description="Every normalized input row has exactly one prediction row (same source positions); a partition "
-                "that fails gets no validated_records.")
+    "that fails gets no validated_records.",
+)
 
 
-@multi_asset(name="shard_stages", specs=STAGE_SPECS, check_specs=[ONE_ROW_PER_INPUT], can_subset=True,
-             partitions_def=shards_partitions, backfill_policy=BACKFILL_POLICY, retry_policy=stage_retry_policy())
-def shard_stages(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource,
-                 image_embedder: ImageEmbedderResource) -> Iterator[Any]:
+@multi_asset(
+    name="shard_stages",
+    specs=STAGE_SPECS,
+    check_specs=[ONE_ROW_PER_INPUT],
+    can_subset=True,
+    partitions_def=shards_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    retry_policy=stage_retry_policy(),
+)
+def shard_stages(
+    context: AssetExecutionContext,
+    store: OutputStore,
+    extractor: ExtractorResource,
+    image_embedder: ImageEmbedderResource,
+) -> Iterator[Any]:
     """The selected stages over the run's partitions: one pass per text partition when the
     selection covers the text path (``chain.run_stages``), stage by stage otherwise."""
     keys = list(context.partition_keys)
@@ -151,9 +198,15 @@ def shard_stages(context: AssetExecutionContext, store: OutputStore, extractor: 
     selected = [st for st in S.STAGES if AssetKey(st) in context.selected_asset_keys]
     t0 = time.perf_counter()
     try:
-        per_stage, guard = run_stages(selected, root, keys, backend=extractor.backend,
-                                      embedder=embedder_spec(image_embedder, extractor.embedder),
-                                      workers=extractor.n_workers(), on_done=_progress(context, keys))
+        per_stage, guard = run_stages(
+            selected,
+            root,
+            keys,
+            backend=extractor.backend,
+            embedder=embedder_spec(image_embedder, extractor.embedder),
+            workers=extractor.n_workers(),
+            on_done=_progress(context, keys),
+        )
     except S.PartitionsFailed as exc:  # the others are committed; retried per RetryPolicy, then reported
         raise partitions_failure(exc) from exc
     seconds = time.perf_counter() - t0
@@ -174,10 +227,14 @@ def _progress(context: AssetExecutionContext, keys: list[str]) -> Any:
     def on_done(result: dict[str, Any]) -> None:
         done["n"] += 1
         stages = result.get("stages") or {result.get("stage"): result}
-        event = {"event": "partition_done", "partition": result.get("key"),
-                 "rows": max((int(s.get("rows") or 0) for s in stages.values()), default=0),
-                 "seconds": round(sum(float(s.get("seconds") or 0) for s in stages.values() if not s.get("skipped")), 3),
-                 "skipped": all(s.get("skipped") for s in stages.values()), "progress": f"{done['n']}/{len(keys)}"}
+        event = {
+            "event": "partition_done",
+            "partition": result.get("key"),
+            "rows": max((int(s.get("rows") or 0) for s in stages.values()), default=0),
+            "seconds": round(sum(float(s.get("seconds") or 0) for s in stages.values() if not s.get("skipped")), 3),
+            "skipped": all(s.get("skipped") for s in stages.values()),
+            "progress": f"{done['n']}/{len(keys)}",
+        }
         if done["n"] in to_dagster:
             context.log.info(json.dumps(event))
         log.info(json.dumps(event))
@@ -185,8 +242,9 @@ def _progress(context: AssetExecutionContext, keys: list[str]) -> Any:
     return on_done
 
 
-def _materialize(stage: str, results: list[dict[str, Any]], keys: list[str], blocked: dict[str, list[str]],
-                 seconds: float, root: str) -> Iterator[Any]:
+def _materialize(
+    stage: str, results: list[dict[str, Any]], keys: list[str], blocked: dict[str, list[str]], seconds: float, root: str
+) -> Iterator[Any]:
     """The stage's materialization over the run's range; when the row guard kept some partitions
     from being validated, one event per partition that was (the range as a whole was not)."""
     metadata = stage_metadata(stage, results, keys, seconds, root)
@@ -194,29 +252,54 @@ def _materialize(stage: str, results: list[dict[str, Any]], keys: list[str], blo
         yield MaterializeResult(asset_key=stage, metadata=metadata)
         return
     for r in results:
-        yield AssetMaterialization(asset_key=stage, partition=r["key"], metadata={
-            "rows": MetadataValue.int(int(r.get("rows") or 0)), "skipped": MetadataValue.bool(bool(r.get("skipped")))})
+        yield AssetMaterialization(
+            asset_key=stage,
+            partition=r["key"],
+            metadata={
+                "rows": MetadataValue.int(int(r.get("rows") or 0)),
+                "skipped": MetadataValue.bool(bool(r.get("skipped"))),
+            },
+        )
 
 
-def _one_row_result(st: S.Store, keys: list[str], guard: dict[str, Optional[list[str]]]) -> AssetCheckResult:
+def _one_row_result(st: S.Store, keys: list[str], guard: dict[str, list[str] | None]) -> AssetCheckResult:
     """The guard's findings where it ran in the workers; the files elsewhere."""
-    problems = [p for k in keys for p in (guard.get(k) if guard.get(k) is not None else S.row_problems(st, S.PREDICTIONS, k))]
-    return AssetCheckResult(check_name=ONE_ROW_PER_INPUT.name, asset_key=S.PREDICTIONS, passed=not problems, metadata={
-        "partitions_checked": len(keys),
-        "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none")})
+    problems = [
+        p for k in keys for p in (guard.get(k) if guard.get(k) is not None else S.row_problems(st, S.PREDICTIONS, k))
+    ]
+    return AssetCheckResult(
+        check_name=ONE_ROW_PER_INPUT.name,
+        asset_key=S.PREDICTIONS,
+        passed=not problems,
+        metadata={
+            "partitions_checked": len(keys),
+            "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none"),
+        },
+    )
 
 
-@asset(group_name=GROUP, deps=[S.VALIDATED], kinds={"duckdb", "json"},
-       description="Clean JSONL export (ok records), DuckDB catalog over all partitions, manifest.json.")
-def dataset_export(context: AssetExecutionContext, store: OutputStore, source: SourceResource,
-                   extractor: ExtractorResource) -> MaterializeResult:
+@asset(
+    group_name=GROUP,
+    deps=[S.VALIDATED],
+    kinds={"duckdb", "json"},
+    description="Clean JSONL export (ok records), DuckDB catalog over all partitions, manifest.json.",
+)
+def dataset_export(
+    context: AssetExecutionContext, store: OutputStore, source: SourceResource, extractor: ExtractorResource
+) -> MaterializeResult:
     root = store.store().root
     keys = registered_keys(root)
     t0 = time.perf_counter()
-    manifest = export_dataset(root, keys, extra_manifest={
-        "source": source.uri, "shard_rows": source.shard_rows,
-        "extractor_backend": S.backend_identity(extractor.backend), "embedder": extractor.embedder,
-    })
+    manifest = export_dataset(
+        root,
+        keys,
+        extra_manifest={
+            "source": source.uri,
+            "shard_rows": source.shard_rows,
+            "extractor_backend": S.backend_identity(extractor.backend),
+            "embedder": extractor.embedder,
+        },
+    )
     metadata: dict[str, Any] = {
         "records": MetadataValue.int(manifest["records"]),
         "exported_records": MetadataValue.int(manifest["exported_records"]),

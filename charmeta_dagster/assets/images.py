@@ -11,7 +11,6 @@ through ``normalized_images`` as empty partitions without touching the image sta
                                                            └─> attribute_heads (all shards; versioned heads)
 """
 
-
 import time
 from typing import Any
 
@@ -24,17 +23,24 @@ from charmeta_dagster.resources import ExtractorResource, OutputStore
 from charmeta_dagster.resources.images import ImageEmbedderResource, embedder_spec
 
 
-@asset(group_name=GROUP, deps=[S.EMBEDDINGS, S.NORMALIZED_IMAGES], kinds={"pytorch", "safetensors"},
-       description="Linear heads per attribute on the image embeddings, weakly labelled by the captions; a new "
-                   "version folder per training, held-out accuracy per attribute as metadata.")
-def attribute_heads(context: AssetExecutionContext, store: OutputStore, extractor: ExtractorResource,
-                    image_embedder: ImageEmbedderResource) -> MaterializeResult:
+@asset(
+    group_name=GROUP,
+    deps=[S.EMBEDDINGS, S.NORMALIZED_IMAGES],
+    kinds={"pytorch", "safetensors"},
+    description="Linear heads per attribute on the image embeddings, weakly labelled by the captions; a new "
+    "version folder per training, held-out accuracy per attribute as metadata.",
+)
+def attribute_heads(
+    context: AssetExecutionContext,
+    store: OutputStore,
+    extractor: ExtractorResource,
+    image_embedder: ImageEmbedderResource,
+) -> MaterializeResult:
     from charmeta_dagster.image_stages import train_heads
 
     root = store.store().root
     t0 = time.perf_counter()
-    res = train_heads(root, registered_keys(root), embedder_spec(image_embedder, extractor.embedder),
-                      extractor.backend)
+    res = train_heads(root, registered_keys(root), embedder_spec(image_embedder, extractor.embedder), extractor.backend)
     metadata: dict[str, Any] = {
         "status": MetadataValue.text(str(res["status"])),
         "version": MetadataValue.text(str(res.get("version") or "")),
@@ -49,9 +55,20 @@ def attribute_heads(context: AssetExecutionContext, store: OutputStore, extracto
         if e.get("status") == "trained":
             metadata[f"accuracy/{e['attribute']}"] = MetadataValue.float(round(float(e["accuracy"]), 4))
     if report:
-        metadata["report"] = MetadataValue.md(md_table([
-            {"attribute": e["attribute"], "status": e.get("status"), "labelled": e.get("n_labelled"),
-             "test": e.get("n_test"), "accuracy": e.get("accuracy"), "majority": e.get("majority_baseline")}
-            for e in report]))
+        metadata["report"] = MetadataValue.md(
+            md_table(
+                [
+                    {
+                        "attribute": e["attribute"],
+                        "status": e.get("status"),
+                        "labelled": e.get("n_labelled"),
+                        "test": e.get("n_test"),
+                        "accuracy": e.get("accuracy"),
+                        "majority": e.get("majority_baseline"),
+                    }
+                    for e in report
+                ]
+            )
+        )
     context.log.info(f"attribute_heads: {res['status']} ({metadata['images'].value} images)")
     return MaterializeResult(metadata=metadata)

@@ -26,12 +26,12 @@ partition left it; the drift reference over the other partitions costs nothing).
   run, 50,000 at most).
 """
 
-
 import json
 import os
 import random
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 from dagster import (
@@ -45,11 +45,11 @@ from dagster import (
 )
 
 from charmeta import duck
-from charmeta.duck import sql_string
 from charmeta.contract import ATTRIBUTES, CORE_KEYS, STATUSES, CleanRecord
+from charmeta.duck import sql_string
 from charmeta.sources import registered_keys
-from charmeta_dagster import stages as S
 from charmeta_dagster import check_facts as facts
+from charmeta_dagster import stages as S
 from charmeta_dagster.assets import dataset_export, md_table
 from charmeta_dagster.resources import OutputStore
 
@@ -91,15 +91,22 @@ def conformance_problems(st: S.Store, key: str, sample: int = 20) -> tuple[list[
 
 
 SCHEMA_CONFORMANCE = AssetCheckSpec(
-    "schema_conformance", asset=S.VALIDATED, blocking=True,
-    description="Schema conformance per partition: Arrow schema, one row per input, vocabularies, CleanRecord sample.")
+    "schema_conformance",
+    asset=S.VALIDATED,
+    blocking=True,
+    description="Schema conformance per partition: Arrow schema, one row per input, vocabularies, CleanRecord sample.",
+)
 LABEL_DISTRIBUTION = AssetCheckSpec(
-    "label_distribution", asset=S.VALIDATED,
+    "label_distribution",
+    asset=S.VALIDATED,
     description="Label distributions at WARN: Unknown rate per core attribute, multi-character rate, "
-                "total-variation distance of each attribute's values to the running dataset.")
+    "total-variation distance of each attribute's values to the running dataset.",
+)
 GREAT_EXPECTATIONS = AssetCheckSpec(
-    "great_expectations_suite", asset=S.VALIDATED,
-    description="Great Expectations suite on a seeded random sample of the validated records.")
+    "great_expectations_suite",
+    asset=S.VALIDATED,
+    description="Great Expectations suite on a seeded random sample of the validated records.",
+)
 
 
 def schema_conformance_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
@@ -109,9 +116,17 @@ def schema_conformance_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
         p, n = conformance_problems(st, k)
         problems += p
         rows += n
-    return AssetCheckResult(check_name=SCHEMA_CONFORMANCE.name, asset_key=S.VALIDATED, passed=not problems, metadata={
-        "partitions_checked": len(keys), "rows_checked": rows, "failing_partitions": len({p.split(":")[0] for p in problems}),
-        "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none")})
+    return AssetCheckResult(
+        check_name=SCHEMA_CONFORMANCE.name,
+        asset_key=S.VALIDATED,
+        passed=not problems,
+        metadata={
+            "partitions_checked": len(keys),
+            "rows_checked": rows,
+            "failing_partitions": len({p.split(":")[0] for p in problems}),
+            "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none"),
+        },
+    )
 
 
 def _each_readable(st: S.Store, keys: list[str], read: Any) -> Iterator[Any]:
@@ -156,8 +171,13 @@ def label_distribution_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
     metadata: dict[str, Any] = {}
     warnings: list[str] = []
     if not here_parts:
-        return AssetCheckResult(check_name=LABEL_DISTRIBUTION.name, asset_key=S.VALIDATED, passed=True,
-                                severity=AssetCheckSeverity.WARN, metadata={"partitions_checked": 0})
+        return AssetCheckResult(
+            check_name=LABEL_DISTRIBUTION.name,
+            asset_key=S.VALIDATED,
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"partitions_checked": 0},
+        )
     total = sum(f.rows for f in here_parts)
     valid = total - sum(f.status_counts.get("invalid", 0) for f in here_parts)
     multi = sum(f.multi_character for f in here_parts)
@@ -175,8 +195,14 @@ def label_distribution_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
         metadata[f"unknown_rate.{a.column}"] = MetadataValue.float(round(unknown, 4))
         drift = _tvd(here, others_all[a.column]) if others else 0.0
         metadata[f"drift_tvd.{a.column}"] = MetadataValue.float(round(drift, 4))
-        rows.append({"attribute": a.key, "unknown_rate": round(unknown, 3), "drift_tvd": round(drift, 3),
-                     "top": ", ".join(f"{k} {v:.0%}" for k, v in sorted(here.items(), key=lambda kv: -kv[1])[:4])})
+        rows.append(
+            {
+                "attribute": a.key,
+                "unknown_rate": round(unknown, 3),
+                "drift_tvd": round(drift, 3),
+                "top": ", ".join(f"{k} {v:.0%}" for k, v in sorted(here.items(), key=lambda kv: -kv[1])[:4]),
+            }
+        )
         if valid and unknown > MAX_UNKNOWN_RATE:
             warnings.append(f"{a.key} is Unknown for {unknown:.0%} of records")
         if others and drift > MAX_DRIFT_TVD:
@@ -184,8 +210,13 @@ def label_distribution_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
     metadata["attributes"] = MetadataValue.md(md_table(rows))
     metadata["compared_to_partitions"] = MetadataValue.int(len(others))
     metadata["warnings"] = MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none")
-    return AssetCheckResult(check_name=LABEL_DISTRIBUTION.name, asset_key=S.VALIDATED, passed=not warnings,
-                            severity=AssetCheckSeverity.WARN, metadata=metadata)
+    return AssetCheckResult(
+        check_name=LABEL_DISTRIBUTION.name,
+        asset_key=S.VALIDATED,
+        passed=not warnings,
+        severity=AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )
 
 
 def _gx_frame(df):  # noqa: ANN001, ANN202
@@ -247,16 +278,22 @@ def run_gx_suite(df) -> dict[str, Any]:  # noqa: ANN001
             continue
         if a.values:
             suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=a.column, value_set=list(a.values)))
-        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
-            column=f"{a.column}_confidence", min_value=0.0, max_value=1.0))
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeBetween(column=f"{a.column}_confidence", min_value=0.0, max_value=1.0)
+        )
     for key in CORE_KEYS:
         col = next(a.column for a in ATTRIBUTES if a.key == key)
         # core attributes are set for every non-invalid record: nulls only where status == invalid
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col, row_condition=Column("status") != "invalid"))
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToNotBeNull(column=col, row_condition=Column("status") != "invalid")
+        )
     ctx.suites.add(suite)
     result = batch_def.get_batch(batch_parameters={"dataframe": _gx_frame(df)}).validate(suite)
-    failed = [r.expectation_config.type + ":" + str(r.expectation_config.kwargs.get("column"))
-              for r in result.results if not r.success]
+    failed = [
+        r.expectation_config.type + ":" + str(r.expectation_config.kwargs.get("column"))
+        for r in result.results
+        if not r.success
+    ]
     return {"success": bool(result.success), "evaluated": len(result.results), "failed": failed}
 
 
@@ -273,12 +310,21 @@ def gx_sample_frame(st: S.Store, keys: list[str]):  # noqa: ANN201 - pandas.Data
 def great_expectations_result(st: S.Store, keys: list[str]) -> AssetCheckResult:
     df = gx_sample_frame(st, keys)
     if df is None:
-        return AssetCheckResult(check_name=GREAT_EXPECTATIONS.name, asset_key=S.VALIDATED, passed=True,
-                                metadata={"rows_validated": 0})
+        return AssetCheckResult(
+            check_name=GREAT_EXPECTATIONS.name, asset_key=S.VALIDATED, passed=True, metadata={"rows_validated": 0}
+        )
     res = run_gx_suite(df)
-    return AssetCheckResult(check_name=GREAT_EXPECTATIONS.name, asset_key=S.VALIDATED, passed=res["success"], metadata={
-        "rows_validated": len(df), "expectations": res["evaluated"], "failed_expectations": len(res["failed"]),
-        "failed": MetadataValue.md("\n".join(f"- {f}" for f in res["failed"]) or "none")})
+    return AssetCheckResult(
+        check_name=GREAT_EXPECTATIONS.name,
+        asset_key=S.VALIDATED,
+        passed=res["success"],
+        metadata={
+            "rows_validated": len(df),
+            "expectations": res["evaluated"],
+            "failed_expectations": len(res["failed"]),
+            "failed": MetadataValue.md("\n".join(f"- {f}" for f in res["failed"]) or "none"),
+        },
+    )
 
 
 def _count_and_sample(jsonl: str, k: int = 500) -> tuple[int, list[bytes]]:
@@ -308,8 +354,12 @@ def _count_and_sample(jsonl: str, k: int = 500) -> tuple[int, list[bytes]]:
 def _duplicate_ids(jsonl: str) -> int:
     con = duck.connect()
     try:
-        return int(con.execute(f"SELECT count(*) - count(DISTINCT id) FROM read_json({sql_string(jsonl)}, "
-                               "format='newline_delimited', columns={'id': 'VARCHAR'})").fetchone()[0])
+        return int(
+            con.execute(
+                f"SELECT count(*) - count(DISTINCT id) FROM read_json({sql_string(jsonl)}, "
+                "format='newline_delimited', columns={'id': 'VARCHAR'})"
+            ).fetchone()[0]
+        )
     finally:
         con.close()
 
@@ -340,12 +390,20 @@ def export_problems(root: str) -> tuple[list[str], int, int]:
     return problems, n_lines, len(sample)
 
 
-@asset_check(asset=dataset_export,
-             description="The export is consistent: one JSONL line per ok record, ids unique, a sample validates as CleanRecord.")
+@asset_check(
+    asset=dataset_export,
+    description="The export is consistent: one JSONL line per ok record, ids unique, a sample validates as CleanRecord.",
+)
 def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
     problems, n_lines, sampled = export_problems(store.store().root)
-    return AssetCheckResult(passed=not problems, metadata={
-        "lines": n_lines, "sampled": sampled, "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")})
+    return AssetCheckResult(
+        passed=not problems,
+        metadata={
+            "lines": n_lines,
+            "sampled": sampled,
+            "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
+        },
+    )
 
 
 from charmeta_dagster.checks.reliability import (  # noqa: E402  (records lost, invalid rate)
@@ -364,8 +422,11 @@ _VALIDATED_CHECKS = {
 }
 
 
-@multi_asset_check(name="validated_records_checks", can_subset=True,
-                   specs=[SCHEMA_CONFORMANCE, NO_RECORDS_LOST, LABEL_DISTRIBUTION, INVALID_RATE, GREAT_EXPECTATIONS])
+@multi_asset_check(
+    name="validated_records_checks",
+    can_subset=True,
+    specs=[SCHEMA_CONFORMANCE, NO_RECORDS_LOST, LABEL_DISTRIBUTION, INVALID_RATE, GREAT_EXPECTATIONS],
+)
 def validated_records_checks(context: AssetCheckExecutionContext, store: OutputStore) -> Iterator[AssetCheckResult]:
     """Every selected check of validated_records over the run's partitions, in one step."""
     st = store.store()

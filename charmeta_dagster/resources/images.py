@@ -34,16 +34,23 @@ class ImageEmbedderResource(ConfigurableResource):
 
     def spec(self) -> str:
         """The embedder spec the Dagster-free stages take (also part of the fingerprints)."""
-        return make_spec(self.backend, model=self.model, revision=self.revision, device=self.device,
-                         cache_dir=self.cache_dir, heads_dir=self.heads_dir, counter=self.counter,
-                         batch_size=self.batch_size if self.batch_size != 32 else None)
+        return make_spec(
+            self.backend,
+            model=self.model,
+            revision=self.revision,
+            device=self.device,
+            cache_dir=self.cache_dir,
+            heads_dir=self.heads_dir,
+            counter=self.counter,
+            batch_size=self.batch_size if self.batch_size != 32 else None,
+        )
 
 
 def image_embedder_from_env(backend: str | None = None) -> ImageEmbedderResource:
     return ImageEmbedderResource(**embedder_config_from_env(backend))  # type: ignore[arg-type]
 
 
-def embedder_spec(image_embedder: "ImageEmbedderResource | None", legacy: str = "none") -> str:
+def embedder_spec(image_embedder: ImageEmbedderResource | None, legacy: str = "none") -> str:
     """The resource's spec; ``ExtractorResource.embedder`` (a backend name) when the resource says none."""
     if image_embedder is not None and image_embedder.backend != "none":
         return image_embedder.spec()

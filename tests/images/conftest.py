@@ -16,8 +16,12 @@ from charmeta.records import Decision, Extraction  # noqa: E402
 
 #: tag -> (attribute, value): just enough of a caption extractor for weak labels and fusion tests.
 STUB_TAGS = {
-    "blonde_hair": ("Hair Color", "Blonde"), "red_hair": ("Hair Color", "Red"), "blue_hair": ("Hair Color", "Blue"),
-    "black_hair": ("Hair Color", "Black"), "long_hair": ("Hair Length", "Long"), "short_hair": ("Hair Length", "Short"),
+    "blonde_hair": ("Hair Color", "Blonde"),
+    "red_hair": ("Hair Color", "Red"),
+    "blue_hair": ("Hair Color", "Blue"),
+    "black_hair": ("Hair Color", "Black"),
+    "long_hair": ("Hair Length", "Long"),
+    "short_hair": ("Hair Length", "Short"),
     "blue_eyes": ("Eye Color", "Blue"),
 }
 COUNT_TAGS = {"1girl": 1, "1boy": 1, "2girls": 2, "solo": 1}
@@ -34,8 +38,13 @@ def stub_extract(caption: str) -> Extraction:
     counts = [COUNT_TAGS[t] for t in tags if t in COUNT_TAGS]
     n = max(counts) if counts else None
     multi = bool(n and n >= 2)
-    return Extraction(input_kind="tags", status="multi_character" if multi else "ok", character_count=n,
-                      multi_character=multi, attributes=attrs)
+    return Extraction(
+        input_kind="tags",
+        status="multi_character" if multi else "ok",
+        character_count=n,
+        multi_character=multi,
+        attributes=attrs,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +61,9 @@ def tiny_siglip(tmp_path_factory) -> Path:
     return build_tiny_siglip(tmp_path_factory.mktemp("tiny_siglip"))
 
 
-def solid(color: tuple[int, int, int], size: tuple[int, int] = (48, 40), fmt: str = "PNG", noise: int = 0,
-          seed: int = 0) -> bytes:
+def solid(
+    color: tuple[int, int, int], size: tuple[int, int] = (48, 40), fmt: str = "PNG", noise: int = 0, seed: int = 0
+) -> bytes:
     import numpy as np
 
     rng = np.random.default_rng(seed)

@@ -20,8 +20,11 @@ from .conftest import solid, stub_extract
 def test_extract_table_fuses_and_keeps_invalid_rows(tiny_clip, tmp_path):
     cfg = ImageConfig(model=str(tiny_clip), cache_dir=str(tmp_path), heads_dir=str(tmp_path / "h"), counter="none")
     pipe = ImagePipeline.load(cfg)
-    recs = [ImageRecord("a", solid((200, 20, 20)), "1girl, red_hair"), ImageRecord("b", b"\x89PNG\r\n\x1a\nxx"),
-            ImageRecord("c", solid((20, 20, 200)), None)]
+    recs = [
+        ImageRecord("a", solid((200, 20, 20)), "1girl, red_hair"),
+        ImageRecord("b", b"\x89PNG\r\n\x1a\nxx"),
+        ImageRecord("c", solid((20, 20, 200)), None),
+    ]
     norm = normalize_batch(recs, size=pipe.embedder.image_size, counter=CharacterCounter("none"))
     out = extract_table(norm, pipe, stub_extract).to_pylist()
     assert [r["status"] for r in out] == ["ok", "invalid", "ok"]
@@ -35,9 +38,11 @@ def test_extract_table_fuses_and_keeps_invalid_rows(tiny_clip, tmp_path):
 
 def test_heads_step_versions_and_reports(tiny_clip, tmp_path):
     pipe = ImagePipeline.load(ImageConfig(model=str(tiny_clip), counter="none"))
-    recs = [ImageRecord(f"{t}{i}", solid(c, noise=20, seed=i + 100 * k), f"1girl, {t}")
-            for k, (t, c) in enumerate({"red_hair": (220, 30, 30), "blue_hair": (30, 30, 220)}.items())
-            for i in range(20)]
+    recs = [
+        ImageRecord(f"{t}{i}", solid(c, noise=20, seed=i + 100 * k), f"1girl, {t}")
+        for k, (t, c) in enumerate({"red_hair": (220, 30, 30), "blue_hair": (30, 30, 220)}.items())
+        for i in range(20)
+    ]
     norm = normalize_batch(recs, size=32)
     emb = embed_table(norm, pipe.embedder)
     res = attribute_heads_step(norm, emb, stub_extract, tmp_path, pipe.embedder.model_id, pipe.embedder.revision)
@@ -71,7 +76,9 @@ def test_a_poison_image_falls_back_to_per_record(tiny_clip, tmp_path, monkeypatc
 
     cfg = ImageConfig(model=str(tiny_clip), cache_dir=str(tmp_path), heads_dir=str(tmp_path / "h"), counter="none")
     pipe = ImagePipeline.load(cfg)
-    recs = [ImageRecord(k, solid(c), None) for k, c in (("a", (200, 20, 20)), ("poison", (1, 2, 3)), ("c", (20, 20, 200)))]
+    recs = [
+        ImageRecord(k, solid(c), None) for k, c in (("a", (200, 20, 20)), ("poison", (1, 2, 3)), ("c", (20, 20, 200)))
+    ]
     norm = normalize_batch(recs, size=pipe.embedder.image_size, counter=CharacterCounter("none"))
     real = batch_mod.embed_table
     calls = []

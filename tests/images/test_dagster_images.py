@@ -15,15 +15,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from charmeta.cli import main
+
 from .conftest import solid
 
 REPO = Path(__file__).resolve().parents[2]
-CAPTIONS = ["1girl, solo, blonde_hair, long_hair, blue_eyes", "1boy, solo, black_hair, short_hair",
-            "1girl, solo, red_hair", "2girls, blue_hair"]
+CAPTIONS = [
+    "1girl, solo, blonde_hair, long_hair, blue_eyes",
+    "1boy, solo, black_hair, short_hair",
+    "1girl, solo, red_hair",
+    "2girls, blue_hair",
+]
 
 
 def _tar(path: Path) -> None:
     with tarfile.open(path, "w") as tf:
+
         def add(name: str, data: bytes) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -52,8 +58,13 @@ def image_source(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def image_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_clip: Path) -> dict[str, str]:
-    env = {"CHARMETA_IMAGE_MODEL": str(tiny_clip), "CHARMETA_IMAGE_CACHE": str(tmp_path / "emb_cache"),
-           "CHARMETA_COUNTER": "none", "CHARMETA_WORKERS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {
+        "CHARMETA_IMAGE_MODEL": str(tiny_clip),
+        "CHARMETA_IMAGE_CACHE": str(tmp_path / "emb_cache"),
+        "CHARMETA_COUNTER": "none",
+        "CHARMETA_WORKERS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("CHARMETA_IMAGE_HEADS", raising=False)
@@ -78,8 +89,13 @@ def _run(src: Path, out: Path, *extra: str) -> int:
 
 
 def test_image_tar_and_folder_through_charmeta_run_then_cached_rerun(
-        dagster_home: Path, image_source: Path, image_env: dict, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    dagster_home: Path,
+    image_source: Path,
+    image_env: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     out = tmp_path / "out"
     assert _run(image_source, out, "--embedder", "clip") == 0
     capsys.readouterr()
@@ -128,9 +144,15 @@ def test_image_tar_and_folder_through_charmeta_run_then_cached_rerun(
     assert _validated(out)["000000"]["hair_color"] == "Blonde"
 
 
-def test_embedder_backend_is_a_config_change(dagster_home: Path, image_source: Path, image_env: dict,
-                                             tiny_siglip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture) -> None:
+def test_embedder_backend_is_a_config_change(
+    dagster_home: Path,
+    image_source: Path,
+    image_env: dict,
+    tiny_siglip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     # none: images are decoded and validated, image rows keep their caption's attributes, no model
     out_none = tmp_path / "none"
     assert _run(image_source, out_none, "--embedder", "none") == 0
@@ -151,8 +173,9 @@ def test_embedder_backend_is_a_config_change(dagster_home: Path, image_source: P
     capsys.readouterr()
 
 
-def test_image_stage_functions_with_cache_no_dagster(image_source: Path, image_env: dict, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_stage_functions_with_cache_no_dagster(
+    image_source: Path, image_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The Dagster-free stage functions: a second build of embeddings is served by the cache."""
     from charmeta.images import embedders
     from charmeta.sources import Source, write_registry
@@ -179,14 +202,20 @@ def test_image_stage_functions_with_cache_no_dagster(image_source: Path, image_e
 
 def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
     full = {**os.environ, **env, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "charmeta.cli", *args], capture_output=True, text=True,
-                          timeout=180, env=full, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "charmeta.cli", *args], capture_output=True, text=True, timeout=180, env=full, cwd=cwd
+    )
 
 
 def test_extract_image_cli_tiny_model_and_offline(image_source: Path, tiny_clip: Path, tmp_path: Path) -> None:
     img = image_source / "folder" / "img0.png"  # sidecar img0.txt is the caption
-    env = {"CHARMETA_IMAGE_CACHE": str(tmp_path / "c"), "CHARMETA_IMAGE_HEADS": str(tmp_path / "h"),
-           "CHARMETA_COUNTER": "none", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    env = {
+        "CHARMETA_IMAGE_CACHE": str(tmp_path / "c"),
+        "CHARMETA_IMAGE_HEADS": str(tmp_path / "h"),
+        "CHARMETA_COUNTER": "none",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "1",
+    }
     res = _cli(["extract", "--image", str(img)], {**env, "CHARMETA_IMAGE_MODEL": str(tiny_clip)}, tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
@@ -194,8 +223,9 @@ def test_extract_image_cli_tiny_model_and_offline(image_source: Path, tiny_clip:
     assert out["attributes"]["Hair Color"] == "Blonde"
     assert any(e.startswith("pixel:") for e in out["evidence"]["Hair Color"])
     # offline with a hub id that is not cached: the caption's attributes plus the note, exit 0
-    res = _cli(["extract", "--image", str(img)], {**env, "CHARMETA_IMAGE_MODEL": "openai/clip-vit-base-patch32"},
-               tmp_path)
+    res = _cli(
+        ["extract", "--image", str(img)], {**env, "CHARMETA_IMAGE_MODEL": "openai/clip-vit-base-patch32"}, tmp_path
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert "image model unavailable" in out["reason"]
@@ -203,14 +233,17 @@ def test_extract_image_cli_tiny_model_and_offline(image_source: Path, tiny_clip:
 
 
 def test_text_only_run_does_not_import_torch(sample_dir: Path, tmp_path: Path) -> None:
-    code = ("import sys; from charmeta.cli import main; "
-            f"rc = main(['run', '--source', {str(sample_dir)!r}, '--output', {str(tmp_path / 'o')!r}, "
-            "'--extractor', 'null', '--shard-rows', '4']); "
-            "print('TORCH', 'torch' in sys.modules, 'RC', rc)")
+    code = (
+        "import sys; from charmeta.cli import main; "
+        f"rc = main(['run', '--source', {str(sample_dir)!r}, '--output', {str(tmp_path / 'o')!r}, "
+        "'--extractor', 'null', '--shard-rows', '4']); "
+        "print('TORCH', 'torch' in sys.modules, 'RC', rc)"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "DAGSTER_HOME": str(tmp_path / "dh"), "CHARMETA_WORKERS": "1"}
     env.pop("CHARMETA_EMBEDDER", None)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
-                         cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
     assert "TORCH False RC 0" in res.stdout, res.stdout[-1000:] + res.stderr[-3000:]
     out = tmp_path / "o"
     assert all(s["images"] == 0 for s in _stats(out, "normalized_images"))

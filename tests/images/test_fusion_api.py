@@ -48,7 +48,9 @@ def test_fuse_keeps_caption_metadata_and_invalid_caption_note():
 
 @pytest.fixture
 def cfg(tiny_clip, tmp_path) -> ImageConfig:
-    return ImageConfig(model=str(tiny_clip), cache_dir=str(tmp_path / "c"), heads_dir=str(tmp_path / "h"), counter="haar")
+    return ImageConfig(
+        model=str(tiny_clip), cache_dir=str(tmp_path / "c"), heads_dir=str(tmp_path / "h"), counter="haar"
+    )
 
 
 def test_extract_image_with_tiny_model(cfg, tmp_path):

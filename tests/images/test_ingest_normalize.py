@@ -26,11 +26,23 @@ def _tar(path, members):
 
 def test_webdataset_captions_travel_with_images(tmp_path):
     p = tmp_path / "shard-000.tar"
-    _tar(p, [("a.jpg", solid((255, 0, 0), fmt="JPEG")), ("a.txt", b"1girl, red_hair"),
-             ("b.png", solid((0, 0, 255))), ("c.txt", b"orphan caption"), ("d.webp", b"")])
+    _tar(
+        p,
+        [
+            ("a.jpg", solid((255, 0, 0), fmt="JPEG")),
+            ("a.txt", b"1girl, red_hair"),
+            ("b.png", solid((0, 0, 255))),
+            ("c.txt", b"orphan caption"),
+            ("d.webp", b""),
+        ],
+    )
     recs = list(read_source(p))
     assert [(r.id, r.ext, r.caption) for r in recs] == [
-        ("a", "jpg", "1girl, red_hair"), ("b", "png", None), ("c", None, "orphan caption"), ("d", "webp", None)]
+        ("a", "jpg", "1girl, red_hair"),
+        ("b", "png", None),
+        ("c", None, "orphan caption"),
+        ("d", "webp", None),
+    ]
     t = normalize_batch(recs, size=32)
     assert t.schema == NORMALIZED_SCHEMA
     assert t["status"].to_pylist() == ["ok", "ok", "invalid", "invalid"]
@@ -62,11 +74,20 @@ def test_folder_with_sidecars(tmp_path):
 def test_parquet_bytes_struct_and_paths(tmp_path):
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "p.png").write_bytes(solid((9, 9, 9)))
-    pq.write_table(pa.table({"id": ["r1", "r2"], "image": [{"bytes": solid((5, 5, 5)), "path": "r1.png"},
-                                                         {"bytes": None, "path": None}],
-                             "caption": ["1boy", None]}), tmp_path / "a.parquet")
-    pq.write_table(pa.table({"image_path": ["imgs/p.png", "imgs/missing.png", "../../etc/passwd"],
-                             "text": ["a", "b", "c"]}), tmp_path / "b.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": ["r1", "r2"],
+                "image": [{"bytes": solid((5, 5, 5)), "path": "r1.png"}, {"bytes": None, "path": None}],
+                "caption": ["1boy", None],
+            }
+        ),
+        tmp_path / "a.parquet",
+    )
+    pq.write_table(
+        pa.table({"image_path": ["imgs/p.png", "imgs/missing.png", "../../etc/passwd"], "text": ["a", "b", "c"]}),
+        tmp_path / "b.parquet",
+    )
     a = list(read_source(tmp_path / "a.parquet"))
     assert a[0].data and a[0].caption == "1boy" and a[0].ext == "png" and a[1].data is None
     b = list(read_source(tmp_path / "b.parquet"))

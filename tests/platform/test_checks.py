@@ -44,7 +44,9 @@ def test_validated_stage_turns_contract_violations_into_invalid_records(sample_d
     store = S.Store(str(tmp_path))
     key = keys[0]
     pred = pq.read_table(store.path(S.PREDICTIONS, key))
-    age = pc.if_else(pc.equal(pc.fill_null(pred.column("age"), ""), "Unknown"), pa.scalar("Ancient"), pred.column("age"))
+    age = pc.if_else(
+        pc.equal(pc.fill_null(pred.column("age"), ""), "Unknown"), pa.scalar("Ancient"), pred.column("age")
+    )
     pq.write_table(pred.set_column(pred.schema.get_field_index("age"), "age", age), store.path(S.PREDICTIONS, key))
     stats = S.process_partition(S.VALIDATED, str(tmp_path), key, backend="null", force=True)
     assert stats["contract_violations"] > 0
@@ -71,10 +73,12 @@ def test_great_expectations_preload_imports_it_in_the_background() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, threading; from charmeta_dagster.checks import preload_great_expectations; "
-            "assert 'great_expectations' not in sys.modules; preload_great_expectations(); "
-            "t = next(t for t in threading.enumerate() if t.name == 'gx-preload'); t.join(120); "
-            "print('great_expectations' in sys.modules and hasattr(sys.modules['great_expectations'], 'get_context'))")
+    code = (
+        "import sys, threading; from charmeta_dagster.checks import preload_great_expectations; "
+        "assert 'great_expectations' not in sys.modules; preload_great_expectations(); "
+        "t = next(t for t in threading.enumerate() if t.name == 'gx-preload'); t.join(120); "
+        "print('great_expectations' in sys.modules and hasattr(sys.modules['great_expectations'], 'get_context'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "True"

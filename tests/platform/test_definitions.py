@@ -19,12 +19,22 @@ def test_asset_graph_checks_and_lineage() -> None:
 
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_shards", "normalized_records", "normalized_images", "embeddings", "attribute_predictions",
-                    "validated_records", "attribute_heads", "dataset_export"}
+    assert keys == {
+        "raw_shards",
+        "normalized_records",
+        "normalized_images",
+        "embeddings",
+        "attribute_predictions",
+        "validated_records",
+        "attribute_heads",
+        "dataset_export",
+    }
     assert graph.get(AssetKey("validated_records")).parent_keys == {AssetKey("attribute_predictions")}
-    assert graph.get(AssetKey("attribute_predictions")).parent_keys == {AssetKey("normalized_records"),
-                                                                        AssetKey("normalized_images"),
-                                                                        AssetKey("embeddings")}
+    assert graph.get(AssetKey("attribute_predictions")).parent_keys == {
+        AssetKey("normalized_records"),
+        AssetKey("normalized_images"),
+        AssetKey("embeddings"),
+    }
     assert graph.get(AssetKey("embeddings")).parent_keys == {AssetKey("normalized_images")}
     assert graph.get(AssetKey("attribute_heads")).parent_keys == {AssetKey("embeddings"), AssetKey("normalized_images")}
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
@@ -37,8 +47,13 @@ def test_asset_graph_checks_and_lineage() -> None:
 
 
 def test_dagster_definitions_validate_passes(dagster_home: Path) -> None:
-    res = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
-                          "-m", "charmeta_dagster.definitions"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    res = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-m", "charmeta_dagster.definitions"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "Validation successful" in res.stderr + res.stdout
 
@@ -49,13 +64,17 @@ def test_repo_dagster_yaml_is_the_embedded_default() -> None:
     assert "telemetry:\n  enabled: false" in text and "nux:\n  enabled: false" in text
 
 
-def test_shard_sensor_registers_partitions_and_requests_ranges(dagster_home: Path, sample_dir: Path,
-                                                               tmp_path: Path) -> None:
+def test_shard_sensor_registers_partitions_and_requests_ranges(
+    dagster_home: Path, sample_dir: Path, tmp_path: Path
+) -> None:
     from charmeta_dagster.resources import OutputStore, SourceResource
     from charmeta_dagster.sensors import shard_sensor
 
     inst = DagsterInstance.get()
-    resources = {"source": SourceResource(uri=str(sample_dir), shard_rows=4), "store": OutputStore(root=str(tmp_path / "o"))}
+    resources = {
+        "source": SourceResource(uri=str(sample_dir), shard_rows=4),
+        "store": OutputStore(root=str(tmp_path / "o")),
+    }
     ctx = build_sensor_context(instance=inst, resources=resources)
     result = shard_sensor(ctx)
     assert isinstance(result, SensorResult)

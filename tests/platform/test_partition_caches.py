@@ -18,7 +18,7 @@ from charmeta.export import export_dataset
 from charmeta.sources import Source, write_registry
 from charmeta_dagster import check_facts
 from charmeta_dagster import stages as S
-from charmeta_dagster.chain import _chain_worker, _chain_jobs
+from charmeta_dagster.chain import _chain_jobs, _chain_worker
 
 
 def _build(sample_dir: Path, root: Path, backend: str = "text") -> list[str]:
@@ -95,8 +95,9 @@ def test_a_rebuilt_or_damaged_partition_gets_a_new_part(sample_dir: Path, tmp_pa
     assert len((root / "export" / "records.jsonl").read_text().splitlines()) == ok_before - 1
 
 
-def test_the_worker_leaves_facts_and_part_for_the_checks_and_the_export(sample_dir: Path, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_worker_leaves_facts_and_part_for_the_checks_and_the_export(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "out"
     key, result = _one_pool_task(sample_dir, root)
     assert S.VALIDATED in result["stages"] and "facts_and_export_part_seconds" in result
@@ -153,7 +154,7 @@ def test_a_killed_part_builder_leaves_no_temp_file_behind(sample_dir: Path, tmp_
     key = keys[0]
     lines_path, marker = export_parts.part_paths(str(root), key)
     Path(lines_path).parent.mkdir(parents=True, exist_ok=True)
-    dead = 2 ** 22 + 12345  # above the default pid_max: no such process
+    dead = 2**22 + 12345  # above the default pid_max: no such process
     for p in (lines_path, marker):
         Path(f"{p}.tmp-{dead}").write_text("half")
     export_parts.build_part(str(root), key)
@@ -181,8 +182,9 @@ def test_export_conformance_catches_a_damaged_export(sample_dir: Path, tmp_path:
     assert any("fails CleanRecord" in p for p in problems)
 
 
-def test_a_failing_part_build_does_not_fail_the_partition(sample_dir: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_part_build_does_not_fail_the_partition(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def disk_full(_root: str, _key: str) -> bool:
         raise OSError(28, "No space left on device")
 

@@ -28,8 +28,9 @@ def _export_lines(out: Path) -> list[dict]:
     return [json.loads(l) for l in (out / "export" / "records.jsonl").read_text().splitlines()]
 
 
-def test_run_on_sample_exports_a_valid_dataset_and_rerun_skips(dagster_home: Path, sample_dir: Path, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture) -> None:
+def test_run_on_sample_exports_a_valid_dataset_and_rerun_skips(
+    dagster_home: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
     assert _run(sample_dir, out, "--shard-rows", "4") == 0
     first = capsys.readouterr().out
@@ -72,8 +73,9 @@ def test_run_on_sample_exports_a_valid_dataset_and_rerun_skips(dagster_home: Pat
     assert len(_export_lines(out)) == len(lines)
 
 
-def test_new_shard_is_processed_incrementally(dagster_home: Path, sample_dir: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture) -> None:
+def test_new_shard_is_processed_incrementally(
+    dagster_home: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
     assert _run(sample_dir, out) == 0
     capsys.readouterr()
@@ -94,11 +96,28 @@ def test_kill_midway_and_rerun_completes_without_duplicates(dagster_home: Path, 
     src.mkdir()
     _make_big(src / "big.jsonl", 24_000)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "charmeta.cli", "run", "--source", str(src), "--output", str(out),
-           "--extractor", "null", "--shard-rows", "2000", "--partitions-per-run", "2", "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "charmeta.cli",
+        "run",
+        "--source",
+        str(src),
+        "--output",
+        str(out),
+        "--extractor",
+        "null",
+        "--shard-rows",
+        "2000",
+        "--partitions-per-run",
+        "2",
+        "--workers",
+        "1",
+    ]
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home))
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     deadline = time.monotonic() + 240
     seen = ""
     while time.monotonic() < deadline:  # wait for the first finished run, then kill -9

@@ -21,12 +21,16 @@ def test_with_rating_folds_known_values_only() -> None:
 
 
 def test_rating_column_excludes_minors_in_explicit_posts(tmp_path: Path) -> None:
-    rows = [{"id": "1", "tag_string": "1girl child solo", "rating": "e"},
-            {"id": "2", "tag_string": "1girl child solo", "rating": "g"},
-            {"id": "3", "text": "1girl, child, solo", "rating": "q"}]
+    rows = [
+        {"id": "1", "tag_string": "1girl child solo", "rating": "e"},
+        {"id": "2", "tag_string": "1girl child solo", "rating": "g"},
+        {"id": "3", "text": "1girl, child, solo", "rating": "q"},
+    ]
     (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    pq.write_table(pa.table({"id": ["4", "5"], "tag_string": ["1girl aged_down", "1girl aged_down"], "rating": ["e", "s"]}),
-                   tmp_path / "b.parquet")
+    pq.write_table(
+        pa.table({"id": ["4", "5"], "tag_string": ["1girl aged_down", "1girl aged_down"], "rating": ["e", "s"]}),
+        tmp_path / "b.parquet",
+    )
     engine = Engine.default()
     status = {}
     for spec in Source(str(tmp_path)).discover():

@@ -59,8 +59,13 @@ def test_jsonl_fixed_size_shards_cover_every_line_once(tmp_path: Path) -> None:
 def test_parquet_row_groups_are_packed_and_text_column_configurable(tmp_path: Path) -> None:
     path = tmp_path / "posts.parquet"
     n = 1000
-    pq.write_table(pa.table({"post_id": list(range(n)), "my_caption": [f"1girl, tag{i}" for i in range(n)],
-                             "tags": [["ignored"]] * n}), path, row_group_size=100)
+    pq.write_table(
+        pa.table(
+            {"post_id": list(range(n)), "my_caption": [f"1girl, tag{i}" for i in range(n)], "tags": [["ignored"]] * n}
+        ),
+        path,
+        row_group_size=100,
+    )
     shards, table = read_all(Source(str(path), shard_rows=250, text_field="my_caption"))
     assert len(shards) == 5  # 100-row groups packed to <= 250 rows
     assert table.num_rows == n and table.column("source_position").to_pylist() == list(range(n))
@@ -80,10 +85,13 @@ def test_huge_parquet_row_group_is_split(tmp_path: Path) -> None:
 
 
 def test_csv_and_tar_and_pretty_json_objects(tmp_path: Path) -> None:
-    (tmp_path / "a.csv").write_text("id,caption\n1,\"1girl, red hair\"\n2,\"multi\nline\"\n")
+    (tmp_path / "a.csv").write_text('id,caption\n1,"1girl, red hair"\n2,"multi\nline"\n')
     # concatenated pretty-printed objects (not an array)
-    (tmp_path / "b.json").write_text(json.dumps({"id": "x", "ordered_tags": ["1girl", "solo"]}, indent=2) + "\n"
-                                     + json.dumps({"id": "y", "ordered_tags": "1boy"}, indent=2))
+    (tmp_path / "b.json").write_text(
+        json.dumps({"id": "x", "ordered_tags": ["1girl", "solo"]}, indent=2)
+        + "\n"
+        + json.dumps({"id": "y", "ordered_tags": "1boy"}, indent=2)
+    )
     with tarfile.open(tmp_path / "c.tar", "w") as tar:
         for name, data in [("k1.jpg", b"\xff\xd8"), ("k1.txt", b"1girl, smile"), ("k2.json", b'{"caption": "1boy"}')]:
             info = tarfile.TarInfo(name)
@@ -120,7 +128,7 @@ class _HubStandIn(DirFileSystem):
 
     @classmethod
     def _strip_protocol(cls, path):  # noqa: ANN001, ANN206
-        path = path[len("hf://"):] if path.startswith("hf://") else path
+        path = path[len("hf://") :] if path.startswith("hf://") else path
         return path.rstrip("/")
 
     def unstrip_protocol(self, name: str) -> str:
@@ -131,8 +139,11 @@ def test_hf_uri_glob_is_streamed_through_fsspec(tmp_path: Path) -> None:
     repo = tmp_path / "hub" / "datasets" / "org" / "name" / "data"
     repo.mkdir(parents=True)
     for i in range(2):
-        pq.write_table(pa.table({"ordered_tags": [f"1girl, t{i}-{j}" for j in range(30)]}), repo / f"train-{i}.parquet",
-                       row_group_size=10)
+        pq.write_table(
+            pa.table({"ordered_tags": [f"1girl, t{i}-{j}" for j in range(30)]}),
+            repo / f"train-{i}.parquet",
+            row_group_size=10,
+        )
     (repo / "notes.md").write_text("ignored")
     _HubStandIn.base = str(tmp_path / "hub")
     fsspec.register_implementation("hf", _HubStandIn, clobber=True)

@@ -53,8 +53,9 @@ class FailingShardEngine(Engine):
         needle = os.environ.get("CHAOS_FAIL_SHARD", "")
         if needle and source_shard and needle in source_shard:
             raise OSError(f"simulated persistent failure reading {source_shard}")
-        return super().process_batch(ids, texts, source_shard=source_shard, positions=positions,
-                                      preset_invalid=preset_invalid)
+        return super().process_batch(
+            ids, texts, source_shard=source_shard, positions=positions, preset_invalid=preset_invalid
+        )
 
 
 def failing_shard() -> Engine:
@@ -72,8 +73,9 @@ class FlakyEngine(FailingShardEngine):
             if not os.path.exists(mark):
                 open(mark, "w").close()
                 raise ConnectionError(f"simulated transient failure on {source_shard}")
-        return super().process_batch(ids, texts, source_shard=source_shard, positions=positions,
-                                     preset_invalid=preset_invalid)
+        return super().process_batch(
+            ids, texts, source_shard=source_shard, positions=positions, preset_invalid=preset_invalid
+        )
 
 
 def flaky() -> Engine:
@@ -84,8 +86,9 @@ class DroppingEngine(Engine):
     """Loses the last row of every batch (a bug the records-lost checks must catch)."""
 
     def process_batch(self, ids, texts, source_shard=None, positions=None, preset_invalid=None):  # noqa: ANN001, ANN201
-        tbl = super().process_batch(ids, texts, source_shard=source_shard, positions=positions,
-                                    preset_invalid=preset_invalid)
+        tbl = super().process_batch(
+            ids, texts, source_shard=source_shard, positions=positions, preset_invalid=preset_invalid
+        )
         return tbl.slice(0, max(tbl.num_rows - 1, 0))
 
 
@@ -99,8 +102,9 @@ class DroppingShardEngine(DroppingEngine):
     def process_batch(self, ids, texts, source_shard=None, positions=None, preset_invalid=None):  # noqa: ANN001, ANN201
         if os.environ.get("CHAOS_DROP_SHARD", "\0") in (source_shard or ""):
             return super().process_batch(ids, texts, source_shard, positions, preset_invalid)
-        return Engine.process_batch(self, ids, texts, source_shard=source_shard, positions=positions,
-                                    preset_invalid=preset_invalid)
+        return Engine.process_batch(
+            self, ids, texts, source_shard=source_shard, positions=positions, preset_invalid=preset_invalid
+        )
 
 
 def dropping_shard() -> Engine:

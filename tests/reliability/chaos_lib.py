@@ -7,7 +7,7 @@ import json
 import os
 import tarfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -17,8 +17,14 @@ from charmeta.sources import Source, write_registry
 from charmeta_dagster import stages as S
 
 
-def run_pipeline(src: Path, out: Path, backend: str = "text", shard_rows: int = 200_000,
-                 text_field: Optional[str] = None, workers: int = 1) -> dict[str, Any]:
+def run_pipeline(
+    src: Path,
+    out: Path,
+    backend: str = "text",
+    shard_rows: int = 200_000,
+    text_field: str | None = None,
+    workers: int = 1,
+) -> dict[str, Any]:
     """discover -> every stage -> export, in-process; returns the manifest."""
     specs = Source(str(src), shard_rows=shard_rows, text_field=text_field).discover()
     write_registry(str(out), specs)
@@ -36,8 +42,14 @@ def records(out: Path) -> list[dict[str, Any]]:
         if not files:
             return []
         lst = "[" + ", ".join("'" + f + "'" for f in files) + "]"
-        return con.sql(f"SELECT id, status, reason, source_shard, source_position FROM read_parquet({lst}) "
-                       "ORDER BY source_shard, source_position").df().to_dict("records")
+        return (
+            con.sql(
+                f"SELECT id, status, reason, source_shard, source_position FROM read_parquet({lst}) "
+                "ORDER BY source_shard, source_position"
+            )
+            .df()
+            .to_dict("records")
+        )
     finally:
         con.close()
 
@@ -54,8 +66,9 @@ def write_jsonl(path: Path, lines: list[Any]) -> None:
             fh.write(b"\n")
 
 
-def tar_add(tar: tarfile.TarFile, name: str, data: bytes = b"", *, kind: bytes = tarfile.REGTYPE,
-            linkname: str = "") -> None:
+def tar_add(
+    tar: tarfile.TarFile, name: str, data: bytes = b"", *, kind: bytes = tarfile.REGTYPE, linkname: str = ""
+) -> None:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.linkname = linkname

@@ -44,8 +44,15 @@ def pytest_runtest_makereport(item, call):  # noqa: ANN001, ANN201
                 r["passed"] = rep.passed
         if rep.failed and not mine:  # failed before recording its row: still shown, loss unknown
             name = item.callspec.id if hasattr(item, "callspec") else item.name
-            _ROWS.append({"case": name, "outcome": "TEST FAILED (see above)", "lost": None, "nodeid": item.nodeid,
-                          "passed": False})
+            _ROWS.append(
+                {
+                    "case": name,
+                    "outcome": "TEST FAILED (see above)",
+                    "lost": None,
+                    "nodeid": item.nodeid,
+                    "passed": False,
+                }
+            )
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001, ANN201
@@ -53,8 +60,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN0
         return
     w1 = min(max(len(r["case"]) for r in _ROWS), 48)
     w2 = min(max(len(r["outcome"]) for r in _ROWS), 90)
-    lines = [f"{'input / fault':<{w1}} | {'outcome':<{w2}} | records lost | test",
-             f"{'-' * w1}-+-{'-' * w2}-+--------------+------"]
+    lines = [
+        f"{'input / fault':<{w1}} | {'outcome':<{w2}} | records lost | test",
+        f"{'-' * w1}-+-{'-' * w2}-+--------------+------",
+    ]
     for r in _ROWS:
         status = "ok" if r["passed"] else "FAILED"
         out = r["outcome"] if len(r["outcome"]) <= w2 else r["outcome"][: w2 - 1] + "…"

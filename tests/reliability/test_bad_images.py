@@ -35,8 +35,12 @@ def _png_declaring(w: int, h: int) -> bytes:
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _palette_alpha() -> bytes:
@@ -89,10 +93,16 @@ def image_run(tmp_path_factory) -> tuple[dict, dict, dict]:  # noqa: ANN001
     import duckdb
 
     con = duckdb.connect()
-    rows = {r["id"]: r for r in con.sql(
-        f"SELECT * FROM read_parquet('{out}/validated_records/*.parquet')").df().to_dict("records")}
-    norm = {r["id"]: r for r in con.sql(
-        f"SELECT id, status, reason, notes FROM read_parquet('{out}/normalized_images/*.parquet')").df().to_dict("records")}
+    rows = {
+        r["id"]: r
+        for r in con.sql(f"SELECT * FROM read_parquet('{out}/validated_records/*.parquet')").df().to_dict("records")
+    }
+    norm = {
+        r["id"]: r
+        for r in con.sql(f"SELECT id, status, reason, notes FROM read_parquet('{out}/normalized_images/*.parquet')")
+        .df()
+        .to_dict("records")
+    }
     q = {r["id"]: r for r in quarantine(out)}
     return manifest, rows, {"norm": norm, "q": q}
 

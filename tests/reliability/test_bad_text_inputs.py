@@ -12,13 +12,12 @@ import io
 import json
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from chaos_lib import lost, no_tmp_left, quarantine, records, run_pipeline, tar_add, write_jsonl
 
 GOOD = {"text": "1girl, solo, long hair, red hair, blue eyes, smile"}
@@ -33,6 +32,7 @@ def case(name: str, filename: str, expected: list):
     def deco(fn: Builder) -> Builder:
         CASES[name] = (filename, fn, expected)
         return fn
+
     return deco
 
 
@@ -51,10 +51,19 @@ def _null(p: Path) -> None:
     write_jsonl(p, [GOOD, {"text": None}, GOOD])
 
 
-@case("wrong JSON types", "c.jsonl", [None, "must be a string or list of tags, got int",
-                                      "must be a string or list of tags, got dict", "list with non-string items",
-                                      "record must be an object, string or tag list, got int",
-                                      "record must be an object, string or tag list, got bool", None])
+@case(
+    "wrong JSON types",
+    "c.jsonl",
+    [
+        None,
+        "must be a string or list of tags, got int",
+        "must be a string or list of tags, got dict",
+        "list with non-string items",
+        "record must be an object, string or tag list, got int",
+        "record must be an object, string or tag list, got bool",
+        None,
+    ],
+)
 def _types(p: Path) -> None:
     write_jsonl(p, [GOOD, {"text": 42}, {"text": {"a": 1}}, {"text": ["red hair", 3]}, 7, True, GOOD])
 
@@ -71,7 +80,7 @@ def _non_utf8(p: Path) -> None:
 
 @case("non-UTF-8 bytes (CSV)", "c.csv", [None, "undecodable bytes", None])
 def _non_utf8_csv(p: Path) -> None:
-    p.write_bytes(b"id,text\na,\"1girl, red hair\"\nb,\"1girl, \xff\xfe hair\"\nc,\"1boy, short hair\"\n")
+    p.write_bytes(b'id,text\na,"1girl, red hair"\nb,"1girl, \xff\xfe hair"\nc,"1boy, short hair"\n')
 
 
 @case("NUL bytes", "c.jsonl", [None, "text contains NUL bytes", None])
@@ -84,8 +93,9 @@ def _huge(p: Path) -> None:
     write_jsonl(p, [GOOD, {"text": "very long caption " * (TEN_MB // 18 + 1)}, GOOD])
 
 
-@case("100k tags in one entry", "c.jsonl", [None, "too many tags (100000 > limit", "too many tags (100000 > limit",
-                                            None])
+@case(
+    "100k tags in one entry", "c.jsonl", [None, "too many tags (100000 > limit", "too many tags (100000 > limit", None]
+)
 def _tags(p: Path) -> None:
     tags = [f"tag_{i}" for i in range(100_000)]
     write_jsonl(p, [GOOD, {"text": ", ".join(tags)}, {"tags": tags}, GOOD])
@@ -182,8 +192,9 @@ def test_bad_text_input(name: str, tmp_path: Path, chaos) -> None:  # noqa: ANN0
             assert qrow["reason"] == row["reason"] and qrow["source_shard"] == filename
     assert manifest["quarantine"]["records"] == sum(1 for w in expected if w is not None)
     bad = [r["reason"] for r in rows if r["status"] == "invalid"]
-    outcome = (f"{len(bad)} invalid ({bad[0].split(':')[0][:60]}), {n_in - len(bad)} ok"
-               if bad else f"{n_in} ok, no failure")
+    outcome = (
+        f"{len(bad)} invalid ({bad[0].split(':')[0][:60]}), {n_in - len(bad)} ok" if bad else f"{n_in} ok, no failure"
+    )
     chaos.record(name, outcome, lost(manifest, n_in))
 
 
@@ -197,7 +208,7 @@ def test_whole_bad_corpus_through_dagster(tmp_path: Path, dagster_home: Path, ch
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     n_in = n_bad = 0
-    for i, (name, (filename, build, expected)) in enumerate(CASES.items()):
+    for i, (_name, (filename, build, expected)) in enumerate(CASES.items()):
         stem, ext = filename.rsplit(".", 1)
         build(src / f"{i:02d}_{stem}.{ext}")
         n_in += len(expected)
@@ -214,5 +225,8 @@ def test_whole_bad_corpus_through_dagster(tmp_path: Path, dagster_home: Path, ch
         evals[check] = hist[0].evaluation if hist else None
     assert evals["no_records_lost"] is not None and evals["no_records_lost"].passed
     assert evals["invalid_rate"] is not None and not evals["invalid_rate"].passed  # WARN: shards mostly invalid
-    chaos.record("all text cases in one source via Dagster", f"run ok; {n_bad} quarantined; no_records_lost passed;"
-                 " invalid_rate WARN", n_in - m["records"])
+    chaos.record(
+        "all text cases in one source via Dagster",
+        f"run ok; {n_bad} quarantined; no_records_lost passed; invalid_rate WARN",
+        n_in - m["records"],
+    )

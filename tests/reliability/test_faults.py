@@ -14,24 +14,46 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from chaos_lib import env_with_path, lost, no_tmp_left, quarantine, records, run_pipeline, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _lines(n: int, prefix: str = "r", poison_every: int = 0) -> list[dict]:
-    return [{"id": f"{prefix}{i:05d}",
-             "text": ("POISON, " if poison_every and i % poison_every == 0 else "") + f"1girl, solo, tag{i % 31}"}
-            for i in range(n)]
+    return [
+        {
+            "id": f"{prefix}{i:05d}",
+            "text": ("POISON, " if poison_every and i % poison_every == 0 else "") + f"1girl, solo, tag{i % 31}",
+        }
+        for i in range(n)
+    ]
 
 
-def _cli(src: Path, out: Path, home: Path, extractor: str, *extra: str, env: dict | None = None,
-         timeout: int = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "charmeta.cli", "run", "--source", str(src), "--output", str(out),
-           "--extractor", extractor, "--workers", "1", *extra]
-    e = env_with_path(DAGSTER_HOME=str(home), CHARMETA_RETRY_DELAY="0.2", CHARMETA_RETRY_MAX="2",
-                      CHARMETA_SENSORS="off", **(env or {}))
+def _cli(
+    src: Path, out: Path, home: Path, extractor: str, *extra: str, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "charmeta.cli",
+        "run",
+        "--source",
+        str(src),
+        "--output",
+        str(out),
+        "--extractor",
+        extractor,
+        "--workers",
+        "1",
+        *extra,
+    ]
+    e = env_with_path(
+        DAGSTER_HOME=str(home),
+        CHARMETA_RETRY_DELAY="0.2",
+        CHARMETA_RETRY_MAX="2",
+        CHARMETA_SENSORS="off",
+        **(env or {}),
+    )
     return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=timeout)
 
 
@@ -52,8 +74,11 @@ def test_poison_record_falls_back_per_record(tmp_path: Path, chaos) -> None:  # 
     assert all("extractor chaos-poison failed: RuntimeError: poison record" in r["reason"] for r in poisoned)
     assert sum(r["status"] != "invalid" for r in rows) == 45
     assert len(quarantine(out)) == 5
-    chaos.record("extractor raises on batch + 5 poison records", "45 ok, 5 invalid (extractor failed: poison record)",
-                 lost(manifest, 50))
+    chaos.record(
+        "extractor raises on batch + 5 poison records",
+        "45 ok, 5 invalid (extractor failed: poison record)",
+        lost(manifest, 50),
+    )
 
 
 def test_retry_policy_and_run_retries_are_configured() -> None:
@@ -116,24 +141,30 @@ def test_transient_and_persistent_shard_failures_through_dagster(tmp_path: Path,
         assert ups, "no step retry recorded"
         failed = inst.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
         bad_key = next(p.name[: -len(".json")] for p in (out / "_shards").glob("bad*.json"))
-        single = [r for r in failed if r.tags.get("dagster/asset_partition_range_start") == bad_key
-                  and r.tags.get("dagster/asset_partition_range_end") == bad_key]
+        single = [
+            r
+            for r in failed
+            if r.tags.get("dagster/asset_partition_range_start") == bad_key
+            and r.tags.get("dagster/asset_partition_range_end") == bad_key
+        ]
         assert single, [r.tags for r in failed]
         errs = [e for e in inst.all_logs(single[-1].run_id, of_type=DagsterEventType.STEP_FAILURE)]
         assert any("simulated persistent failure" in str(e.dagster_event.event_specific_data.error) for e in errs)
     m = json.loads((out / "export" / "manifest.json").read_text())
     assert m["partitions_missing"] == 1 and m["records_lost"] == 0
     # the fault is fixed: a re-run completes only the failed shard
-    res2 = _cli(src, out, home, "chaos_faults:failing_shard_or_flaky",
-                env={**env, "CHAOS_FAIL_SHARD": ""})
+    res2 = _cli(src, out, home, "chaos_faults:failing_shard_or_flaky", env={**env, "CHAOS_FAIL_SHARD": ""})
     assert res2.returncode == 0, res2.stderr[-3000:]
     assert "(1 processed, 2 skipped)" in res2.stdout
     ids = _export_ids(out)
     assert len(ids) == len(set(ids)) == 90
     m = json.loads((out / "export" / "manifest.json").read_text())
     chaos.record("transient shard failure (once)", "retried with backoff (STEP_UP_FOR_RETRY), completed", 0)
-    chaos.record("shard that keeps failing", "its run FAILED with the error; other shards exported; re-run completes",
-                 90 - m["records"])
+    chaos.record(
+        "shard that keeps failing",
+        "its run FAILED with the error; other shards exported; re-run completes",
+        90 - m["records"],
+    )
 
 
 @pytest.mark.slow
@@ -142,16 +173,31 @@ def test_kill_9_mid_partition_then_rerun(tmp_path: Path, chaos) -> None:  # noqa
     src.mkdir()
     n = 2400
     write_jsonl(src / "big.jsonl", _lines(n))
-    cmd = [sys.executable, "-m", "charmeta.cli", "run", "--source", str(src), "--output", str(out),
-           "--extractor", "chaos_faults:slow", "--shard-rows", "600", "--partitions-per-run", "1", "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "charmeta.cli",
+        "run",
+        "--source",
+        str(src),
+        "--output",
+        str(out),
+        "--extractor",
+        "chaos_faults:slow",
+        "--shard-rows",
+        "600",
+        "--partitions-per-run",
+        "1",
+        "--workers",
+        "1",
+    ]
     env = env_with_path(DAGSTER_HOME=str(home), CHAOS_SLEEP="0.004")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     pred = out / "attribute_predictions"
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:  # kill while a prediction partition is being written
-            if pred.exists() and any(".tmp-" in p.name for p in pred.iterdir()) and \
-                    len(list(pred.glob("*.json"))) >= 1:
+            if pred.exists() and any(".tmp-" in p.name for p in pred.iterdir()) and len(list(pred.glob("*.json"))) >= 1:
                 break
             time.sleep(0.05)
         else:
@@ -178,14 +224,17 @@ def test_kill_9_mid_partition_then_rerun(tmp_path: Path, chaos) -> None:  # noqa
     assert no_tmp_left(out)
     m = json.loads((out / "export" / "manifest.json").read_text())
     assert m["records"] == n and m["records_lost"] == 0
-    chaos.record("kill -9 mid-partition, then re-run",
-                 f"no partial file visible; re-run did {4 - done_before} shards; {n} records, each once", n - len(ids))
+    chaos.record(
+        "kill -9 mid-partition, then re-run",
+        f"no partial file visible; re-run did {4 - done_before} shards; {n} records, each once",
+        n - len(ids),
+    )
 
 
 def test_lost_rows_fire_the_error_checks(tmp_path: Path, chaos) -> None:  # noqa: ANN001
+    from charmeta_dagster import stages as S
     from charmeta_dagster.checks import _row_count_problems
     from charmeta_dagster.checks.reliability import lost_records_problems
-    from charmeta_dagster import stages as S
 
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
@@ -196,8 +245,9 @@ def test_lost_rows_fire_the_error_checks(tmp_path: Path, chaos) -> None:  # noqa
     assert report[0]["records_lost"] == 1 and manifest["records_lost"] == 1
     assert problems and "40 input rows but 39 output rows (1 lost)" in problems[0]
     assert _row_count_problems(S.Store(str(out)), S.PREDICTIONS, key)  # the blocking one_row_per_input check
-    chaos.record("backend silently drops a row", "no_records_lost ERROR + one_row_per_input fail; manifest records_lost=1",
-                 0)
+    chaos.record(
+        "backend silently drops a row", "no_records_lost ERROR + one_row_per_input fail; manifest records_lost=1", 0
+    )
 
 
 def test_lost_rows_block_validated_through_dagster(tmp_path: Path, chaos) -> None:  # noqa: ANN001
@@ -225,17 +275,25 @@ def test_lost_rows_block_validated_through_dagster(tmp_path: Path, chaos) -> Non
         bad_key = next(p.stem for p in (out / "_shards").glob("bad*.json"))
         assert not inst.get_materialized_partitions(AssetKey("validated_records")) & {bad_key}
         assert inst.get_materialized_partitions(AssetKey("validated_records"))
-        assert not [e for r in inst.get_runs() for e in inst.all_logs(r.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)]
-    chaos.record("backend drops rows in one shard (Dagster run)",
-                 "one_row_per_input fails; that shard not validated, run FAILED; the other exported", 0)
+        assert not [
+            e for r in inst.get_runs() for e in inst.all_logs(r.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+        ]
+    chaos.record(
+        "backend drops rows in one shard (Dagster run)",
+        "one_row_per_input fails; that shard not validated, run FAILED; the other exported",
+        0,
+    )
 
 
 def _digest(root: Path) -> dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
-        if p.is_file() and (p.suffix == ".parquet" or p.name in ("records.jsonl", "manifest.json")) \
-                and not rel.startswith(("_", ".")):
+        if (
+            p.is_file()
+            and (p.suffix == ".parquet" or p.name in ("records.jsonl", "manifest.json"))
+            and not rel.startswith(("_", "."))
+        ):
             out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
@@ -254,8 +312,17 @@ def test_outputs_are_byte_identical_across_runs(tmp_path: Path, chaos) -> None: 
         out = tmp_path / "out"
         if out.exists():
             shutil.rmtree(out)
-        res = _cli(src, out, tmp_path / f"home{i}", "text", "--shard-rows", "4", "--workers", workers,
-                   env={"PYTHONHASHSEED": seed, "SOURCE_DATE_EPOCH": "1700000000", "CHARMETA_POOL_MIN_ROWS": "0"})
+        res = _cli(
+            src,
+            out,
+            tmp_path / f"home{i}",
+            "text",
+            "--shard-rows",
+            "4",
+            "--workers",
+            workers,
+            env={"PYTHONHASHSEED": seed, "SOURCE_DATE_EPOCH": "1700000000", "CHARMETA_POOL_MIN_ROWS": "0"},
+        )
         assert res.returncode == 0, res.stderr[-3000:]
         digests.append(_digest(out))
         manifests.append(json.loads((out / "export" / "manifest.json").read_text()))

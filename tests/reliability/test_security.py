@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from chaos_lib import env_with_path, run_pipeline, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,8 +68,8 @@ def test_no_eval_exec_pickle_or_remote_code_in_the_code() -> None:
 
 
 def test_partition_keys_and_data_paths_never_escape_the_output_root(tmp_path: Path, chaos) -> None:  # noqa: ANN001
-    from charmeta.sources import partition_key, read_registry
     from charmeta.errors import SourceError
+    from charmeta.sources import partition_key, read_registry
     from charmeta_dagster.stages import Store
 
     store = Store(str(tmp_path / "out"))
@@ -90,6 +89,7 @@ def test_partition_keys_and_data_paths_never_escape_the_output_root(tmp_path: Pa
     src, out = tmp_path / "src", tmp_path / "out2"
     (src / "..weird dir").mkdir(parents=True)
     write_jsonl(src / "..weird dir" / "..%2f..%2fevil.jsonl", [{"id": "../../../../tmp/pwned", "text": "1girl"}])
+
     def outside() -> set[str]:
         return {str(p) for p in tmp_path.rglob("*") if out not in p.parents and p != out}
 
@@ -99,7 +99,9 @@ def test_partition_keys_and_data_paths_never_escape_the_output_root(tmp_path: Pa
     assert not Path("/tmp/pwned").exists()
     written = [p for p in out.rglob("*") if p.is_file()]
     assert written and all(str(p.resolve()).startswith(str(out.resolve()) + os.sep) for p in written)
-    chaos.record("ids / file names / tar members with ../ and absolute paths", "nothing written outside the output root", 0)
+    chaos.record(
+        "ids / file names / tar members with ../ and absolute paths", "nothing written outside the output root", 0
+    )
 
 
 def test_webserver_binds_localhost(monkeypatch, tmp_path: Path, chaos) -> None:  # noqa: ANN001
@@ -144,11 +146,30 @@ def test_hf_token_never_reaches_outputs_logs_or_dagster(tmp_path: Path, chaos) -
     src.mkdir()
     write_jsonl(src / "a.jsonl", [{"text": "1girl, red hair"}, {"text": None}])
     env = env_with_path(DAGSTER_HOME=str(home), HF_TOKEN=secret, HUGGING_FACE_HUB_TOKEN=secret)
-    res = subprocess.run([sys.executable, "-m", "charmeta.cli", "run", "--source", str(src), "--output", str(out),
-                          "--extractor", "null", "--workers", "1"], env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "charmeta.cli",
+            "run",
+            "--source",
+            str(src),
+            "--output",
+            str(out),
+            "--extractor",
+            "null",
+            "--workers",
+            "1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert secret not in res.stdout and secret not in res.stderr
-    leaks = [str(p) for root in (out, home) for p in root.rglob("*")
-             if p.is_file() and secret.encode() in p.read_bytes()]
+    leaks = [
+        str(p) for root in (out, home) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()
+    ]
     assert not leaks, leaks
     chaos.record("HF_TOKEN set in the environment", "absent from stdout/stderr, outputs, manifest, Dagster storage", 0)

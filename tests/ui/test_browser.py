@@ -51,8 +51,13 @@ def test_backfill_over_graphql_then_asset_graph_and_check_page_render(tmp_path: 
     specs = Source(str(sample_dir), shard_rows=4).discover()
     write_registry(str(out), specs)
     keys = [s.key for s in specs]
-    env = {"CHARMETA_EXTRACTOR": "null", "CHARMETA_SENSORS": "off", "CHARMETA_SHARD_ROWS": "4",
-           "CHARMETA_PARTITIONS_PER_RUN": "5", "CHARMETA_WORKERS": "1"}
+    env = {
+        "CHARMETA_EXTRACTOR": "null",
+        "CHARMETA_SENSORS": "off",
+        "CHARMETA_SHARD_ROWS": "4",
+        "CHARMETA_PARTITIONS_PER_RUN": "5",
+        "CHARMETA_WORKERS": "1",
+    }
     ui = start_ui(str(home), str(out), source=str(sample_dir), env=env)
     try:
         wait_ready(ui)
@@ -60,9 +65,17 @@ def test_backfill_over_graphql_then_asset_graph_and_check_page_render(tmp_path: 
 
         with DagsterInstance.from_config(str(ui.home)) as inst:
             inst.add_dynamic_partitions("shards", keys)
-        launched = gql(ui.url, LAUNCH, {"params": {
-            "partitionNames": keys, "fromFailure": False,
-            "assetSelection": [{"path": [s]} for s in STAGES]}})["launchPartitionBackfill"]
+        launched = gql(
+            ui.url,
+            LAUNCH,
+            {
+                "params": {
+                    "partitionNames": keys,
+                    "fromFailure": False,
+                    "assetSelection": [{"path": [s]} for s in STAGES],
+                }
+            },
+        )["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         backfill_id = launched["backfillId"]
         deadline, status = time.monotonic() + 420, None

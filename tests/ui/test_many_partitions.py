@@ -44,8 +44,9 @@ def test_partition_view_with_thousands_of_partitions(tmp_path: Path, sample_dir:
     browser = _browser()
     home, out = tmp_path / "home", tmp_path / "out"
     out.mkdir()
-    ui = start_ui(str(home), str(out), source=str(sample_dir),
-                  env={"CHARMETA_EXTRACTOR": "null", "CHARMETA_SENSORS": "off"})
+    ui = start_ui(
+        str(home), str(out), source=str(sample_dir), env={"CHARMETA_EXTRACTOR": "null", "CHARMETA_SENSORS": "off"}
+    )
     try:
         wait_ready(ui)
         from dagster import AssetKey, AssetMaterialization, DagsterInstance

@@ -26,8 +26,11 @@ def browser() -> str:
 
 
 def gql(url: str, query: str, variables: dict | None = None) -> dict:
-    req = urllib.request.Request(url + "/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url + "/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=60) as r:
         body = json.load(r)
     assert "errors" not in body, body
@@ -36,11 +39,22 @@ def gql(url: str, query: str, variables: dict | None = None) -> dict:
 
 def dump_dom(browser: str, url: str, tmp: Path) -> str:
     res = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-dev-shm-usage", f"--user-data-dir={tmp / 'chrome-profile'}", "--window-size=1600,1000",
-         "--virtual-time-budget=30000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=180)
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp / 'chrome-profile'}",
+            "--window-size=1600,1000",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout
-
-

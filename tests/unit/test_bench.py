@@ -34,11 +34,18 @@ def test_synth_is_reused(shards: Path) -> None:
 def test_ontology_loader_is_tolerant(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text("{not json")
     (tmp_path / "aliases.json").write_text(json.dumps({"aliases": {"blond hair": "blonde hair"}}))
-    (tmp_path / "hair.json").write_text(json.dumps({
-        "attribute": "Hair Color", "order": ["Red"], "prose": {"ginger": "Red"},
-        "tags": {"Red_Hair": "Red"}, "groups": {"Blue": ["blue_hair", "light blue hair"]},
-        "garments": [{"tags": ["kimono"], "display": "Kimono"}],
-    }))
+    (tmp_path / "hair.json").write_text(
+        json.dumps(
+            {
+                "attribute": "Hair Color",
+                "order": ["Red"],
+                "prose": {"ginger": "Red"},
+                "tags": {"Red_Hair": "Red"},
+                "groups": {"Blue": ["blue_hair", "light blue hair"]},
+                "garments": [{"tags": ["kimono"], "display": "Kimono"}],
+            }
+        )
+    )
     rows = from_ontology_dir(tmp_path)
     assert ("red hair", "Hair Color", "Red") in rows
     assert ("blue hair", "Hair Color", "Blue") in rows and ("kimono", "Hair Color", "Kimono") in rows
@@ -89,8 +96,12 @@ def test_tree_sampler_sees_children() -> None:
 def test_stage_runner_reports_failure_and_result(shards: Path, tmp_path: Path) -> None:
     bad = run_child("bad", [sys.executable, "-c", "import sys; sys.exit(3)"], 10)
     assert not bad.available and "exit 3" in bad.note
-    floor = run_child("floor", worker_cmd("floor", "--glob", str(shards / "*.parquet"), "--out", str(tmp_path / "f.parquet")),
-                      0, json_result=True)
+    floor = run_child(
+        "floor",
+        worker_cmd("floor", "--glob", str(shards / "*.parquet"), "--out", str(tmp_path / "f.parquet")),
+        0,
+        json_result=True,
+    )
     assert floor.available and floor.rows == 3_000 and floor.rows_per_s and floor.peak_process_bytes > 0
 
 
@@ -109,8 +120,21 @@ def test_report_rendering(tmp_path: Path) -> None:
 
 def test_bench_cli_tiny(tmp_path: Path, capsys) -> None:
     md = tmp_path / "bench.md"
-    rc = main(["bench", "--rows", "400", "--extract-rows", "300", "--workdir", str(tmp_path / "w"),
-               "--report", str(md), "--timeout", "240"])
+    rc = main(
+        [
+            "bench",
+            "--rows",
+            "400",
+            "--extract-rows",
+            "300",
+            "--workdir",
+            str(tmp_path / "w"),
+            "--report",
+            str(md),
+            "--timeout",
+            "240",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     for stage in ("synth (parquet)", "duckdb floor", "core extraction", "extract CLI", "end to end"):

@@ -13,7 +13,12 @@ CLI = [sys.executable, "-m", "charmeta.cli"]
 
 
 def test_text_prints_one_record() -> None:
-    out = subprocess.run(CLI + ["extract", "--text", "1girl, blue eyes, long hair, green kimono"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        CLI + ["extract", "--text", "1girl, blue eyes, long hair, green kimono"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rec = json.loads(out.stdout)
     assert rec["status"] == "ok"
     assert rec["attributes"]["Eye Color"] == "Blue" and rec["attributes"]["Dress"] == "Green Kimono"
@@ -43,16 +48,31 @@ def test_file_with_bad_lines(tmp_path: Path) -> None:
     recs = [json.loads(line) for line in dst.read_text().splitlines()]
     assert len(recs) == len(lines)
     assert [r["id"] for r in recs] == ["a", "b", 3, "d", "e", "f", 7, 8, 9, "j"]
-    assert [r["status"] for r in recs] == ["ok", "multi_character", "invalid", "invalid", "invalid", "invalid",
-                                           "invalid", "invalid", "ok", "excluded"]
+    assert [r["status"] for r in recs] == [
+        "ok",
+        "multi_character",
+        "invalid",
+        "invalid",
+        "invalid",
+        "invalid",
+        "invalid",
+        "invalid",
+        "ok",
+        "excluded",
+    ]
     assert all(r["reason"] for r in recs if r["status"] == "invalid")
     assert "6 invalid" in proc.stderr
     assert recs[8]["attributes"]["Dress"] == "Red Dress"
 
 
 def test_stdin_to_stdout() -> None:
-    proc = subprocess.run(CLI + ["extract", "--input", "-"], input="1boy, black hair\n\n1girl, bob cut\n",
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        CLI + ["extract", "--input", "-"],
+        input="1boy, black hair\n\n1girl, bob cut\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     recs = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["id"] for r in recs] == [1, 3]
     assert recs[1]["attributes"]["Hair Length"] == "Short"
@@ -74,6 +94,7 @@ def test_output_file_appears_only_when_complete(tmp_path: Path) -> None:
             if Dying.calls == 2:
                 raise KeyboardInterrupt  # what Ctrl-C does mid-run
             from charmeta.records import Extraction
+
             return Extraction()
 
     src = tmp_path / "in.txt"

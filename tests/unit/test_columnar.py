@@ -82,14 +82,26 @@ def _both_ways(engine: Engine, texts: list, batch: int = 997, may_fall_back: boo
     fallbacks = engine.text_extractor.columnar.fallbacks
     ids = [f"r{i}" for i in range(len(texts))]
     pos = list(range(len(texts)))
-    new = pa.concat_tables([
-        engine.process_batch(ids[i:i + batch], texts[i:i + batch], source_shard="s.parquet", positions=pos[i:i + batch])
-        for i in range(0, len(texts), batch)])
+    new = pa.concat_tables(
+        [
+            engine.process_batch(
+                ids[i : i + batch], texts[i : i + batch], source_shard="s.parquet", positions=pos[i : i + batch]
+            )
+            for i in range(0, len(texts), batch)
+        ]
+    )
     with gc_paused():
-        ref = pa.concat_tables([
-            extractions_to_table([engine.extract_text(v) for v in texts[i:i + batch]], ids[i:i + batch], "s.parquet",
-                                 pos[i:i + batch])
-            for i in range(0, len(texts), batch)])
+        ref = pa.concat_tables(
+            [
+                extractions_to_table(
+                    [engine.extract_text(v) for v in texts[i : i + batch]],
+                    ids[i : i + batch],
+                    "s.parquet",
+                    pos[i : i + batch],
+                )
+                for i in range(0, len(texts), batch)
+            ]
+        )
     if not may_fall_back:  # the columnar path really ran (a batch it raises on is read per entry)
         assert engine.text_extractor.columnar.fallbacks == fallbacks
     return new, ref
@@ -100,7 +112,9 @@ def _assert_same(new: pa.Table, ref: pa.Table, texts: list) -> None:
     for name in ref.schema.names:
         a, b = new.column(name).to_pylist(), ref.column(name).to_pylist()
         diffs = [i for i in range(len(a)) if a[i] != b[i]]
-        assert not diffs, f"{name}: {len(diffs)} rows differ, e.g. {texts[diffs[0]]!r}: {a[diffs[0]]!r} != {b[diffs[0]]!r}"
+        assert not diffs, (
+            f"{name}: {len(diffs)} rows differ, e.g. {texts[diffs[0]]!r}: {a[diffs[0]]!r} != {b[diffs[0]]!r}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -146,15 +160,21 @@ def test_arrow_input_identical(engine: Engine) -> None:
     texts = [t for t in EDGE_CASES if t is None or isinstance(t, str)]
     ids = [f"r{i}" for i in range(len(texts))]
     from_lists = engine.process_batch(ids, texts, source_shard="s", positions=list(range(len(texts))))
-    from_arrow = engine.process_batch(pa.array(ids), pa.array(texts, pa.string()), source_shard="s",
-                                      positions=pa.array(range(len(texts)), pa.int64()))
+    from_arrow = engine.process_batch(
+        pa.array(ids), pa.array(texts, pa.string()), source_shard="s", positions=pa.array(range(len(texts)), pa.int64())
+    )
     assert from_arrow.equals(from_lists)
     preset = ["broken line" if i == 2 else None for i in range(len(texts))]
-    with_preset = engine.process_batch(pa.array(ids), pa.array(texts, pa.string()), source_shard="s",
-                                       positions=pa.array(range(len(texts)), pa.int64()),
-                                       preset_invalid=pa.array(preset, pa.string()))
-    assert with_preset.equals(engine.process_batch(ids, texts, source_shard="s", positions=list(range(len(texts))),
-                                                   preset_invalid=preset))
+    with_preset = engine.process_batch(
+        pa.array(ids),
+        pa.array(texts, pa.string()),
+        source_shard="s",
+        positions=pa.array(range(len(texts)), pa.int64()),
+        preset_invalid=pa.array(preset, pa.string()),
+    )
+    assert with_preset.equals(
+        engine.process_batch(ids, texts, source_shard="s", positions=list(range(len(texts))), preset_invalid=preset)
+    )
     assert with_preset.column("status").to_pylist()[2] == "invalid"
 
 
@@ -178,10 +198,11 @@ def test_caches_stay_bounded(engine: Engine, monkeypatch) -> None:
     """Unique names in every caption must not grow any cache past its limit, whatever N."""
     path = engine.text_extractor.columnar
     monkeypatch.setattr(caption_arrays, "MAX_ITEMS", 500)
-    texts = [f"1girl, solo, name{i}, show{i}, artist{i}, ||| general, long hair, hair{i % 7} ornament"
-             for i in range(6_000)]
+    texts = [
+        f"1girl, solo, name{i}, show{i}, artist{i}, ||| general, long hair, hair{i % 7} ornament" for i in range(6_000)
+    ]
     for i in range(0, len(texts), 1_000):
-        table = engine.process_batch([str(j) for j in range(1_000)], texts[i:i + 1_000])
+        table = engine.process_batch([str(j) for j in range(1_000)], texts[i : i + 1_000])
         assert table.column("characters").to_pylist()[0] == [f"name{i}"]
         assert len(engine.text_extractor._item_cache) <= 500 + 4 * 1_000
         assert len(path.items.flags) <= 500 + 4 * 1_000

@@ -21,14 +21,52 @@ def _reference_looks_like_prose(text: str) -> bool:
 
 
 _CASES = [
-    "", " ", "   ", ",", " , ,\n", "a", "a the", "A girl with long hair, smiling, in a park",
-    "1girl, solo, long hair", "   a b c d, e", "a, b c d e  ", "x \n , y", "a,\n\n b", "the\tof, in\r\n and",
-    "ſhe wıth İn her", "ın the park, wearing a hat", "café éthe thé the", "the_ _the the1 a-the", "’the’ —with—",
-    "\x1cthe\x1d of \x1e, a\x1f", "THE WITH HIS", "portrait of okumura yukio, elbow gloves, soft light, by jayi",
+    "",
+    " ",
+    "   ",
+    ",",
+    " , ,\n",
+    "a",
+    "a the",
+    "A girl with long hair, smiling, in a park",
+    "1girl, solo, long hair",
+    "   a b c d, e",
+    "a, b c d e  ",
+    "x \n , y",
+    "a,\n\n b",
+    "the\tof, in\r\n and",
+    "ſhe wıth İn her",
+    "ın the park, wearing a hat",
+    "café éthe thé the",
+    "the_ _the the1 a-the",
+    "’the’ —with—",
+    "\x1cthe\x1d of \x1e, a\x1f",
+    "THE WITH HIS",
+    "portrait of okumura yukio, elbow gloves, soft light, by jayi",
     "\u3000the\u3000of\u3000,\xa0a\xa0b\xa0c\xa0d",
 ]
-_WORDS = ["a", "an", "the", "with", "her", "She", "IS", "in", "ın", "ſhe", "İs", "ONE", "girl", "1girl", "the_x",
-          "éthe", "tHe", "while", "wearing", "x"]
+_WORDS = [
+    "a",
+    "an",
+    "the",
+    "with",
+    "her",
+    "She",
+    "IS",
+    "in",
+    "ın",
+    "ſhe",
+    "İs",
+    "ONE",
+    "girl",
+    "1girl",
+    "the_x",
+    "éthe",
+    "tHe",
+    "while",
+    "wearing",
+    "x",
+]
 _CHARS = list(" ,\n\t\r\x0b\x1c\xa0\u2003.;:()-_’é0ß")
 
 
@@ -52,8 +90,22 @@ def test_looks_like_prose_matches_its_definition(seed: int) -> None:
 
 def test_is_meta_matches_its_definition() -> None:
     ont = get_ontology()
-    tags = ["2011", "year 1999", "1999 ", "highly detailed", "commentary request", "(medium)", "translated", "",
-            "long hair", "soft light", "by artist", "username", "detailed background", "2011 year"]
+    tags = [
+        "2011",
+        "year 1999",
+        "1999 ",
+        "highly detailed",
+        "commentary request",
+        "(medium)",
+        "translated",
+        "",
+        "long hair",
+        "soft light",
+        "by artist",
+        "username",
+        "detailed background",
+        "2011 year",
+    ]
     for tag in tags:
         expected = bool(ont.year_re.match(tag)) or any(s in tag for s in ont.meta_substrings)
         assert ont.is_meta(tag) == expected, tag

@@ -27,16 +27,35 @@ def test_the_contract_example(engine: Engine) -> None:
 
 @pytest.mark.parametrize(
     "text,age",
-    [("a little girl with red hair", "Child"), ("a kid in a raincoat", "Child"), ("a child holding a balloon", "Child"),
-     ("a teen in a hoodie", "Teen"), ("a teenage boy with short hair", "Teen"), ("a high school student reading", "Teen"),
-     ("a young man in a suit", "Young Adult"), ("a woman in a red dress", "Young Adult"), ("a man reading", "Young Adult"),
-     ("a lady with a parasol", "Young Adult"), ("a middle-aged man with glasses", "Middle-Aged"),
-     ("a woman in her forties", "Middle-Aged"), ("an old man with a cane", "Elderly"), ("an elderly woman knitting", "Elderly"),
-     ("a grandmother baking bread", "Elderly"), ("a girl with long hair", "Unknown"), ("a boy on a bike", "Unknown"),
-     ("a 45-year-old man", "Middle-Aged"), ("portrait of a 16 yr old boy", "Teen"), ("Woman, 72, white hair", "Elderly"),
-     ("a 9 year old girl", "Child"), ("man, 39, blond hair", "Young Adult"), ("a 30-year-old woman", "Young Adult"),
-     ("a girl in a school uniform", "Teen"), ("a woman in her late twenties", "Young Adult"),
-     ("a girl of 10 with brown pigtails", "Child"), ("a man of 70 in a coat", "Elderly")],
+    [
+        ("a little girl with red hair", "Child"),
+        ("a kid in a raincoat", "Child"),
+        ("a child holding a balloon", "Child"),
+        ("a teen in a hoodie", "Teen"),
+        ("a teenage boy with short hair", "Teen"),
+        ("a high school student reading", "Teen"),
+        ("a young man in a suit", "Young Adult"),
+        ("a woman in a red dress", "Young Adult"),
+        ("a man reading", "Young Adult"),
+        ("a lady with a parasol", "Young Adult"),
+        ("a middle-aged man with glasses", "Middle-Aged"),
+        ("a woman in her forties", "Middle-Aged"),
+        ("an old man with a cane", "Elderly"),
+        ("an elderly woman knitting", "Elderly"),
+        ("a grandmother baking bread", "Elderly"),
+        ("a girl with long hair", "Unknown"),
+        ("a boy on a bike", "Unknown"),
+        ("a 45-year-old man", "Middle-Aged"),
+        ("portrait of a 16 yr old boy", "Teen"),
+        ("Woman, 72, white hair", "Elderly"),
+        ("a 9 year old girl", "Child"),
+        ("man, 39, blond hair", "Young Adult"),
+        ("a 30-year-old woman", "Young Adult"),
+        ("a girl in a school uniform", "Teen"),
+        ("a woman in her late twenties", "Young Adult"),
+        ("a girl of 10 with brown pigtails", "Child"),
+        ("a man of 70 in a coat", "Elderly"),
+    ],
 )
 def test_age_words_and_stated_ages(engine: Engine, text: str, age: str) -> None:
     assert attrs(engine, text)["Age"] == age
@@ -44,9 +63,16 @@ def test_age_words_and_stated_ages(engine: Engine, text: str, age: str) -> None:
 
 @pytest.mark.parametrize(
     "text,gender",
-    [("a woman reading", "Female"), ("a boy running", "Male"), ("a non-binary person with a pixie cut", "Non-binary"),
-     ("someone in a coat, she smiles at the camera", "Female"), ("a knight in armour, his sword raised", "Male"),
-     ("a kid with a kite", "Unknown"), ("a teenager on a skateboard", "Unknown"), ("someone walking in the rain", "Unknown")],
+    [
+        ("a woman reading", "Female"),
+        ("a boy running", "Male"),
+        ("a non-binary person with a pixie cut", "Non-binary"),
+        ("someone in a coat, she smiles at the camera", "Female"),
+        ("a knight in armour, his sword raised", "Male"),
+        ("a kid with a kite", "Unknown"),
+        ("a teenager on a skateboard", "Unknown"),
+        ("someone walking in the rain", "Unknown"),
+    ],
 )
 def test_gender_words_then_pronouns(engine: Engine, text: str, gender: str) -> None:
     assert attrs(engine, text)["Gender"] == gender
@@ -61,7 +87,9 @@ def test_adjectives_attach_to_their_noun(engine: Engine) -> None:
     assert a["Dress"] == "Green Jacket"
 
 
-@pytest.mark.parametrize("text", ["a cool girl in a cool leather jacket", "a gold statue of a woman", "twin peaks at dawn"])
+@pytest.mark.parametrize(
+    "text", ["a cool girl in a cool leather jacket", "a gold statue of a woman", "twin peaks at dawn"]
+)
 def test_multi_sense_words_alone_say_nothing(engine: Engine, text: str) -> None:
     ex = engine.extract_text(text)
     a = {k: d.value for k, d in ex.attributes.items()}
@@ -99,7 +127,9 @@ def test_mentioned_person_is_not_depicted(engine: Engine) -> None:
     ex = engine.extract_text("a teenage boy with short black hair; her brother has red hair")
     assert not ex.multi_character
     assert ex.value("Hair Color") == "Black"
-    ex = engine.extract_text("teenage boy waiting for his brother (the one with the red hair) to show up, short brown hair")
+    ex = engine.extract_text(
+        "teenage boy waiting for his brother (the one with the red hair) to show up, short brown hair"
+    )
     assert not ex.multi_character and ex.value("Hair Color") == "Brown"
     ex = engine.extract_text("Woman, 72, knitting a scarf for her grandson, white hair")
     assert not ex.multi_character and ex.value("Age") == "Elderly"
@@ -107,12 +137,22 @@ def test_mentioned_person_is_not_depicted(engine: Engine) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["two girls holding hands on a bridge", "three friends laughing around a table", "twin sisters posing back to back",
-     "a couple sharing one umbrella", "A mother and her daughter baking cookies", "a samurai dueling a ninja on a rooftop",
-     "bride and groom cutting a cake", "grandpa teaching his grandson to fish, both in straw hats",
-     "he's in a grey coat, she's in a yellow dress", "masterpiece, 2girls, school uniform",
-     "a man holding his baby daughter", "an old fisherman and his grandson mending nets",
-     "a woman with long red hair, her sister standing behind her in a blue dress", "an elderly couple on a bench"],
+    [
+        "two girls holding hands on a bridge",
+        "three friends laughing around a table",
+        "twin sisters posing back to back",
+        "a couple sharing one umbrella",
+        "A mother and her daughter baking cookies",
+        "a samurai dueling a ninja on a rooftop",
+        "bride and groom cutting a cake",
+        "grandpa teaching his grandson to fish, both in straw hats",
+        "he's in a grey coat, she's in a yellow dress",
+        "masterpiece, 2girls, school uniform",
+        "a man holding his baby daughter",
+        "an old fisherman and his grandson mending nets",
+        "a woman with long red hair, her sister standing behind her in a blue dress",
+        "an elderly couple on a bench",
+    ],
 )
 def test_multi_character_prose(engine: Engine, text: str) -> None:
     ex = engine.extract_text(text)
@@ -130,7 +170,12 @@ def test_heterochromia_in_prose(engine: Engine) -> None:
 
 def test_prompt_syntax(engine: Engine) -> None:
     a = attrs(engine, "masterpiece, 1girl, (long hair:1.2), [blue eyes], ((red dress)), {smile}")
-    assert (a["Hair Length"], a["Eye Color"], a["Dress"], a["Facial Expression"]) == ("Long", "Blue", "Red Dress", "Smiling")
+    assert (a["Hair Length"], a["Eye Color"], a["Dress"], a["Facial Expression"]) == (
+        "Long",
+        "Blue",
+        "Red Dress",
+        "Smiling",
+    )
 
 
 def test_typos_in_attached_words(engine: Engine) -> None:
@@ -169,12 +214,14 @@ def test_occupation_nouns_by_suffix(engine: Engine) -> None:
 
 @pytest.mark.parametrize(
     "text,key,value",
-    [("a chubby middle aged man with a big grin", "Age", "Middle-Aged"),
-     ("an Indian man with a beard, wearing a white kurta", "Dress", "White Kurta"),
-     ("a young Black man with short dreadlocks", "Ethnicity", "African"),
-     ("a black knight on a horse", "Ethnicity", "Unknown"),
-     ("a white-haired girl", "Ethnicity", "Unknown"),
-     ("a girl in a white dress", "Ethnicity", "Unknown")],
+    [
+        ("a chubby middle aged man with a big grin", "Age", "Middle-Aged"),
+        ("an Indian man with a beard, wearing a white kurta", "Dress", "White Kurta"),
+        ("a young Black man with short dreadlocks", "Ethnicity", "African"),
+        ("a black knight on a horse", "Ethnicity", "Unknown"),
+        ("a white-haired girl", "Ethnicity", "Unknown"),
+        ("a girl in a white dress", "Ethnicity", "Unknown"),
+    ],
 )
 def test_more_attachment_cases(engine: Engine, text: str, key: str, value: str) -> None:
     assert engine.extract_text(text).value(key) == value
@@ -182,9 +229,16 @@ def test_more_attachment_cases(engine: Engine, text: str, key: str, value: str) 
 
 @pytest.mark.parametrize(
     "text",
-    ["a girl with her hands together, praying", "a girl in a red party dress", "a boy wearing a pair of boots",
-     "a woman with a black hair band", "a man in a team jersey", "she waited a couple of hours at the station",
-     "a girl covering both eyes with her hands", "a girl holding a family photo"],
+    [
+        "a girl with her hands together, praying",
+        "a girl in a red party dress",
+        "a boy wearing a pair of boots",
+        "a woman with a black hair band",
+        "a man in a team jersey",
+        "she waited a couple of hours at the station",
+        "a girl covering both eyes with her hands",
+        "a girl holding a family photo",
+    ],
 )
 def test_group_words_that_are_not_people(engine: Engine, text: str) -> None:
     ex = engine.extract_text(text)
@@ -202,19 +256,32 @@ def test_typo_index_is_hash_seed_independent() -> None:
     import subprocess
     import sys
 
-    texts = "\n".join(["A figure with single braid and multicolored hair, cum on hair.",
-                       "a boy with short blak hair, side ponytial", "girl w/ long purple hair in twintails n red eyes"])
+    texts = "\n".join(
+        [
+            "A figure with single braid and multicolored hair, cum on hair.",
+            "a boy with short blak hair, side ponytial",
+            "girl w/ long purple hair in twintails n red eyes",
+        ]
+    )
     outs = set()
     for seed in ("1", "2", "4"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        proc = subprocess.run([sys.executable, "-m", "charmeta.cli", "extract", "--input", "-"], input=texts,
-                              capture_output=True, text=True, env=env, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "charmeta.cli", "extract", "--input", "-"],
+            input=texts,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
         outs.add(proc.stdout)
     assert len(outs) == 1
     assert '"braid hair"' not in outs.pop()  # a real word ("braid") is never "corrected" into another
 
 
-@pytest.mark.parametrize("text", ["", "a girl", "a 45-year-old", "mid-30s", "age ٣٥", "é 7", "éàü", "x\x7f9", "0", "no digits here!"])
+@pytest.mark.parametrize(
+    "text", ["", "a girl", "a 45-year-old", "mid-30s", "age ٣٥", "é 7", "éàü", "x\x7f9", "0", "no digits here!"]
+)
 def test_has_digit_matches_the_regex(text: str) -> None:
     from charmeta.prose.lexicon import _DIGIT_RE, has_digit
 

@@ -16,7 +16,9 @@ from charmeta.synth import captions, generate, shard_plan
 from charmeta.synth.vocab import ordered_form, raw_form
 
 ID_RE = re.compile(r"^\d{5}-\d{8}$")
-MULTI_RE = re.compile(r"(^|[ ,])([2-6]\+?(girls|boys|others)|1girl[, ]+1(boy|other)|1boy[, ]+1other|multiple[ _](girls|boys|others))([ ,]|$)")
+MULTI_RE = re.compile(
+    r"(^|[ ,])([2-6]\+?(girls|boys|others)|1girl[, ]+1(boy|other)|1boy[, ]+1other|multiple[ _](girls|boys|others))([ ,]|$)"
+)
 
 
 def _parquet_rows(d: Path) -> list[dict]:
