@@ -56,6 +56,25 @@ def fuse_decision(attribute: str, text: Decision | None, pixel: Decision | None)
     return Decision(win.value, round(conf, 4), ev, True)
 
 
+def pixel_extraction(model_attrs: dict | None, pixel_count: int | None, pixel_colors: str | None) -> Extraction | None:
+    """One picture's pixel evidence: the embedding model's attributes (zero-shot / heads, when a model ran)
+    with the offline colour calls (``images.colors``) taking Hair / Eye Color where they name a colour -
+    the per-attribute source order in ``data/images/fusion.json`` ranks pixel colours above zero-shot."""
+    from charmeta.images.colors import decisions, from_json
+
+    attrs = dict(model_attrs or {})
+    for key, d in decisions(pixel_count, from_json(pixel_colors)).items():
+        prev = attrs.get(key)
+        colors_first = list(_policy(key).get("pixel_order", ["colors", "model"]))[0] == "colors"
+        if (_known(d) and (colors_first or not _known(prev))) or not _known(prev):
+            if prev is not None and _known(prev) and prev.value != d.value:
+                d = Decision(d.value, d.confidence, d.evidence + [f"pixel:model said {prev.value}"], True)
+            attrs[key] = d
+    if not attrs:
+        return None
+    return Extraction(input_kind="image", attributes=attrs)
+
+
 def fuse_counts(
     text_count: int | None, pixel_count: int | None, pixel_backend: str = "pixels"
 ) -> tuple[int | None, bool, str | None]:
@@ -64,7 +83,7 @@ def fuse_counts(
     multi = any(c is not None and c >= 2 for c in (text_count, pixel_count))
     note = None
     if text_count is not None and pixel_count is not None and text_count != pixel_count:
-        note = f"character count disagrees: caption says {text_count}, pixels say {pixel_count} ({pixel_backend})"
+        note = f"count disagreement: caption says {text_count}, pixels say {pixel_count} ({pixel_backend})"
     return count, multi, note
 
 

@@ -46,7 +46,7 @@ RAW, NORMALIZED, EMBEDDINGS, PREDICTIONS, VALIDATED = (
 NORMALIZED_IMAGES = "normalized_images"  # image stages: charmeta_dagster/image_stages.py (imported lazily)
 STAGES = (RAW, NORMALIZED, NORMALIZED_IMAGES, EMBEDDINGS, PREDICTIONS, VALIDATED)
 #: Bump a stage's version when its output for the same input changes.
-STAGE_VERSIONS = {RAW: "1", NORMALIZED: "1", NORMALIZED_IMAGES: "1", EMBEDDINGS: "2", PREDICTIONS: "1", VALIDATED: "1"}
+STAGE_VERSIONS = {RAW: "1", NORMALIZED: "1", NORMALIZED_IMAGES: "2", EMBEDDINGS: "2", PREDICTIONS: "1", VALIDATED: "1"}
 UPSTREAM = {
     RAW: None,
     NORMALIZED: RAW,

@@ -5,7 +5,9 @@ ones (Parquet, tar) are easier to review as the code that wrote them. Run from
 the repo root: ``.venv/bin/python samples/make_samples.py``. 44 records in all,
 some multi-character (dev-set rows flagged ``multi_character``), some bad on
 purpose (broken JSON line, empty text, a CSV row with extra fields, a tar sample
-without caption, a null caption).
+without caption, a null caption). The 15 pictures of ``drawings/`` (with their
+``.txt`` captions and ``labels.toml``) are not written by this script: their
+sources and licenses are listed in ``LICENSES.md``.
 """
 
 from __future__ import annotations

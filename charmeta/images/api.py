@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from charmeta.errors import CharmetaError
-from charmeta.fusion import fuse
+from charmeta.fusion import fuse, pixel_extraction
 from charmeta.images.config import ImageConfig
 from charmeta.records import Extraction
 
@@ -125,10 +125,12 @@ def extract_image(
         else:
             text_ex = extract(caption)
     pipe = get_pipeline(config)
-    count, backend = None, "none"
+    count, backend, colors_json = None, "none", None
     if pipe.counter is not None:
+        from charmeta.images.colors import to_json
+
         res = pipe.counter.count(dec.image)
-        count, backend = res.count, res.backend
+        count, backend, colors_json = res.count, res.backend, to_json(res.colors)
     pixel_ex = None
     if pipe.predictor is None:
         notes.append(pipe.unavailable or "image model unavailable")
@@ -148,4 +150,5 @@ def extract_image(
         except Exception as exc:  # one bad forward pass must not lose the caption's attributes
             notes.append(f"image model failed: {type(exc).__name__}: {exc}")
     notes = dec.notes + notes
+    pixel_ex = pixel_extraction(pixel_ex.attributes if pixel_ex else None, count, colors_json)
     return fuse(text_ex, pixel_ex, pixel_count=count, pixel_backend=backend, notes=notes)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from charmeta.fusion import fuse
+from charmeta.fusion import fuse, pixel_extraction
 from charmeta.images.embed import EmbedStats, embed_table, embedding_matrix
 from charmeta.records import Extraction, extractions_to_table
 
@@ -62,7 +62,7 @@ def extract_table(
             ex = Extraction.invalid(failed[r["id"]], "image")
         else:
             text_ex = text_extract(r["caption"]) if (text_extract and r["caption"]) else None
-            pix = Extraction(input_kind="image", attributes=pixel_attrs[r["id"]]) if r["id"] in pixel_attrs else None
+            pix = pixel_extraction(pixel_attrs.get(r["id"]), r["pixel_count"], r.get("pixel_colors"))
             notes = list(r["notes"] or []) + ([note] if note else [])
             ex = fuse(text_ex, pix, pixel_count=r["pixel_count"], pixel_backend=r["counter"] or "pixels", notes=notes)
         out.append(ex)

@@ -41,6 +41,7 @@ NORMALIZED_SCHEMA = pa.schema(
         pa.field("size", pa.int32()),
         pa.field("pixel_count", pa.int32()),  # characters counted on the full-resolution image
         pa.field("counter", pa.string()),
+        pa.field("pixel_colors", pa.string()),  # JSON: per face, hair / eye colour calls (colors.to_json)
         pa.field("pixels", pa.binary()),  # PNG of the letterboxed RGB image, size x size
     ]
 )
@@ -99,6 +100,7 @@ def normalize_record(
         "pixels": None,
         "pixel_count": None,
         "counter": None,
+        "pixel_colors": None,
     }
     if rec.preset_reason:
         return row, None
@@ -114,7 +116,9 @@ def normalize_record(
         row.update(status="ok", reason=None, phash=phash(dec.image), pixels=encode_png(boxed))  # type: ignore[arg-type]
         if counter is not None:
             res = counter.count(dec.image)
-            row.update(pixel_count=res.count, counter=res.backend)
+            from charmeta.images.colors import to_json
+
+            row.update(pixel_count=res.count, counter=res.backend, pixel_colors=to_json(res.colors))
     except Exception as exc:  # a decoder bug on one file must not fail the partition
         row["reason"] = f"normalize failed: {type(exc).__name__}: {exc}"
     return row, dec

@@ -30,7 +30,7 @@ def test_fuse_decision_rules():
 
 
 def test_fuse_counts():
-    assert fuse_counts(1, 2, "haar") == (1, True, "character count disagrees: caption says 1, pixels say 2 (haar)")
+    assert fuse_counts(1, 2, "haar") == (1, True, "count disagreement: caption says 1, pixels say 2 (haar)")
     assert fuse_counts(None, 2) == (2, True, None)
     assert fuse_counts(1, 1) == (1, False, None)
     assert fuse_counts(None, None) == (None, False, None)
@@ -88,7 +88,7 @@ def test_multi_character_from_pixels_without_caption(cfg):
     assert ex.multi_character and ex.status == "multi_character" and ex.character_count == 2
     ex = extract_image(buf.getvalue(), "1girl, solo", cfg, text_extract=stub_extract)
     assert ex.multi_character and ex.character_count == 1
-    assert "character count disagrees: caption says 1, pixels say 2 (haar)" in ex.reason
+    assert "count disagreement: caption says 1, pixels say 2 (haar)" in ex.reason
 
 
 def test_extract_image_with_project_caption_extractor(cfg):

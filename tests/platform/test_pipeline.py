@@ -34,10 +34,10 @@ def test_run_on_sample_exports_a_valid_dataset_and_rerun_skips(
     out = tmp_path / "out"
     assert _run(sample_dir, out, "--shard-rows", "4") == 0
     first = capsys.readouterr().out
-    assert "10 shards (10 processed, 0 skipped)" in first
+    assert "14 shards (14 processed, 0 skipped)" in first  # 10 text shards + 4 of the 15 drawings
     manifest = json.loads((out / "export" / "manifest.json").read_text())
     assert manifest["schema_version"] == SCHEMA_VERSION
-    assert manifest["records"] == 44  # one output row per input row, bad ones included
+    assert manifest["records"] == 59  # one output row per input row (44 text, 15 drawings), bad ones included
     assert manifest["status_counts"]["invalid"] == 5
     assert manifest["json_schema"]["x-schema-version"] == SCHEMA_VERSION
     assert set(manifest["attribute_distributions"]) >= {"Age", "Hair Color", "Dress"}
@@ -50,11 +50,11 @@ def test_run_on_sample_exports_a_valid_dataset_and_rerun_skips(
     # every stage wrote one Parquet per partition, atomically (no temp files left)
     for stage in ("raw_shards", "normalized_records", "embeddings", "attribute_predictions", "validated_records"):
         files = sorted((out / stage).glob("*.parquet"))
-        assert len(files) == 10
-        assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == 44
+        assert len(files) == 14
+        assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == 59
     assert not list(out.rglob("*.tmp-*"))
     con = duckdb.connect(str(out / "export" / "catalog.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM validated_records").fetchone()[0] == 44
+    assert con.execute("SELECT count(*) FROM validated_records").fetchone()[0] == 59
     assert con.execute("SELECT count(*) FROM export_records").fetchone()[0] == len(lines)
     con.close()
     # Dagster recorded materializations and check results for the partitions
@@ -63,12 +63,12 @@ def test_run_on_sample_exports_a_valid_dataset_and_rerun_skips(
     inst = DagsterInstance.get()
     mat = inst.get_latest_materialization_event(AssetKey("validated_records"))
     assert mat is not None and mat.asset_materialization.metadata["rows"].value > 0
-    assert len(inst.get_dynamic_partitions("shards")) == 10
+    assert len(inst.get_dynamic_partitions("shards")) == 14
 
     # re-run: nothing to do, same export
     assert _run(sample_dir, out, "--shard-rows", "4") == 0
     second = capsys.readouterr().out
-    assert "(0 processed, 10 skipped)" in second
+    assert "(0 processed, 14 skipped)" in second
     assert _export_lines(out) == [dict(r, id=r.get("id")) for r in _export_lines(out)]
     assert len(_export_lines(out)) == len(lines)
 
@@ -81,7 +81,7 @@ def test_new_shard_is_processed_incrementally(
     capsys.readouterr()
     (sample_dir / "late.jsonl").write_text(json.dumps({"id": "late-1", "text": "1girl, solo, red hair"}) + "\n")
     assert _run(sample_dir, out) == 0
-    assert "(1 processed, 6 skipped)" in capsys.readouterr().out
+    assert "(1 processed, 7 skipped)" in capsys.readouterr().out
     assert "late-1" in {r["id"] for r in _export_lines(out)}
 
 

@@ -27,7 +27,7 @@ def read_all(source: Source) -> tuple[list, pa.Table]:
 def test_bundled_sample_every_format_one_row_per_input(sample_dir: Path) -> None:
     shards, table = read_all(Source(str(sample_dir)))
     assert {s.fmt for s in shards} == {"json", "jsonl", "parquet", "csv", "txt", "tar"}
-    assert table.num_rows == 44
+    assert table.num_rows == 59  # 44 text records + 15 drawings with .txt sidecars
     by_file: dict[str, list[int]] = {}
     for shard, pos in zip(table.column("source_shard").to_pylist(), table.column("source_position").to_pylist()):
         by_file.setdefault(shard, []).append(pos)
