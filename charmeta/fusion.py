@@ -27,7 +27,7 @@ def _known(d: Decision | None) -> bool:
 
 
 def _tagged(d: Decision, prefix: str) -> list[str]:
-    return [e if e.startswith(("tag:", "pixel:")) else f"{prefix}{e}" for e in d.evidence]
+    return [e if e.startswith(("tag:", "pixel:", "tagger:")) else f"{prefix}{e}" for e in d.evidence]
 
 
 def fuse_decision(attribute: str, text: Decision | None, pixel: Decision | None) -> Decision | None:
@@ -134,3 +134,44 @@ def fuse(
         rating=text.rating if text else None,
         attributes=attrs,
     )
+
+
+def fuse_image(
+    text: Extraction | None,
+    tagger: Extraction | None,
+    pixels: Extraction | None,
+    *,
+    pixel_count: int | None = None,
+    pixel_backend: str = "pixels",
+    notes: list[str] | None = None,
+    safety_check: Extraction | None = None,
+) -> Extraction:
+    """Caption tags > tagger > pixel colours > zero-shot / heads, per attribute, with provenance.
+
+    The tagger's tags were read by the tag engine (evidence ``tagger:<tag>:<score>``);
+    they first win over the pixel side (``fuse(tagger, pixels)``), then the caption wins
+    over that result. Counts: the caption's, else the tagger's, cross-checked with the
+    faces counted in the pixels (``count disagreement``). The tagger's rating, character
+    names and exclusion are kept, so a picture with no caption still meets the safety
+    rule; ``safety_check`` is the tag engine's reading of caption + tagger tags together
+    (a minor in one source and a sexual tag in the other), excluded when it is.
+    """
+    if tagger is None or tagger.status == "invalid":
+        out = fuse(text, pixels, pixel_count=pixel_count, pixel_backend=pixel_backend, notes=notes)
+    else:
+        side = fuse(tagger, pixels, pixel_count=pixel_count, pixel_backend=pixel_backend)
+        side_notes = list(notes or []) + ([side.reason] if side.reason and side.reason != tagger.reason else [])
+        out = fuse(text, side, pixel_count=side.character_count, pixel_backend="tagger", notes=side_notes)
+        out.characters = list(dict.fromkeys(out.characters + tagger.characters))
+        out.copyrights = list(dict.fromkeys(out.copyrights + tagger.copyrights))
+        if out.rating is None:
+            out.rating = tagger.rating
+        if side.multi_character and out.status == "ok":
+            out.status, out.multi_character = "multi_character", True
+        if tagger.status == "excluded" and out.status != "excluded":
+            out.status = "excluded"
+            out.reason = "; ".join(r for r in (f"tagger: {tagger.reason}", out.reason) if r)
+    if safety_check is not None and safety_check.status == "excluded" and out.status != "excluded":
+        out.status = "excluded"
+        out.reason = "; ".join(r for r in (safety_check.reason, out.reason) if r)
+    return out

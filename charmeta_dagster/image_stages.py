@@ -54,6 +54,8 @@ _CONFIG_FIELDS = (
     "batch_size",
     "allow_download",
     "image_size",
+    "tagger",
+    "tagger_revision",
 )
 
 
@@ -76,7 +78,7 @@ def parse_spec(spec: str | None) -> dict[str, Any]:
 
 def make_spec(backend: str, **fields: Any) -> str:
     """Canonical spec string (``"none"`` stays a plain word so text-only fingerprints never change)."""
-    if backend == NONE:
+    if backend == NONE and not fields.get("tagger"):
         return NONE
     d = {"backend": backend, **{k: v for k, v in fields.items() if v not in (None, "")}}
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
@@ -87,7 +89,11 @@ def embedder_config_from_env(backend: str | None = None) -> dict[str, object]:
     env = os.environ
     backend = backend or env.get("CHARMETA_EMBEDDER") or "none"
     if backend == "none":
-        return {"backend": "none"}
+        return (
+            {"backend": "none", "tagger": env["CHARMETA_TAGGER_MODEL"]}
+            if env.get("CHARMETA_TAGGER_MODEL")
+            else {"backend": "none"}
+        )
     cfg: dict[str, object] = {"backend": backend}
     for field, var in (
         ("model", "CHARMETA_IMAGE_MODEL"),
@@ -96,6 +102,7 @@ def embedder_config_from_env(backend: str | None = None) -> dict[str, object]:
         ("cache_dir", "CHARMETA_IMAGE_CACHE"),
         ("heads_dir", "CHARMETA_IMAGE_HEADS"),
         ("counter", "CHARMETA_COUNTER"),
+        ("tagger", "CHARMETA_TAGGER_MODEL"),
     ):
         if env.get(var):
             cfg[field] = env[var]
@@ -137,7 +144,7 @@ def pipeline(spec: str, root: str):  # noqa: ANN201 - ImagePipeline
     cfg = image_config(spec, root)
     if parse_spec(spec)["backend"] != NONE:
         return get_pipeline(cfg)
-    key = (NONE, cfg.counter)
+    key = (NONE, cfg.counter, cfg.tagger)
     if key not in _PIPES:
         pipe = ImagePipeline(cfg)
         try:
@@ -146,6 +153,7 @@ def pipeline(spec: str, root: str):  # noqa: ANN201 - ImagePipeline
             pipe.counter = get_counter(cfg.counter)
         except Exception as exc:  # counting is optional evidence
             log.warning("character counter unavailable: %r", exc)
+        pipe.load_tagger()
         _PIPES[key] = pipe
     return _PIPES[key]
 
@@ -240,7 +248,7 @@ def normalized_images_body(store: Any, key: str, spec: Any, out: Any, embedder: 
 
     def flush() -> None:
         nonlocal invalid, preview
-        tbl = normalize_batch(batch, size=size, counter=pipe.counter)
+        tbl = normalize_batch(batch, size=size, counter=pipe.counter, tagger=pipe.tagger, cache=pipe.cache)
         invalid += tbl.num_rows - (pc.sum(pc.cast(pc.equal(tbl["status"], "ok"), pa.int64())).as_py() or 0)
         if preview is None:
             preview = (

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from charmeta.errors import CharmetaError
-from charmeta.fusion import fuse, pixel_extraction
+from charmeta.fusion import fuse_image, pixel_extraction
+from charmeta.images.cache import EmbeddingCache
 from charmeta.images.config import ImageConfig
 from charmeta.records import Extraction
 
@@ -45,11 +46,12 @@ class ImagePipeline:
     embedder: Any = None
     cache: Any = None
     counter: Any = None
+    tagger: Any = None  # tagger.WDTagger, or None (not configured / unavailable)
+    tagger_note: str | None = None
     unavailable: str | None = None
 
     @classmethod
     def load(cls, config: ImageConfig) -> ImagePipeline:
-        from charmeta.images.cache import EmbeddingCache
         from charmeta.images.counter import get_counter
 
         pipe = cls(config)
@@ -57,6 +59,7 @@ class ImagePipeline:
             pipe.counter = get_counter(config.counter)
         except Exception as exc:
             log.warning("character counter unavailable: %r", exc)
+        pipe.load_tagger()
         try:
             from charmeta.images.embedders import load_embedder
             from charmeta.images.heads import load_heads
@@ -70,6 +73,31 @@ class ImagePipeline:
             pipe.unavailable = f"image model unavailable: {exc}"
             log.warning(pipe.unavailable)
         return pipe
+
+    def load_tagger(self) -> None:
+        """The configured WD tagger, or a note saying why not (a caption's attributes are kept either way)."""
+        if not self.config.tagger:
+            return
+        try:
+            from charmeta.images.tagger import get_tagger
+
+            self.tagger = get_tagger(
+                self.config.tagger, self.config.tagger_revision, self.config.allow_download, self.config.device
+            )
+            if self.cache is None:
+                self.cache = EmbeddingCache.in_dir(self.config.cache_dir)
+        except (CharmetaError, ImportError, OSError) as exc:
+            self.tagger_note = f"tagger unavailable: {exc}"
+            log.warning(self.tagger_note)
+
+    def tag(self, sha: str, image: Any, text_extract: TextExtract | None) -> tuple[Extraction | None, Any]:
+        """(tag-engine reading of the tagger's tags, the TagResult) for one decoded picture."""
+        from charmeta.images.tagger import tag_images, to_extraction
+
+        probs = tag_images(self.tagger, {sha: image}, self.cache)[sha]
+        result = self.tagger.decode(probs)
+        extract = text_extract or default_text_extract()
+        return (to_extraction(result, extract) if extract else None), result
 
 
 _PIPELINES: dict[ImageConfig, ImagePipeline] = {}
@@ -149,6 +177,20 @@ def extract_image(
             pixel_ex = Extraction(input_kind="image", attributes=attrs)
         except Exception as exc:  # one bad forward pass must not lose the caption's attributes
             notes.append(f"image model failed: {type(exc).__name__}: {exc}")
+    tag_ex, safety = None, None
+    if pipe.tagger is not None:
+        try:
+            from charmeta.images.hashing import sha256_bytes
+
+            tag_ex, tags = pipe.tag(sha256_bytes(data), dec.image, text_extract)  # type: ignore[arg-type]
+            if caption and tag_ex is not None:
+                safety = (text_extract or default_text_extract() or (lambda _c: None))(caption + ", " + tags.caption())
+        except Exception as exc:  # the caption's attributes are kept
+            notes.append(f"tagger failed: {type(exc).__name__}: {exc}")
+    elif pipe.tagger_note:
+        notes.append(pipe.tagger_note)
     notes = dec.notes + notes
     pixel_ex = pixel_extraction(pixel_ex.attributes if pixel_ex else None, count, colors_json)
-    return fuse(text_ex, pixel_ex, pixel_count=count, pixel_backend=backend, notes=notes)
+    return fuse_image(
+        text_ex, tag_ex, pixel_ex, pixel_count=count, pixel_backend=backend, notes=notes, safety_check=safety
+    )

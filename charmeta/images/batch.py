@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from charmeta.fusion import fuse, pixel_extraction
+from charmeta.fusion import fuse_image, pixel_extraction
 from charmeta.images.embed import EmbedStats, embed_table, embedding_matrix
+from charmeta.images.tagger import result_from_json, to_extraction
 from charmeta.records import Extraction, extractions_to_table
 
 log = logging.getLogger("charmeta.images")
@@ -37,6 +38,7 @@ def extract_table(
     pixel_attrs: dict[str, dict] = {}
     failed: dict[str, str] = {}
     note = getattr(pipeline, "unavailable", None)
+    tagger_note = getattr(pipeline, "tagger_note", None)
     predictor = getattr(pipeline, "predictor", None)
 
     def predict(table: pa.Table) -> None:
@@ -63,8 +65,22 @@ def extract_table(
         else:
             text_ex = text_extract(r["caption"]) if (text_extract and r["caption"]) else None
             pix = pixel_extraction(pixel_attrs.get(r["id"]), r["pixel_count"], r.get("pixel_colors"))
-            notes = list(r["notes"] or []) + ([note] if note else [])
-            ex = fuse(text_ex, pix, pixel_count=r["pixel_count"], pixel_backend=r["counter"] or "pixels", notes=notes)
+            notes = list(r["notes"] or []) + [n for n in (note, tagger_note) if n]
+            tag_ex, safety = None, None
+            tags = result_from_json(r.get("tagger_tags"))
+            if tags is not None and text_extract is not None:
+                tag_ex = to_extraction(tags, text_extract)
+                if r["caption"] and tag_ex is not None:
+                    safety = text_extract(r["caption"] + ", " + tags.caption())
+            ex = fuse_image(
+                text_ex,
+                tag_ex,
+                pix,
+                pixel_count=r["pixel_count"],
+                pixel_backend=r["counter"] or "pixels",
+                notes=notes,
+                safety_check=safety,
+            )
         out.append(ex)
     return extractions_to_table(
         out, [r["id"] for r in rows_in], [r["source_shard"] for r in rows_in], [r["source_position"] for r in rows_in]

@@ -12,7 +12,10 @@ Environment variables (all optional):
 * ``CHARMETA_IMAGE_CACHE``    - folder of the content-addressed embedding cache
 * ``CHARMETA_IMAGE_HEADS``    - folder of trained attribute heads
 * ``CHARMETA_ALLOW_DOWNLOAD`` - ``1`` to let a hub id download; otherwise loading is offline-only and fails fast
-* ``CHARMETA_COUNTER``        - ``auto`` | ``animeface`` | ``haar`` | ``none``
+* ``CHARMETA_COUNTER``        - ``auto`` | ``animeface`` | ``haar`` | ``animeface+haar`` | ``none``
+* ``CHARMETA_TAGGER_MODEL``   - WD tagger: local folder (``model.onnx`` + ``selected_tags.csv``) or HF id
+  (``SmilingWolf/wd-vit-tagger-v3``); unset = no tagger
+* ``CHARMETA_TAGGER_REVISION`` - pinned revision of a hub tagger (default ``main``)
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class ImageConfig:
     max_side: int = 16_384
     max_pixels: int = 40_000_000
     image_size: int | None = None  # None: the model's own input size
+    tagger: str | None = None  # WD tagger folder or HF id; None = no tagger
+    tagger_revision: str = "main"
 
     @classmethod
     def from_env(cls, **overrides: object) -> ImageConfig:
@@ -61,6 +66,8 @@ class ImageConfig:
             cache_dir=env.get("CHARMETA_IMAGE_CACHE") or str(_default_home() / "embeddings"),
             heads_dir=env.get("CHARMETA_IMAGE_HEADS") or str(_default_home() / "heads"),
             counter=env.get("CHARMETA_COUNTER", "auto"),
+            tagger=env.get("CHARMETA_TAGGER_MODEL") or None,
+            tagger_revision=env.get("CHARMETA_TAGGER_REVISION", "main"),
         )
         return replace(cfg, **overrides)  # type: ignore[arg-type]
 

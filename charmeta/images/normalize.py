@@ -42,6 +42,7 @@ NORMALIZED_SCHEMA = pa.schema(
         pa.field("pixel_count", pa.int32()),  # characters counted on the full-resolution image
         pa.field("counter", pa.string()),
         pa.field("pixel_colors", pa.string()),  # JSON: per face, hair / eye colour calls (colors.to_json)
+        pa.field("tagger_tags", pa.string()),  # JSON: the WD tagger's tags over threshold (tagger.result_to_json)
         pa.field("pixels", pa.binary()),  # PNG of the letterboxed RGB image, size x size
     ]
 )
@@ -76,7 +77,7 @@ def decode_png(data: bytes) -> Image.Image:
 
 
 def normalize_record(
-    rec: ImageRecord, size: int, limits: dict | None = None, counter: Any = None
+    rec: ImageRecord, size: int, limits: dict | None = None, counter: Any = None, tagger: Any = None, cache: Any = None
 ) -> tuple[dict, DecodedImage | None]:
     """One ``ImageRecord`` to one normalized row (and the decoded image).
 
@@ -101,6 +102,7 @@ def normalize_record(
         "pixel_count": None,
         "counter": None,
         "pixel_colors": None,
+        "tagger_tags": None,
     }
     if rec.preset_reason:
         return row, None
@@ -119,16 +121,26 @@ def normalize_record(
             from charmeta.images.colors import to_json
 
             row.update(pixel_count=res.count, counter=res.backend, pixel_colors=to_json(res.colors))
+        if tagger is not None:  # on the full-resolution decode, like the counter (the tagger letterboxes itself)
+            from charmeta.images.tagger import result_to_json, tag_images
+
+            probs = tag_images(tagger, {row["sha256"]: dec.image}, cache)[row["sha256"]]
+            row["tagger_tags"] = result_to_json(tagger.decode(probs))
     except Exception as exc:  # a decoder bug on one file must not fail the partition
         row["reason"] = f"normalize failed: {type(exc).__name__}: {exc}"
     return row, dec
 
 
 def normalize_batch(
-    records: Iterable[ImageRecord], size: int = 224, limits: dict | None = None, counter: Any = None
+    records: Iterable[ImageRecord],
+    size: int = 224,
+    limits: dict | None = None,
+    counter: Any = None,
+    tagger: Any = None,
+    cache: Any = None,
 ) -> pa.Table:
     """Records to a ``NORMALIZED_SCHEMA`` table, same order; bad images are ``invalid`` rows."""
-    rows = [normalize_record(r, size, limits, counter)[0] for r in records]
+    rows = [normalize_record(r, size, limits, counter, tagger, cache)[0] for r in records]
     return pa.table({n: [r[n] for r in rows] for n in NORMALIZED_SCHEMA.names}, schema=NORMALIZED_SCHEMA)
 
 
