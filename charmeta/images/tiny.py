@@ -124,3 +124,54 @@ def build_tiny_siglip(
     SiglipModel(SiglipConfig(text_config=text, vision_config=vision)).eval().save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
+
+
+#: The tag file of ``build_tiny_wd_tagger``: (name, Danbooru category: 0 general, 4 character, 9 rating).
+TINY_WD_TAGS = [
+    ("general", 9), ("sensitive", 9), ("questionable", 9), ("explicit", 9),
+    ("1girl", 0), ("solo", 0), ("red_hair", 0), ("black_hair", 0), ("long_hair", 0),
+    ("hatsune_miku", 4),
+]  # fmt: skip
+
+
+def build_tiny_wd_tagger(folder: str | Path, image_size: int = 64) -> Path:
+    """A WD-v3-signature tagger (``model.onnx`` NHWC float32 BGR 0-255 -> sigmoid, ``selected_tags.csv``)
+    exported from torch, whose weights are set by hand so that it *reads the pixels*: ``red_hair``
+    grows with the share of pixels whose red channel beats green by 30+ (channel 2 minus channel 1
+    in BGR order), ``1girl``/``solo``/``general`` are always on. A test on it fails if the picture,
+    or its channel order, never reaches the model. Uses the TorchScript exporter (the dynamo one
+    needs ``onnxscript``)."""
+    import torch
+
+    n = len(TINY_WD_TAGS)
+    red_slot = [t for t, _ in TINY_WD_TAGS].index("red_hair")
+
+    class TinyWD(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(3, n)
+            bias = torch.full((n,), -6.0)
+            bias[0], bias[4], bias[5], bias[red_slot] = 2.0, 3.0, 3.0, -3.0
+            with torch.no_grad():
+                self.head.weight.zero_()
+                self.head.bias.copy_(bias)
+            self.register_buffer("red_slot", torch.nn.functional.one_hot(torch.tensor(red_slot), n).float())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            red = torch.relu(x[..., 2] - x[..., 1] - 30.0).mean(dim=(1, 2))  # channels are B, G, R
+            return torch.sigmoid(self.head(x.mean(dim=(1, 2))) + red[:, None] * self.red_slot)
+
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        TinyWD().eval(),
+        torch.zeros(1, image_size, image_size, 3),
+        str(d / "model.onnx"),
+        input_names=["input_1"],
+        output_names=["predictions_sigmoid"],
+        dynamic_axes={"input_1": {0: "batch"}},
+        dynamo=False,
+    )
+    lines = ["tag_id,name,category,count"] + [f"{i},{t},{c},100" for i, (t, c) in enumerate(TINY_WD_TAGS)]
+    (d / "selected_tags.csv").write_text("\n".join(lines) + "\n")
+    return d

@@ -31,6 +31,9 @@ class ImageEmbedderResource(ConfigurableResource):
     heads_dir: str = ""
     counter: str = ""
     batch_size: int = 32
+    #: WD tagger (local folder with model.onnx + selected_tags.csv, or HF id); "" = none (or CHARMETA_TAGGER_MODEL)
+    tagger: str = ""
+    tagger_revision: str = ""
 
     def spec(self) -> str:
         """The embedder spec the Dagster-free stages take (also part of the fingerprints)."""
@@ -43,6 +46,8 @@ class ImageEmbedderResource(ConfigurableResource):
             heads_dir=self.heads_dir,
             counter=self.counter,
             batch_size=self.batch_size if self.batch_size != 32 else None,
+            tagger=self.tagger,
+            tagger_revision=self.tagger_revision,
         )
 
 
@@ -52,6 +57,6 @@ def image_embedder_from_env(backend: str | None = None) -> ImageEmbedderResource
 
 def embedder_spec(image_embedder: ImageEmbedderResource | None, legacy: str = "none") -> str:
     """The resource's spec; ``ExtractorResource.embedder`` (a backend name) when the resource says none."""
-    if image_embedder is not None and image_embedder.backend != "none":
+    if image_embedder is not None and (image_embedder.backend != "none" or image_embedder.tagger):
         return image_embedder.spec()
     return legacy or "none"

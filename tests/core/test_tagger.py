@@ -1,10 +1,10 @@
 """WD tagger backend on a tiny ONNX model exported from torch, with the WD v3 signature, run on real drawings.
 
-The model is built by hand so that it *reads the pixels*: its ``red_hair`` logit
-grows with the share of pixels whose red channel exceeds green by 30+ (channel 2
-minus channel 1 in the BGR order WD models take), so the test fails if
-preprocessing hands it the wrong channel order or nothing at all - Eileen (red
-hair) must score higher than Lucy (black hair, green dress).
+The model (``charmeta.images.tiny.build_tiny_wd_tagger``) is built by hand so that
+it *reads the pixels*: its ``red_hair`` logit grows with the share of pixels whose
+red channel exceeds green by 30+ (in the BGR order WD models take), so the test
+fails if preprocessing hands it the wrong channel order or nothing at all - Eileen
+(red hair) must score higher than Lucy (black hair, green dress).
 """
 
 from __future__ import annotations
@@ -21,53 +21,15 @@ from PIL import Image  # noqa: E402
 from charmeta.errors import ModelLoadError  # noqa: E402
 from charmeta.images.cache import EmbeddingCache  # noqa: E402
 from charmeta.images.tagger import WDTagger, resolve_files, tag_images, to_extraction  # noqa: E402
+from charmeta.images.tiny import TINY_WD_TAGS, build_tiny_wd_tagger  # noqa: E402
 
 DRAWINGS = Path(__file__).resolve().parents[2] / "samples" / "drawings"
-TAGS = [  # tag_id,name,category (0 general, 4 character, 9 rating), count
-    ("general", 9), ("sensitive", 9), ("questionable", 9), ("explicit", 9),
-    ("1girl", 0), ("solo", 0), ("red_hair", 0), ("black_hair", 0), ("long_hair", 0),
-    ("hatsune_miku", 4),
-]  # fmt: skip
-
-
-class _Tiny(torch.nn.Module):
-    """NHWC float32 BGR 0-255 -> per-tag probabilities (the WD v3 contract)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.head = torch.nn.Linear(3, len(TAGS))
-        w = torch.zeros(len(TAGS), 3)
-        b = torch.full((len(TAGS),), -6.0)
-        b[0] = 2.0  # rating: general
-        b[4], b[5] = 3.0, 3.0  # 1girl, solo
-        b[6] = -3.0  # red_hair: plus the red-pixel feature below
-        w[7] = torch.tensor([-0.02, -0.02, -0.02])  # black_hair: darker picture -> higher
-        b[7] = 3.0
-        with torch.no_grad():
-            self.head.weight.copy_(w)
-            self.head.bias.copy_(b)
-        self.register_buffer("red_slot", torch.nn.functional.one_hot(torch.tensor(6), len(TAGS)).float())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        red = torch.relu(x[..., 2] - x[..., 1] - 30.0).mean(dim=(1, 2))  # channels are B, G, R
-        return torch.sigmoid(self.head(x.mean(dim=(1, 2))) + red[:, None] * self.red_slot)
+TAGS = TINY_WD_TAGS
 
 
 @pytest.fixture(scope="module")
 def tagger_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("wd-tiny")
-    torch.onnx.export(
-        _Tiny().eval(),
-        torch.zeros(1, 64, 64, 3),
-        str(d / "model.onnx"),
-        input_names=["input_1"],
-        output_names=["predictions_sigmoid"],
-        dynamic_axes={"input_1": {0: "batch"}},
-        dynamo=False,
-    )  # fmt: skip  (the TorchScript exporter: the dynamo one needs onnxscript, not installed)
-    lines = ["tag_id,name,category,count"] + [f"{i},{n},{c},100" for i, (n, c) in enumerate(TAGS)]
-    (d / "selected_tags.csv").write_text("\n".join(lines) + "\n")
-    return d
+    return build_tiny_wd_tagger(tmp_path_factory.mktemp("wd") / "tiny")
 
 
 def test_tagger_reads_pixels_in_bgr_and_its_tags_become_attributes(tagger_dir: Path) -> None:
