@@ -43,6 +43,10 @@ Box = tuple[int, int, int, int]  # x, y, w, h
 
 _LOCK = threading.Lock()
 SEED = 20130101  # any fixed value: it only makes the colour k-means reproducible
+#: The animeface releases whose ``_nvxs`` was checked to read the struct below (disassembly of 2.0.3).
+#: Another release goes through its own ``animeface.detect`` (it may have fixed the Pillow problem
+#: differently, and feeding it this struct could crash); the guard test then says whether it detects.
+VERIFIED_VERSIONS = ("2.0.3",)
 
 
 class _Imaging(ctypes.Structure):
@@ -86,9 +90,13 @@ class FaceHit:
 @cache
 def _modules() -> tuple[Any, Any]:
     """(the ``_nvxs`` extension, its bundled ``libnvxs`` for seeding); ImportError when animeface is absent."""
+    from importlib.metadata import version
+
     import animeface
     from animeface import _nvxs
 
+    if version("animeface") not in VERIFIED_VERSIONS:
+        return None, None
     _check_layout()
     if not hasattr(_nvxs, "__file__") or not str(_nvxs.__file__).endswith((".so", ".pyd")):
         raise ImportError("animeface._nvxs C extension is missing (pure-Python stub installed)")
@@ -132,6 +140,22 @@ def _as_hit(r: dict[str, Any]) -> FaceHit:
 def detect(img: Image.Image) -> list[FaceHit]:
     """Anime faces in ``img`` (any mode; alpha is dropped, so flatten transparent images first)."""
     nvxs, lib = _modules()
+    if nvxs is None:  # unverified animeface release: its own entry point
+        import animeface
+
+        return [
+            FaceHit(
+                box=(f.face.pos.x, f.face.pos.y, f.face.pos.width, f.face.pos.height),
+                likelihood=float(f.likelihood),
+                hair=(f.hair.color.r, f.hair.color.g, f.hair.color.b),
+                left_eye=(f.left_eye.color.r, f.left_eye.color.g, f.left_eye.color.b),
+                right_eye=(f.right_eye.color.r, f.right_eye.color.g, f.right_eye.color.b),
+                skin=(f.skin.color.r, f.skin.color.g, f.skin.color.b),
+                left_eye_box=(f.left_eye.pos.x, f.left_eye.pos.y, f.left_eye.pos.width, f.left_eye.pos.height),
+                right_eye_box=(f.right_eye.pos.x, f.right_eye.pos.y, f.right_eye.pos.width, f.right_eye.pos.height),
+            )
+            for f in animeface.detect(img.convert("RGB"))
+        ]
     rgbx = np.ascontiguousarray(np.asarray(img.convert("RGB").convert("RGBX"), dtype=np.uint8))
     h, w = rgbx.shape[:2]
     base = rgbx.ctypes.data
