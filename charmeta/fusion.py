@@ -171,7 +171,30 @@ def fuse_image(
         if tagger.status == "excluded" and out.status != "excluded":
             out.status = "excluded"
             out.reason = "; ".join(r for r in (f"tagger: {tagger.reason}", out.reason) if r)
+    _reorder(out, {"caption": text, "tagger": tagger, "pixels": pixels})
     if safety_check is not None and safety_check.status == "excluded" and out.status != "excluded":
         out.status = "excluded"
         out.reason = "; ".join(r for r in (safety_check.reason, out.reason) if r)
     return out
+
+
+DEFAULT_ORDER = ("caption", "tagger", "pixels")
+_PREFIX = {"caption": "tag:", "tagger": "tagger:", "pixels": "pixel:"}
+
+
+def _reorder(out: Extraction, sources: dict[str, Extraction | None]) -> None:
+    """Attributes whose ``source_order`` in ``data/images/fusion.json`` differs from caption > tagger > pixels
+    are re-decided in that order (highest source wins a conflict, both sides kept in the evidence)."""
+    for spec in ATTRIBUTES:
+        order = tuple(_policy(spec.key).get("source_order", DEFAULT_ORDER))
+        if order == DEFAULT_ORDER or spec.is_list:
+            continue
+        acc: Decision | None = None
+        for src in reversed(order):
+            ex = sources.get(src)
+            d = ex.attributes.get(spec.key) if ex is not None and ex.status != "invalid" else None
+            if d is not None:
+                d = Decision(d.value, d.confidence, _tagged(d, _PREFIX[src]), d.conflict)
+            acc = d if acc is None else (fuse_decision(spec.key, d, acc) if d is not None else acc)
+        if acc is not None and (spec.is_core or acc.value != UNKNOWN):
+            out.attributes[spec.key] = acc
