@@ -79,7 +79,7 @@ def test_shard_sensor_registers_partitions_and_requests_ranges(
     result = shard_sensor(ctx)
     assert isinstance(result, SensorResult)
     added = result.dynamic_partitions_requests[0].partition_keys
-    assert len(added) == 10
+    assert len(added) == 14  # 10 text shards + 4 shards of the 15 drawings (4 rows each)
     assert all(r.tags["dagster/asset_partition_range_start"] in added for r in result.run_requests)
     assert (tmp_path / "o" / "_shards.json").exists()
     inst.add_dynamic_partitions("shards", list(added))
