@@ -31,19 +31,18 @@ MAX_FILE_SIZE = "25mb"
 TITLE = "charmeta — character attributes from tags, prompts, prose and images"
 
 
-class ImageUpload(gr.Image):
+def image_upload(**kwargs: Any) -> gr.Image:
     """``gr.Image`` whose value reaches the handler as the uploaded file's path, undecoded.
 
     Why: ``gr.Image`` decodes uploads with PIL before the handler runs, so a broken or
     non-image file ends in Gradio's generic "Error". Passing the path lets the core's
     guarded decoder (``charmeta.images.decode``) turn it into an ``invalid`` record with
-    its reason, as in the pipeline. ``is_template`` keeps the stock image frontend.
+    its reason, as in the pipeline. Set on the instance, not by subclassing: a Gradio
+    component subclass makes Gradio write a ``.pyi`` stub next to this module at import.
     """
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> str | None:
-        return None if payload is None else str(payload.path)
+    comp = gr.Image(type="filepath", **kwargs)
+    comp.preprocess = lambda payload: None if payload is None else str(payload.path)  # type: ignore[method-assign]
+    return comp
 
 
 def _record_outputs(view: RecordView) -> tuple[Any, ...]:
@@ -107,7 +106,7 @@ def build_app(core: AppCore | None = None, dataset_dir: str = "out/demo", work_d
         with gr.Tab("Image", id="image"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    img_in = ImageUpload(type="filepath", label="image", sources=["upload"], height=320)
+                    img_in = image_upload(label="image", sources=["upload"], height=320)
                     img_caption = gr.Textbox(label="caption (optional: fused with the pixels)", lines=2)
                     with gr.Row():
                         img_counter = gr.Dropdown(core.counters, value="auto", label="face detector")
