@@ -106,7 +106,7 @@ def build_app(core: AppCore | None = None, dataset_dir: str = "out/demo", work_d
         with gr.Tab("Image", id="image"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    img_in = image_upload(label="image", sources=["upload"], height=320)
+                    img_in = image_upload(label="image", sources=["upload"], height=320, elem_id="image-input")
                     img_caption = gr.Textbox(label="caption (optional: fused with the pixels)", lines=2)
                     with gr.Row():
                         img_counter = gr.Dropdown(core.counters, value="auto", label="face detector")
@@ -117,7 +117,9 @@ def build_app(core: AppCore | None = None, dataset_dir: str = "out/demo", work_d
                     else:
                         gr.Markdown("_no images in the bundled sample: upload one_")
                 with gr.Column(scale=1):
-                    img_out = gr.Image(label="detected faces", type="pil", interactive=False, height=320)
+                    img_out = gr.Image(
+                        label="detected faces", type="pil", interactive=False, height=320, elem_id="image-faces"
+                    )
                     img_status = gr.Markdown(elem_id="image-status")
                     img_backends = gr.Markdown(elem_id="image-backends")
             with gr.Row():
@@ -170,10 +172,12 @@ def build_app(core: AppCore | None = None, dataset_dir: str = "out/demo", work_d
                     b_model = gr.Dropdown(core.image_models, value=core.default_image_model, label="image model")
                     b_btn = gr.Button("Run batch", variant="primary", elem_id="batch-submit")
             b_msg = gr.Markdown(elem_id="batch-status")
-            b_table = gr.Dataframe(headers=batch_mod.TABLE_HEADERS, label="results", wrap=True, interactive=False)
+            b_table = gr.Dataframe(
+                headers=batch_mod.TABLE_HEADERS, label="results", wrap=True, interactive=False, elem_id="batch-results"
+            )
             with gr.Row():
-                b_clean = gr.File(label="clean JSONL (ok records)", interactive=False)
-                b_rich = gr.File(label="rich Parquet (every record)", interactive=False)
+                b_clean = gr.File(label="clean JSONL (ok records)", interactive=False, elem_id="batch-clean")
+                b_rich = gr.File(label="rich Parquet (every record)", interactive=False, elem_id="batch-rich")
             b_btn.click(on_batch, [b_file, b_counter, b_model], [b_msg, b_table, b_clean, b_rich], api_name="batch")
 
         with gr.Tab("Dataset", id="dataset"):
@@ -183,7 +187,13 @@ def build_app(core: AppCore | None = None, dataset_dir: str = "out/demo", work_d
             d_summary = gr.Markdown(elem_id="ds-summary")
             with gr.Row():
                 d_status = gr.BarPlot(
-                    x="status", y="records", title="records per status", height=260, y_lim=[0, None], sort="-y"
+                    x="status",
+                    y="records",
+                    title="records per status",
+                    height=260,
+                    y_lim=[0, None],
+                    sort="-y",
+                    elem_id="ds-status-plot",
                 )
                 with gr.Column():
                     d_attr = gr.Dropdown(_attribute_names(), value="Hair Color", label="attribute")
@@ -191,15 +201,15 @@ def build_app(core: AppCore | None = None, dataset_dir: str = "out/demo", work_d
                         x="value", y="records", title="value distribution", height=260, y_lim=[0, None], sort="-y"
                     )
             gr.Markdown("### Quarantine (invalid records, with their reasons)")
-            d_reasons = gr.Dataframe(headers=["reason", "records"], interactive=False)
+            d_reasons = gr.Dataframe(headers=["reason", "records"], interactive=False, elem_id="ds-reasons")
             d_quar_note = gr.Markdown()
-            d_quar = gr.Dataframe(interactive=False, wrap=True)
+            d_quar = gr.Dataframe(interactive=False, wrap=True, elem_id="ds-quarantine")
             gr.Markdown("### Character profiles")
             d_prof_note = gr.Markdown(elem_id="ds-profiles-note")
-            d_prof = gr.Dataframe(interactive=False, wrap=True)
+            d_prof = gr.Dataframe(interactive=False, wrap=True, elem_id="ds-profiles")
             gr.Markdown("### Duplicate clusters")
             d_dup_note = gr.Markdown(elem_id="ds-dups-note")
-            d_dup = gr.Dataframe(interactive=False, wrap=True)
+            d_dup = gr.Dataframe(interactive=False, wrap=True, elem_id="ds-dups")
             d_outputs = [d_summary, d_status, d_dist, d_reasons, d_quar_note, d_quar, d_prof_note, d_prof]
             d_outputs += [d_dup_note, d_dup]
             d_btn.click(on_dataset, [d_folder], d_outputs, api_name="dataset")
