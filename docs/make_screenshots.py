@@ -84,7 +84,8 @@ def main() -> int:
         [sys.executable, "-m", "charmeta.cli", "app", "--port", str(port), "--dataset", a.output],
         start_new_session=True,
     )
-    home = tempfile.mkdtemp(prefix="charmeta-shots-home-")
+    demo_home = Path(a.output) / ".dagster_home"  # the instance `make demo` ran on: every asset materialized
+    home = str(demo_home) if demo_home.is_dir() else tempfile.mkdtemp(prefix="charmeta-shots-home-")
     ui = start_ui(home, a.output, source=str(ROOT / "samples"), env={"CHARMETA_SENSORS": "off"})
     try:
         _wait(f"http://127.0.0.1:{port}/", app)
@@ -94,6 +95,7 @@ def main() -> int:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(120_000)
             app_shots(page, f"http://127.0.0.1:{port}/", out, image)
+            page.set_viewport_size({"width": 1300, "height": 620})
             page.goto(ui.url + "/asset-groups")
             page.wait_for_selector("text=validated_records")
             time.sleep(4)
