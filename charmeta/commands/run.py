@@ -191,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
     emb_spec = embedder_spec_from_env(args.embedder)
     fp = {
         s.key: S.stage_fingerprint(
-            S.VALIDATED, s.fingerprint, backend_id, emb_spec if s.fmt in ("tar", "txt") else "none"
+            S.VALIDATED, s.fingerprint, backend_id, emb_spec if s.holds_images else "none"
         )
         for s in specs
     }

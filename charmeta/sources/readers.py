@@ -122,6 +122,17 @@ def iter_shard(spec: ShardSpec, batch_rows: int = 20_000) -> Iterator[pa.RecordB
     if spec.fmt == "parquet":
         yield from _iter_parquet(spec, batch_rows)
         return
+    if spec.fmt == "arrow":
+        from charmeta.sources.containers import iter_arrow
+
+        yield from iter_arrow(spec, batch_rows)
+        return
+    if spec.fmt in ("zip", "imagefolder"):
+        from charmeta.sources.containers import rows_imagefolder, rows_zip
+
+        rows_fn = rows_zip if spec.fmt == "zip" else rows_imagefolder
+        yield from _batches(rows_fn(spec), spec.relpath, batch_rows)
+        return
     reader = {
         "jsonl": _rows_jsonl,
         "json": _rows_json,
@@ -282,6 +293,7 @@ def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
         text_col = _pick(names, spec.text_field, TEXT_FIELD_CANDIDATES)
         id_col = _pick(names, None, ID_FIELD_CANDIDATES)
         rating_col = _RATING_FIELD if _RATING_FIELD in names and text_col else None
+        image_col = spec.image_field if spec.image_field in names else None
         md = pf.metadata
         stop = spec.stop if spec.stop is not None else md.num_rows
         groups, first_row, row = [], None, 0
@@ -295,6 +307,18 @@ def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
             return
         cols = [c for c in (text_col, id_col, rating_col) if c]
         pos = first_row
+        if not cols and image_col:  # images without captions or ids: position-only rows
+            for s in range(spec.start, stop, batch_rows):
+                yield _parquet_batch(
+                    pa.record_batch({}, schema=pa.schema([])),
+                    None,
+                    None,
+                    s,
+                    spec,
+                    n=min(s + batch_rows, stop) - s,
+                    image_col=image_col,
+                )
+            return
         if not cols:  # no usable column: every row is invalid, but still one row per input
             for s in range(spec.start, stop, batch_rows):
                 e = min(s + batch_rows, stop)
@@ -320,7 +344,7 @@ def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
                     break
                 continue
             batch = batch.slice(lo, hi - lo)
-            yield _parquet_batch(batch, text_col, id_col, pos_start + lo, spec, rating_col)
+            yield _parquet_batch(batch, text_col, id_col, pos_start + lo, spec, rating_col, image_col=image_col)
             if pos >= stop:
                 break
 
@@ -332,8 +356,15 @@ def _parquet_batch(
     first_pos: int,
     spec: ShardSpec,
     rating_col: str | None = None,
+    *,
+    n: int | None = None,
+    image_col: str | None = None,
 ) -> pa.RecordBatch:
-    n = batch.num_rows
+    """One batch of a table's columns as ``RAW_SCHEMA`` (Parquet and Arrow alike).
+
+    With ``image_col`` every row names ``<column>[<position>]`` as its image: the image
+    stage reads the bytes from the shard itself (a null image leaves the caption-only row)."""
+    n = batch.num_rows if n is None else n
     positions = pa.array(range(first_pos, first_pos + n), pa.int64())
     reasons = pa.nulls(n, pa.string())
     if text_col is None:
@@ -361,16 +392,26 @@ def _parquet_batch(
         ids = pc.coalesce(ids, fallback)
     else:
         ids = pc.binary_join_element_wise(pa.scalar(spec.relpath), positions.cast(pa.string()), ":")
+    if image_col is not None:
+        images = pc.binary_join_element_wise(
+            pa.scalar(image_col + "["), positions.cast(pa.string()), pa.scalar("]"), ""
+        )
+    else:
+        images = pa.nulls(n, pa.string())
     return pa.RecordBatch.from_arrays(
-        [ids, texts, pa.array([spec.relpath] * n, pa.string()), positions, reasons, pa.nulls(n, pa.string())],
+        [ids, texts, pa.array([spec.relpath] * n, pa.string()), positions, reasons, images],
         schema=RAW_SCHEMA,
     )
 
 
 # -- .txt sidecars ----------------------------------------------------------
 def _rows_txt(spec: ShardSpec) -> Iterator[Row]:
-    for i, (uri, image_rel) in enumerate(spec.members):
+    for i, (uri, image_rel, *_) in enumerate(spec.members):
         pos = spec.start + i
+        if not uri:  # an image without a caption sidecar: pixels only
+            stem = posixpath.splitext(posixpath.basename(image_rel))[0]
+            yield stem, None, pos, "image has no caption sidecar (.txt/.caption/.tags): pixels only", image_rel
+            continue
         stem = posixpath.splitext(posixpath.basename(uri))[0]
         try:
             with _open(uri) as fh:
