@@ -15,7 +15,7 @@ import sys
 from charmeta.errors import CharmetaError
 
 #: Sub-command modules under ``charmeta.commands``, in help order.
-COMMANDS = ("extract", "eval", "bench", "run", "synth", "schema", "ui")
+COMMANDS = ("extract", "eval", "bench", "run", "inspect", "synth", "schema", "ui")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,8 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 
+from charmeta.sources.spec import REMOTE_BLOCK_SIZE  # noqa: E402
+
 _MAGIC = b"ARROW1"
 
 
@@ -31,7 +33,7 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
 def open_ipc(uri: str) -> Iterator[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
     """``(schema, batches)`` of an ``.arrow`` file of either flavour."""
     fs, path = fsspec.core.url_to_fs(uri)
-    src: Any = pa.memory_map(path, "r") if _is_local(fs) else fs.open(path, "rb")
+    src: Any = pa.memory_map(path, "r") if _is_local(fs) else fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE)
     try:
         head = src.read(len(_MAGIC))
         src.seek(0)

@@ -38,7 +38,7 @@ import fsspec
 from charmeta.errors import SourceError
 from charmeta.sources import layouts
 from charmeta.sources.layouts import FORMAT_BY_EXT, IMAGE_EXTS  # noqa: F401 - re-exported for callers
-from charmeta.sources.spec import CAPTION_EXTS, DEFAULT_SHARD_ROWS, ShardSpec, partition_key
+from charmeta.sources.spec import CAPTION_EXTS, DEFAULT_SHARD_ROWS, REMOTE_BLOCK_SIZE, ShardSpec, partition_key
 
 log = logging.getLogger("charmeta.sources")
 
@@ -353,7 +353,7 @@ class Source:
 
         from charmeta.sources.archives import zip_samples
 
-        with self.fs.open(f.path, "rb") as fh, zipfile.ZipFile(fh) as zf:
+        with self.fs.open(f.path, "rb", block_size=REMOTE_BLOCK_SIZE) as fh, zipfile.ZipFile(fh) as zf:
             samples = zip_samples(zf)
         return self._ranges(f, len(samples), self.image_rows)
 
@@ -370,7 +370,7 @@ class Source:
     def _shard_parquet(self, f: SourceFile) -> list[ShardSpec]:
         import pyarrow.parquet as pq
 
-        with self.fs.open(f.path, "rb") as fh:
+        with self.fs.open(f.path, "rb", block_size=REMOTE_BLOCK_SIZE) as fh:
             pf = pq.ParquetFile(fh)
             md, schema = pf.metadata, pf.schema_arrow
         sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
@@ -401,7 +401,7 @@ class Source:
         starts = [(0, 0)]
         line, offset = 0, 0
         next_cut = self.shard_rows
-        with self.fs.open(f.path, "rb") as fh:
+        with self.fs.open(f.path, "rb", block_size=REMOTE_BLOCK_SIZE) as fh:
             while True:
                 block = fh.read(16 * 1024 * 1024)
                 if not block:

@@ -26,7 +26,7 @@ import fsspec
 import pyarrow as pa
 
 from charmeta.pathguard import is_inside, unsafe_member_name
-from charmeta.sources.spec import ShardSpec
+from charmeta.sources.spec import REMOTE_BLOCK_SIZE, ShardSpec
 
 #: Largest encoded image read into memory (same limit as tar members in ``images.ingest``).
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
@@ -56,7 +56,7 @@ def _read_uri(uri: str, root_uri: str, limit: int) -> tuple[bytes | None, str | 
         if not is_inside(root, path):
             return None, f"image {posixpath.basename(path)!r} is a link that escapes the source folder: refused"
     try:
-        with fs.open(path, "rb") as fh:
+        with fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE) as fh:
             data = fh.read(limit + 1)
     except Exception as exc:
         return None, f"cannot read image file: {type(exc).__name__}: {exc}"
@@ -114,7 +114,7 @@ def _tar(spec: ShardSpec, rows: list[dict[str, Any]], limit: int) -> Iterator[Im
     err: str | None = None
     try:
         fs, path = fsspec.core.url_to_fs(spec.uri)
-        with fs.open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+        with fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE) as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
             for m in tar:
                 r = wanted.pop(m.name, None)
                 if r is None:
@@ -140,7 +140,7 @@ def _zip(spec: ShardSpec, rows: list[dict[str, Any]], limit: int) -> Iterator[Im
 
     try:
         fs, path = fsspec.core.url_to_fs(spec.uri)
-        fh = fs.open(path, "rb")
+        fh = fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE)
     except Exception as exc:
         for r in rows:
             yield ImageBytes(r, None, f"cannot open zip: {type(exc).__name__}: {exc}", _ext(r["image_member"]))
@@ -211,7 +211,7 @@ def _table_batches(spec: ShardSpec, first: int, last: int) -> Iterator[tuple[int
     import pyarrow.parquet as pq
 
     fs, path = fsspec.core.url_to_fs(spec.uri)
-    with fs.open(path, "rb") as fh:
+    with fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE) as fh:
         pf = pq.ParquetFile(fh)
         md = pf.metadata
         groups, start, row = [], None, 0

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from charmeta.parsing import with_rating
 from charmeta.pathguard import unsafe_tar_member
-from charmeta.sources.spec import ID_FIELD_CANDIDATES, RAW_SCHEMA, TEXT_FIELD_CANDIDATES, ShardSpec
+from charmeta.sources.spec import ID_FIELD_CANDIDATES, RAW_SCHEMA, REMOTE_BLOCK_SIZE, TEXT_FIELD_CANDIDATES, ShardSpec
 
 Row = tuple[str, str | None, int, str | None, str | None]  # id, text, position, reason, image
 
@@ -38,9 +38,13 @@ TAR_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-def _open(uri: str):
+def open_uri(uri: str):  # noqa: ANN201 - a binary file object
+    """Open a local path or fsspec URL for reading (remote: ranged reads in 1 MiB blocks)."""
     fs, path = fsspec.core.url_to_fs(uri)
-    return fs.open(path, "rb")
+    return fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE)
+
+
+_open = open_uri
 
 
 def coerce_text(value: Any, field: str) -> tuple[str | None, str | None]:

@@ -39,6 +39,11 @@ RAW_SCHEMA = pa.schema(
     ]
 )
 
+#: Read block of remote files (``hf://``, ``s3://``, ``http://``): fsspec's default of 5 MiB would
+#: fetch ~10 images around each zip member or Parquet page; 1 MiB keeps a ranged read near
+#: what was asked for while sequential reads (tar, JSON Lines) still move 1 MiB per request.
+REMOTE_BLOCK_SIZE = 1 << 20
+
 #: Formats whose rows can name an image member (Parquet / Arrow: when ``image_field`` is set).
 IMAGE_FORMATS = ("tar", "txt", "zip", "imagefolder")
 #: Caption sidecar / member extensions, in the order one is preferred when a sample has several.
