@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="output root (stage Parquet, export/, registry)")
     p.add_argument("--shard-rows", type=int, default=None, help="rows per partition (default 200000)")
     p.add_argument("--text-field", default="", help="text column/field (default: auto-detect)")
+    p.add_argument("--image-field", default="", help="image column of Parquet/Arrow tables (default: auto-detect)")
+    p.add_argument("--config", default="", help="README config of a hub dataset to follow (default: its default)")
     p.add_argument(
         "--extractor",
         default=os.environ.get("CHARMETA_EXTRACTOR", "text"),
@@ -166,12 +168,21 @@ def _run(args: argparse.Namespace) -> int:
 
     t_start = time.perf_counter()
     shard_rows = args.shard_rows or DEFAULT_SHARD_ROWS
-    source = Source(source_uri, shard_rows=shard_rows, text_field=args.text_field or None)
+    source = Source(
+        source_uri,
+        shard_rows=shard_rows,
+        text_field=args.text_field or None,
+        image_field=args.image_field or None,
+        config=args.config or None,
+    )
     t0 = time.perf_counter()
     specs = source.discover()
     discover_s = time.perf_counter() - t0
     if not specs:
-        raise CharmetaError(f"no readable files in {source_uri} (json, jsonl, parquet, csv, txt, tar)")
+        raise CharmetaError(
+            f"no readable files in {source_uri} (json, jsonl, parquet, arrow, csv, txt, tar, tar.gz, zip, images,"
+            " imagefolder metadata); `charmeta inspect SOURCE` shows what discovery sees"
+        )
     workers = args.workers if args.workers > 0 else S.default_workers()
     store = S.Store(output)
     if _worth_a_pool(store, specs):
@@ -241,7 +252,15 @@ def _run(args: argparse.Namespace) -> int:
 
     run_config = {
         "resources": {
-            "source": {"config": {"uri": source_uri, "shard_rows": shard_rows, "text_field": args.text_field or ""}},
+            "source": {
+                "config": {
+                    "uri": source_uri,
+                    "shard_rows": shard_rows,
+                    "text_field": args.text_field or "",
+                    "image_field": args.image_field or "",
+                    "config": args.config or "",
+                }
+            },
             "store": {"config": {"root": output}},
             "extractor": {"config": {"backend": args.extractor, "embedder": "none", "workers": args.workers}},
             "image_embedder": {"config": image_cfg},

@@ -121,12 +121,12 @@ class Source:
             while any(c in posixpath.basename(base) for c in _GLOB_CHARS) or any(c in base for c in _GLOB_CHARS):
                 base = posixpath.dirname(base)
             infos = self.fs.glob(path, detail=True)
+        elif (info := self._file_info(path)) is not None:  # a file first: over HTTP, isdir() GETs the body
+            base = posixpath.dirname(path)
+            infos = {path: info}
         elif self.fs.isdir(path):
             base, is_dir = path, True
             infos = self.fs.find(path, detail=True)
-        elif self.fs.exists(path):
-            base = posixpath.dirname(path)
-            infos = {path: self.fs.info(path)}
         else:
             raise SourceError(
                 f"source {self.uri!r} does not exist (expected a folder, a file, a glob or hf://datasets/...)"
@@ -149,6 +149,13 @@ class Source:
         if is_dir:
             out = self._follow_readme(base, out)
         return self._save_to_disk(out)
+
+    def _file_info(self, path: str) -> dict[str, Any] | None:
+        try:
+            info = self.fs.info(path)
+        except (FileNotFoundError, OSError, ValueError):
+            return None
+        return info if info.get("type") == "file" else None
 
     def _follow_readme(self, base: str, files: list[SourceFile]) -> list[SourceFile]:
         """Keep the files of the README's chosen config when its YAML header declares ``configs``."""
@@ -370,7 +377,7 @@ class Source:
     def _shard_parquet(self, f: SourceFile) -> list[ShardSpec]:
         import pyarrow.parquet as pq
 
-        with self.fs.open(f.path, "rb", block_size=REMOTE_BLOCK_SIZE) as fh:
+        with self.fs.open(f.path, "rb", block_size=REMOTE_BLOCK_SIZE, cache_type="none") as fh:
             pf = pq.ParquetFile(fh)
             md, schema = pf.metadata, pf.schema_arrow
         sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]

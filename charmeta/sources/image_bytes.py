@@ -210,8 +210,9 @@ def _table_batches(spec: ShardSpec, first: int, last: int) -> Iterator[tuple[int
         return
     import pyarrow.parquet as pq
 
-    fs, path = fsspec.core.url_to_fs(spec.uri)
-    with fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE) as fh:
+    from charmeta.sources.readers import open_uri
+
+    with open_uri(spec.uri, exact=True) as fh:
         pf = pq.ParquetFile(fh)
         md = pf.metadata
         groups, start, row = [], None, 0

@@ -28,7 +28,7 @@ def _table_fields(spec: ShardSpec) -> dict[str, Any]:
     if spec.fmt == "parquet":
         import pyarrow.parquet as pq
 
-        with open_uri(spec.uri) as fh:
+        with open_uri(spec.uri, exact=True) as fh:
             schema = pq.ParquetFile(fh).schema_arrow
     else:
         schema = arrowio.schema_of(spec.uri)
