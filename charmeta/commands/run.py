@@ -164,6 +164,7 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["CHARMETA_SHARD_ROWS"] = str(args.shard_rows)
 
     from charmeta.sources import DEFAULT_SHARD_ROWS, Source, write_registry
+    from charmeta.sources.spec import holds_images
     from charmeta_dagster import stages as S
 
     t_start = time.perf_counter()
@@ -201,7 +202,7 @@ def _run(args: argparse.Namespace) -> int:
     image_cfg = embedder_config_from_env(args.embedder)
     emb_spec = embedder_spec_from_env(args.embedder)
     fp = {
-        s.key: S.stage_fingerprint(S.VALIDATED, s.fingerprint, backend_id, emb_spec if s.holds_images else "none")
+        s.key: S.stage_fingerprint(S.VALIDATED, s.fingerprint, backend_id, emb_spec if holds_images(s) else "none")
         for s in specs
     }
     todo = set(keys) if args.force else {k for k in keys if not store.is_done(S.VALIDATED, k, fp[k])}

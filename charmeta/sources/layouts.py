@@ -102,11 +102,11 @@ def _is_image_struct(t: pa.DataType) -> bool:
 def image_column(schema: pa.Schema, configured: str | None = None) -> str | None:
     """The column holding encoded images, or None for a text-only table.
 
-    Order: a configured name; the HF ``Image`` feature named in the schema metadata;
+    Order: a configured name (``"none"``, or any name the table lacks: no image column); the HF ``Image`` feature named in the schema metadata;
     a struct with a binary ``bytes`` child (how ``datasets`` stores ``Image``); a binary
     column with an image-like name (``image``, ``jpg``, ...)."""
     names = schema.names
-    if configured:
+    if configured:  # "none": read the table as text only even if it holds images
         return configured if configured in names else None
     for name, feat in hf_features(schema).items():
         if isinstance(feat, dict) and feat.get("_type") == "Image" and name in names:

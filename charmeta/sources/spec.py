@@ -49,6 +49,13 @@ IMAGE_FORMATS = ("tar", "txt", "zip", "imagefolder")
 #: Caption sidecar / member extensions, in the order one is preferred when a sample has several.
 CAPTION_EXTS = ("txt", "caption", "tags")
 
+
+def holds_images(spec: Any) -> bool:
+    """``spec.holds_images`` for any spec-like object (callers and tests pass stand-ins with
+    only ``fmt``): an image container format, or a table with an image column."""
+    return spec.fmt in IMAGE_FORMATS or bool(getattr(spec, "image_field", None))
+
+
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -86,7 +93,7 @@ class ShardSpec:
     def holds_images(self) -> bool:
         """Whether rows of this shard can name an image for the image stages (text-only
         Parquet / Arrow keep the one-pass text path and never import the image stack)."""
-        return self.fmt in IMAGE_FORMATS or bool(self.image_field)
+        return holds_images(self)
 
     @property
     def fingerprint(self) -> str:

@@ -306,3 +306,16 @@ def test_inspect_describes_each_layout(layouts, capsys) -> None:
     text = capsys.readouterr().out
     assert "image type   struct<bytes: binary, path: string>" in text and "arrow" in text
     assert re.search(r"image\s+PNG \d+x96 RGB, \d+ bytes", text)
+
+
+def test_image_field_setting_overrides_detection(tmp_path: Path, samples) -> None:
+    pq.write_table(pa.table({"picture": [samples[0][1]], "text": ["1girl"]}), tmp_path / "p.parquet")
+    assert Source(str(tmp_path)).discover()[0].image_field is None  # not an image-like name
+    (spec,) = Source(str(tmp_path), image_field="picture").discover()
+    assert spec.image_field == "picture" and spec.holds_images
+    table = pa.Table.from_batches(list(iter_shard(spec)), schema=RAW_SCHEMA)
+    (ib,) = list(iter_image_bytes(spec, table.to_pylist()))
+    assert ib.data == samples[0][1]
+    pq.write_table(pa.table({"image": [samples[0][1]], "text": ["1girl"]}), tmp_path / "p.parquet")
+    assert Source(str(tmp_path)).discover()[0].image_field == "image"
+    assert Source(str(tmp_path), image_field="none").discover()[0].image_field is None  # text only on request
