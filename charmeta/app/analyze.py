@@ -198,11 +198,13 @@ class AppCore:
         return ex, shown, list(found.boxes), backends
 
     def _fuse_without_model(self, caption: str | None, found: Any, notes: list[str]) -> Extraction:
-        """Caption + face count, no pixel model: what the image stage does with embedder ``none``."""
-        from charmeta.fusion import fuse
+        """Caption + faces + offline pixel colours, no pixel model: what the image stage does with embedder ``none``."""
+        from charmeta.fusion import fuse, pixel_extraction
+        from charmeta.images.colors import to_json
 
         text_ex = self.engine.extract_text(caption) if caption else None
-        return fuse(text_ex, None, pixel_count=found.count, pixel_backend=found.backend, notes=list(notes))
+        pixels = pixel_extraction(None, found.count, to_json(getattr(found, "colors", [])))
+        return fuse(text_ex, pixels, pixel_count=found.count, pixel_backend=found.backend, notes=list(notes))
 
 
 def _read_bytes(image: str | Path | bytes, max_bytes: int) -> tuple[bytes, str | None]:

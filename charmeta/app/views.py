@@ -63,6 +63,8 @@ def sources_of(evidence: list[str], input_kind: str) -> tuple[list[str], list[st
     for item in evidence:
         prefix, sep, _rest = item.partition(":")
         label = SOURCE_LABELS.get(prefix.strip().lower()) if sep else None
+        if prefix == "pixel" and _rest.startswith("colors:"):  # the offline colour namer (images/colors.py)
+            label = SOURCE_LABELS["colors"]
         if label and label not in sources:
             sources.append(label)
     return sources, list(evidence)
