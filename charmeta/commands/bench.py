@@ -111,16 +111,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--report", default=None, help="Markdown file to append to (default docs/benchmarks.md)")
     p.add_argument("--no-report", action="store_true", help="print only, write no Markdown")
     p.add_argument(
-        "--images",
+        "--image-backends",
         action="store_true",
         help="only the image backends: CPU images/s of decode, animeface, colours, tagger on samples/drawings",
     )
-    p.add_argument("--tagger", default=None, help="with --images: a WD tagger folder to time (default: a tiny one)")
+    p.add_argument("--tagger", default=None, help="with --image-backends: a WD tagger folder (default: a tiny one)")
     p.set_defaults(func=run)
 
 
 def run_images(args: argparse.Namespace) -> int:
-    """``charmeta bench --images``: per-backend CPU images/s on the shipped drawings."""
+    """``charmeta bench --image-backends``: per-backend CPU images/s on the shipped drawings."""
     from charmeta.bench import machine
     from charmeta.images.backend_bench import format_rows
     from charmeta.images.backend_bench import run as bench_images
@@ -136,7 +136,7 @@ def _default_report() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "images", False):
+    if getattr(args, "image_backends", False):
         return run_images(args)
     from charmeta.bench import machine, report
     from charmeta.bench.data import ensure_synth

@@ -6,7 +6,7 @@ decode (guarded decode of the JPEG bytes), animeface (face count on the decode),
 colours (hair / eye naming per face), and a WD-signature tagger - a tiny model
 exported from torch (its speed says what ONNX Runtime's per-call overhead and the
 448-px preprocessing cost, not what a ViT costs; ``bench/gpu.sh`` times real-size
-taggers on a GPU) or ``--tagger DIR`` for a real one. ``charmeta bench --images``.
+taggers on a GPU) or ``--tagger DIR`` for a real one. ``charmeta bench --image-backends``.
 """
 
 from __future__ import annotations
