@@ -62,6 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--partitions-per-run", type=int, default=None, help="partitions per Dagster run (default 10)")
     p.add_argument("--dagster-home", default=None, help="Dagster instance folder")
     p.add_argument("--force", action="store_true", help="ignore finished outputs and rebuild every shard")
+    p.add_argument(
+        "--publish",
+        default=os.environ.get("CHARMETA_PUBLISH", ""),
+        help="after the export, copy validated partitions + export to this URL (s3://bucket/prefix, gs://...)",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -127,6 +132,16 @@ def _worth_a_pool(store: Any, specs: list[Any]) -> bool:
     return rows >= POOL_MIN_ROWS
 
 
+def _failure_text(res: Any) -> str:
+    """The errors of a failed in-process run's failure events, as text."""
+    out = []
+    for ev in res.all_events:
+        if ev.is_failure:
+            err = getattr(ev.event_specific_data, "error", None)
+            out.append(err.to_string() if err is not None else (ev.message or ""))
+    return "\n".join(out)
+
+
 def _fmt(n: float) -> str:
     return f"{int(n):,}"
 
@@ -134,6 +149,13 @@ def _fmt(n: float) -> str:
 def run_command(args: argparse.Namespace) -> int:
     try:
         return _run(args)
+    except Exception as exc:  # a full disk anywhere (SQLite instance, stage files): say where, keep the rest
+        from charmeta.diskspace import DiskFullError, disk_full_error, is_disk_full
+
+        if not isinstance(exc, DiskFullError) and is_disk_full(exc):
+            paths = [os.path.realpath(os.path.expanduser(args.output)), os.environ.get("DAGSTER_HOME", "")]
+            raise disk_full_error(paths, f"{type(exc).__name__}: {exc}") from exc
+        raise
     finally:  # the workers are idle now: stop them rather than wait for their teardown at exit
         stages = sys.modules.get("charmeta_dagster.stages")
         if stages is not None:
@@ -266,12 +288,19 @@ def _run(args: argparse.Namespace) -> int:
     failed_shards: dict[str, str] = {}
 
     def execute(keys_: list[str]) -> Any:
-        return shards_job.execute_in_process(
+        res = shards_job.execute_in_process(
             run_config=run_config,
             instance=instance,
             raise_on_error=False,
             tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
         )
+        if not res.success:  # a full disk fails every later run too: stop now, with the path and free space
+            from charmeta.diskspace import disk_full_error, is_disk_full
+
+            text = _failure_text(res)
+            if is_disk_full(text):
+                raise disk_full_error([output, home], text)
+        return res
 
     for i, chunk in enumerate(chunks, 1):
         res = execute(chunk)
@@ -367,4 +396,9 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.publish:  # only a complete, successful export is published
+        from charmeta.publish import publish
+
+        sent = publish(output, args.publish)
+        print(f"  published: {args.publish} ({sent['sent']} files sent, {sent['unchanged']} unchanged)")
     return 0
