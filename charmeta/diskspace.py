@@ -27,17 +27,41 @@ class DiskFullError(CharmetaError):
     """A write failed because a filesystem is full (or over quota)."""
 
 
-def is_disk_full(err: BaseException | str | None) -> bool:
-    """Whether ``err`` (an exception, its causes/context, or a failure message) is a full disk."""
+#: I/O errors that are a full disk when the disk is in fact (nearly) full: SQLite reports
+#: "disk I/O error" rather than SQLITE_FULL when its journal cannot grow.
+_IO = re.compile(r"disk I/O error|\[Errno 5\]|Input/output error", re.I)
+
+
+def _texts(err: BaseException | str | None) -> list[str]:
+    out: list[str] = []
     seen: set[int] = set()
     while isinstance(err, BaseException) and id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if _FULL.search(str(err)):
-            return True
+            out.append("[Errno 28]")
+        out.append(str(err))
         err = err.__cause__ or err.__context__
-    return isinstance(err, str) and bool(_FULL.search(err))
+    if isinstance(err, str):
+        out.append(err)
+    return out
+
+
+def nearly_full(path: str) -> bool:
+    """Less than 1 MiB or 1 % left on ``path``'s filesystem."""
+    try:
+        usage = shutil.disk_usage(_existing(path))
+    except OSError:
+        return False
+    return usage.free < max(1 << 20, usage.total // 100)
+
+
+def is_disk_full(err: BaseException | str | None, paths: list[str] | None = None) -> bool:
+    """Whether ``err`` (an exception with its causes/context, or a failure message) is a full disk;
+    an I/O error counts when one of ``paths`` is on a (nearly) full filesystem."""
+    texts = _texts(err)
+    if any(_FULL.search(t) for t in texts):
+        return True
+    return any(_IO.search(t) for t in texts) and any(nearly_full(p) for p in paths or [] if p and "://" not in p)
 
 
 def _fmt_bytes(n: int) -> str:

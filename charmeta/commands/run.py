@@ -152,8 +152,8 @@ def run_command(args: argparse.Namespace) -> int:
     except Exception as exc:  # a full disk anywhere (SQLite instance, stage files): say where, keep the rest
         from charmeta.diskspace import DiskFullError, disk_full_error, is_disk_full
 
-        if not isinstance(exc, DiskFullError) and is_disk_full(exc):
-            paths = [os.path.realpath(os.path.expanduser(args.output)), os.environ.get("DAGSTER_HOME", "")]
+        paths = [os.path.realpath(os.path.expanduser(args.output)), os.environ.get("DAGSTER_HOME", "")]
+        if not isinstance(exc, DiskFullError) and is_disk_full(exc, paths):
             raise disk_full_error(paths, f"{type(exc).__name__}: {exc}") from exc
         raise
     finally:  # the workers are idle now: stop them rather than wait for their teardown at exit
@@ -298,7 +298,7 @@ def _run(args: argparse.Namespace) -> int:
             from charmeta.diskspace import disk_full_error, is_disk_full
 
             text = _failure_text(res)
-            if is_disk_full(text):
+            if is_disk_full(text, [output, home]):
                 raise disk_full_error([output, home], text)
         return res
 

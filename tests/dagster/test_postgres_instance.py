@@ -106,3 +106,21 @@ def test_backfill_on_postgres_two_concurrent_runs_same_outputs_as_sqlite(tmp_pat
 
     rows = sum(pq.read_metadata(p).num_rows for p in (out / "validated_records").glob("*.parquet"))
     assert rows == 4000  # records lost: 0
+
+
+def test_gpu_pool_and_tag_match_the_instance_limits() -> None:
+    """The ``gpu`` pool (attribute_heads) and the sensor's ``charmeta/gpu`` run tag are the names the
+    instance limits: runs embedding images get the tag, text-only ranges do not."""
+    import yaml
+
+    from charmeta_dagster.definitions import defs
+    from charmeta_dagster.sensors import gpu_tag
+
+    cfg = yaml.safe_load((REPO / "docker" / "dagster.yaml").read_text())
+    limited = {(lim["key"], lim.get("value")) for lim in cfg["concurrency"]["runs"]["tag_concurrency_limits"]}
+    keys = ["text-a", "img-b", "text-c"]
+    tag = gpu_tag(keys, "text-a", "img-b", {"img-b"})
+    assert set(tag.items()) <= limited and tag
+    assert gpu_tag(keys, "text-c", "text-c", {"img-b"}) == {}
+    assert defs.resolve_assets_def("attribute_heads").op.pool == "gpu"
+    assert cfg["concurrency"]["pools"]["default_limit"] == 1
