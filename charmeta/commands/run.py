@@ -149,13 +149,6 @@ def _fmt(n: float) -> str:
 def run_command(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except Exception as exc:  # a full disk anywhere (SQLite instance, stage files): say where, keep the rest
-        from charmeta.diskspace import DiskFullError, disk_full_error, is_disk_full
-
-        paths = [os.path.realpath(os.path.expanduser(args.output)), os.environ.get("DAGSTER_HOME", "")]
-        if not isinstance(exc, DiskFullError) and is_disk_full(exc, paths):
-            raise disk_full_error(paths, f"{type(exc).__name__}: {exc}") from exc
-        raise
     finally:  # the workers are idle now: stop them rather than wait for their teardown at exit
         stages = sys.modules.get("charmeta_dagster.stages")
         if stages is not None:
@@ -295,11 +288,11 @@ def _run(args: argparse.Namespace) -> int:
             tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
         )
         if not res.success:  # a full disk fails every later run too: stop now, with the path and free space
-            from charmeta.diskspace import disk_full_error, is_disk_full
+            from charmeta.errors import DiskFullError, explain
 
-            text = _failure_text(res)
-            if is_disk_full(text, [output, home]):
-                raise disk_full_error([output, home], text)
+            known = explain(RuntimeError(_failure_text(res)), path=output)
+            if isinstance(known, DiskFullError):
+                raise known
         return res
 
     for i, chunk in enumerate(chunks, 1):

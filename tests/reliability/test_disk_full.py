@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,8 +57,9 @@ def test_disk_full_mid_run_clear_error_partitions_kept_rerun_completes(tmp_path:
     with _tmpfs(tmp_path / "small", need // 2) as disk:
         out, home = disk / "out", disk / "home"
         r = _run(src, out, home)
-        assert r.returncode == 2, r.stderr[-3000:]
-        assert "charmeta: error: disk full (" in r.stderr and str(disk) in r.stderr and " free of " in r.stderr
+        assert r.returncode == 3, r.stderr[-3000:]  # DiskFullError's exit code
+        assert "charmeta: error: disk full " in r.stderr and str(disk) in r.stderr, r.stderr[-3000:]
+        assert re.search(r"\(\d+(\.\d)? [KMG]?B free\)", r.stderr), r.stderr[-3000:]
         assert "Traceback" not in r.stderr, r.stderr[-3000:]
         kept = dir_digest(str(out), "validated_records")
         reference = dir_digest(str(ref), "validated_records")
