@@ -39,6 +39,11 @@ from typing import Any
 from charmeta.errors import ConfigError
 from charmeta.executors import ExecutorConfig
 
+try:  # the pipeline's executor interface, where present (submit / should_inline / is_lost / reset / close)
+    from charmeta.pipeline.executor import Executor as _Base  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - older layout: the duck-typed pool shape is enough
+    _Base = object  # type: ignore[assignment,misc]
+
 log = logging.getLogger("charmeta.executors.ray")
 
 #: Environment passed on to the workers (configuration, credentials for object storage).
@@ -53,10 +58,13 @@ def _call(fn: Any, args: tuple) -> Any:
     return fn(args)
 
 
-class RayExecutor:
+class RayExecutor(_Base):
     """``submit(fn, args) -> concurrent.futures.Future`` over Ray tasks."""
 
+    name = "ray"
+
     def __init__(self, cfg: ExecutorConfig, local_cpus: int = 0) -> None:
+        self.workers = max(2, local_cpus)  # the cluster sizes itself; never "inline"
         try:
             import ray
         except ImportError as exc:  # pragma: no cover - the cluster extra is not installed
@@ -115,6 +123,27 @@ class RayExecutor:
     def submit(self, fn: Any, args: tuple) -> Future:
         ref = self._remote.options(max_retries=self.cfg.max_retries, retry_exceptions=False, **self.resources(fn, args))
         return ref.remote(fn, args).future()
+
+    def should_inline(self, n_tasks: int) -> bool:
+        """Never: on a cluster even one partition goes to the workers (the GPU and the memory
+        are there; the run pod that drives Dagster may be small)."""
+        return False
+
+    def is_lost(self, exc: BaseException) -> bool:
+        """A worker or node died more often than ``max_retries`` allowed (the task itself did not fail)."""
+        names = {k.__name__ for k in type(exc).__mro__}
+        return bool(names & {"WorkerCrashedError", "NodeDiedError", "OwnerDiedError", "RaySystemError"})
+
+    def reset(self) -> None:
+        """Nothing to rebuild: Ray replaces dead workers itself."""
+        return None
+
+    def warm(self, fn: Any, arg: Any) -> None:
+        """Ray workers start on demand; warming would only hold CPUs the tasks need."""
+        return None
+
+    def close(self) -> None:
+        self.shutdown()
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Drop the connection (and the private local Ray, which lives in this process)."""
