@@ -397,3 +397,10 @@ def dir_digest(root: str, sub: str, suffix: str = ".parquet") -> dict[str, str]:
             with open(os.path.join(folder, name), "rb") as fh:
                 out[name] = hashlib.sha256(fh.read()).hexdigest()
     return out
+
+
+def tool(name: str) -> str | None:
+    """A console script of this environment (next to ``sys.executable``: ``make test`` does not put
+    ``.venv/bin`` on PATH), else from PATH."""
+    cand = os.path.join(os.path.dirname(sys.executable), name)
+    return cand if os.path.exists(cand) else shutil.which(name)

