@@ -180,6 +180,13 @@ def test_dataset_errors_and_optional_tables(tmp_path: Path) -> None:
     assert ds.tables["dedup_clusters"].rows == [[1, "a"], [1, "b"]]
     (export / "character_profiles.parquet").write_bytes(b"broken")
     assert "cannot read" in load_dataset(tmp_path).tables["character_profiles"].note
+    # where the cleaning stage writes them, listed in the manifest's files
+    (tmp_path / "cleaning").mkdir()
+    pq.write_table(pa.table({"character": ["hilda"], "support": [3]}), tmp_path / "cleaning" / "profiles_v2.parquet")
+    manifest = {"records": 3, "status_counts": {"ok": 3}, "files": {"profiles": "../cleaning/profiles_v2.parquet"}}
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    prof = load_dataset(tmp_path).tables["character_profiles"]
+    assert prof.headers == ["character", "support"] and prof.rows == [["hilda", 3]] and prof.total == 1
 
 
 def test_app_command_on_a_busy_port_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
