@@ -358,11 +358,11 @@ class Source:
         """Samples from the central directory only (one ranged read at the end of the file)."""
         import zipfile
 
-        from charmeta.sources.archives import zip_samples
+        from charmeta.sources.containers import zip_plan
 
         with self.fs.open(f.path, "rb", block_size=REMOTE_BLOCK_SIZE) as fh, zipfile.ZipFile(fh) as zf:
-            samples = zip_samples(zf)
-        return self._ranges(f, len(samples), self.image_rows)
+            plan = zip_plan(zf)
+        return self._ranges(f, plan.rows, self.image_rows)
 
     def _shard_arrow(self, f: SourceFile) -> list[ShardSpec]:
         from charmeta.sources import arrowio

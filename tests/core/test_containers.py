@@ -319,3 +319,31 @@ def test_image_field_setting_overrides_detection(tmp_path: Path, samples) -> Non
     pq.write_table(pa.table({"image": [samples[0][1]], "text": ["1girl"]}), tmp_path / "p.parquet")
     assert Source(str(tmp_path)).discover()[0].image_field == "image"
     assert Source(str(tmp_path), image_field="none").discover()[0].image_field is None  # text only on request
+
+
+def test_zipped_imagefolder_rows_follow_its_metadata(tmp_path: Path, samples) -> None:
+    """HF's imagefolder also ships as a zip with metadata.jsonl inside: its lines are the rows,
+    images they do not name are rows of their own (pixels only), nothing is read twice."""
+    path = tmp_path / "imagefolder.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        lines = [
+            json.dumps({"file_name": "images/000000.png", "text": samples[0][2]}),
+            "",
+            "{broken",
+            json.dumps({"file_name": "images/000001.png", "caption": samples[1][2]}),
+            json.dumps({"file_name": "../../etc/passwd", "text": "1girl"}),
+        ]
+        zf.writestr("metadata.jsonl", "\n".join(lines) + "\n")
+        for key, img, _cap in samples[:3]:
+            zf.writestr(f"images/{key}.png", img)
+    for shard_rows in (200_000, 2):
+        table, images, shards = raw_and_images(Source(str(path), shard_rows=shard_rows))
+        rows = {r["id"]: r for r in table.to_pylist()}
+        assert table.num_rows == 5, shard_rows  # 4 non-blank lines + the unnamed images/000002.png
+        # ids: file_name up to the first dot, folders kept (the WebDataset key of the same member)
+        assert rows["images/000000"]["text"] == samples[0][2] and rows["images/000001"]["text"] == samples[1][2]
+        assert rows["imagefolder.zip:2"]["reason"].startswith("broken JSON line")
+        assert "'..' path" in rows["imagefolder.zip:4"]["reason"]
+        assert "no text member" in rows["images/000002"]["reason"]
+        got = {ib.row["id"]: ib.data for ib in images}
+        assert got == {"images/000000": samples[0][1], "images/000001": samples[1][1], "images/000002": samples[2][1]}
