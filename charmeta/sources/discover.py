@@ -94,6 +94,7 @@ class Source:
         self.config = config or None
         #: the README ``configs`` entry discovery followed (``charmeta inspect`` shows it)
         self.followed_config: dict[str, Any] | None = None
+        self.listed: list[SourceFile] = []
         if fs is None:
             try:
                 fs, path = fsspec.core.url_to_fs(self.uri)
@@ -212,8 +213,8 @@ class Source:
 
     # -- sharding ----------------------------------------------------------
     def discover(self) -> list[ShardSpec]:
-        """All shards of the source, in a stable order."""
-        files = self.files()
+        """All shards of the source, in a stable order (``self.listed``: the files they come from)."""
+        files = self.listed = self.files()
         shards: list[ShardSpec] = []
         claimed: set[str] = set()  # images an imagefolder metadata file names
         loose: list[SourceFile] = []

@@ -274,6 +274,10 @@ def test_readme_configs_decide_which_files_are_read(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="not declared"):
         Source(str(tmp_path), config="nope").files()
+    from charmeta.sources.inspect import describe
+
+    report = describe(Source(str(tmp_path)), samples=False)
+    assert report["readme_config"]["name"] == "default" and len(report["partitions"]) == 2
     (tmp_path / "README.md").write_text("# no YAML header\n")
     assert len(Source(str(tmp_path)).files()) == 5  # no configs: every data file
 
