@@ -239,6 +239,16 @@ def test_arrow_file_format_and_save_to_disk_cache_files(tmp_path: Path, samples,
     (d / "cache-1234.arrow").write_bytes((d / "data-00000-of-00001.arrow").read_bytes())
     files = Source(str(d)).files()
     assert [f.relpath for f in files] == ["data-00000-of-00001.arrow"]
+    # a DatasetDict: dataset_dict.json at the top, one save_to_disk folder per split
+    dd = tmp_path / "dict"
+    for split in ("train", "test"):
+        (dd / split).mkdir(parents=True)
+        for f in layouts["arrow"].iterdir():
+            (dd / split / f.name).write_bytes(f.read_bytes())
+    (dd / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+    table, images, shards = raw_and_images(Source(str(dd)))
+    assert [s.relpath for s in shards] == ["test/data-00000-of-00001.arrow", "train/data-00000-of-00001.arrow"]
+    assert table.num_rows == 40 and len(images) == 40
 
 
 README = """---
