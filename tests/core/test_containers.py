@@ -361,3 +361,16 @@ def test_zipped_imagefolder_rows_follow_its_metadata(tmp_path: Path, samples) ->
         assert "no text member" in rows["images/000002"]["reason"]
         got = {ib.row["id"]: ib.data for ib in images}
         assert got == {"images/000000": samples[0][1], "images/000001": samples[1][1], "images/000002": samples[2][1]}
+
+
+def test_loose_image_symlink_leaving_the_source_is_refused(tmp_path: Path, samples) -> None:
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(samples[0][1])
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_bytes(samples[1][1])
+    (src / "b.png").symlink_to(outside)
+    _table, images, _shards = raw_and_images(Source(str(src)))
+    got = {ib.row["id"]: ib for ib in images}
+    assert got["a"].data == samples[1][1]
+    assert got["b"].data is None and "escapes the source folder" in got["b"].reason
