@@ -27,7 +27,7 @@ import os
 
 from dagster import Backoff, Failure, Jitter, MetadataValue, RetryPolicy
 
-from charmeta_dagster.stages import PartitionsFailed
+from charmeta.pipeline.stages import PartitionsFailed
 
 
 def stage_retry_policy() -> RetryPolicy:

@@ -178,9 +178,9 @@ def test_image_stage_functions_with_cache_no_dagster(
 ) -> None:
     """The Dagster-free stage functions: a second build of embeddings is served by the cache."""
     from charmeta.images import embedders
+    from charmeta.pipeline import stages as S
+    from charmeta.pipeline.image_stages import make_spec
     from charmeta.sources import Source, write_registry
-    from charmeta_dagster import stages as S
-    from charmeta_dagster.image_stages import make_spec
 
     root = str(tmp_path / "root")
     specs = Source(str(image_source)).discover()

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, SensorResult, build_sensor_context
 
-from charmeta.commands.run import contiguous_chunks
+from charmeta_dagster.commands.run import contiguous_chunks
 from charmeta_dagster.instance import DAGSTER_YAML
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _dagster_bin() -> str:
+    """The ``dagster`` CLI of this interpreter's environment (a ``--system-site-packages``
+    venv has it next to the system interpreter, not its own)."""
+    own = Path(sys.executable).parent / "dagster"
+    return str(own) if own.exists() else (shutil.which("dagster") or str(own))
 
 
 def test_asset_graph_checks_and_lineage() -> None:
@@ -48,7 +56,7 @@ def test_asset_graph_checks_and_lineage() -> None:
 
 def test_dagster_definitions_validate_passes(dagster_home: Path) -> None:
     res = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-m", "charmeta_dagster.definitions"],
+        [_dagster_bin(), "definitions", "validate", "-m", "charmeta_dagster.definitions"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -67,8 +75,8 @@ def test_repo_dagster_yaml_is_the_embedded_default() -> None:
 def test_shard_sensor_registers_partitions_and_requests_ranges(
     dagster_home: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
-    from charmeta_dagster.resources import OutputStore, SourceResource
-    from charmeta_dagster.sensors import shard_sensor
+    from charmeta_dagster.defs.resources import OutputStore, SourceResource
+    from charmeta_dagster.defs.sensors import shard_sensor
 
     inst = DagsterInstance.get()
     resources = {

@@ -15,10 +15,10 @@ import pytest
 
 from charmeta import export_parts
 from charmeta.export import export_dataset
+from charmeta.pipeline import check_facts
+from charmeta.pipeline import stages as S
+from charmeta.pipeline.chain import _chain_jobs, _chain_worker
 from charmeta.sources import Source, write_registry
-from charmeta_dagster import check_facts
-from charmeta_dagster import stages as S
-from charmeta_dagster.chain import _chain_jobs, _chain_worker
 
 
 def _build(sample_dir: Path, root: Path, backend: str = "text") -> list[str]:
@@ -140,8 +140,8 @@ def test_text_backend_identity_follows_the_ontology_data(monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize("backend", ["none", "clip", "siglip"])
 def test_embedder_spec_without_dagster_matches_the_resource(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from charmeta_dagster.image_stages import embedder_spec_from_env
-    from charmeta_dagster.resources.images import image_embedder_from_env
+    from charmeta.pipeline.image_stages import embedder_spec_from_env
+    from charmeta_dagster.defs.resources import image_embedder_from_env
 
     monkeypatch.setenv("CHARMETA_IMAGE_MODEL", "/models/tiny")
     monkeypatch.setenv("CHARMETA_IMAGE_DEVICE", "cpu")
@@ -163,7 +163,7 @@ def test_a_killed_part_builder_leaves_no_temp_file_behind(sample_dir: Path, tmp_
 
 
 def test_export_conformance_catches_a_damaged_export(sample_dir: Path, tmp_path: Path) -> None:
-    from charmeta_dagster.checks import export_problems
+    from charmeta_dagster.defs.checks import export_problems
 
     root = tmp_path / "out"
     keys = _build(sample_dir, root)

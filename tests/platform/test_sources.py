@@ -14,8 +14,8 @@ import pytest
 from fsspec.implementations.dirfs import DirFileSystem
 
 from charmeta.errors import SourceError
+from charmeta.pipeline.stages import Store
 from charmeta.sources import RAW_SCHEMA, Source, iter_shard, partition_key
-from charmeta_dagster.stages import Store
 
 
 def read_all(source: Source) -> tuple[list, pa.Table]:

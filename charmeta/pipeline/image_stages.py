@@ -3,7 +3,7 @@
 Why a separate module: ``stages.py`` is the text hot path and must not pay for
 the image stack. It imports this module lazily, only for shards that can hold
 images (WebDataset ``.tar`` and ``.txt`` sidecar folders) whose raw rows name an
-image member. Everything here reads and writes under the same ``Store`` as the
+image member. Everything here reads and writes under the same ``Layout`` as the
 text stages, one Parquet per partition:
 
 * ``normalized_images``: the partition's image members (tar members / sibling
@@ -35,15 +35,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from charmeta.pipeline.engines import make_engine
+from charmeta.pipeline.graph import EMBEDDING_SCHEMA, HEADS, IMAGE_FORMATS, effective_embedder  # noqa: F401
+from charmeta.pipeline.layout import Layout
+
 log = logging.getLogger("charmeta.pipeline.images")
 
-#: Shard formats whose rows can carry an image member.
-IMAGE_FORMATS = ("tar", "txt")
 NONE = "none"
 BACKENDS = (NONE, "auto", "clip", "siglip", "open_clip")
 #: Letterbox size when no model is loaded (``none`` backend or model unavailable).
 DEFAULT_SIZE = 224
-HEADS_STAGE = "attribute_heads"
+HEADS_STAGE = HEADS
 _CONFIG_FIELDS = (
     "model",
     "revision",
@@ -109,11 +111,6 @@ def embedder_spec_from_env(backend: str | None = None) -> str:
     return make_spec(str(cfg.pop("backend")), **cfg)
 
 
-def effective_embedder(fmt: str, embedder: str) -> str:
-    """The embedder that matters for a shard: ``none`` for formats that cannot hold images."""
-    return embedder if fmt in IMAGE_FORMATS else NONE
-
-
 def image_config(spec: str, root: str):  # noqa: ANN201 - ImageConfig, imported lazily
     """``ImageConfig`` for a spec; heads default to ``<root>/attribute_heads`` (per dataset)."""
     from charmeta.images.config import ImageConfig
@@ -159,9 +156,9 @@ def _size(pipe: Any) -> int:
 # normalized_images
 # ---------------------------------------------------------------------------
 def normalized_schema() -> pa.Schema:
-    from charmeta.images.normalize import NORMALIZED_SCHEMA
+    from charmeta.pipeline.graph import NORMALIZED_IMAGES, stage_schema
 
-    return NORMALIZED_SCHEMA
+    return stage_schema(NORMALIZED_IMAGES)
 
 
 def _local_or_open(uri: str):  # noqa: ANN202
@@ -270,8 +267,6 @@ def _has_images(store: Any, key: str) -> bool:
 
 def embeddings_body(store: Any, key: str, spec: Any, out: Any, embedder: str = NONE) -> dict[str, Any]:
     """One row per record; image rows get their vector (cache first), the rest null."""
-    from charmeta_dagster.stages import EMBEDDING_SCHEMA
-
     base = pq.read_table(store.path("normalized_records", key), columns=["id", "source_position", "image_member"])
     n = base.num_rows
     vec_by_pos: dict[int, tuple[str, list[float], bool]] = {}
@@ -363,9 +358,7 @@ def train_heads(root: str, keys: list[str], embedder: str, backend: str = "text"
     Returns ``{"status", "version", "folder", "report", "n_images", ...}``; never
     imports torch when no partition holds an embedded image.
     """
-    from charmeta_dagster.stages import Store, make_engine
-
-    store = Store(root)
+    store = Layout(root)
     parts_norm, parts_emb = [], []
     for k in keys:
         if not _has_images(store, k):

@@ -36,46 +36,43 @@ import pyarrow.compute as pc
 
 from charmeta import export_parts
 from charmeta.contract import ATTRIBUTES
-from charmeta.sources import iter_shard, read_registry
-from charmeta_dagster import check_facts
-from charmeta_dagster.stages import (
-    BATCH_ROWS,
+from charmeta.pipeline import check_facts
+from charmeta.pipeline.executor import Executor, local_executor, prefetch, run_tasks
+from charmeta.pipeline.graph import (
     EMBEDDINGS,
+    LINEAR,
     NORMALIZED,
     NORMALIZED_IMAGES,
-    POOL_MIN_ROWS,
     PREDICTIONS,
     RAW,
     STAGES,
     VALIDATED,
-    Store,
+    carries_images,
+    stage_schema,
+)
+from charmeta.pipeline.layout import Layout
+from charmeta.pipeline.planner import small_step
+from charmeta.pipeline.stages import (
+    BATCH_ROWS,
     _AtomicParquet,
     _count,
     _preview,
     _read_batches,
-    _schema,
-    commit_marker,
     contract_violations,
-    estimate_rows,
     extract_batch,
     make_engine,
     normalize_batch,
     null_embeddings,
     partition_fingerprint,
-    prefetch,
     process_partition,
     row_problems,
     run_stage,
-    run_tasks,
-    skipped_stats,
-    sweep_stale_tmp,
 )
+from charmeta.sources import iter_shard, read_registry
+from charmeta.tmpfiles import sweep_stale_tmp
 
 log = logging.getLogger("charmeta.pipeline")
 
-#: The stages a record passes through in order; the image stages hang off the side.
-LINEAR = (RAW, NORMALIZED, PREDICTIONS, VALIDATED)
-IMAGE_FORMATS = ("tar", "txt")
 _RICH_PREVIEW = ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core]
 
 
@@ -97,12 +94,12 @@ def process_chain(
     Returns ``{"key", "stages": {stage: stats}, "row_problems": [...] | None}``: the row
     guard's findings (``None`` when it did not run); a partition with problems has no
     ``validated_records`` stats (it was not built)."""
-    store = Store(root)
+    store = Layout(root)
     spec = read_registry(store.root, key)
     fps = {st: partition_fingerprint(st, spec, backend, embedder) for st in stages}
     todo = {st for st in stages if force or not store.is_done(st, key, fps[st])}
-    stats = {st: skipped_stats(store, st, key) for st in stages if st not in todo}
-    if spec.fmt in IMAGE_FORMATS:
+    stats = {st: store.skipped_stats(st, key) for st in stages if st not in todo}
+    if carries_images(spec.fmt):
         return _per_stage(store, spec, [st for st in STAGES if st in todo], backend, embedder, stats)
     start = next((st for st in LINEAR if st in todo), None)
     problems: list[str] | None = None
@@ -122,7 +119,7 @@ def process_chain(
 
 
 def _per_stage(
-    store: Store, spec: Any, todo: list[str], backend: str, embedder: str, stats: dict[str, dict[str, Any]]
+    store: Layout, spec: Any, todo: list[str], backend: str, embedder: str, stats: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """Image shards: the per-stage bodies in stage order, with the same validated guard."""
     problems: list[str] | None = None
@@ -148,7 +145,7 @@ class _Timed:
         self._t = now
 
 
-def _source(store: Store, spec: Any, start: str) -> Iterator[pa.RecordBatch]:
+def _source(store: Layout, spec: Any, start: str) -> Iterator[pa.RecordBatch]:
     """Batches entering the stream: source rows (raw), or the stage file before ``start``."""
     if start == RAW:
         return iter_shard(spec, batch_rows=BATCH_ROWS)
@@ -171,7 +168,7 @@ class _Counts:
 
 
 def _stream(
-    store: Store, spec: Any, start: str, fps: dict[str, str], backend: str, with_embeddings: bool, copy_validated: bool
+    store: Layout, spec: Any, start: str, fps: dict[str, str], backend: str, with_embeddings: bool, copy_validated: bool
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Stream the partition from ``start`` through predictions; commit every stage built
     and, when the contract and the row guard hold, validated as a copy of predictions.
@@ -180,7 +177,7 @@ def _stream(
     builds = [st for st in (RAW, NORMALIZED, PREDICTIONS) if LINEAR.index(st) >= LINEAR.index(start)]
     if with_embeddings and start != PREDICTIONS:
         builds.insert(1, EMBEDDINGS)
-    outs = {st: _AtomicParquet(store.path(st, key), _schema(st)) for st in builds}
+    outs = {st: _AtomicParquet(store.path(st, key), stage_schema(st)) for st in builds}
     engine = make_engine(backend)
     timed, n = _Timed(), _Counts()
     try:
@@ -196,7 +193,7 @@ def _stream(
             out.abort()
         raise
     stats = {
-        st: commit_marker(store, st, spec, fps[st], outs[st].rows, timed.seconds.get(st, 0.0), _extra(st, n))
+        st: store.commit_marker(st, spec, fps[st], outs[st].rows, timed.seconds.get(st, 0.0), _extra(st, n))
         for st in builds
     }
     problems = _guard(store, key, n)
@@ -261,14 +258,14 @@ def _extra(stage: str, n: _Counts) -> dict[str, Any]:
     return {"status_counts": dict(n.statuses), "preview": _preview(first, _RICH_PREVIEW)}
 
 
-def _guard(store: Store, key: str, n: _Counts) -> list[str]:
+def _guard(store: Layout, key: str, n: _Counts) -> list[str]:
     """The row guard from the streamed counts; positions out of order are settled from the files."""
     if n.rows_in != n.rows_out:
         return [f"{key}: {n.rows_in} input rows but {n.rows_out} output rows"]
     return row_problems(store, PREDICTIONS, key) if n.positions_differ else []
 
 
-def _validated_copy(store: Store, spec: Any, fp: str, rows: int, n: _Counts, checked_s: float) -> dict[str, Any]:
+def _validated_copy(store: Layout, spec: Any, fp: str, rows: int, n: _Counts, checked_s: float) -> dict[str, Any]:
     """No row broke the contract: validated_records is the predictions file, byte for byte."""
     t0 = time.perf_counter() - checked_s
     path = store.path(VALIDATED, spec.key)
@@ -283,7 +280,7 @@ def _validated_copy(store: Store, spec: Any, fp: str, rows: int, n: _Counts, che
             os.remove(tmp)
         raise
     extra = {**_extra(VALIDATED, n), "contract_violations": 0, "input_rows": n.rows_in}
-    return commit_marker(store, VALIDATED, spec, fp, rows, time.perf_counter() - t0, extra)
+    return store.commit_marker(VALIDATED, spec, fp, rows, time.perf_counter() - t0, extra)
 
 
 def _chain_worker(args: tuple) -> dict[str, Any]:
@@ -294,7 +291,7 @@ def _chain_worker(args: tuple) -> dict[str, Any]:
     if VALIDATED in result["stages"]:
         t0 = time.perf_counter()
         try:
-            check_facts.partition_facts(Store(root).path(VALIDATED, key))  # stored for the run's checks
+            check_facts.partition_facts(Layout(root).path(VALIDATED, key))  # stored for the run's checks
             export_parts.ensure_part(root, key)
         except Exception as exc:  # noqa: BLE001 - ahead-of-time work only: the checks and the export redo it
             log.warning("%s: check facts / export part not built ahead: %r", key, exc)
@@ -310,13 +307,14 @@ def run_chain(
     workers: int = 1,
     on_done: Callable[[dict[str, Any]], None] | None = None,
     stages: tuple[str, ...] = STAGES,
+    executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
     """``process_chain`` for every key, one pool task per partition (in-process when small;
     a partition queued by ``prefetch_chain`` is taken from the pool as it is)."""
     jobs = _chain_jobs(root, keys, backend, embedder, stages)
-    if workers > 1 and estimate_rows(RAW, root, keys) < POOL_MIN_ROWS:
+    if workers > 1 and small_step(RAW, root, keys):
         workers = 1  # starting spawn workers costs more than a few thousand rows take
-    return run_tasks(_chain_worker, jobs, "shard_stages", workers, on_done)
+    return run_tasks(_chain_worker, jobs, "shard_stages", executor or local_executor(workers), on_done)
 
 
 def prefetch_chain(
@@ -326,13 +324,16 @@ def prefetch_chain(
     embedder: str = "none",
     workers: int = 1,
     stages: tuple[str, ...] = STAGES,
+    executor: Executor | None = None,
 ) -> int:
     """Queue the one-pass chain of ``keys`` on the pool ahead of the runs that will ask for it
-    (``charmeta run``: the pool stays busy across run boundaries; see ``stages.prefetch``).
+    (``charmeta run``: the pool stays busy across run boundaries; see ``executor.prefetch``).
     Nothing is queued when the partitions would run in-process anyway."""
-    if workers < 2 or estimate_rows(RAW, root, keys) < POOL_MIN_ROWS:
+    if workers < 2 or small_step(RAW, root, keys):
         return 0
-    return prefetch(_chain_worker, _chain_jobs(root, keys, backend, embedder, stages), workers)
+    return prefetch(
+        _chain_worker, _chain_jobs(root, keys, backend, embedder, stages), executor or local_executor(workers)
+    )
 
 
 def _chain_jobs(root: str, keys: list[str], backend: str, embedder: str, stages: tuple[str, ...]) -> dict[str, tuple]:
@@ -347,6 +348,7 @@ def run_stages(
     embedder: str = "none",
     workers: int = 1,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    executor: Executor | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str] | None]]:
     """The selected stages for ``keys``: one pass per partition when the selection covers
     the text path, else stage by stage (each stage a pool step, validated guarded).
@@ -355,21 +357,21 @@ def run_stages(
     row guard's problems (``None`` where the guard did not run: validated was not rebuilt)."""
     order = tuple(st for st in STAGES if st in stages)
     if covers_chain(set(order)):
-        results = run_chain(root, keys, backend, embedder, workers, on_done, order)
+        results = run_chain(root, keys, backend, embedder, workers, on_done, order, executor)
         per_stage = {st: [r["stages"][st] for r in results if st in r["stages"]] for st in order}
         return per_stage, {r["key"]: r["row_problems"] for r in results}
-    store = Store(root)
+    store = Layout(root)
     per_stage, guard = {}, {}
     for st in order:
         todo = keys
         if st == VALIDATED:
             guard = _guard_keys(store, keys, backend, embedder)
             todo = [k for k in keys if not guard.get(k)]
-        per_stage[st] = run_stage(st, root, todo, backend, embedder, workers, on_done)
+        per_stage[st] = run_stage(st, root, todo, backend, embedder, workers, on_done, executor)
     return per_stage, guard
 
 
-def _guard_keys(store: Store, keys: list[str], backend: str, embedder: str) -> dict[str, list[str] | None]:
+def _guard_keys(store: Layout, keys: list[str], backend: str, embedder: str) -> dict[str, list[str] | None]:
     """The row guard for every key whose validated_records is about to be rebuilt."""
     out: dict[str, list[str] | None] = {}
     for k in keys:

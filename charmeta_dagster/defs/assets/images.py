@@ -1,7 +1,7 @@
 """Image asset ``attribute_heads`` (unpartitioned); ``normalized_images`` and ``embeddings``
 are stages of ``shard_stages`` (``charmeta_dagster/assets/__init__.py``).
 
-Thin wrapper: the work is in ``charmeta_dagster.image_stages`` (Dagster-free,
+Thin wrapper: the work is in ``charmeta.pipeline.image_stages`` (Dagster-free,
 torch imported only when a model is actually used). Text-only shards pass
 through ``normalized_images`` as empty partitions without touching the image stack.
 
@@ -16,11 +16,10 @@ from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from charmeta.pipeline import stages as S
 from charmeta.sources import registered_keys
-from charmeta_dagster import stages as S
-from charmeta_dagster.assets import GROUP, md_table
-from charmeta_dagster.resources import ExtractorResource, OutputStore
-from charmeta_dagster.resources.images import ImageEmbedderResource, embedder_spec
+from charmeta_dagster.defs.assets import GROUP, md_table
+from charmeta_dagster.defs.resources import ExtractorResource, ImageEmbedderResource, OutputStore, embedder_spec
 
 
 @asset(
@@ -36,7 +35,7 @@ def attribute_heads(
     extractor: ExtractorResource,
     image_embedder: ImageEmbedderResource,
 ) -> MaterializeResult:
-    from charmeta_dagster.image_stages import train_heads
+    from charmeta.pipeline.image_stages import train_heads
 
     root = store.store().root
     t0 = time.perf_counter()

@@ -9,24 +9,24 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-from charmeta_dagster.assets import PARTITIONED_ASSETS, attribute_heads, dataset_export
+from charmeta_dagster.defs import assets
 
 shards_job = define_asset_job(
     "shards_job",
-    selection=AssetSelection.assets(*PARTITIONED_ASSETS),
+    selection=AssetSelection.assets(*assets.PARTITIONED_ASSETS),
     executor_def=in_process_executor,
     description="shard_stages: raw_shards -> normalized_records -> normalized_images -> embeddings -> "
     "attribute_predictions -> validated_records (one pass per text partition), with checks.",
 )
 export_job = define_asset_job(
     "export_job",
-    selection=AssetSelection.assets(dataset_export),
+    selection=AssetSelection.assets(assets.dataset_export),
     executor_def=in_process_executor,
     description="dataset_export: JSONL, DuckDB catalog, manifest.json over all partitions.",
 )
 heads_job = define_asset_job(
     "heads_job",
-    selection=AssetSelection.assets(attribute_heads),
+    selection=AssetSelection.assets(assets.attribute_heads),
     executor_def=in_process_executor,
     description="attribute_heads: train + version image attribute heads over all shards' embeddings.",
 )

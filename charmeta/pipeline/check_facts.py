@@ -29,8 +29,9 @@ import pyarrow.parquet as pq
 
 from charmeta.contract import ATTRIBUTES, CleanRecord, rich_arrow_schema
 from charmeta.file_identity import identity
+from charmeta.pipeline.layout import CHECK_FACTS, Layout
+from charmeta.pipeline.stages import contract_violations
 from charmeta.tmpfiles import sweep_stale_tmp
-from charmeta_dagster.stages import contract_violations
 
 #: Columns read: the contract's (values, confidences), id, status, position; not the evidence lists.
 COLUMNS = (
@@ -69,7 +70,7 @@ _FACTS: dict[str, tuple[tuple, PartitionFacts]] = {}
 _SAMPLES: OrderedDict[str, tuple[tuple, pa.Table]] = OrderedDict()
 #: Facts kept on disk, next to the stage folders: ``<root>/check_facts/<key>.json``, the GX sample in
 #: ``<key>.parquet`` (like every Parquet file of the output tree: its JSON says its ``rows``).
-FACTS_DIR = "check_facts"
+FACTS_DIR = CHECK_FACTS
 #: Bump when PartitionFacts or the sample change: facts of another version are read again.
 FACTS_VERSION = 2
 
@@ -125,10 +126,9 @@ def _keep_sample(path: str, ident: tuple, sample: pa.Table) -> None:
 
 
 def _stored_paths(path: str) -> tuple[str, str]:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-    name = os.path.basename(path)
-    base = os.path.join(root, FACTS_DIR, name[: -len(".parquet")] if name.endswith(".parquet") else name)
-    return base + ".json", base + ".parquet"
+    """Where the facts of a ``<root>/validated_records/<key>.parquet`` file are kept (the layout's)."""
+    layout, _, key = Layout.of_stage_file(path)
+    return layout.facts_paths(key)
 
 
 def _stored_meta(path: str, ident: tuple) -> dict[str, Any] | None:

@@ -21,7 +21,6 @@ the unfinished partitions and the export never holds duplicates.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -69,7 +68,7 @@ def _fail_orphaned_runs(instance: Any) -> int:
     """Runs a killed ``charmeta run`` left in STARTED would show as running forever."""
     from dagster import DagsterRunStatus, RunsFilter
 
-    from charmeta_dagster.stages import pid_alive
+    from charmeta.tmpfiles import pid_alive
 
     n = 0
     runs = instance.get_runs(
@@ -87,44 +86,10 @@ def _fail_orphaned_runs(instance: Any) -> int:
 
 
 def contiguous_chunks(ordered: list[str], todo: set[str], per_run: int) -> list[list[str]]:
-    """Split ``todo`` into runs of consecutive keys in the instance's partition order,
-    at most ``per_run`` each (a partition range must not include keys not to run)."""
-    chunks: list[list[str]] = []
-    cur: list[str] = []
-    for k in ordered:
-        if k in todo:
-            cur.append(k)
-        elif cur:
-            chunks.append(cur)
-            cur = []
-    if cur:
-        chunks.append(cur)
-    return [part for chunk in chunks for part in _balanced(chunk, per_run)]
+    """Runs of consecutive keys to execute (``charmeta.pipeline.planner.run_ranges``)."""
+    from charmeta.pipeline.planner import run_ranges
 
-
-def _balanced(chunk: list[str], per_run: int) -> list[list[str]]:
-    """Re-cut a run of keys into equal-sized runs (25 -> 7/6/6/6, not 8/8/8/1), so no
-    run ends with one lone partition keeping a single core busy while the rest idle."""
-    if len(chunk) <= per_run:
-        return [chunk]
-    n_runs = -(-len(chunk) // per_run)
-    size, extra = divmod(len(chunk), n_runs)
-    out, start = [], 0
-    for i in range(n_runs):
-        end = start + size + (1 if i < extra else 0)
-        out.append(chunk[start:end])
-        start = end
-    return out
-
-
-def _worth_a_pool(store: Any, specs: list[Any]) -> bool:
-    """Whether the run will likely use the process pool: enough rows, and some shard without
-    a validated output yet (a re-run of a finished dataset must not start workers)."""
-    from charmeta_dagster.stages import POOL_MIN_ROWS, VALIDATED
-
-    todo = [s for s in specs if not os.path.exists(store.path(VALIDATED, s.key, ".json"))]
-    rows = sum((s.stop - s.start) if s.stop is not None else POOL_MIN_ROWS for s in todo)
-    return rows >= POOL_MIN_ROWS
+    return run_ranges(ordered, todo, per_run)
 
 
 def _fmt(n: float) -> str:
@@ -135,9 +100,9 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     finally:  # the workers are idle now: stop them rather than wait for their teardown at exit
-        stages = sys.modules.get("charmeta_dagster.stages")
-        if stages is not None:
-            stages.close_pool()
+        executor = sys.modules.get("charmeta.pipeline.executor")
+        if executor is not None:
+            executor.close_shared()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -161,8 +126,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.shard_rows:
         os.environ["CHARMETA_SHARD_ROWS"] = str(args.shard_rows)
 
+    from charmeta.pipeline import graph as G
+    from charmeta.pipeline import planner
+    from charmeta.pipeline.engines import backend_identity, make_engine
+    from charmeta.pipeline.executor import default_workers, local_executor
+    from charmeta.pipeline.layout import Layout
     from charmeta.sources import DEFAULT_SHARD_ROWS, Source, write_registry
-    from charmeta_dagster import stages as S
 
     t_start = time.perf_counter()
     shard_rows = args.shard_rows or DEFAULT_SHARD_ROWS
@@ -172,50 +141,44 @@ def _run(args: argparse.Namespace) -> int:
     discover_s = time.perf_counter() - t0
     if not specs:
         raise CharmetaError(f"no readable files in {source_uri} (json, jsonl, parquet, csv, txt, tar)")
-    workers = args.workers if args.workers > 0 else S.default_workers()
-    store = S.Store(output)
-    if _worth_a_pool(store, specs):
-        S.warm_pool(workers, args.extractor)  # workers start while the rest of the set-up runs
+    workers = args.workers if args.workers > 0 else default_workers()
+    store = Layout(output)
+    if workers > 1 and planner.worth_a_pool(output, specs):
+        from charmeta.pipeline.engines import warm
+
+        local_executor(workers).warm(warm, args.extractor)  # workers start while the rest of the set-up runs
 
     # What is left to do is known from the files alone (registry, fingerprints, commit markers):
     # the one-pass builds are queued on the pool now, before Dagster loads (~2 s), and each
-    # run's step below adopts its partitions' futures (``stages.prefetch``).
+    # run's step below adopts its partitions' futures (``executor.prefetch``).
     write_registry(output, specs)
     keys = [s.key for s in specs]
-    backend_id = S.backend_identity(args.extractor)
+    backend_id = backend_identity(args.extractor)
     if "unavailable" in backend_id:
-        S.make_engine(args.extractor)  # raises the real error (missing backend, bad factory)
-    from charmeta_dagster.image_stages import embedder_config_from_env, embedder_spec_from_env
+        make_engine(args.extractor)  # raises the real error (missing backend, bad factory)
+    from charmeta.pipeline.image_stages import embedder_config_from_env, embedder_spec_from_env
 
     image_cfg = embedder_config_from_env(args.embedder)
     emb_spec = embedder_spec_from_env(args.embedder)
-    fp = {
-        s.key: S.stage_fingerprint(
-            S.VALIDATED, s.fingerprint, backend_id, emb_spec if s.fmt in ("tar", "txt") else "none"
-        )
-        for s in specs
-    }
-    todo = set(keys) if args.force else {k for k in keys if not store.is_done(S.VALIDATED, k, fp[k])}
+    the_plan = planner.plan(output, specs, backend_id, emb_spec, force=args.force)
+    fp = the_plan.fingerprints
+    todo = set(the_plan.todo)
     if args.force:
         for k in keys:  # drop commit markers so every stage rebuilds
-            for st in S.STAGES:
-                try:
-                    os.remove(store.path(st, k, ".json"))
-                except FileNotFoundError:
-                    pass
-    from charmeta_dagster.chain import prefetch_chain
+            store.drop_markers(k)
+    from charmeta.pipeline.chain import prefetch_chain
 
     prefetch_chain(output, [k for k in keys if k in todo], backend=args.extractor, embedder=emb_spec, workers=workers)
 
     from dagster import DagsterInstance
 
-    from charmeta_dagster.assets import PARTITIONS_PER_RUN, shards_partitions
     from charmeta_dagster.definitions import defs
-    from charmeta_dagster.sensors import RANGE_END, RANGE_START
+    from charmeta_dagster.defs.assets import PARTITIONS_PER_RUN, shards_partitions
+    from charmeta_dagster.defs.sensors import RANGE_END, RANGE_START
 
     instance = DagsterInstance.get()
     if todo:
-        from charmeta_dagster.checks import preload_great_expectations
+        from charmeta_dagster.defs.checks import preload_great_expectations
 
         preload_great_expectations()  # the run's checks need it; its import overlaps the pool's work
     orphaned = _fail_orphaned_runs(instance)
@@ -279,7 +242,7 @@ def _run(args: argparse.Namespace) -> int:
         if not res.success:
             # One bad shard must not hold back the others of its run: re-run every unfinished
             # shard of the chunk as its own run, so only the shards that keep failing stay failed.
-            rest = [k for k in chunk if not store.is_done(S.VALIDATED, k, fp[k])]
+            rest = [k for k in chunk if not store.is_done(G.VALIDATED, k, fp[k])]
             if len(chunk) > 1 and rest:
                 print(
                     f"  [{i}/{len(chunks)}] run {res.run_id[:8]} FAILED: re-running its {len(rest)} unfinished "
@@ -297,7 +260,7 @@ def _run(args: argparse.Namespace) -> int:
                 failed_runs.append(res.run_id)
                 failed_shards.update({k: res.run_id for k in rest})
         done_shards += len(chunk)
-        done_rows += sum(int((store.stats(S.VALIDATED, k) or {}).get("rows") or 0) for k in chunk)
+        done_rows += sum(int((store.stats(G.VALIDATED, k) or {}).get("rows") or 0) for k in chunk)
         rate = done_rows / max(time.perf_counter() - t_proc, 1e-9)
         eta = (time.perf_counter() - t_proc) / done_shards * (len(todo) - done_shards)
         print(
@@ -308,7 +271,7 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     # image attribute heads: (re)trained when this run embedded images; used by later prediction runs
-    if todo and any((store.stats(S.EMBEDDINGS, k) or {}).get("embedded") for k in todo):
+    if todo and any((store.stats(G.EMBEDDINGS, k) or {}).get("embedded") for k in todo):
         res = defs.resolve_job_def("heads_job").execute_in_process(
             run_config=run_config, instance=instance, raise_on_error=False, tags=tags
         )
@@ -317,7 +280,7 @@ def _run(args: argparse.Namespace) -> int:
 
     # the export: rebuilt when any partition changed or it is missing
     manifest_path = os.path.join(output, "export", "manifest.json")
-    inputs_fp = hashlib.sha1("|".join(f"{k}={fp[k]}" for k in keys).encode()).hexdigest()[:16]
+    inputs_fp = the_plan.inputs_fingerprint()
     prev = None
     try:
         with open(manifest_path, encoding="utf-8") as fh:
@@ -325,7 +288,7 @@ def _run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError):
         pass
     export_ok = True
-    complete = all(store.is_done(S.VALIDATED, k, fp[k]) for k in keys)
+    complete = all(store.is_done(G.VALIDATED, k, fp[k]) for k in keys)
     if prev and prev.get("inputs_fingerprint") == inputs_fp and not todo and complete:
         log.info(json.dumps({"event": "export_skipped", "reason": "no shard changed"}))
     else:
@@ -356,7 +319,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  export:   {os.path.join(exp, 'records.jsonl')} ({_fmt(manifest['exported_records'])} ok records)")
         print(f"  catalog:  {os.path.join(exp, 'catalog.duckdb')}")
         print(f"  manifest: {manifest_path}")
-    print(f"  stages:   {output}/<stage>/<shard>.parquet  (stages: {', '.join(S.STAGES)})")
+    print(f"  stages:   {output}/<stage>/<shard>.parquet  (stages: {', '.join(G.STAGES)})")
     print(f"  dagster:  DAGSTER_HOME={home}  (browse: charmeta ui --output {output})")
     if failed_runs or not export_ok:
         for k, rid in failed_shards.items():

@@ -7,7 +7,7 @@
 
 The six stages of a shard are one ``@multi_asset`` (``shard_stages``) with one
 ``AssetSpec`` each, so the lineage in the UI is unchanged but a run builds a text
-partition in a single pass (``charmeta_dagster.chain``: one pool task per
+partition in a single pass (``charmeta.pipeline.chain``: one pool task per
 partition, no re-reading, no barrier after every stage). It can subset: a user
 who materializes one stage gets the per-stage path. The blocking
 ``one_row_per_input`` check is part of it, because it guards the step's own
@@ -45,11 +45,16 @@ from dagster import (
 )
 
 from charmeta.export import export_dataset
+from charmeta.pipeline import stages as S
+from charmeta.pipeline.chain import run_stages
 from charmeta.sources import registered_keys
-from charmeta_dagster import stages as S
-from charmeta_dagster.chain import run_stages
-from charmeta_dagster.resources import ExtractorResource, OutputStore, SourceResource
-from charmeta_dagster.resources.images import ImageEmbedderResource, embedder_spec
+from charmeta_dagster.defs.resources import (
+    ExtractorResource,
+    ImageEmbedderResource,
+    OutputStore,
+    SourceResource,
+    embedder_spec,
+)
 from charmeta_dagster.retry import partitions_failure, stage_retry_policy
 
 log = logging.getLogger("charmeta.pipeline")
@@ -155,18 +160,25 @@ _DEPS = {
     S.VALIDATED: [S.PREDICTIONS],
 }
 _KINDS = {S.NORMALIZED_IMAGES: {"parquet", "pillow"}}
-STAGE_SPECS = [
-    AssetSpec(
-        st,
-        deps=_DEPS[st],
-        description=_DESCRIPTIONS[st],
-        group_name=GROUP,
-        kinds=_KINDS.get(st, {"parquet"}),
-        partitions_def=shards_partitions,
-        skippable=True,
-    )
-    for st in S.STAGES
-]
+
+
+def stage_specs() -> list[AssetSpec]:
+    """One ``AssetSpec`` per stage of the graph (built in a function: the defs loader would
+    take a module-level list of specs for assets of their own)."""
+    return [
+        AssetSpec(
+            st,
+            deps=_DEPS[st],
+            description=_DESCRIPTIONS[st],
+            group_name=GROUP,
+            kinds=_KINDS.get(st, {"parquet"}),
+            partitions_def=shards_partitions,
+            skippable=True,
+        )
+        for st in S.STAGES
+    ]
+
+
 ONE_ROW_PER_INPUT = AssetCheckSpec(
     "one_row_per_input",
     asset=S.PREDICTIONS,
@@ -178,7 +190,7 @@ ONE_ROW_PER_INPUT = AssetCheckSpec(
 
 @multi_asset(
     name="shard_stages",
-    specs=STAGE_SPECS,
+    specs=stage_specs(),
     check_specs=[ONE_ROW_PER_INPUT],
     can_subset=True,
     partitions_def=shards_partitions,
@@ -316,7 +328,7 @@ def dataset_export(
     return MaterializeResult(metadata=metadata)
 
 
-from charmeta_dagster.assets.images import attribute_heads  # noqa: E402 (uses the above)
+from charmeta_dagster.defs.assets.images import attribute_heads  # noqa: E402 (uses the above)
 
 PARTITIONED_ASSETS = [shard_stages]
 ALL_ASSETS = [*PARTITIONED_ASSETS, attribute_heads, dataset_export]

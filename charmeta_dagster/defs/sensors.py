@@ -27,9 +27,9 @@ from dagster import (
 )
 
 from charmeta.sources import write_registry
-from charmeta_dagster.assets import PARTITIONS_PER_RUN, shards_partitions
-from charmeta_dagster.jobs import export_job, shards_job
-from charmeta_dagster.resources import OutputStore, SourceResource
+from charmeta_dagster.defs import jobs
+from charmeta_dagster.defs.assets import PARTITIONS_PER_RUN, shards_partitions
+from charmeta_dagster.defs.resources import OutputStore, SourceResource
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 _DEFAULT = (
@@ -43,7 +43,7 @@ def plan_ranges(new_keys: list[str], per_run: int) -> list[tuple[str, str]]:
 
 
 @sensor(
-    job=shards_job,
+    job=jobs.shards_job,
     default_status=_DEFAULT,
     minimum_interval_seconds=int(os.environ.get("CHARMETA_SENSOR_INTERVAL", "30")),
     description="Discovers new shards in the source, registers them as partitions and requests runs for them.",
@@ -66,14 +66,14 @@ def shard_sensor(context: SensorEvaluationContext, source: SourceResource, store
 
 @run_status_sensor(
     run_status=DagsterRunStatus.SUCCESS,
-    request_job=export_job,
+    request_job=jobs.export_job,
     default_status=_DEFAULT,
     monitor_all_code_locations=False,
     description="Rebuilds dataset_export after shard runs succeed (once per burst of runs).",
 )
 def export_sensor(context: RunStatusSensorContext):
     run = context.dagster_run
-    if run.job_name == export_job.name:
+    if run.job_name == jobs.export_job.name:
         return SkipReason("export run")
     selection = {k.to_user_string() for k in (run.asset_selection or [])}
     if run.asset_selection is not None and "validated_records" not in selection:
@@ -90,7 +90,7 @@ def export_sensor(context: RunStatusSensorContext):
     )
     if any(
         r.run_id != run.run_id
-        and r.job_name != export_job.name
+        and r.job_name != jobs.export_job.name
         and RANGE_START in r.tags
         or r.run_id != run.run_id
         and r.tags.get("dagster/partition")

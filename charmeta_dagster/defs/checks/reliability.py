@@ -16,10 +16,10 @@ from typing import Any
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
+from charmeta.pipeline.stages import VALIDATED, Store
 from charmeta.quarantine import partition_report
 from charmeta.sources import read_registry
-from charmeta_dagster.assets import md_table
-from charmeta_dagster.stages import VALIDATED, Store
+from charmeta_dagster.defs.assets import md_table
 
 MAX_INVALID_RATE = float(os.environ.get("CHARMETA_MAX_INVALID_RATE", "0.05"))
 #: Formats whose reader yields exactly one row per source row (no blank lines skipped).

@@ -8,7 +8,7 @@ thousands of partitions still points at the bad shard.
 
 The five checks of ``validated_records`` are one ``@multi_asset_check``
 (``validated_records_checks``): one step per run instead of five, and one read
-per partition file for all of them (``charmeta_dagster.check_facts``, memoised by
+per partition file for all of them (``charmeta.pipeline.check_facts``, memoised by
 file identity in the process and on disk, where the worker that built the
 partition left it; the drift reference over the other partitions costs nothing).
 
@@ -47,11 +47,11 @@ from dagster import (
 from charmeta import duck
 from charmeta.contract import ATTRIBUTES, CORE_KEYS, STATUSES, CleanRecord
 from charmeta.duck import sql_string
+from charmeta.pipeline import check_facts as facts
+from charmeta.pipeline import stages as S
 from charmeta.sources import registered_keys
-from charmeta_dagster import check_facts as facts
-from charmeta_dagster import stages as S
-from charmeta_dagster.assets import dataset_export, md_table
-from charmeta_dagster.resources import OutputStore
+from charmeta_dagster.defs.assets import md_table
+from charmeta_dagster.defs.resources import OutputStore
 
 #: WARN when an attribute is Unknown for more than this share of non-invalid records.
 MAX_UNKNOWN_RATE = float(os.environ.get("CHARMETA_MAX_UNKNOWN_RATE", "0.98"))
@@ -391,7 +391,7 @@ def export_problems(root: str) -> tuple[list[str], int, int]:
 
 
 @asset_check(
-    asset=dataset_export,
+    asset="dataset_export",
     description="The export is consistent: one JSONL line per ok record, ids unique, a sample validates as CleanRecord.",
 )
 def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) -> AssetCheckResult:
@@ -406,7 +406,7 @@ def export_conformance(context: AssetCheckExecutionContext, store: OutputStore) 
     )
 
 
-from charmeta_dagster.checks.reliability import (  # noqa: E402  (records lost, invalid rate)
+from charmeta_dagster.defs.checks.reliability import (  # noqa: E402  (records lost, invalid rate)
     INVALID_RATE,
     NO_RECORDS_LOST,
     invalid_rate_result,

@@ -121,8 +121,8 @@ def wait_ready(ui: UiProcesses, timeout: float = 120.0) -> None:
 
 
 def ui_command(args: argparse.Namespace) -> int:
+    from charmeta_dagster.defs.resources import default_output, default_source
     from charmeta_dagster.instance import resolve_home
-    from charmeta_dagster.resources import default_output, default_source
 
     output = args.output or default_output()
     home = resolve_home(args.dagster_home, output)
