@@ -4,13 +4,12 @@ Dagster 1.13 project layout: every module under ``charmeta_dagster/defs/`` is
 loaded by ``load_from_defs_folder`` (``[tool.dg]`` in pyproject names the root
 module): ``assets/``, ``checks/``, ``jobs.py``, ``sensors.py`` and
 ``resources.py`` (resources + the in-process executor). The work itself is in
-the Dagster-free runtime ``charmeta.pipeline``.
+the Dagster-free runtime ``charmeta.pipeline``; settings come from the
+environment (``charmeta.settings``) when this module is loaded.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from charmeta_dagster.loader import load_definitions
 
-import dagster as dg
-
-defs = dg.load_from_defs_folder(path_within_project=Path(__file__).resolve().parent)
+defs = load_definitions()

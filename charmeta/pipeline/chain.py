@@ -313,7 +313,7 @@ def run_chain(
     a partition queued by ``prefetch_chain`` is taken from the pool as it is)."""
     jobs = _chain_jobs(root, keys, backend, embedder, stages)
     if workers > 1 and small_step(RAW, root, keys):
-        workers = 1  # starting spawn workers costs more than a few thousand rows take
+        executor = local_executor(1)  # starting spawn workers costs more than a few thousand rows take
     return run_tasks(_chain_worker, jobs, "shard_stages", executor or local_executor(workers), on_done)
 
 

@@ -84,30 +84,11 @@ def make_spec(backend: str, **fields: Any) -> str:
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
-def embedder_config_from_env(backend: str | None = None) -> dict[str, object]:
-    """``ImageEmbedderResource`` config from ``CHARMETA_EMBEDDER`` / ``CHARMETA_IMAGE_*`` (read now, not at import)."""
-    env = os.environ
-    backend = backend or env.get("CHARMETA_EMBEDDER") or "none"
-    if backend == "none":
-        return {"backend": "none"}
-    cfg: dict[str, object] = {"backend": backend}
-    for field, var in (
-        ("model", "CHARMETA_IMAGE_MODEL"),
-        ("revision", "CHARMETA_IMAGE_REVISION"),
-        ("device", "CHARMETA_IMAGE_DEVICE"),
-        ("cache_dir", "CHARMETA_IMAGE_CACHE"),
-        ("heads_dir", "CHARMETA_IMAGE_HEADS"),
-        ("counter", "CHARMETA_COUNTER"),
-    ):
-        if env.get(var):
-            cfg[field] = env[var]
-    return cfg
-
-
-def embedder_spec_from_env(backend: str | None = None) -> str:
-    """The spec ``ImageEmbedderResource(**embedder_config_from_env(backend)).spec()`` gives,
-    without Dagster: ``charmeta run`` needs it for the fingerprints before Dagster is imported."""
-    cfg = dict(embedder_config_from_env(backend))
+def embedder_spec_of(settings: Any) -> str:
+    """The spec of a ``charmeta.settings.Settings`` (``embedder`` + ``image_*``): what the
+    ``image_embedder`` resource configured from the same settings gives (``charmeta run`` needs
+    it for the fingerprints before Dagster is imported)."""
+    cfg = dict(settings.image_config())
     return make_spec(str(cfg.pop("backend")), **cfg)
 
 

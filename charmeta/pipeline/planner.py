@@ -26,8 +26,10 @@ DEFAULT_POOL_MIN_ROWS = 20_000
 
 
 def pool_min_rows() -> int:
-    """``CHARMETA_POOL_MIN_ROWS`` (read when asked, not at import), default 20,000."""
-    return int(os.environ.get("CHARMETA_POOL_MIN_ROWS", DEFAULT_POOL_MIN_ROWS))
+    """The ``pool_min_rows`` setting (``CHARMETA_POOL_MIN_ROWS``, read when asked, not at import)."""
+    from charmeta.settings import Settings
+
+    return Settings.load().pool_min_rows
 
 
 @dataclass

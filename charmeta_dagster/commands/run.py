@@ -44,22 +44,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--source", required=True, help="folder, file, glob or hf://datasets/<org>/<name>/<path>")
     p.add_argument("--output", required=True, help="output root (stage Parquet, export/, registry)")
+    # Flags default to None: a flag given wins over CHARMETA_* in the environment, which wins over
+    # the defaults (charmeta.settings.Settings).
     p.add_argument("--shard-rows", type=int, default=None, help="rows per partition (default 200000)")
-    p.add_argument("--text-field", default="", help="text column/field (default: auto-detect)")
+    p.add_argument("--text-field", default=None, help="text column/field (default: auto-detect)")
     p.add_argument(
-        "--extractor",
-        default=os.environ.get("CHARMETA_EXTRACTOR", "text"),
-        help="extractor backend: text (default), null, or package.module:factory",
+        "--extractor", default=None, help="extractor backend: text (default), null, or package.module:factory"
     )
     p.add_argument(
         "--embedder",
-        default=os.environ.get("CHARMETA_EMBEDDER", "none"),
+        default=None,
         choices=["none", "auto", "clip", "siglip", "open_clip"],
         help="image embedder backend for image shards (model: CHARMETA_IMAGE_MODEL; default none)",
     )
-    p.add_argument("--workers", type=int, default=0, help="worker processes per stage (0 = CPU count)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes per stage (0 = CPU count)")
     p.add_argument("--partitions-per-run", type=int, default=None, help="partitions per Dagster run (default 10)")
-    p.add_argument("--dagster-home", default=None, help="Dagster instance folder")
+    p.add_argument(
+        "--dagster-home",
+        default=None,
+        help="Dagster instance folder (default: $DAGSTER_HOME, else <output>/.dagster_home)",
+    )
     p.add_argument("--force", action="store_true", help="ignore finished outputs and rebuild every shard")
     p.set_defaults(func=run_command)
 
@@ -85,13 +89,6 @@ def _fail_orphaned_runs(instance: Any) -> int:
     return n
 
 
-def contiguous_chunks(ordered: list[str], todo: set[str], per_run: int) -> list[list[str]]:
-    """Runs of consecutive keys to execute (``charmeta.pipeline.planner.run_ranges``)."""
-    from charmeta.pipeline.planner import run_ranges
-
-    return run_ranges(ordered, todo, per_run)
-
-
 def _fmt(n: float) -> str:
     return f"{int(n):,}"
 
@@ -114,52 +111,56 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--shard-rows must be >= 1")
     os.makedirs(output, exist_ok=True)
 
+    from charmeta.settings import Settings
     from charmeta_dagster.instance import ensure_home, resolve_home
 
+    settings = Settings.load(
+        {
+            "source": source_uri,
+            "output": output,
+            "shard_rows": args.shard_rows,
+            "text_field": args.text_field,
+            "extractor": args.extractor,
+            "embedder": args.embedder,
+            "workers": args.workers,
+            "partitions_per_run": args.partitions_per_run,
+        }
+    )
     home = ensure_home(resolve_home(args.dagster_home, output))
-    # The code location reads its defaults from these, so the UI opened later on the
-    # same instance points at the same dataset.
-    os.environ["CHARMETA_SOURCE"] = source_uri
-    os.environ["CHARMETA_OUTPUT"] = output
-    if args.partitions_per_run:
-        os.environ["CHARMETA_PARTITIONS_PER_RUN"] = str(args.partitions_per_run)
-    if args.shard_rows:
-        os.environ["CHARMETA_SHARD_ROWS"] = str(args.shard_rows)
 
     from charmeta.pipeline import graph as G
-    from charmeta.pipeline import planner
+    from charmeta.pipeline import planner, runner
     from charmeta.pipeline.engines import backend_identity, make_engine
-    from charmeta.pipeline.executor import default_workers, local_executor
+    from charmeta.pipeline.executor import local_executor
+    from charmeta.pipeline.image_stages import embedder_spec_of
     from charmeta.pipeline.layout import Layout
-    from charmeta.sources import DEFAULT_SHARD_ROWS, Source, write_registry
+    from charmeta.sources import Source
 
     t_start = time.perf_counter()
-    shard_rows = args.shard_rows or DEFAULT_SHARD_ROWS
-    source = Source(source_uri, shard_rows=shard_rows, text_field=args.text_field or None)
+    source = Source(source_uri, shard_rows=settings.shard_rows, text_field=settings.text_field or None)
     t0 = time.perf_counter()
     specs = source.discover()
     discover_s = time.perf_counter() - t0
     if not specs:
         raise CharmetaError(f"no readable files in {source_uri} (json, jsonl, parquet, csv, txt, tar)")
-    workers = args.workers if args.workers > 0 else default_workers()
+    workers = settings.resolved_workers()
     store = Layout(output)
     if workers > 1 and planner.worth_a_pool(output, specs):
         from charmeta.pipeline.engines import warm
 
-        local_executor(workers).warm(warm, args.extractor)  # workers start while the rest of the set-up runs
+        local_executor(workers).warm(warm, settings.extractor)  # workers start while the rest of the set-up runs
 
     # What is left to do is known from the files alone (registry, fingerprints, commit markers):
     # the one-pass builds are queued on the pool now, before Dagster loads (~2 s), and each
     # run's step below adopts its partitions' futures (``executor.prefetch``).
+    from charmeta.sources import write_registry
+
     write_registry(output, specs)
     keys = [s.key for s in specs]
-    backend_id = backend_identity(args.extractor)
+    backend_id = backend_identity(settings.extractor)
     if "unavailable" in backend_id:
-        make_engine(args.extractor)  # raises the real error (missing backend, bad factory)
-    from charmeta.pipeline.image_stages import embedder_config_from_env, embedder_spec_from_env
-
-    image_cfg = embedder_config_from_env(args.embedder)
-    emb_spec = embedder_spec_from_env(args.embedder)
+        make_engine(settings.extractor)  # raises the real error (missing backend, bad factory)
+    emb_spec = embedder_spec_of(settings)
     the_plan = planner.plan(output, specs, backend_id, emb_spec, force=args.force)
     fp = the_plan.fingerprints
     todo = set(the_plan.todo)
@@ -168,17 +169,18 @@ def _run(args: argparse.Namespace) -> int:
             store.drop_markers(k)
     from charmeta.pipeline.chain import prefetch_chain
 
-    prefetch_chain(output, [k for k in keys if k in todo], backend=args.extractor, embedder=emb_spec, workers=workers)
+    prefetch_chain(output, the_plan.todo, backend=settings.extractor, embedder=emb_spec, workers=workers)
 
     from dagster import DagsterInstance
 
-    from charmeta_dagster.definitions import defs
-    from charmeta_dagster.defs.assets import PARTITIONS_PER_RUN, shards_partitions
+    from charmeta_dagster.defs.assets import shards_partitions
     from charmeta_dagster.defs.sensors import RANGE_END, RANGE_START
+    from charmeta_dagster.loader import load_definitions
 
+    defs = load_definitions(settings)  # resources bound from these settings, as the UI's are from its own
     instance = DagsterInstance.get()
     if todo:
-        from charmeta_dagster.defs.checks import preload_great_expectations
+        from charmeta.pipeline.checks import preload_great_expectations
 
         preload_great_expectations()  # the run's checks need it; its import overlaps the pool's work
     orphaned = _fail_orphaned_runs(instance)
@@ -202,17 +204,8 @@ def _run(args: argparse.Namespace) -> int:
 
     skipped = len(keys) - len(todo)
     ordered = list(instance.get_dynamic_partitions(shards_partitions.name))
-    chunks = contiguous_chunks(ordered, todo, args.partitions_per_run or PARTITIONS_PER_RUN)
-
-    run_config = {
-        "resources": {
-            "source": {"config": {"uri": source_uri, "shard_rows": shard_rows, "text_field": args.text_field or ""}},
-            "store": {"config": {"root": output}},
-            "extractor": {"config": {"backend": args.extractor, "embedder": "none", "workers": args.workers}},
-            "image_embedder": {"config": image_cfg},
-        },
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-    }
+    chunks = planner.run_ranges(ordered, todo, settings.partitions_per_run)
+    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     tags = {RUNNER_TAG: "cli", PID_TAG: str(os.getpid())}
     print(
         f"charmeta run: {len(keys)} shards in {source_uri} ({skipped} already done, {len(todo)} to process "
@@ -278,31 +271,16 @@ def _run(args: argparse.Namespace) -> int:
         if not res.success:
             failed_runs.append(res.run_id)
 
-    # the export: rebuilt when any partition changed or it is missing
-    manifest_path = os.path.join(output, "export", "manifest.json")
-    inputs_fp = the_plan.inputs_fingerprint()
-    prev = None
-    try:
-        with open(manifest_path, encoding="utf-8") as fh:
-            prev = json.load(fh)
-    except (FileNotFoundError, ValueError):
-        pass
+    # the export: rebuilt when any partition changed or it is missing (the asset stamps its
+    # manifest with the input's fingerprint, ``runner.export``, whoever launched it)
+    manifest_path = store.export_file("manifest.json")
     export_ok = True
-    complete = all(store.is_done(G.VALIDATED, k, fp[k]) for k in keys)
-    if prev and prev.get("inputs_fingerprint") == inputs_fp and not todo and complete:
+    if runner.export_is_current(output, the_plan):
         log.info(json.dumps({"event": "export_skipped", "reason": "no shard changed"}))
     else:
-        ecfg = {**run_config}
-        res = export_job.execute_in_process(run_config=ecfg, instance=instance, raise_on_error=False, tags=tags)
+        res = export_job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False, tags=tags)
         export_ok = res.success
-        if res.success:
-            with open(manifest_path, encoding="utf-8") as fh:
-                m = json.load(fh)
-            m["inputs_fingerprint"] = inputs_fp if complete else None
-            with open(manifest_path + ".tmp", "w", encoding="utf-8") as fh:
-                json.dump(m, fh, indent=2)
-            os.replace(manifest_path + ".tmp", manifest_path)
-        else:
+        if not res.success:
             failed_runs.append(res.run_id)
 
     elapsed = time.perf_counter() - t_start

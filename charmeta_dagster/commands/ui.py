@@ -27,8 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--source", default=None, help="dataset for the shard sensor (default: $CHARMETA_SOURCE or samples/)"
     )
     p.add_argument("--output", default=None, help="output root (default: $CHARMETA_OUTPUT or out/demo)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("CHARMETA_UI_PORT", "3000")))
-    p.add_argument("--dagster-home", default=None)
+    p.add_argument("--port", type=int, default=None, help="webserver port (default: $CHARMETA_UI_PORT or 3000)")
+    p.add_argument(
+        "--dagster-home",
+        default=None,
+        help="Dagster instance folder (default: $DAGSTER_HOME, else <output>/.dagster_home)",
+    )
     p.set_defaults(func=ui_command)
 
 
@@ -78,7 +82,11 @@ def start_ui(
     env: dict[str, str] | None = None,
     log_dir: str | None = None,
 ) -> UiProcesses:
-    """Start webserver + daemon on 127.0.0.1 against the instance in ``home``."""
+    """Start webserver + daemon on 127.0.0.1 against the instance in ``home``.
+
+    Both load the code location with this process's settings (environment, then ``output``,
+    ``source`` and ``env``), handed over as ``CHARMETA_*`` variables (``Settings.to_env``)."""
+    from charmeta.settings import Settings
     from charmeta_dagster.instance import ensure_home, initialize_storage
 
     home = ensure_home(home)
@@ -86,12 +94,14 @@ def start_ui(
     port = port or free_port()
     penv = dict(os.environ)
     penv.update(env or {})
-    penv["DAGSTER_HOME"] = home
-    penv["CHARMETA_OUTPUT"] = os.path.realpath(output)
+    overrides: dict[str, object] = {"output": os.path.realpath(output)}
     if source:
-        penv["CHARMETA_SOURCE"] = source if "://" in source else os.path.realpath(source)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    penv.setdefault("CHARMETA_WORKERS", str(max(1, cpus // 2)))  # 2 concurrent runs x workers = cores
+        overrides["source"] = source if "://" in source else os.path.realpath(source)
+    settings = Settings.load(overrides, env=penv)
+    if settings.workers <= 0:  # 2 concurrent runs x workers = cores
+        settings = settings.replace(workers=max(1, settings.resolved_workers() // 2))
+    penv.update(settings.to_env())
+    penv["DAGSTER_HOME"] = home
     log_dir = log_dir or os.path.join(home, "logs")
     os.makedirs(log_dir, exist_ok=True)
 
@@ -121,17 +131,19 @@ def wait_ready(ui: UiProcesses, timeout: float = 120.0) -> None:
 
 
 def ui_command(args: argparse.Namespace) -> int:
+    from charmeta.settings import Settings
     from charmeta_dagster.defs.resources import default_output, default_source
     from charmeta_dagster.instance import resolve_home
 
-    output = args.output or default_output()
+    settings = Settings.load({"output": args.output, "source": args.source, "ui_port": args.port})
+    output = default_output(settings)
     home = resolve_home(args.dagster_home, output)
 
     def _term(_sig: int, _frame: object) -> None:  # stop children on SIGTERM too, not only Ctrl-C
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _term)
-    ui = start_ui(home, output, source=args.source or default_source(), port=args.port)
+    ui = start_ui(home, output, source=default_source(settings), port=settings.ui_port)
     try:
         wait_ready(ui)
         print(f"charmeta ui: {ui.url}  (DAGSTER_HOME={ui.home}, logs in {ui.home}/logs; Ctrl-C stops)", flush=True)

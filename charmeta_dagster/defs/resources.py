@@ -1,45 +1,53 @@
-"""Resources: the three things an operator swaps by config, never by code.
+"""Resources: the things an operator swaps by config, never by code.
 
 * ``SourceResource`` - where entries come from (folder, file, glob, ``hf://``)
   and how they are cut into partitions (``shard_rows``, ``text_field``);
 * ``OutputStore`` - the output root every stage writes under;
-* ``ExtractorResource`` - the extractor backend (``text`` = ``Engine.default()``,
-  ``null``, or ``package.module:factory``), the image embedder, worker processes.
+* ``ExtractorResource`` - the extractor backend: abstract, one subclass per
+  backend (``TextExtractor`` = ``Engine.default()``, ``NullExtractor``,
+  ``FactoryExtractor`` = ``package.module:factory``);
+* ``PoolExecutorResource`` - where a step's partition tasks run: abstract, one
+  subclass per executor (``LocalPool``: a spawn process pool on this machine);
+* ``ImageEmbedderResource`` - the image model (backend + model + cache).
 
-Defaults come from ``CHARMETA_*`` environment variables so ``charmeta ui`` and
-``charmeta run`` point the same code location at a dataset; the launchpad or
-``charmeta run`` override them per run through run config.
+Which subclass is bound, and every default, comes from the code location's
+settings (``charmeta.settings.Settings``: ``charmeta run`` flags, or the
+``CHARMETA_*`` environment ``charmeta ui`` hands its webserver and daemon);
+the launchpad overrides their fields per run through run config.
 """
 
 from __future__ import annotations
 
-import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import dagster as dg
 from dagster import ConfigurableResource
 
-from charmeta.pipeline.executor import default_workers
-from charmeta.pipeline.image_stages import embedder_config_from_env, make_spec
+from charmeta.pipeline.executor import Executor, local_executor
+from charmeta.pipeline.image_stages import make_spec
 from charmeta.pipeline.layout import Layout
+from charmeta.settings import Settings
 from charmeta.sources import DEFAULT_SHARD_ROWS, Source
+from charmeta_dagster.settings import code_location_settings
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _env_path(name: str, default: Path) -> str:
-    value = os.environ.get(name)
+def _path(value: str, default: Path) -> str:
     if value:
         return value if "://" in value else str(Path(value).expanduser().resolve())
     return str(default)
 
 
-def default_source() -> str:
-    return _env_path("CHARMETA_SOURCE", PROJECT_ROOT / "samples")
+def default_source(settings: Settings | None = None) -> str:
+    """The settings' source, else the bundled ``samples/``."""
+    return _path((settings or Settings.load()).source, PROJECT_ROOT / "samples")
 
 
-def default_output() -> str:
-    return _env_path("CHARMETA_OUTPUT", PROJECT_ROOT / "out" / "demo")
+def default_output(settings: Settings | None = None) -> str:
+    """The settings' output root, else ``out/demo`` (where ``make demo`` writes)."""
+    return _path((settings or Settings.load()).output, PROJECT_ROOT / "out" / "demo")
 
 
 class SourceResource(ConfigurableResource):
@@ -62,52 +70,100 @@ class OutputStore(ConfigurableResource):
         return Layout(self.root)
 
 
-class ExtractorResource(ConfigurableResource):
-    """Extractor / embedder backends and the number of worker processes per step (0 = auto)."""
+# ---------------------------------------------------------------------------
+# extractor backends
+# ---------------------------------------------------------------------------
+class ExtractorResource(ConfigurableResource, ABC):
+    """The extractor backend of ``attribute_predictions`` (part of its fingerprint)."""
 
-    backend: str = "text"
-    embedder: str = "none"
-    workers: int = 0
+    @abstractmethod
+    def backend(self) -> str:
+        """The backend name the Dagster-free runtime takes (``charmeta.pipeline.engines``)."""
+
+
+class TextExtractor(ExtractorResource):
+    """The tag / prose extractor (``Engine.default()``)."""
+
+    def backend(self) -> str:
+        return "text"
+
+
+class NullExtractor(ExtractorResource):
+    """Extracts nothing: measures the platform's own cost."""
+
+    def backend(self) -> str:
+        return "null"
+
+
+class FactoryExtractor(ExtractorResource):
+    """``factory`` = ``package.module:attr``, returning an ``Engine`` or an extractor."""
+
+    factory: str
+
+    def backend(self) -> str:
+        return self.factory
+
+
+def extractor_resource(name: str) -> ExtractorResource:
+    """The subclass for an ``extractor`` setting."""
+    if name in ("text", "default"):
+        return TextExtractor()
+    if name == "null":
+        return NullExtractor()
+    return FactoryExtractor(factory=name)
+
+
+# ---------------------------------------------------------------------------
+# pool executors
+# ---------------------------------------------------------------------------
+class PoolExecutorResource(ConfigurableResource, ABC):
+    """Where the partition tasks of a step run (``charmeta.pipeline.executor.Executor``)."""
+
+    workers: int = 0  # 0: the settings' workers, else the CPU count
 
     def n_workers(self) -> int:
-        return self.workers if self.workers > 0 else default_workers()
+        return self.workers if self.workers > 0 else code_location_settings().resolved_workers()
+
+    @abstractmethod
+    def executor(self) -> Executor:
+        """The executor the step hands its partition tasks to."""
 
 
-def default_resources() -> dict[str, ConfigurableResource]:
-    return {
-        "source": SourceResource(
-            uri=default_source(),
-            shard_rows=int(os.environ.get("CHARMETA_SHARD_ROWS", DEFAULT_SHARD_ROWS)),
-            text_field=os.environ.get("CHARMETA_TEXT_FIELD", ""),
-        ),
-        "store": OutputStore(root=default_output()),
-        "extractor": ExtractorResource(
-            backend=os.environ.get("CHARMETA_EXTRACTOR", "text"),
-            embedder=os.environ.get("CHARMETA_EMBEDDER", "none"),
-        ),
-    }
+class LocalPool(PoolExecutorResource):
+    """A spawn process pool on this machine, shared by every step and run of the process."""
+
+    def executor(self) -> Executor:
+        return local_executor(self.n_workers())
+
+
+#: ``executor`` setting -> resource class (a deployment adds its own, e.g. a Ray cluster).
+POOL_EXECUTORS: dict[str, type[PoolExecutorResource]] = {"local": LocalPool}
+
+
+def pool_resource(settings: Settings) -> PoolExecutorResource:
+    try:
+        cls = POOL_EXECUTORS[settings.executor]
+    except KeyError:
+        raise dg.DagsterInvariantViolationError(
+            f"unknown executor {settings.executor!r}: choose from {', '.join(POOL_EXECUTORS)}"
+        ) from None
+    return cls(workers=settings.workers)
 
 
 # ---------------------------------------------------------------------------
 # image embedder
 # ---------------------------------------------------------------------------
-"""The ``ImageEmbedder`` resource: which vision-language model embeds the images, by config or env.
-
-``backend``: ``none`` (default: images are decoded, validated and counted, and
-image rows get their caption's attributes, but no model is loaded), ``clip``,
-``siglip``, ``open_clip`` or ``auto`` (from the model's config.json). ``model``
-is a Hugging Face id (offline cache unless ``allow_download``) or a local
-folder. Empty fields fall back to ``CHARMETA_IMAGE_*`` (see
-``charmeta.images.config``); the embedding cache defaults to
-``~/.cache/charmeta/embeddings`` and the heads to ``<output>/attribute_heads``.
-
-Swapping the backend is a run-config change (launchpad / ``charmeta run
---embedder``) or ``CHARMETA_EMBEDDER=...``; no code edit. The resource only
-builds a spec string; nothing here imports torch."""
-
-
 class ImageEmbedderResource(ConfigurableResource):
-    """Image embedder backend + model for ``normalized_images`` / ``embeddings`` / ``attribute_heads``."""
+    """Image embedder backend + model for ``normalized_images`` / ``embeddings`` / ``attribute_heads``.
+
+    ``backend``: ``none`` (default: images are decoded, validated and counted, and
+    image rows get their caption's attributes, but no model is loaded), ``clip``,
+    ``siglip``, ``open_clip`` or ``auto`` (from the model's config.json). ``model``
+    is a Hugging Face id (offline cache unless ``allow_download``) or a local
+    folder. The embedding cache defaults to ``~/.cache/charmeta/embeddings`` and
+    the heads to ``<output>/attribute_heads``. The resource only builds a spec
+    string (part of the fingerprints); nothing here imports torch.
+    """
 
     backend: str = "none"
     model: str = ""
@@ -132,21 +188,25 @@ class ImageEmbedderResource(ConfigurableResource):
         )
 
 
-def image_embedder_from_env(backend: str | None = None) -> ImageEmbedderResource:
-    return ImageEmbedderResource(**embedder_config_from_env(backend))  # type: ignore[arg-type]
+def embedder_spec(image_embedder: ImageEmbedderResource | None) -> str:
+    """The resource's spec (``none`` when there is no resource)."""
+    return image_embedder.spec() if image_embedder is not None else "none"
 
 
-def embedder_spec(image_embedder: ImageEmbedderResource | None, legacy: str = "none") -> str:
-    """The resource's spec; ``ExtractorResource.embedder`` (a backend name) when the resource says none."""
-    if image_embedder is not None and image_embedder.backend != "none":
-        return image_embedder.spec()
-    return legacy or "none"
+def resources_for(settings: Settings) -> dict[str, ConfigurableResource]:
+    """Every resource of the code location, bound and configured from ``settings``."""
+    return {
+        "source": SourceResource(
+            uri=default_source(settings), shard_rows=settings.shard_rows, text_field=settings.text_field
+        ),
+        "store": OutputStore(root=default_output(settings)),
+        "extractor": extractor_resource(settings.extractor),
+        "pool": pool_resource(settings),
+        "image_embedder": ImageEmbedderResource(**settings.image_config()),  # type: ignore[arg-type]
+    }
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    """The code location's resources, built when it loads (settings are read then, not at import)."""
-    return dg.Definitions(
-        resources={**default_resources(), "image_embedder": image_embedder_from_env()},
-        executor=dg.in_process_executor,
-    )
+    """The code location's resources, built when it loads, from its settings."""
+    return dg.Definitions(resources=resources_for(code_location_settings()), executor=dg.in_process_executor)

@@ -1,17 +1,16 @@
 """Sensors: discover shards as data lands, and refresh the export after shard runs.
 
-``shard_sensor`` lists the source every ``CHARMETA_SENSOR_INTERVAL`` seconds,
-writes the shard registry, registers new shards as dynamic partitions and
-requests runs over them in contiguous ranges of at most
-``CHARMETA_PARTITIONS_PER_RUN`` partitions (an incremental backfill: a shard
-that appears later gets its own run; known shards are never re-requested).
+``shard_sensor`` lists the source every ``sensor_interval`` seconds, writes the
+shard registry, registers new shards as dynamic partitions and requests runs
+over the new ones that are not finished, in balanced contiguous ranges of at most
+``partitions_per_run`` partitions - the planner ``charmeta run`` uses
+(``charmeta.pipeline.planner``; an incremental backfill: a shard that appears
+later gets its own run; known shards are never re-requested).
 
 ``export_sensor`` requests ``export_job`` when a run that materialized
 ``validated_records`` succeeds and no other such run is still queued or
 running, so the export is rebuilt once per burst rather than once per run.
 """
-
-import os
 
 from dagster import (
     DagsterRunStatus,
@@ -26,39 +25,46 @@ from dagster import (
     sensor,
 )
 
-from charmeta.sources import write_registry
+from charmeta.pipeline import planner, runner
 from charmeta_dagster.defs import jobs
 from charmeta_dagster.defs.assets import PARTITIONS_PER_RUN, shards_partitions
-from charmeta_dagster.defs.resources import OutputStore, SourceResource
+from charmeta_dagster.defs.resources import ExtractorResource, ImageEmbedderResource, OutputStore, SourceResource
+from charmeta_dagster.defs.resources import embedder_spec as _embedder_spec
+from charmeta_dagster.settings import code_location_settings
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-_DEFAULT = (
-    DefaultSensorStatus.RUNNING if os.environ.get("CHARMETA_SENSORS", "on") != "off" else DefaultSensorStatus.STOPPED
-)
+_DEFAULT = DefaultSensorStatus.RUNNING if code_location_settings().sensors else DefaultSensorStatus.STOPPED
 
 
-def plan_ranges(new_keys: list[str], per_run: int) -> list[tuple[str, str]]:
-    """Contiguous (start, end) ranges of at most ``per_run`` keys, in registration order."""
-    return [(new_keys[i], new_keys[min(i + per_run, len(new_keys)) - 1]) for i in range(0, len(new_keys), per_run)]
+def plan_ranges(new_keys: list[str], per_run: int, todo: list[str] | None = None) -> list[tuple[str, str]]:
+    """(start, end) of each run over ``todo`` (default: all of ``new_keys``): contiguous in
+    ``new_keys`` order, at most ``per_run`` keys, balanced (``planner.run_ranges``)."""
+    return [(r[0], r[-1]) for r in planner.run_ranges(new_keys, new_keys if todo is None else todo, per_run)]
 
 
 @sensor(
     job=jobs.shards_job,
     default_status=_DEFAULT,
-    minimum_interval_seconds=int(os.environ.get("CHARMETA_SENSOR_INTERVAL", "30")),
+    minimum_interval_seconds=code_location_settings().sensor_interval,
     description="Discovers new shards in the source, registers them as partitions and requests runs for them.",
 )
-def shard_sensor(context: SensorEvaluationContext, source: SourceResource, store: OutputStore):
-    specs = source.source().discover()
+def shard_sensor(
+    context: SensorEvaluationContext,
+    source: SourceResource,
+    store: OutputStore,
+    extractor: ExtractorResource,
+    image_embedder: ImageEmbedderResource,
+):
     root = store.store().root
-    write_registry(root, specs)
+    specs = runner.discover(root, source.source())
     known = set(context.instance.get_dynamic_partitions(shards_partitions.name))
     new = [s.key for s in specs if s.key not in known]
     if not new:
         return SkipReason(f"no new shards ({len(specs)} known) in {source.uri}")
+    plan = runner.registered_plan(root, new, extractor.backend(), _embedder_spec(image_embedder))
     runs = [
         RunRequest(run_key=f"{a}..{b}", tags={RANGE_START: a, RANGE_END: b})
-        for a, b in plan_ranges(new, PARTITIONS_PER_RUN)
+        for a, b in plan_ranges(new, PARTITIONS_PER_RUN, plan.todo)
     ]
     context.log.info(f"registering {len(new)} new shards, requesting {len(runs)} runs")
     return SensorResult(run_requests=runs, dynamic_partitions_requests=[shards_partitions.build_add_request(new)])

@@ -9,8 +9,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from charmeta.pipeline import stages as S
+from charmeta.pipeline.checks import conformance_problems, run_gx_suite
 from charmeta.sources import Source, write_registry
-from charmeta_dagster.defs.checks import conformance_problems, run_gx_suite
 
 
 def _build(sample_dir: Path, root: Path) -> list[str]:
@@ -74,7 +74,7 @@ def test_great_expectations_preload_imports_it_in_the_background() -> None:
     import sys
 
     code = (
-        "import sys, threading; from charmeta_dagster.defs.checks import preload_great_expectations; "
+        "import sys, threading; from charmeta.pipeline.checks import preload_great_expectations; "
         "assert 'great_expectations' not in sys.modules; preload_great_expectations(); "
         "t = next(t for t in threading.enumerate() if t.name == 'gx-preload'); t.join(120); "
         "print('great_expectations' in sys.modules and hasattr(sys.modules['great_expectations'], 'get_context'))"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, SensorResult, build_sensor_context
 
-from charmeta_dagster.commands.run import contiguous_chunks
+from charmeta.pipeline.planner import run_ranges
 from charmeta_dagster.instance import DAGSTER_YAML
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,13 +75,15 @@ def test_repo_dagster_yaml_is_the_embedded_default() -> None:
 def test_shard_sensor_registers_partitions_and_requests_ranges(
     dagster_home: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
-    from charmeta_dagster.defs.resources import OutputStore, SourceResource
+    from charmeta_dagster.defs.resources import ImageEmbedderResource, OutputStore, SourceResource, TextExtractor
     from charmeta_dagster.defs.sensors import shard_sensor
 
     inst = DagsterInstance.get()
     resources = {
         "source": SourceResource(uri=str(sample_dir), shard_rows=4),
         "store": OutputStore(root=str(tmp_path / "o")),
+        "extractor": TextExtractor(),
+        "image_embedder": ImageEmbedderResource(),
     }
     ctx = build_sensor_context(instance=inst, resources=resources)
     result = shard_sensor(ctx)
@@ -97,4 +99,4 @@ def test_shard_sensor_registers_partitions_and_requests_ranges(
 
 def test_contiguous_chunks_never_span_keys_not_to_run() -> None:
     order = ["a", "b", "c", "d", "e", "f", "g"]
-    assert contiguous_chunks(order, {"a", "b", "c", "e", "f", "g"}, 2) == [["a", "b"], ["c"], ["e", "f"], ["g"]]
+    assert run_ranges(order, {"a", "b", "c", "e", "f", "g"}, 2) == [["a", "b"], ["c"], ["e", "f"], ["g"]]

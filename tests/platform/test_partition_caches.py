@@ -140,12 +140,16 @@ def test_text_backend_identity_follows_the_ontology_data(monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize("backend", ["none", "clip", "siglip"])
 def test_embedder_spec_without_dagster_matches_the_resource(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from charmeta.pipeline.image_stages import embedder_spec_from_env
-    from charmeta_dagster.defs.resources import image_embedder_from_env
+    from charmeta.pipeline.image_stages import embedder_spec_of
+    from charmeta.settings import Settings
+    from charmeta_dagster.defs.resources import resources_for
 
     monkeypatch.setenv("CHARMETA_IMAGE_MODEL", "/models/tiny")
     monkeypatch.setenv("CHARMETA_IMAGE_DEVICE", "cpu")
-    assert embedder_spec_from_env(backend) == image_embedder_from_env(backend).spec()
+    settings = Settings.load({"embedder": backend})
+    assert embedder_spec_of(settings) == resources_for(settings)["image_embedder"].spec()
+    if backend != "none":
+        assert "/models/tiny" in embedder_spec_of(settings)
 
 
 def test_a_killed_part_builder_leaves_no_temp_file_behind(sample_dir: Path, tmp_path: Path) -> None:
@@ -163,7 +167,7 @@ def test_a_killed_part_builder_leaves_no_temp_file_behind(sample_dir: Path, tmp_
 
 
 def test_export_conformance_catches_a_damaged_export(sample_dir: Path, tmp_path: Path) -> None:
-    from charmeta_dagster.defs.checks import export_problems
+    from charmeta.pipeline.checks import export_problems
 
     root = tmp_path / "out"
     keys = _build(sample_dir, root)

@@ -30,7 +30,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
-    AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
@@ -44,18 +43,24 @@ from dagster import (
     multi_asset,
 )
 
-from charmeta.export import export_dataset
-from charmeta.pipeline import stages as S
+from charmeta.pipeline import checks, runner
+from charmeta.pipeline import graph as G
 from charmeta.pipeline.chain import run_stages
+from charmeta.pipeline.checks import md_table
+from charmeta.pipeline.executor import PartitionsFailed
 from charmeta.sources import registered_keys
+from charmeta_dagster.defs.assets.images import GROUP, attribute_heads
+from charmeta_dagster.defs.checks import to_result
 from charmeta_dagster.defs.resources import (
     ExtractorResource,
     ImageEmbedderResource,
     OutputStore,
+    PoolExecutorResource,
     SourceResource,
     embedder_spec,
 )
 from charmeta_dagster.retry import partitions_failure, stage_retry_policy
+from charmeta_dagster.settings import code_location_settings
 
 log = logging.getLogger("charmeta.pipeline")
 try:  # backfill_policy is marked beta; we rely on it knowingly (see module docstring)
@@ -66,25 +71,9 @@ except ImportError:  # pragma: no cover
     pass
 
 shards_partitions = DynamicPartitionsDefinition(name="shards")
-PARTITIONS_PER_RUN = int(os.environ.get("CHARMETA_PARTITIONS_PER_RUN", "10"))
+#: Partitions per run of a UI backfill (settings ``partitions_per_run``, read when the code location loads).
+PARTITIONS_PER_RUN = code_location_settings().partitions_per_run
 BACKFILL_POLICY = BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN)
-GROUP = "charmeta"
-
-
-def md_table(rows: list[dict[str, Any]], max_cell: int = 60) -> str:
-    """A small Markdown table for metadata previews (cells truncated)."""
-    if not rows:
-        return "_(no rows)_"
-    cols = list(rows[0].keys())
-
-    def cell(v: Any) -> str:
-        s = "" if v is None else str(v)
-        s = s.replace("|", "\\|").replace("\n", " ")
-        return s if len(s) <= max_cell else s[: max_cell - 1] + "…"
-
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def stage_metadata(
@@ -140,48 +129,26 @@ def stage_metadata(
     return metadata
 
 
-_DESCRIPTIONS = {
-    S.RAW: "Rows of one source shard as read (id, text, source position, upstream reason).",
-    S.NORMALIZED: "Texts cleaned without changing meaning (NFC, whitespace, zero-width).",
-    S.NORMALIZED_IMAGES: "Images of the shard (tar members / .txt sidecar siblings) decoded under limits, letterboxed "
-    "to the model's input, hashed, characters counted; bad images are invalid rows. Empty for "
-    "text shards.",
-    S.EMBEDDINGS: "Image embeddings per record from the ImageEmbedder resource (cache first; null for text rows).",
-    S.PREDICTIONS: "Rich records from the extractor backend(s): value, confidence, evidence, conflict per attribute; "
-    "image rows fuse caption + pixels.",
-    S.VALIDATED: "Predictions checked against the contract in bulk; violations become invalid records with a reason.",
-}
-_DEPS = {
-    S.RAW: [],
-    S.NORMALIZED: [S.RAW],
-    S.NORMALIZED_IMAGES: [S.NORMALIZED],
-    S.EMBEDDINGS: [S.NORMALIZED_IMAGES],
-    S.PREDICTIONS: [S.NORMALIZED, S.NORMALIZED_IMAGES, S.EMBEDDINGS],
-    S.VALIDATED: [S.PREDICTIONS],
-}
-_KINDS = {S.NORMALIZED_IMAGES: {"parquet", "pillow"}}
-
-
 def stage_specs() -> list[AssetSpec]:
     """One ``AssetSpec`` per stage of the graph (built in a function: the defs loader would
     take a module-level list of specs for assets of their own)."""
     return [
         AssetSpec(
             st,
-            deps=_DEPS[st],
-            description=_DESCRIPTIONS[st],
+            deps=G.DEPS[st],
+            description=G.DESCRIPTIONS[st],
             group_name=GROUP,
-            kinds=_KINDS.get(st, {"parquet"}),
+            kinds=G.KINDS.get(st, {"parquet"}),
             partitions_def=shards_partitions,
             skippable=True,
         )
-        for st in S.STAGES
+        for st in G.STAGES
     ]
 
 
 ONE_ROW_PER_INPUT = AssetCheckSpec(
     "one_row_per_input",
-    asset=S.PREDICTIONS,
+    asset=G.PREDICTIONS,
     blocking=True,
     description="Every normalized input row has exactly one prediction row (same source positions); a partition "
     "that fails gets no validated_records.",
@@ -202,31 +169,33 @@ def shard_stages(
     store: OutputStore,
     extractor: ExtractorResource,
     image_embedder: ImageEmbedderResource,
+    pool: PoolExecutorResource,
 ) -> Iterator[Any]:
     """The selected stages over the run's partitions: one pass per text partition when the
     selection covers the text path (``chain.run_stages``), stage by stage otherwise."""
     keys = list(context.partition_keys)
     root = store.store().root
-    selected = [st for st in S.STAGES if AssetKey(st) in context.selected_asset_keys]
+    selected = [st for st in G.STAGES if AssetKey(st) in context.selected_asset_keys]
     t0 = time.perf_counter()
     try:
         per_stage, guard = run_stages(
             selected,
             root,
             keys,
-            backend=extractor.backend,
-            embedder=embedder_spec(image_embedder, extractor.embedder),
-            workers=extractor.n_workers(),
+            backend=extractor.backend(),
+            embedder=embedder_spec(image_embedder),
+            workers=pool.n_workers(),
             on_done=_progress(context, keys),
+            executor=pool.executor(),
         )
-    except S.PartitionsFailed as exc:  # the others are committed; retried per RetryPolicy, then reported
+    except PartitionsFailed as exc:  # the others are committed; retried per RetryPolicy, then reported
         raise partitions_failure(exc) from exc
     seconds = time.perf_counter() - t0
     blocked = {k: p for k, p in guard.items() if p}
     for st in selected:
-        yield from _materialize(st, per_stage[st], keys, blocked if st == S.VALIDATED else {}, seconds, root)
+        yield from _materialize(st, per_stage[st], keys, blocked if st == G.VALIDATED else {}, seconds, root)
     if ONE_ROW_PER_INPUT.key in context.selected_asset_check_keys:
-        yield _one_row_result(store.store(), keys, guard)
+        yield to_result(checks.one_row_per_input(store.store(), keys, guard))
 
 
 def _progress(context: AssetExecutionContext, keys: list[str]) -> Any:
@@ -274,43 +243,26 @@ def _materialize(
         )
 
 
-def _one_row_result(st: S.Store, keys: list[str], guard: dict[str, list[str] | None]) -> AssetCheckResult:
-    """The guard's findings where it ran in the workers; the files elsewhere."""
-    problems = [
-        p for k in keys for p in (guard.get(k) if guard.get(k) is not None else S.row_problems(st, S.PREDICTIONS, k))
-    ]
-    return AssetCheckResult(
-        check_name=ONE_ROW_PER_INPUT.name,
-        asset_key=S.PREDICTIONS,
-        passed=not problems,
-        metadata={
-            "partitions_checked": len(keys),
-            "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems[:100]) or "none"),
-        },
-    )
-
-
 @asset(
     group_name=GROUP,
-    deps=[S.VALIDATED],
+    deps=[G.VALIDATED],
     kinds={"duckdb", "json"},
     description="Clean JSONL export (ok records), DuckDB catalog over all partitions, manifest.json.",
 )
 def dataset_export(
-    context: AssetExecutionContext, store: OutputStore, source: SourceResource, extractor: ExtractorResource
+    context: AssetExecutionContext,
+    store: OutputStore,
+    source: SourceResource,
+    extractor: ExtractorResource,
+    image_embedder: ImageEmbedderResource,
 ) -> MaterializeResult:
+    """The export over every registered partition, its manifest stamped with the input's
+    fingerprint (``runner.export``: the same call whoever launched the run)."""
     root = store.store().root
     keys = registered_keys(root)
     t0 = time.perf_counter()
-    manifest = export_dataset(
-        root,
-        keys,
-        extra_manifest={
-            "source": source.uri,
-            "shard_rows": source.shard_rows,
-            "extractor_backend": S.backend_identity(extractor.backend),
-            "embedder": extractor.embedder,
-        },
+    manifest = runner.export(
+        root, keys, source.uri, source.shard_rows, extractor.backend(), embedder_spec(image_embedder)
     )
     metadata: dict[str, Any] = {
         "records": MetadataValue.int(manifest["records"]),
@@ -327,8 +279,6 @@ def dataset_export(
         metadata[f"status_{s}"] = MetadataValue.int(n)
     return MaterializeResult(metadata=metadata)
 
-
-from charmeta_dagster.defs.assets.images import attribute_heads  # noqa: E402 (uses the above)
 
 PARTITIONED_ASSETS = [shard_stages]
 ALL_ASSETS = [*PARTITIONED_ASSETS, attribute_heads, dataset_export]

@@ -16,15 +16,17 @@ from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from charmeta.pipeline import stages as S
+from charmeta.pipeline import graph as G
+from charmeta.pipeline.checks import md_table
 from charmeta.sources import registered_keys
-from charmeta_dagster.defs.assets import GROUP, md_table
 from charmeta_dagster.defs.resources import ExtractorResource, ImageEmbedderResource, OutputStore, embedder_spec
+
+GROUP = "charmeta"
 
 
 @asset(
     group_name=GROUP,
-    deps=[S.EMBEDDINGS, S.NORMALIZED_IMAGES],
+    deps=[G.EMBEDDINGS, G.NORMALIZED_IMAGES],
     kinds={"pytorch", "safetensors"},
     description="Linear heads per attribute on the image embeddings, weakly labelled by the captions; a new "
     "version folder per training, held-out accuracy per attribute as metadata.",
@@ -39,7 +41,7 @@ def attribute_heads(
 
     root = store.store().root
     t0 = time.perf_counter()
-    res = train_heads(root, registered_keys(root), embedder_spec(image_embedder, extractor.embedder), extractor.backend)
+    res = train_heads(root, registered_keys(root), embedder_spec(image_embedder), extractor.backend())
     metadata: dict[str, Any] = {
         "status": MetadataValue.text(str(res["status"])),
         "version": MetadataValue.text(str(res.get("version") or "")),
