@@ -32,10 +32,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from charmeta import export_parts
-from charmeta.contract import ATTRIBUTES
 from charmeta.pipeline import check_facts
 from charmeta.pipeline.executor import Executor, local_executor, prefetch, run_tasks
 from charmeta.pipeline.graph import (
@@ -53,27 +51,19 @@ from charmeta.pipeline.graph import (
 from charmeta.pipeline.layout import Layout
 from charmeta.pipeline.planner import small_step
 from charmeta.pipeline.stages import (
-    BATCH_ROWS,
+    BLOCKS,
+    PredictionsBlock,
+    ValidatedBlock,
     _AtomicParquet,
-    _count,
-    _preview,
-    _read_batches,
-    contract_violations,
-    extract_batch,
-    make_engine,
-    normalize_batch,
-    null_embeddings,
     partition_fingerprint,
     process_partition,
     row_problems,
     run_stage,
 )
-from charmeta.sources import iter_shard, read_registry
+from charmeta.sources import read_registry
 from charmeta.tmpfiles import sweep_stale_tmp
 
 log = logging.getLogger("charmeta.pipeline")
-
-_RICH_PREVIEW = ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core]
 
 
 def covers_chain(stages: set[str] | frozenset[str]) -> bool:
@@ -145,26 +135,29 @@ class _Timed:
         self._t = now
 
 
-def _source(store: Layout, spec: Any, start: str) -> Iterator[pa.RecordBatch]:
-    """Batches entering the stream: source rows (raw), or the stage file before ``start``."""
-    if start == RAW:
-        return iter_shard(spec, batch_rows=BATCH_ROWS)
-    return _read_batches(store.path(RAW if start == NORMALIZED else NORMALIZED, spec.key))
+class _Stream:
+    """The blocks of one pass and the writers of the stages it builds."""
 
+    def __init__(self, store: Layout, spec: Any, start: str, backend: str, with_embeddings: bool) -> None:
+        self.start = start
+        self.builds = [st for st in (RAW, NORMALIZED, PREDICTIONS) if LINEAR.index(st) >= LINEAR.index(start)]
+        if with_embeddings and start != PREDICTIONS:
+            self.builds.insert(1, EMBEDDINGS)
+        # validated runs as a check only: its file is a copy of predictions when no row breaks the contract
+        self.blocks = {st: BLOCKS[st](store, spec, backend) for st in [*self.builds, VALIDATED]}
+        self.outs = {st: _AtomicParquet(store.path(st, spec.key), stage_schema(st)) for st in self.builds}
 
-class _Counts:
-    """What the per-stage bodies report in their commit markers, gathered while streaming."""
+    def source(self) -> Iterator[pa.RecordBatch]:
+        """Batches entering the stream: source rows (raw), or the input file of the first stage built."""
+        return self.blocks[self.start].inputs()
 
-    def __init__(self) -> None:
-        self.flagged = self.with_image = self.changed = self.violations = 0
-        self.rows_in = self.rows_out = 0
-        self.statuses: dict[str, int] = {}
-        self.first: dict[str, pa.RecordBatch] = {}
-        self.positions_differ = False
-
-    def keep_first(self, stage: str, batch: pa.RecordBatch | pa.Table) -> None:
-        if stage not in self.first and batch.num_rows:
-            self.first[stage] = batch.to_batches()[0] if isinstance(batch, pa.Table) else batch
+    def through(self, stage: str, batch: pa.RecordBatch | pa.Table, timed: _Timed) -> pa.RecordBatch | pa.Table:
+        """``batch`` through one block, its output written when the stage is built."""
+        out = self.blocks[stage].process(batch)
+        if stage in self.outs:
+            self.outs[stage].write(out)
+        timed.lap(stage)
+        return out
 
 
 def _stream(
@@ -173,99 +166,46 @@ def _stream(
     """Stream the partition from ``start`` through predictions; commit every stage built
     and, when the contract and the row guard hold, validated as a copy of predictions.
     Returns the stats of the stages committed and the guard's problems."""
-    key = spec.key
-    builds = [st for st in (RAW, NORMALIZED, PREDICTIONS) if LINEAR.index(st) >= LINEAR.index(start)]
-    if with_embeddings and start != PREDICTIONS:
-        builds.insert(1, EMBEDDINGS)
-    outs = {st: _AtomicParquet(store.path(st, key), stage_schema(st)) for st in builds}
-    engine = make_engine(backend)
-    timed, n = _Timed(), _Counts()
+    s = _Stream(store, spec, start, backend, with_embeddings)
+    timed = _Timed()
     try:
-        for batch in _source(store, spec, start):
+        for batch in s.source():
             timed.lap(start)
             if start != PREDICTIONS:
-                batch = _raw_side(batch, outs, n, timed)
-            _predict(engine, batch, spec.relpath, outs[PREDICTIONS], n, timed)
-        for st in builds:
-            outs[st].commit()
+                if RAW in s.outs:
+                    s.through(RAW, batch, timed)
+                if EMBEDDINGS in s.outs:
+                    s.through(EMBEDDINGS, batch, timed)
+                batch = s.through(NORMALIZED, batch, timed)
+            table = s.through(PREDICTIONS, batch, timed)
+            for b in table.to_batches():
+                s.through(VALIDATED, b, timed)
+        for st in s.builds:
+            s.outs[st].commit()
     except BaseException:
-        for out in outs.values():
+        for out in s.outs.values():
             out.abort()
         raise
     stats = {
-        st: store.commit_marker(st, spec, fps[st], outs[st].rows, timed.seconds.get(st, 0.0), _extra(st, n))
-        for st in builds
+        st: store.commit_marker(st, spec, fps[st], s.outs[st].rows, timed.seconds.get(st, 0.0), s.blocks[st].extra())
+        for st in s.builds
     }
-    problems = _guard(store, key, n)
-    if copy_validated and not problems and not n.violations:
+    predictions = s.blocks[PREDICTIONS]
+    assert isinstance(predictions, PredictionsBlock)
+    problems = predictions.guard_problems()
+    validated = s.blocks[VALIDATED]
+    assert isinstance(validated, ValidatedBlock)
+    if copy_validated and not problems and not validated.violations:
+        rows = s.outs[PREDICTIONS].rows
         stats[VALIDATED] = _validated_copy(
-            store, spec, fps[VALIDATED], outs[PREDICTIONS].rows, n, timed.seconds.get(VALIDATED, 0.0)
+            store, spec, fps[VALIDATED], rows, validated, timed.seconds.get(VALIDATED, 0.0)
         )
     return stats, problems
 
 
-def _raw_side(batch: pa.RecordBatch, outs: dict[str, _AtomicParquet], n: _Counts, timed: _Timed) -> pa.RecordBatch:
-    """Raw rows -> raw (when built), embeddings (when built), normalized; the normalized batch."""
-    if RAW in outs:
-        n.flagged += batch.num_rows - batch.column("reason").null_count
-        n.keep_first(RAW, batch)
-        outs[RAW].write(batch)
-        timed.lap(RAW)
-    if EMBEDDINGS in outs:
-        n.with_image += batch.num_rows - batch.column("image_member").null_count
-        outs[EMBEDDINGS].write(null_embeddings(batch))
-        timed.lap(EMBEDDINGS)
-    batch, changed = normalize_batch(batch)
-    n.changed += changed
-    n.keep_first(NORMALIZED, batch)
-    outs[NORMALIZED].write(batch)
-    timed.lap(NORMALIZED)
-    return batch
-
-
-def _predict(
-    engine: Any, batch: pa.RecordBatch, source_shard: str, out: _AtomicParquet, n: _Counts, timed: _Timed
-) -> None:
-    """Normalized rows -> predictions, counting statuses, contract violations and the row guard."""
-    table = extract_batch(engine, batch, source_shard)
-    _count(n.statuses, table.column("status"))
-    n.keep_first(PREDICTIONS, table)
-    out.write(table)
-    timed.lap(PREDICTIONS)
-    n.rows_in += batch.num_rows
-    n.rows_out += table.num_rows
-    if table.num_rows != batch.num_rows:
-        n.positions_differ = True
-    elif not n.positions_differ:
-        n.positions_differ = not table.column("source_position").equals(
-            pa.chunked_array([batch.column("source_position")])
-        )
-    for b in table.to_batches():
-        bad, _ = contract_violations(b)
-        n.violations += pc.sum(pc.cast(bad, pa.int64())).as_py() or 0
-    timed.lap(VALIDATED)
-
-
-def _extra(stage: str, n: _Counts) -> dict[str, Any]:
-    """The stage-specific fields of a commit marker (as the per-stage bodies write them)."""
-    first = n.first.get(PREDICTIONS if stage == VALIDATED else stage)
-    if stage == RAW:
-        return {"upstream_invalid": n.flagged, "preview": _preview(first, ["id", "text", "source_position", "reason"])}
-    if stage == NORMALIZED:
-        return {"texts_changed": n.changed, "preview": _preview(first, ["id", "text", "reason"])}
-    if stage == EMBEDDINGS:
-        return {"with_image": n.with_image, "embedded": 0}
-    return {"status_counts": dict(n.statuses), "preview": _preview(first, _RICH_PREVIEW)}
-
-
-def _guard(store: Layout, key: str, n: _Counts) -> list[str]:
-    """The row guard from the streamed counts; positions out of order are settled from the files."""
-    if n.rows_in != n.rows_out:
-        return [f"{key}: {n.rows_in} input rows but {n.rows_out} output rows"]
-    return row_problems(store, PREDICTIONS, key) if n.positions_differ else []
-
-
-def _validated_copy(store: Layout, spec: Any, fp: str, rows: int, n: _Counts, checked_s: float) -> dict[str, Any]:
+def _validated_copy(
+    store: Layout, spec: Any, fp: str, rows: int, block: ValidatedBlock, checked_s: float
+) -> dict[str, Any]:
     """No row broke the contract: validated_records is the predictions file, byte for byte."""
     t0 = time.perf_counter() - checked_s
     path = store.path(VALIDATED, spec.key)
@@ -279,8 +219,7 @@ def _validated_copy(store: Layout, spec: Any, fp: str, rows: int, n: _Counts, ch
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    extra = {**_extra(VALIDATED, n), "contract_violations": 0, "input_rows": n.rows_in}
-    return store.commit_marker(VALIDATED, spec, fp, rows, time.perf_counter() - t0, extra)
+    return store.commit_marker(VALIDATED, spec, fp, rows, time.perf_counter() - t0, block.extra())
 
 
 def _chain_worker(args: tuple) -> dict[str, Any]:

@@ -69,7 +69,7 @@ class Layout:
         """``<root>/<stage>/<key><suffix>``, guarded (unknown folder, unsafe key, escape)."""
         if stage not in KEYED_FOLDERS:
             raise ValueError(f"unknown stage {stage!r}")
-        if not _KEY_RE.match(key) or ".." in key:
+        if not _KEY_RE.fullmatch(key) or ".." in key:  # fullmatch: "$" would let a trailing newline in
             raise ValueError(f"unsafe partition key {key!r}")
         path = os.path.join(self.root, stage, key + suffix)
         if os.path.commonpath([os.path.realpath(path), self.root]) != self.root:

@@ -125,15 +125,6 @@ def _count(counter: dict[str, int], arr: pa.Array) -> None:
         counter[k] = counter.get(k, 0) + item["counts"]
 
 
-def _raw(store: Layout, key: str, spec, out: _AtomicParquet, **_: Any) -> dict[str, Any]:
-    first, flagged = None, 0
-    for batch in iter_shard(spec, batch_rows=BATCH_ROWS):
-        first = first or batch
-        flagged += batch.num_rows - batch.column("reason").null_count
-        out.write(batch)
-    return {"upstream_invalid": flagged, "preview": _preview(first, ["id", "text", "source_position", "reason"])}
-
-
 _ZERO_WIDTH = "[\u200b\u200c\u200d\u2060\ufeff]"
 
 
@@ -179,39 +170,6 @@ def normalize_batch(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, int]:
     return batch.set_column(batch.schema.get_field_index("text"), "text", norm), changed
 
 
-def _normalized(store: Layout, key: str, spec, out: _AtomicParquet, **_: Any) -> dict[str, Any]:
-    first, changed = None, 0
-    for batch in _read_batches(store.path(RAW, key)):
-        batch, n = normalize_batch(batch)
-        changed += n
-        first = first or batch
-        out.write(batch)
-    return {"texts_changed": changed, "preview": _preview(first, ["id", "text", "reason"])}
-
-
-def _normalized_images(
-    store: Layout, key: str, spec, out: _AtomicParquet, embedder: str = "none", **_: Any
-) -> dict[str, Any]:
-    if not carries_images(spec.fmt):  # text-only formats: an empty partition, no image imports
-        return {"images": 0}
-    from charmeta.pipeline import image_stages
-
-    return image_stages.normalized_images_body(store, key, spec, out, embedder)
-
-
-def _embeddings(store: Layout, key: str, spec, out: _AtomicParquet, embedder: str = "none", **_: Any) -> dict[str, Any]:
-    """One row per record: the image vector for image rows (``image_stages``), null otherwise."""
-    if embedder != "none" or (store.stats(NORMALIZED_IMAGES, key) or {}).get("images"):
-        from charmeta.pipeline import image_stages
-
-        return image_stages.embeddings_body(store, key, spec, out, embedder)
-    with_image = 0
-    for batch in _read_batches(store.path(RAW, key), ["id", "source_position", "image_member"]):
-        with_image += batch.num_rows - batch.column("image_member").null_count
-        out.write(null_embeddings(batch, embedder))
-    return {"with_image": with_image, "embedded": 0}
-
-
 def null_embeddings(batch: pa.RecordBatch, embedder: str = "none") -> pa.RecordBatch:
     """The embeddings rows of raw rows without a vector (text shards, embedder ``none``)."""
     n = batch.num_rows
@@ -229,31 +187,6 @@ def null_embeddings(batch: pa.RecordBatch, embedder: str = "none") -> pa.RecordB
         ],
         schema=EMBEDDING_SCHEMA,
     )
-
-
-def _predictions(
-    store: Layout, key: str, spec, out: _AtomicParquet, backend: str = "text", embedder: str = "none", **_: Any
-) -> dict[str, Any]:
-    engine = make_engine(backend)
-    images = None  # image rows: caption + pixels fused (image_stages), replacing the text-only row
-    if carries_images(spec.fmt) and (store.stats(NORMALIZED_IMAGES, key) or {}).get("images"):
-        from charmeta.pipeline import image_stages
-
-        images = image_stages.image_predictions(store, key, embedder, engine)
-    statuses: dict[str, int] = {}
-    first = None
-    for batch in _read_batches(store.path(NORMALIZED, key), ["id", "text", "source_position", "reason"]):
-        table = extract_batch(engine, batch, spec.relpath)
-        if images:
-            table = image_stages.overlay(table, images)
-        _count(statuses, table.column("status"))
-        if first is None and table.num_rows:
-            first = table.to_batches()[0]
-        out.write(table)
-    return {
-        "status_counts": statuses,
-        "preview": _preview(first, ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core]),
-    }
 
 
 def _per_value(col: pa.Array, fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
@@ -319,49 +252,257 @@ def contract_violations(batch: pa.RecordBatch) -> tuple[pa.Array, list[str | Non
     return bad, reasons
 
 
-def _validated(store: Layout, key: str, spec, out: _AtomicParquet, **_: Any) -> dict[str, Any]:
-    schema = rich_arrow_schema()
-    statuses: dict[str, int] = {}
-    repaired, first = 0, None
-    attr_cols = [
-        c
-        for a in ATTRIBUTES
-        for c in (
-            [a.column]
-            if a.is_list
-            else [a.column, f"{a.column}_confidence", f"{a.column}_evidence", f"{a.column}_conflict"]
-        )
-    ]
-    for batch in _read_batches(store.path(PREDICTIONS, key)):
+# ---------------------------------------------------------------------------
+# the stages as blocks
+# ---------------------------------------------------------------------------
+_RICH_PREVIEW = ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core]
+#: Columns of the rich schema a contract violation blanks.
+_ATTR_COLUMNS = [
+    c
+    for a in ATTRIBUTES
+    for c in (
+        [a.column]
+        if a.is_list
+        else [a.column, f"{a.column}_confidence", f"{a.column}_evidence", f"{a.column}_conflict"]
+    )
+]
+
+
+class Block:
+    """One stage of one partition, as a transformation of a stream of Arrow batches.
+
+    Every stage has this one shape, composed one way by both runners: ``process`` takes a
+    batch of the stage's input and returns the stage's rows for it, gathering on the way
+    the counts its commit marker reports (``extra``). A single stage runs ``run``: its
+    input file (``inputs``) through ``process`` into its writer. The one-pass chain
+    (``charmeta.pipeline.chain``) feeds each block the previous block's output instead,
+    so a text partition is read once and every stage file is written as it streams.
+    """
+
+    stage = ""
+    #: Columns of the input file a single-stage run reads (None: all of them).
+    columns: list[str] | None = None
+    #: Columns of the first output batch shown as the marker's preview.
+    preview_columns: list[str] = []
+
+    def __init__(self, store: Layout, spec: Any, backend: str = "text", embedder: str = "none") -> None:
+        self.store, self.spec, self.backend, self.embedder = store, spec, backend, embedder
+        self.first: pa.RecordBatch | None = None
+
+    def inputs(self) -> Iterator[pa.RecordBatch]:
+        """The batches a single-stage run feeds ``process``: its input stage's file."""
+        return _read_batches(self.store.path(self.input_stage(), self.spec.key), self.columns)
+
+    def input_stage(self) -> str:
+        raise NotImplementedError
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch | pa.Table:
+        raise NotImplementedError
+
+    def extra(self) -> dict[str, Any]:
+        """The stage-specific fields of the commit marker."""
+        return {"preview": _preview(self.first, self.preview_columns)}
+
+    def run(self, out: _AtomicParquet) -> dict[str, Any]:
+        """The whole stage for the partition: inputs -> process -> ``out``; the marker's fields."""
+        for batch in self.inputs():
+            out.write(self.process(batch))
+        return self.extra()
+
+    def _keep_first(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if self.first is None and batch.num_rows:
+            self.first = batch.to_batches()[0] if isinstance(batch, pa.Table) else batch
+
+
+class RawBlock(Block):
+    """Source rows as read (one per input row; unreadable rows carry a ``reason``)."""
+
+    stage = RAW
+    preview_columns = ["id", "text", "source_position", "reason"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flagged = 0
+
+    def inputs(self) -> Iterator[pa.RecordBatch]:
+        return iter_shard(self.spec, batch_rows=BATCH_ROWS)
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        self.flagged += batch.num_rows - batch.column("reason").null_count
+        self._keep_first(batch)
+        return batch
+
+    def extra(self) -> dict[str, Any]:
+        return {"upstream_invalid": self.flagged, **super().extra()}
+
+
+class NormalizedBlock(Block):
+    """Texts cleaned without changing meaning (``normalize_batch``)."""
+
+    stage = NORMALIZED
+    preview_columns = ["id", "text", "reason"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.changed = 0
+
+    def input_stage(self) -> str:
+        return RAW
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        batch, n = normalize_batch(batch)
+        self.changed += n
+        self._keep_first(batch)
+        return batch
+
+    def extra(self) -> dict[str, Any]:
+        return {"texts_changed": self.changed, **super().extra()}
+
+
+class NormalizedImagesBlock(Block):
+    """The partition's images (``image_stages``): a pass of its own over the image members;
+    text-only formats give an empty partition without importing the image stack."""
+
+    stage = NORMALIZED_IMAGES
+
+    def run(self, out: _AtomicParquet) -> dict[str, Any]:
+        if not carries_images(self.spec.fmt):
+            return {"images": 0}
+        from charmeta.pipeline import image_stages
+
+        return image_stages.normalized_images_body(self.store, self.spec.key, self.spec, out, self.embedder)
+
+
+class EmbeddingsBlock(Block):
+    """One row per record: the image vector for image rows (``image_stages``, a pass of its
+    own), null otherwise (streamed from the raw rows)."""
+
+    stage = EMBEDDINGS
+    columns = ["id", "source_position", "image_member"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.with_image = 0
+
+    def input_stage(self) -> str:
+        return RAW
+
+    def run(self, out: _AtomicParquet) -> dict[str, Any]:
+        if self.embedder != "none" or (self.store.stats(NORMALIZED_IMAGES, self.spec.key) or {}).get("images"):
+            from charmeta.pipeline import image_stages
+
+            return image_stages.embeddings_body(self.store, self.spec.key, self.spec, out, self.embedder)
+        return super().run(out)
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        self.with_image += batch.num_rows - batch.column("image_member").null_count
+        return null_embeddings(batch, self.embedder)
+
+    def extra(self) -> dict[str, Any]:
+        return {"with_image": self.with_image, "embedded": 0}
+
+
+class PredictionsBlock(Block):
+    """Rich records from the extractor backend; image rows replaced by the fusion of caption and
+    pixels. Counts what the row guard needs (rows in and out, source positions kept in order)."""
+
+    stage = PREDICTIONS
+    columns = ["id", "text", "source_position", "reason"]
+    preview_columns = _RICH_PREVIEW
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.engine = make_engine(self.backend)
+        self.statuses: dict[str, int] = {}
+        self.rows_in = self.rows_out = 0
+        self.positions_differ = False
+        self.images = None  # image rows: caption + pixels fused (image_stages), replacing the text-only row
+        if carries_images(self.spec.fmt) and (self.store.stats(NORMALIZED_IMAGES, self.spec.key) or {}).get("images"):
+            from charmeta.pipeline import image_stages
+
+            self.images = image_stages.image_predictions(self.store, self.spec.key, self.embedder, self.engine)
+
+    def input_stage(self) -> str:
+        return NORMALIZED
+
+    def process(self, batch: pa.RecordBatch) -> pa.Table:
+        table = extract_batch(self.engine, batch, self.spec.relpath)
+        if self.images:
+            from charmeta.pipeline import image_stages
+
+            table = image_stages.overlay(table, self.images)
+        _count(self.statuses, table.column("status"))
+        self._keep_first(table)
+        self.rows_in += batch.num_rows
+        self.rows_out += table.num_rows
+        if table.num_rows != batch.num_rows:
+            self.positions_differ = True
+        elif not self.positions_differ:
+            self.positions_differ = not table.column("source_position").equals(
+                pa.chunked_array([batch.column("source_position")])
+            )
+        return table
+
+    def extra(self) -> dict[str, Any]:
+        return {"status_counts": dict(self.statuses), **super().extra()}
+
+    def guard_problems(self) -> list[str]:
+        """The row guard from the streamed counts; positions out of order are settled from the files."""
+        key = self.spec.key
+        if self.rows_in != self.rows_out:
+            return [f"{key}: {self.rows_in} input rows but {self.rows_out} output rows"]
+        return row_problems(self.store, PREDICTIONS, key) if self.positions_differ else []
+
+
+class ValidatedBlock(Block):
+    """Predictions checked against the contract in bulk: a row that breaks it becomes an
+    ``invalid`` record with the reason and its attributes blanked (no per-row pydantic)."""
+
+    stage = VALIDATED
+    preview_columns = _RICH_PREVIEW
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.statuses: dict[str, int] = {}
+        self.violations = 0
+        self.schema = rich_arrow_schema()
+
+    def input_stage(self) -> str:
+        return PREDICTIONS
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         bad, reasons = contract_violations(batch)
         nbad = pc.sum(pc.cast(bad, pa.int64())).as_py() or 0
         if nbad:
-            repaired += nbad
+            self.violations += nbad
             cols = {name: batch.column(name) for name in batch.schema.names}
             cols["status"] = pc.if_else(bad, pa.scalar("invalid"), cols["status"])
             cols["reason"] = pc.if_else(bad, pa.array(reasons, pa.string()), cols["reason"])
-            for c in attr_cols:
+            for c in _ATTR_COLUMNS:
                 cols[c] = pc.if_else(bad, pa.scalar(None, cols[c].type), cols[c])
-            batch = pa.RecordBatch.from_arrays([cols[n] for n in schema.names], schema=schema)
-        _count(statuses, batch.column("status"))
-        first = first or batch
-        out.write(batch)
-    input_rows = pq.ParquetFile(store.path(NORMALIZED, key)).metadata.num_rows
-    return {
-        "status_counts": statuses,
-        "contract_violations": repaired,
-        "input_rows": input_rows,
-        "preview": _preview(first, ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core]),
-    }
+            batch = pa.RecordBatch.from_arrays([cols[n] for n in self.schema.names], schema=self.schema)
+        _count(self.statuses, batch.column("status"))
+        self._keep_first(batch)
+        return batch
+
+    def extra(self) -> dict[str, Any]:
+        input_rows = pq.ParquetFile(self.store.path(NORMALIZED, self.spec.key)).metadata.num_rows
+        return {
+            "status_counts": dict(self.statuses),
+            "contract_violations": self.violations,
+            "input_rows": input_rows,
+            **super().extra(),
+        }
 
 
-_BODIES: dict[str, Callable[..., dict[str, Any]]] = {
-    RAW: _raw,
-    NORMALIZED: _normalized,
-    EMBEDDINGS: _embeddings,
-    PREDICTIONS: _predictions,
-    VALIDATED: _validated,
-    NORMALIZED_IMAGES: _normalized_images,
+#: Every stage's block.
+BLOCKS: dict[str, type[Block]] = {
+    RAW: RawBlock,
+    NORMALIZED: NormalizedBlock,
+    NORMALIZED_IMAGES: NormalizedImagesBlock,
+    EMBEDDINGS: EmbeddingsBlock,
+    PREDICTIONS: PredictionsBlock,
+    VALIDATED: ValidatedBlock,
 }
 
 
@@ -387,7 +528,7 @@ def process_partition(
     t0 = time.perf_counter()
     out = _AtomicParquet(store.path(stage, key), stage_schema(stage))
     try:
-        extra = _BODIES[stage](store, key, spec, out, backend=backend, embedder=embedder)
+        extra = BLOCKS[stage](store, spec, backend, embedder).run(out)
         out.commit()
     except BaseException:
         out.abort()
