@@ -44,7 +44,19 @@ class Settings:
     image_device: str = _setting("CHARMETA_IMAGE_DEVICE", "", "torch device for the image model (empty: auto)")
     image_cache: str = _setting("CHARMETA_IMAGE_CACHE", "", "embedding cache folder (default ~/.cache/charmeta)")
     image_heads: str = _setting("CHARMETA_IMAGE_HEADS", "", "attribute heads folder (default <output>/attribute_heads)")
-    counter: str = _setting("CHARMETA_COUNTER", "", "character counter for images")
+    counter: str = _setting("CHARMETA_COUNTER", "", "character counter for images: auto, animeface, haar, none")
+    allow_download: bool = _setting(
+        "CHARMETA_ALLOW_DOWNLOAD", False, "let a hub model id download (else offline only; read by charmeta.images)"
+    )
+    image_backend: str = _setting(
+        "CHARMETA_IMAGE_BACKEND",
+        "",
+        "image library used alone (charmeta extract --image): clip, siglip, open_clip, auto",
+    )
+    home: str = _setting("CHARMETA_HOME", "", "cache folder of the image library (default ~/.cache/charmeta)")
+    duckdb_memory: str = _setting(
+        "CHARMETA_DUCKDB_MEMORY", "", "memory cap per DuckDB connection, e.g. 2GB (charmeta.duck)"
+    )
     workers: int = _setting("CHARMETA_WORKERS", 0, "worker processes per step (0: CPU count)")
     executor: str = _setting("CHARMETA_EXECUTOR", "local", "where partition tasks run: local (process pool)")
     partitions_per_run: int = _setting("CHARMETA_PARTITIONS_PER_RUN", 10, "partitions per Dagster run (backfills)")
@@ -134,7 +146,7 @@ def markdown_table() -> str:
     """The settings table of the README (``python -m charmeta.settings``)."""
     rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
     for name, env, default, help in FIELDS:
-        shown = "" if default == "" else ("on" if default is True else default)
+        shown = "" if default == "" else ({True: "on", False: "off"}[default] if isinstance(default, bool) else default)
         rows.append(f"| `{name}` | `{env}` | `{shown}` | {help} |")
     return "\n".join(rows)
 

@@ -106,12 +106,15 @@ def _bullets(problems: list[str], limit: int = 100) -> Md:
 # ---------------------------------------------------------------------------
 # one row per input (attribute_predictions)
 # ---------------------------------------------------------------------------
+def _row_guard(st: Layout, guard: dict[str, list[str] | None], key: str) -> list[str]:
+    found = guard.get(key)
+    return found if found is not None else row_problems(st, PREDICTIONS, key)
+
+
 def one_row_per_input(st: Layout, keys: list[str], guard: dict[str, list[str] | None] | None = None) -> CheckOutcome:
     """The row guard's findings where it ran in the workers (``guard``); the files elsewhere."""
     guard = guard or {}
-    problems = [
-        p for k in keys for p in (guard.get(k) if guard.get(k) is not None else row_problems(st, PREDICTIONS, k))
-    ]
+    problems = [p for k in keys for p in _row_guard(st, guard, k)]
     return CheckOutcome(
         "one_row_per_input",
         PREDICTIONS,
@@ -288,7 +291,7 @@ def preload_great_expectations() -> None:
     threading.Thread(target=_import, name="gx-preload").start()
 
 
-def run_gx_suite(df) -> dict[str, Any]:  # noqa: ANN001
+def run_gx_suite(df: Any) -> dict[str, Any]:
     """The Great Expectations 1.x suite on a pandas frame of validated records."""
     import logging
 
@@ -325,14 +328,14 @@ def run_gx_suite(df) -> dict[str, Any]:  # noqa: ANN001
     ctx.suites.add(suite)
     result = batch_def.get_batch(batch_parameters={"dataframe": _gx_frame(df)}).validate(suite)
     failed = [
-        r.expectation_config.type + ":" + str(r.expectation_config.kwargs.get("column"))
+        f"{cfg.type}:{cfg.kwargs.get('column')}"
         for r in result.results
-        if not r.success
+        if not r.success and (cfg := r.expectation_config) is not None
     ]
     return {"success": bool(result.success), "evaluated": len(result.results), "failed": failed}
 
 
-def gx_sample_frame(st: Layout, keys: list[str]):  # noqa: ANN201 - pandas.DataFrame
+def gx_sample_frame(st: Layout, keys: list[str]) -> Any:  # a pandas.DataFrame, or None
     """The run's GX sample: a seeded random subset of each partition (``facts.gx_sample``),
     an equal share per partition, ``GX_SAMPLE_ROWS`` at most."""
     samples = [t for t in _each_readable(st, keys, facts.gx_sample) if t is not None]
@@ -472,7 +475,7 @@ def _duplicate_ids(jsonl: str) -> int:
             con.execute(
                 f"SELECT count(*) - count(DISTINCT id) FROM read_json({sql_string(jsonl)}, "
                 "format='newline_delimited', columns={'id': 'VARCHAR'})"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
         )
     finally:
         con.close()

@@ -21,19 +21,19 @@ class NullExtractor:
     name = "null"
     version = "1"
 
-    def extract(self, text: str):  # noqa: ANN201
+    def extract(self, text: str) -> Any:
         from charmeta.records import Extraction
 
         return Extraction(input_kind="tags", status="ok", character_count=None)
 
-    def extract_batch(self, items):  # noqa: ANN001, ANN201
+    def extract_batch(self, items: Any) -> list[Any]:
         return [self.extract(t) for t in items]
 
 
 _ENGINES: dict[str, Any] = {}
 
 
-def make_engine(backend: str):  # noqa: ANN201
+def make_engine(backend: str) -> Any:
     """``text`` -> ``Engine.default()``; ``null`` -> NullExtractor; ``pkg.mod:attr`` ->
     ``attr()`` returning an ``Engine`` or an extractor. Cached per process."""
     if backend in _ENGINES:

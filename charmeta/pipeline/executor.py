@@ -24,6 +24,7 @@ a 5M-row job has dozens of steps. ``InlineExecutor`` runs tasks in the caller.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -252,7 +253,7 @@ def run_tasks(
     if executor.should_inline(len(keys)) and not prefetched:
         inline = InlineExecutor()
         for k in keys:
-            record(k, inline, lambda k=k: fn(jobs[k]))
+            record(k, inline, functools.partial(fn, jobs[k]))
     else:
         futures = {}
         for k in keys:

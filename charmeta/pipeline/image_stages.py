@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import posixpath
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -92,7 +93,7 @@ def embedder_spec_of(settings: Any) -> str:
     return make_spec(str(cfg.pop("backend")), **cfg)
 
 
-def image_config(spec: str, root: str):  # noqa: ANN201 - ImageConfig, imported lazily
+def image_config(spec: str, root: str) -> Any:  # an ImageConfig, imported lazily
     """``ImageConfig`` for a spec; heads default to ``<root>/attribute_heads`` (per dataset)."""
     from charmeta.images.config import ImageConfig
 
@@ -108,7 +109,7 @@ def image_config(spec: str, root: str):  # noqa: ANN201 - ImageConfig, imported 
 _PIPES: dict[tuple, Any] = {}
 
 
-def pipeline(spec: str, root: str):  # noqa: ANN201 - ImagePipeline
+def pipeline(spec: str, root: str) -> Any:  # an ImagePipeline, imported lazily
     """The loaded-once image pipeline (per process). ``none``: counter only, no model, no note."""
     from charmeta.images.api import ImagePipeline, get_pipeline
 
@@ -142,14 +143,14 @@ def normalized_schema() -> pa.Schema:
     return stage_schema(NORMALIZED_IMAGES)
 
 
-def _local_or_open(uri: str):  # noqa: ANN202
+def _local_or_open(uri: str) -> Any:
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(uri)
     return fs.open(path, "rb")
 
 
-def _image_records(spec: Any, rows: list[dict[str, Any]]):  # noqa: ANN202 - Iterator[ImageRecord]
+def _image_records(spec: Any, rows: list[dict[str, Any]]) -> Iterator[Any]:  # ImageRecords
     """ImageRecords for the raw rows that name an image member, in source order."""
     from charmeta.images.ingest import MAX_MEMBER_BYTES, ImageRecord
 
@@ -266,7 +267,7 @@ def embeddings_body(store: Any, key: str, spec: Any, out: Any, embedder: str = N
             ok = norm.filter(pc.equal(norm["status"], "ok"))
             st = EmbedStats()
             emb = embed_table(ok, pipe.embedder, pipe.cache, pipe.config.batch_size, pipe.config.workers, st)
-            mat = embedding_matrix(emb) if emb.num_rows else []
+            mat: Any = embedding_matrix(emb) if emb.num_rows else []
             for pos, sha, v, cached in zip(
                 ok["source_position"].to_pylist(), emb["sha256"].to_pylist(), mat, emb["cached"].to_pylist()
             ):

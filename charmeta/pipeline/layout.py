@@ -123,7 +123,7 @@ class Layout:
 
     def is_done(self, stage: str, key: str, fingerprint: str) -> bool:
         s = self.stats(stage, key)
-        return bool(s) and s.get("fingerprint") == fingerprint
+        return s is not None and s.get("fingerprint") == fingerprint
 
     def skipped_stats(self, stage: str, key: str) -> dict[str, Any]:
         """A finished partition's marker, flagged as skipped (what a step reports for it)."""

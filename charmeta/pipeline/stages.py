@@ -11,6 +11,7 @@ output is complete *and* was built from the same input and code.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -199,6 +200,14 @@ def _per_value(col: pa.Array, fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
     return fn(col)
 
 
+def _out_of_vocabulary(v: pa.Array, vocab: pa.Array) -> pa.Array:
+    return pc.and_(pc.is_valid(v), pc.invert(pc.fill_null(pc.is_in(v, vocab), False)))
+
+
+def _not_matching(v: pa.Array, pattern: str) -> pa.Array:
+    return pc.and_(pc.is_valid(v), pc.invert(pc.fill_null(pc.match_substring_regex(v, pattern), False)))
+
+
 def contract_violations(batch: pa.RecordBatch) -> tuple[pa.Array, list[str | None]]:
     """Vectorised contract check of rich rows: a boolean mask of bad rows, plus a
     reason per row (only computed for the rare bad rows). String columns may be
@@ -220,17 +229,10 @@ def contract_violations(batch: pa.RecordBatch) -> tuple[pa.Array, list[str | Non
             continue
         if spec.values:
             vocab = pa.array(spec.values)
-            out_of_vocab = _per_value(
-                col, lambda v, vocab=vocab: pc.and_(pc.is_valid(v), pc.invert(pc.fill_null(pc.is_in(v, vocab), False)))
-            )
+            out_of_vocab = _per_value(col, functools.partial(_out_of_vocabulary, vocab=vocab))
             problems.append((out_of_vocab, f"{spec.key} value outside the vocabulary"))
         elif spec.pattern:
-            mism = _per_value(
-                col,
-                lambda v, pattern=spec.pattern: pc.and_(
-                    pc.is_valid(v), pc.invert(pc.fill_null(pc.match_substring_regex(v, pattern), False))
-                ),
-            )
+            mism = _per_value(col, functools.partial(_not_matching, pattern=spec.pattern))
             problems.append((mism, f"{spec.key} value does not match {spec.pattern}"))
         if spec.is_core:
             problems.append((pc.and_(not_invalid, pc.is_null(col)), f"missing core attribute {spec.key}"))

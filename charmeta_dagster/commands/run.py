@@ -173,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from dagster import DagsterInstance
 
-    from charmeta_dagster.defs.assets import shards_partitions
+    from charmeta_dagster.defs.assets import SHARDS
     from charmeta_dagster.defs.sensors import RANGE_END, RANGE_START
     from charmeta_dagster.loader import load_definitions
 
@@ -186,10 +186,10 @@ def _run(args: argparse.Namespace) -> int:
     orphaned = _fail_orphaned_runs(instance)
     if orphaned:
         log.info("marked %d runs of a killed charmeta run as failed", orphaned)
-    known = set(instance.get_dynamic_partitions(shards_partitions.name))
+    known = set(instance.get_dynamic_partitions(SHARDS))
     new = [k for k in keys if k not in known]
     if new:
-        instance.add_dynamic_partitions(shards_partitions.name, new)
+        instance.add_dynamic_partitions(SHARDS, new)
     log.info(
         json.dumps(
             {
@@ -203,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
     )
 
     skipped = len(keys) - len(todo)
-    ordered = list(instance.get_dynamic_partitions(shards_partitions.name))
+    ordered = list(instance.get_dynamic_partitions(SHARDS))
     chunks = planner.run_ranges(ordered, todo, settings.partitions_per_run)
     run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     tags = {RUNNER_TAG: "cli", PID_TAG: str(os.getpid())}

@@ -27,7 +27,7 @@ from dagster import (
 
 from charmeta.pipeline import planner, runner
 from charmeta_dagster.defs import jobs
-from charmeta_dagster.defs.assets import PARTITIONS_PER_RUN, shards_partitions
+from charmeta_dagster.defs.assets import PARTITIONS_PER_RUN, SHARDS, shards_partitions
 from charmeta_dagster.defs.resources import ExtractorResource, ImageEmbedderResource, OutputStore, SourceResource
 from charmeta_dagster.defs.resources import embedder_spec as _embedder_spec
 from charmeta_dagster.settings import code_location_settings
@@ -54,10 +54,10 @@ def shard_sensor(
     store: OutputStore,
     extractor: ExtractorResource,
     image_embedder: ImageEmbedderResource,
-):
+) -> SensorResult | SkipReason:
     root = store.store().root
     specs = runner.discover(root, source.source())
-    known = set(context.instance.get_dynamic_partitions(shards_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(SHARDS))
     new = [s.key for s in specs if s.key not in known]
     if not new:
         return SkipReason(f"no new shards ({len(specs)} known) in {source.uri}")
@@ -77,7 +77,7 @@ def shard_sensor(
     monitor_all_code_locations=False,
     description="Rebuilds dataset_export after shard runs succeed (once per burst of runs).",
 )
-def export_sensor(context: RunStatusSensorContext):
+def export_sensor(context: RunStatusSensorContext) -> RunRequest | SkipReason:
     run = context.dagster_run
     if run.job_name == jobs.export_job.name:
         return SkipReason("export run")

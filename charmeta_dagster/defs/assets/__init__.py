@@ -70,7 +70,9 @@ try:  # backfill_policy is marked beta; we rely on it knowingly (see module docs
 except ImportError:  # pragma: no cover
     pass
 
-shards_partitions = DynamicPartitionsDefinition(name="shards")
+#: The dynamic partitions: one per shard of the source.
+SHARDS = "shards"
+shards_partitions = DynamicPartitionsDefinition(name=SHARDS)
 #: Partitions per run of a UI backfill (settings ``partitions_per_run``, read when the code location loads).
 PARTITIONS_PER_RUN = code_location_settings().partitions_per_run
 BACKFILL_POLICY = BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN)
