@@ -105,7 +105,7 @@ def test_partition_keys_and_data_paths_never_escape_the_output_root(tmp_path: Pa
 
 
 def test_webserver_binds_localhost(monkeypatch, tmp_path: Path, chaos) -> None:  # noqa: ANN001
-    from charmeta.commands import ui
+    from charmeta_dagster.commands import ui
 
     started = []
 
@@ -119,7 +119,7 @@ def test_webserver_binds_localhost(monkeypatch, tmp_path: Path, chaos) -> None: 
     web = next(a for a in started if "dagster-webserver" in a[0])
     assert web[web.index("-h") + 1] == "127.0.0.1"
     assert not any("0.0.0.0" in " ".join(a) for a in started)
-    src = (REPO / "charmeta" / "commands" / "ui.py").read_text()
+    src = (REPO / "charmeta_dagster" / "commands" / "ui.py").read_text()
     assert "0.0.0.0" not in src
     chaos.record("webserver bind address", "127.0.0.1 only", 0)
 
