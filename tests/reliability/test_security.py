@@ -105,6 +105,8 @@ def test_partition_keys_and_data_paths_never_escape_the_output_root(tmp_path: Pa
 
 
 def test_webserver_binds_localhost(monkeypatch, tmp_path: Path, chaos) -> None:  # noqa: ANN001
+    import dagster  # noqa: F401 - imported before Popen is faked (its import runs `file` via subprocess)
+
     from charmeta_dagster.commands import ui
 
     started = []
