@@ -7,13 +7,13 @@ STAMP := $(VENV)/.installed
 # The Dagster instance of a dataset lives in its output root (<output>/.dagster_home), however it is
 # launched: `make demo`, `make ui` and a plain `charmeta run --output out/demo` share out/demo/.dagster_home.
 
-.PHONY: install demo test test-fast test-slow ui bench eval chaos schema clean lint lock
+.PHONY: install demo test test-fast test-slow ui app bench eval chaos schema clean lint lock
 
 # Versions come from constraints.txt (the environment the tests passed in; `make lock` rewrites it).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[platform,dev,images,lint]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[platform,dev,images,app,lint]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install charmeta into it
@@ -30,6 +30,9 @@ test-slow: $(STAMP)
 
 ui: $(STAMP)  ## Dagster webserver + daemon on 127.0.0.1:3000
 	$(BIN)/charmeta ui
+
+app: $(STAMP)  ## the demo app (Gradio) on http://127.0.0.1:7860 (PORT=N to change)
+	$(BIN)/charmeta app --port $${PORT:-7860}
 
 bench: $(STAMP)
 	$(BIN)/charmeta bench

@@ -37,6 +37,12 @@ class Settings:
     output: str = _setting("CHARMETA_OUTPUT", "", "output root (stage Parquet, export/, registry, .dagster_home/)")
     shard_rows: int = _setting("CHARMETA_SHARD_ROWS", 200_000, "rows per partition")
     text_field: str = _setting("CHARMETA_TEXT_FIELD", "", "text column/field (empty: auto-detect)")
+    image_field: str = _setting(
+        "CHARMETA_IMAGE_FIELD", "", "image column of Parquet / Arrow tables (empty: auto-detect)"
+    )
+    source_config: str = _setting(
+        "CHARMETA_SOURCE_CONFIG", "", "README config of a hub dataset to follow (empty: default)"
+    )
     extractor: str = _setting("CHARMETA_EXTRACTOR", "text", "extractor backend: text, null or package.module:factory")
     embedder: str = _setting("CHARMETA_EMBEDDER", "none", "image embedder: none, auto, clip, siglip, open_clip")
     image_model: str = _setting("CHARMETA_IMAGE_MODEL", "", "image model: Hugging Face id or local folder")

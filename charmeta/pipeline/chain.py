@@ -89,7 +89,7 @@ def process_chain(
     fps = {st: partition_fingerprint(st, spec, backend, embedder) for st in stages}
     todo = {st for st in stages if force or not store.is_done(st, key, fps[st])}
     stats = {st: store.skipped_stats(st, key) for st in stages if st not in todo}
-    if carries_images(spec.fmt):
+    if carries_images(spec):
         return _per_stage(store, spec, [st for st in STAGES if st in todo], backend, embedder, stats)
     start = next((st for st in LINEAR if st in todo), None)
     problems: list[str] | None = None

@@ -19,8 +19,12 @@ Pure constants: importing this module costs nothing (the schemas are functions).
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pyarrow as pa
+
+#: IMAGE_FORMATS: shard formats whose rows can carry an image (tables too, with an image column).
+from charmeta.sources.spec import IMAGE_FORMATS, holds_images  # noqa: F401
 
 RAW, NORMALIZED, EMBEDDINGS, PREDICTIONS, VALIDATED = (
     "raw_shards",
@@ -67,8 +71,6 @@ DESCRIPTIONS = {
 KINDS = {NORMALIZED_IMAGES: {"parquet", "pillow"}}
 #: Stages the export's catalog has a view of (the image side table is not a record view).
 CATALOG_VIEWS = (RAW, NORMALIZED, EMBEDDINGS, PREDICTIONS, VALIDATED)
-#: Shard formats whose rows can carry an image member: the only ones the image stages read.
-IMAGE_FORMATS = ("tar", "txt")
 #: Unpartitioned products under the output root (not stages).
 HEADS = "attribute_heads"
 
@@ -87,14 +89,16 @@ EMBEDDING_SCHEMA = pa.schema(
 )
 
 
-def carries_images(fmt: str) -> bool:
-    """Whether a shard format can hold images (the one place this is decided)."""
-    return fmt in IMAGE_FORMATS
+def carries_images(spec: Any) -> bool:
+    """Whether a shard's rows can name images for the image stages (an image container, or a
+    table with an image column: ``charmeta.sources.spec.holds_images``, the one place this is
+    decided); other shards keep the one-pass text path and never import the image stack."""
+    return holds_images(spec)
 
 
-def effective_embedder(fmt: str, embedder: str) -> str:
-    """The embedder that matters for a shard: ``none`` for formats that cannot hold images."""
-    return embedder if carries_images(fmt) else "none"
+def effective_embedder(spec: Any, embedder: str) -> str:
+    """The embedder that matters for a shard: ``none`` for shards that cannot hold images."""
+    return embedder if carries_images(spec) else "none"
 
 
 def stage_schema(stage: str) -> pa.Schema:

@@ -55,7 +55,7 @@ class Plan:
 def validated_fingerprint(spec: Any, backend_id: str, embedder: str) -> str:
     """The fingerprint ``validated_records`` of ``spec`` must carry (``backend_id``: the
     extractor's identity, ``stages.backend_identity``)."""
-    return stage_fingerprint(VALIDATED, spec.fingerprint, backend_id, effective_embedder(spec.fmt, embedder))
+    return stage_fingerprint(VALIDATED, spec.fingerprint, backend_id, effective_embedder(spec, embedder))
 
 
 def plan(root: str, specs: Sequence[Any], backend_id: str, embedder: str = "none", force: bool = False) -> Plan:

@@ -368,7 +368,7 @@ class NormalizedImagesBlock(Block):
     stage = NORMALIZED_IMAGES
 
     def run(self, out: _AtomicParquet) -> dict[str, Any]:
-        if not carries_images(self.spec.fmt):
+        if not carries_images(self.spec):
             return {"images": 0}
         from charmeta.pipeline import image_stages
 
@@ -419,7 +419,7 @@ class PredictionsBlock(Block):
         self.rows_in = self.rows_out = 0
         self.positions_differ = False
         self.images = None  # image rows: caption + pixels fused (image_stages), replacing the text-only row
-        if carries_images(self.spec.fmt) and (self.store.stats(NORMALIZED_IMAGES, self.spec.key) or {}).get("images"):
+        if carries_images(self.spec) and (self.store.stats(NORMALIZED_IMAGES, self.spec.key) or {}).get("images"):
             from charmeta.pipeline import image_stages
 
             self.images = image_stages.image_predictions(self.store, self.spec.key, self.embedder, self.engine)
@@ -511,7 +511,7 @@ BLOCKS: dict[str, type[Block]] = {
 def partition_fingerprint(stage: str, spec: Any, backend: str = "text", embedder: str = "none") -> str:
     """The fingerprint a stage's commit marker must carry for ``spec`` (formats without
     images ignore the embedder; only predictions and validated depend on the backend)."""
-    embedder = effective_embedder(spec.fmt, embedder)
+    embedder = effective_embedder(spec, embedder)
     return stage_fingerprint(
         stage, spec.fingerprint, backend_identity(backend) if stage in (PREDICTIONS, VALIDATED) else "", embedder
     )
@@ -523,7 +523,7 @@ def process_partition(
     """Build one stage's output for one partition (or skip it when already done)."""
     store = Layout(root)
     spec = read_registry(store.root, key)
-    embedder = effective_embedder(spec.fmt, embedder)  # formats without images ignore the embedder
+    embedder = effective_embedder(spec, embedder)  # formats without images ignore the embedder
     fp = partition_fingerprint(stage, spec, backend, embedder)
     if not force and store.is_done(stage, key, fp):
         return store.skipped_stats(stage, key)

@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # the defaults (charmeta.settings.Settings).
     p.add_argument("--shard-rows", type=int, default=None, help="rows per partition (default 200000)")
     p.add_argument("--text-field", default=None, help="text column/field (default: auto-detect)")
+    p.add_argument("--image-field", default=None, help="image column of Parquet/Arrow tables (default: auto-detect)")
+    p.add_argument("--config", default=None, help="README config of a hub dataset to follow (default: its default)")
     p.add_argument(
         "--extractor", default=None, help="extractor backend: text (default), null, or package.module:factory"
     )
@@ -120,6 +122,8 @@ def _run(args: argparse.Namespace) -> int:
             "output": output,
             "shard_rows": args.shard_rows,
             "text_field": args.text_field,
+            "image_field": args.image_field,
+            "source_config": args.config,
             "extractor": args.extractor,
             "embedder": args.embedder,
             "workers": args.workers,
@@ -137,12 +141,21 @@ def _run(args: argparse.Namespace) -> int:
     from charmeta.sources import Source
 
     t_start = time.perf_counter()
-    source = Source(source_uri, shard_rows=settings.shard_rows, text_field=settings.text_field or None)
+    source = Source(
+        source_uri,
+        shard_rows=settings.shard_rows,
+        text_field=settings.text_field or None,
+        image_field=settings.image_field or None,
+        config=settings.source_config or None,
+    )
     t0 = time.perf_counter()
     specs = source.discover()
     discover_s = time.perf_counter() - t0
     if not specs:
-        raise CharmetaError(f"no readable files in {source_uri} (json, jsonl, parquet, csv, txt, tar)")
+        raise CharmetaError(
+            f"no readable files in {source_uri} (json, jsonl, parquet, arrow, csv, txt, tar, tar.gz, zip, images,"
+            " imagefolder metadata); `charmeta inspect SOURCE` shows what discovery sees"
+        )
     workers = settings.resolved_workers()
     store = Layout(output)
     if workers > 1 and planner.worth_a_pool(output, specs):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,9 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from charmeta.netutil import free_port as _free
+
+    return _free()
 
 
 def _bin(name: str) -> str:
@@ -86,7 +85,11 @@ def start_ui(
 
     Both load the code location with this process's settings (environment, then ``output``,
     ``source`` and ``env``), handed over as ``CHARMETA_*`` variables (``Settings.to_env``)."""
+    from charmeta.netutil import ensure_port_free
     from charmeta.settings import Settings
+
+    if port:
+        ensure_port_free(port)  # before anything else: a taken port is the user's first problem
     from charmeta_dagster.instance import ensure_home, initialize_storage
 
     home = ensure_home(home)

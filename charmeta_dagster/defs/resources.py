@@ -56,9 +56,17 @@ class SourceResource(ConfigurableResource):
     uri: str
     shard_rows: int = DEFAULT_SHARD_ROWS
     text_field: str = ""
+    image_field: str = ""  # image column of Parquet / Arrow tables ("" = auto-detect)
+    config: str = ""  # README ``configs`` entry to follow ("" = the card's default)
 
     def source(self) -> Source:
-        return Source(self.uri, shard_rows=self.shard_rows, text_field=self.text_field or None)
+        return Source(
+            self.uri,
+            shard_rows=self.shard_rows,
+            text_field=self.text_field or None,
+            image_field=self.image_field or None,
+            config=self.config or None,
+        )
 
 
 class OutputStore(ConfigurableResource):
@@ -197,7 +205,11 @@ def resources_for(settings: Settings) -> dict[str, ConfigurableResource]:
     """Every resource of the code location, bound and configured from ``settings``."""
     return {
         "source": SourceResource(
-            uri=default_source(settings), shard_rows=settings.shard_rows, text_field=settings.text_field
+            uri=default_source(settings),
+            shard_rows=settings.shard_rows,
+            text_field=settings.text_field,
+            image_field=settings.image_field,
+            config=settings.source_config,
         ),
         "store": OutputStore(root=default_output(settings)),
         "extractor": extractor_resource(settings.extractor),

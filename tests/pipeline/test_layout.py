@@ -79,7 +79,10 @@ def test_graph_is_consistent() -> None:
     for stage, up in G.UPSTREAM.items():
         assert up is None or up in G.DEPS[stage]  # the fingerprint's input is part of the drawn lineage
     assert all(G.STAGES.index(d) < G.STAGES.index(s) for s in G.STAGES for d in G.DEPS[s])  # topological order
-    assert G.effective_embedder("jsonl", "clip") == "none" and G.effective_embedder("tar", "clip") == "clip"
+    jsonl, tar, table = SimpleNamespace(fmt="jsonl"), SimpleNamespace(fmt="tar"), SimpleNamespace(fmt="parquet")
+    assert G.effective_embedder(jsonl, "clip") == "none" and G.effective_embedder(tar, "clip") == "clip"
+    assert G.effective_embedder(table, "clip") == "none"
+    assert G.effective_embedder(SimpleNamespace(fmt="parquet", image_field="picture"), "clip") == "clip"
     # the fingerprint chain: a stage's changes with any upstream stage's version, not a downstream's
     base = G.stage_fingerprint(G.PREDICTIONS, "shard", "text/1")
     assert base != G.stage_fingerprint(G.PREDICTIONS, "shard", "text/2")
