@@ -180,3 +180,19 @@ def test_dataset_errors_and_optional_tables(tmp_path: Path) -> None:
     assert ds.tables["dedup_clusters"].rows == [[1, "a"], [1, "b"]]
     (export / "character_profiles.parquet").write_bytes(b"broken")
     assert "cannot read" in load_dataset(tmp_path).tables["character_profiles"].note
+
+
+def test_app_command_on_a_busy_port_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from charmeta.cli import main
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        rc = main(["app", "--port", str(port)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and f"port {port} on 127.0.0.1 is in use" in err, err
+    assert "Traceback" not in err

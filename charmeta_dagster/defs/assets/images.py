@@ -1,5 +1,5 @@
 """Image asset ``attribute_heads`` (unpartitioned); ``normalized_images`` and ``embeddings``
-are stages of ``shard_stages`` (``charmeta_dagster/assets/__init__.py``).
+are stages of ``shard_stages`` (``charmeta_dagster/defs/assets/__init__.py``).
 
 Thin wrapper: the work is in ``charmeta.pipeline.image_stages`` (Dagster-free,
 torch imported only when a model is actually used). Text-only shards pass
