@@ -75,6 +75,10 @@ class Settings:
     max_drift_tvd: float = _setting("CHARMETA_MAX_DRIFT_TVD", 0.35, "label_distribution drift WARN threshold")
     max_invalid_rate: float = _setting("CHARMETA_MAX_INVALID_RATE", 0.05, "invalid_rate WARN threshold")
     ui_port: int = _setting("CHARMETA_UI_PORT", 3000, "charmeta ui port (127.0.0.1)")
+    app_host: str = _setting("CHARMETA_APP_HOST", "127.0.0.1", "charmeta app bind address (0.0.0.0 in a container)")
+    app_port: int = _setting("CHARMETA_APP_PORT", 7860, "charmeta app port")
+    samples: str = _setting("CHARMETA_SAMPLES", "", "the app's bundled sample folder (default: samples/)")
+    log_dir: str = _setting("CHARMETA_LOG_DIR", "", "where error tracebacks are written (default: temp folder)")
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -33,8 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from charmeta import export_parts
-from charmeta.pipeline import check_facts
+from charmeta.pipeline import check_facts, export_parts
 from charmeta.pipeline.executor import Executor, local_executor, prefetch, run_tasks
 from charmeta.pipeline.graph import (
     EMBEDDINGS,

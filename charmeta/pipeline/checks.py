@@ -45,8 +45,8 @@ from charmeta.duck import sql_string
 from charmeta.pipeline import check_facts as facts
 from charmeta.pipeline.graph import PREDICTIONS, VALIDATED
 from charmeta.pipeline.layout import MANIFEST, RECORDS, Layout
+from charmeta.pipeline.quarantine import partition_report
 from charmeta.pipeline.stages import row_problems
-from charmeta.quarantine import partition_report
 from charmeta.sources import read_registry, registered_keys
 
 #: WARN when an attribute is Unknown for more than this share of non-invalid records.

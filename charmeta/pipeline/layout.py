@@ -12,7 +12,7 @@ Folders under ``<root>/``::
 
     <stage>/<key>.parquet + <key>.json   stage output + commit marker (graph.STAGES)
     export/                              records.jsonl, catalog.duckdb, manifest.json, quarantine.parquet
-    export_parts/<key>.jsonl + .json     each partition's share of the export (charmeta.export_parts)
+    export_parts/<key>.jsonl + .json     each partition's share of the export (charmeta.pipeline.export_parts)
     check_facts/<key>.json + .parquet    what the checks read of a validated file (check_facts)
     attribute_heads/                     versioned image heads
     _shards/<key>.json, _shards.json     the shard registry (charmeta.sources)

@@ -36,7 +36,7 @@ def registered_plan(root: str, keys: Sequence[str], backend: str, embedder: str)
 def export(root: str, keys: list[str], source_uri: str, shard_rows: int, backend: str, embedder: str) -> dict[str, Any]:
     """Build the export of ``keys`` and stamp its manifest with ``inputs_fingerprint`` (None
     while some partition is unfinished, so a later ``charmeta run`` rebuilds it)."""
-    from charmeta.export import export_dataset
+    from charmeta.pipeline.export import export_dataset
     from charmeta.pipeline.image_stages import parse_spec
 
     manifest = export_dataset(

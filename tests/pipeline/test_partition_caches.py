@@ -13,11 +13,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from charmeta import export_parts
-from charmeta.export import export_dataset
-from charmeta.pipeline import check_facts
+from charmeta.pipeline import check_facts, export_parts
 from charmeta.pipeline import stages as S
 from charmeta.pipeline.chain import _chain_jobs, _chain_worker
+from charmeta.pipeline.export import export_dataset
 from charmeta.sources import Source, write_registry
 
 

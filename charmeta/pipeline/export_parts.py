@@ -33,12 +33,13 @@ from charmeta import duck
 from charmeta.contract import ATTRIBUTES
 from charmeta.duck import sql_ident, sql_string
 from charmeta.file_identity import identity
+from charmeta.pipeline.graph import VALIDATED
+from charmeta.pipeline.layout import EXPORT_PARTS, Layout
 from charmeta.tmpfiles import sweep_stale_tmp
 
 log = logging.getLogger("charmeta.export")
 
-PART_DIR = "export_parts"
-VALIDATED = "validated_records"
+PART_DIR = EXPORT_PARTS
 #: Bump when a part's contents change meaning: parts of another version are rebuilt.
 PART_VERSION = 1
 
@@ -63,13 +64,12 @@ def clean_json_sql(newline: bool = False) -> str:
 
 
 def validated_path(root: str, key: str) -> str:
-    return os.path.join(root, VALIDATED, key + ".parquet")
+    return Layout(root).path(VALIDATED, key)
 
 
 def part_paths(root: str, key: str) -> tuple[str, str]:
     """``(lines, marker)`` paths of a partition's part."""
-    base = os.path.join(root, PART_DIR, key)
-    return base + ".jsonl", base + ".json"
+    return Layout(root).part_paths(key)
 
 
 def read_part(root: str, key: str) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ Everything is computed by DuckDB over the per-partition ``validated_records``
 Parquet files, one partition at a time (bounded memory, no global sort: output
 order is partition order, then source position), with no per-row Python. Each
 partition's lines and counts are built once per validated file
-(``charmeta.export_parts``, usually by the worker that built the partition), so
+(``charmeta.pipeline.export_parts``, usually by the worker that built the partition), so
 the export concatenates the parts and adds up their histograms. Files are built
 under temp names and renamed into place, so a killed export never leaves a
 half-written dataset behind.
@@ -35,21 +35,19 @@ import charmeta
 from charmeta import duck
 from charmeta.contract import SCHEMA_VERSION, STATUSES, clean_json_schema
 from charmeta.duck import sql_string
-from charmeta.export_parts import concatenate, current_parts, merged_counts
+from charmeta.pipeline.export_parts import concatenate, current_parts, merged_counts
+from charmeta.pipeline.graph import CATALOG_VIEWS, VALIDATED
+from charmeta.pipeline.layout import CATALOG, EXPORT, MANIFEST, QUARANTINE, RECORDS, Layout
 
 log = logging.getLogger("charmeta.export")
 
-EXPORT_DIR = "export"
-STAGE_VIEWS = ("raw_shards", "normalized_records", "embeddings", "attribute_predictions", "validated_records")
+EXPORT_DIR = EXPORT
+STAGE_VIEWS = CATALOG_VIEWS
 
 
 def _files(root: str, stage: str, keys: Iterable[str]) -> list[str]:
-    out = []
-    for k in keys:
-        p = os.path.join(root, stage, k + ".parquet")
-        if os.path.exists(p):
-            out.append(p)
-    return out
+    """The stage files of ``keys`` that exist (the layout's guarded paths)."""
+    return Layout(root).existing(stage, list(keys))
 
 
 def _read(files: list[str]) -> str:
@@ -101,15 +99,16 @@ def _created_at() -> str:
 
 def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``records.jsonl``, ``catalog.duckdb`` and ``manifest.json`` for ``keys``."""
-    root = os.path.realpath(root)
-    out_dir = os.path.join(root, EXPORT_DIR)
+    layout = Layout(root)
+    root = layout.root
+    out_dir = layout.folder(EXPORT)
     os.makedirs(out_dir, exist_ok=True)
-    files = _files(root, "validated_records", keys)
+    files = _files(root, VALIDATED, keys)
     missing = len(keys) - len(files)
     # 1. each partition's lines and counts (``export_parts``: built by the workers as partitions
     #    finish; stale or missing parts are built now), then JSONL = the parts in partition order
     parts = current_parts(root, keys)
-    jsonl = os.path.join(out_dir, "records.jsonl")
+    jsonl = layout.export_file(RECORDS)
     tmp = jsonl + f".tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as fh:
@@ -127,16 +126,16 @@ def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | 
     total = sum(status_counts.values())
 
     # 2b. quarantine table (every invalid record: shard + position + reason) and per-partition accounting
-    from charmeta.quarantine import QUARANTINE_FILE, partition_report, write_quarantine
+    from charmeta.pipeline.quarantine import QUARANTINE_FILE, partition_report, write_quarantine
 
-    quarantine_path = os.path.join(out_dir, QUARANTINE_FILE)
+    quarantine_path = layout.export_file(QUARANTINE)
     quarantine = write_quarantine(root, keys, quarantine_path)
     per_partition = partition_report(root, keys)
     done = [p for p in per_partition if p["status"] == "done"]
     records_lost = sum(int(p["records_lost"] or 0) for p in done)
 
     # 3. the catalog: views over exactly the current partitions (absolute paths)
-    catalog = os.path.join(out_dir, "catalog.duckdb")
+    catalog = layout.export_file(CATALOG)
     tmp_cat = catalog + f".tmp-{os.getpid()}"
     for p in (tmp_cat, tmp_cat + ".wal"):
         if os.path.exists(p):
@@ -178,7 +177,7 @@ def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | 
         "json_schema": clean_json_schema(),
         **(extra_manifest or {}),
     }
-    mpath = os.path.join(out_dir, "manifest.json")
+    mpath = layout.export_file(MANIFEST)
     with open(mpath + ".tmp", "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2, sort_keys=False)
     os.replace(mpath + ".tmp", mpath)

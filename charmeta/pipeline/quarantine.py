@@ -20,8 +20,10 @@ import pyarrow.parquet as pq
 
 from charmeta import duck
 from charmeta.duck import sql_string
+from charmeta.pipeline.graph import RAW, VALIDATED
+from charmeta.pipeline.layout import QUARANTINE, Layout
 
-QUARANTINE_FILE = "quarantine.parquet"
+QUARANTINE_FILE = QUARANTINE
 QUARANTINE_SCHEMA = pa.schema(
     [
         pa.field("partition", pa.string(), nullable=False),
@@ -53,7 +55,7 @@ def partition_report(root: str, keys: Iterable[str]) -> list[dict[str, Any]]:
     by_key = dict(zip(done, _counts([_validated(root, k) for k in done])))
     out: list[dict[str, Any]] = []
     for k in keys:
-        n_in = _rows(os.path.join(root, "raw_shards", k + ".parquet"))
+        n_in = _rows(Layout(root).path(RAW, k))
         if k not in by_key:
             out.append(
                 {
@@ -84,7 +86,7 @@ def partition_report(root: str, keys: Iterable[str]) -> list[dict[str, Any]]:
 
 
 def _validated(root: str, key: str) -> str:
-    return os.path.join(root, "validated_records", key + ".parquet")
+    return Layout(root).path(VALIDATED, key)
 
 
 def _counts(files: list[str]) -> list[tuple[int, int]]:
