@@ -277,7 +277,7 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     # image attribute heads: (re)trained when this run embedded images; used by later prediction runs
-    if todo and any((store.stats(G.EMBEDDINGS, k) or {}).get("embedded") for k in todo):
+    if todo and runner.embedded_images(output, the_plan.todo):
         res = defs.resolve_job_def("heads_job").execute_in_process(
             run_config=run_config, instance=instance, raise_on_error=False, tags=tags
         )

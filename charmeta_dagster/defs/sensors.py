@@ -12,6 +12,8 @@ later gets its own run; known shards are never re-requested).
 running, so the export is rebuilt once per burst rather than once per run.
 """
 
+from typing import Any
+
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -72,15 +74,18 @@ def shard_sensor(
 
 @run_status_sensor(
     run_status=DagsterRunStatus.SUCCESS,
-    request_job=jobs.export_job,
+    request_jobs=[jobs.export_job, jobs.heads_job],
     default_status=_DEFAULT,
     monitor_all_code_locations=False,
-    description="Rebuilds dataset_export after shard runs succeed (once per burst of runs).",
+    description="Rebuilds dataset_export after shard runs succeed (once per burst of runs); first retrains the "
+    "image attribute heads when those runs embedded images, as charmeta run does.",
 )
-def export_sensor(context: RunStatusSensorContext) -> RunRequest | SkipReason:
+def export_sensor(context: RunStatusSensorContext, store: OutputStore) -> RunRequest | SkipReason:
     run = context.dagster_run
     if run.job_name == jobs.export_job.name:
         return SkipReason("export run")
+    if run.job_name == jobs.heads_job.name:
+        return RunRequest(run_key=f"export-after-{run.run_id}", job_name=jobs.export_job.name)
     selection = {k.to_user_string() for k in (run.asset_selection or [])}
     if run.asset_selection is not None and "validated_records" not in selection:
         return SkipReason("run did not materialize validated_records")
@@ -103,4 +108,17 @@ def export_sensor(context: RunStatusSensorContext) -> RunRequest | SkipReason:
         for r in active
     ):
         return SkipReason("other shard runs still active; the last one triggers the export")
-    return RunRequest(run_key=f"export-after-{run.run_id}")
+    if runner.embedded_images(store.store().root, _run_partitions(context, run)):
+        return RunRequest(run_key=f"heads-after-{run.run_id}", job_name=jobs.heads_job.name)
+    return RunRequest(run_key=f"export-after-{run.run_id}", job_name=jobs.export_job.name)
+
+
+def _run_partitions(context: RunStatusSensorContext, run: Any) -> list[str]:
+    """The partitions a shards run covered (its range tags, or its single partition)."""
+    if run.tags.get("dagster/partition"):
+        return [run.tags["dagster/partition"]]
+    start, end = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+    ordered = list(context.instance.get_dynamic_partitions(SHARDS))
+    if start not in ordered or end not in ordered:
+        return []
+    return ordered[ordered.index(start) : ordered.index(end) + 1]
