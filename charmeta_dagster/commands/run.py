@@ -91,6 +91,153 @@ def _fail_orphaned_runs(instance: Any) -> int:
     return n
 
 
+def _settings(args: argparse.Namespace, source_uri: str, output: str) -> Any:
+    """The run's ``Settings``: these flags over the ``CHARMETA_*`` environment over the defaults."""
+    from charmeta.settings import Settings
+
+    return Settings.load(
+        {
+            "source": source_uri,
+            "output": output,
+            "shard_rows": args.shard_rows,
+            "text_field": args.text_field,
+            "image_field": args.image_field,
+            "source_config": args.config,
+            "extractor": args.extractor,
+            "embedder": args.embedder,
+            "workers": args.workers,
+            "partitions_per_run": args.partitions_per_run,
+        }
+    )
+
+
+def _register(instance: Any, keys: list[str], discover_s: float, source_uri: str) -> None:
+    """Register the source's shards as dynamic partitions (as the shard sensor does)."""
+    from charmeta_dagster.defs.assets import SHARDS
+
+    known = set(instance.get_dynamic_partitions(SHARDS))
+    new = [k for k in keys if k not in known]
+    if new:
+        instance.add_dynamic_partitions(SHARDS, new)
+    log.info(
+        json.dumps(
+            {
+                "event": "discovered",
+                "shards": len(keys),
+                "new_partitions": len(new),
+                "seconds": round(discover_s, 2),
+                "source": source_uri,
+            }
+        )
+    )
+
+
+def _execute_ranges(
+    shards_job: Any,
+    chunks: list[list[str]],
+    n_todo: int,
+    is_done: Any,
+    store: Any,
+    run_config: dict[str, Any],
+    instance: Any,
+    tags: dict[str, str],
+) -> tuple[list[str], dict[str, str]]:
+    """One Dagster run per range, with a progress line each; returns the failed runs and shards.
+
+    One bad shard must not hold back the others of its run: a failed range re-runs each of its
+    unfinished shards as its own run, so only the shards that keep failing stay failed."""
+    from charmeta.pipeline import graph as G
+    from charmeta_dagster.defs.sensors import RANGE_END, RANGE_START
+
+    failed_runs: list[str] = []
+    failed_shards: dict[str, str] = {}
+    done_shards, done_rows = 0, 0
+    t_proc = time.perf_counter()
+
+    def execute(keys_: list[str]) -> Any:
+        return shards_job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            raise_on_error=False,
+            tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
+        )
+
+    for i, chunk in enumerate(chunks, 1):
+        res = execute(chunk)
+        state = "ok" if res.success else "FAILED"
+        if not res.success:
+            rest = [k for k in chunk if not is_done(k)]
+            if len(chunk) > 1 and rest:
+                print(
+                    f"  [{i}/{len(chunks)}] run {res.run_id[:8]} FAILED: re-running its {len(rest)} unfinished "
+                    "shards one per run",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                for k in rest:
+                    r1 = execute([k])
+                    if not r1.success:
+                        failed_runs.append(r1.run_id)
+                        failed_shards[k] = r1.run_id
+                state = "ok" if not any(k in failed_shards for k in chunk) else "FAILED"
+            else:
+                failed_runs.append(res.run_id)
+                failed_shards.update({k: res.run_id for k in rest})
+        done_shards += len(chunk)
+        done_rows += sum(int((store.stats(G.VALIDATED, k) or {}).get("rows") or 0) for k in chunk)
+        rate = done_rows / max(time.perf_counter() - t_proc, 1e-9)
+        eta = (time.perf_counter() - t_proc) / done_shards * (n_todo - done_shards)
+        print(
+            f"  [{i}/{len(chunks)}] run {res.run_id[:8]} {state}: shards {done_shards}/{n_todo}, "
+            f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return failed_runs, failed_shards
+
+
+def _summary(
+    output: str,
+    home: str,
+    keys: list[str],
+    todo: set[str],
+    skipped: int,
+    elapsed: float,
+    manifest_path: str,
+    failed_runs: list[str],
+    failed_shards: dict[str, str],
+    export_ok: bool,
+) -> int:
+    """Print where the results are (and what failed); the exit status."""
+    from charmeta.pipeline import graph as G
+
+    try:
+        with open(manifest_path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (FileNotFoundError, ValueError):
+        manifest = None
+    print(f"charmeta run: {len(keys)} shards ({len(todo)} processed, {skipped} skipped) in {elapsed:.1f}s")
+    if manifest:
+        counts = manifest["status_counts"]
+        print(f"  records: {_fmt(manifest['records'])} | " + " | ".join(f"{k} {_fmt(v)}" for k, v in counts.items()))
+        exp = os.path.join(output, "export")
+        print(f"  export:   {os.path.join(exp, 'records.jsonl')} ({_fmt(manifest['exported_records'])} ok records)")
+        print(f"  catalog:  {os.path.join(exp, 'catalog.duckdb')}")
+        print(f"  manifest: {manifest_path}")
+    print(f"  stages:   {output}/<stage>/<shard>.parquet  (stages: {', '.join(G.STAGES)})")
+    print(f"  dagster:  DAGSTER_HOME={home}  (browse: charmeta ui --output {output})")
+    if failed_runs or not export_ok:
+        for k, rid in failed_shards.items():
+            print(f"  failed shard: {k} (run {rid[:8]})", file=sys.stderr)
+        print(
+            f"charmeta run: {len(failed_runs)} Dagster runs failed: {', '.join(r[:8] for r in failed_runs)} "
+            "(see `charmeta ui`); re-run to retry only the unfinished shards",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _fmt(n: float) -> str:
     return f"{int(n):,}"
 
@@ -113,23 +260,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--shard-rows must be >= 1")
     os.makedirs(output, exist_ok=True)
 
-    from charmeta.settings import Settings
     from charmeta_dagster.instance import ensure_home, resolve_home
 
-    settings = Settings.load(
-        {
-            "source": source_uri,
-            "output": output,
-            "shard_rows": args.shard_rows,
-            "text_field": args.text_field,
-            "image_field": args.image_field,
-            "source_config": args.config,
-            "extractor": args.extractor,
-            "embedder": args.embedder,
-            "workers": args.workers,
-            "partitions_per_run": args.partitions_per_run,
-        }
-    )
+    settings = _settings(args, source_uri, output)
     home = ensure_home(resolve_home(args.dagster_home, output))
 
     from charmeta.pipeline import graph as G
@@ -187,7 +320,6 @@ def _run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from charmeta_dagster.defs.assets import SHARDS
-    from charmeta_dagster.defs.sensors import RANGE_END, RANGE_START
     from charmeta_dagster.loader import load_definitions
 
     defs = load_definitions(settings)  # resources bound from these settings, as the UI's are from its own
@@ -199,21 +331,7 @@ def _run(args: argparse.Namespace) -> int:
     orphaned = _fail_orphaned_runs(instance)
     if orphaned:
         log.info("marked %d runs of a killed charmeta run as failed", orphaned)
-    known = set(instance.get_dynamic_partitions(SHARDS))
-    new = [k for k in keys if k not in known]
-    if new:
-        instance.add_dynamic_partitions(SHARDS, new)
-    log.info(
-        json.dumps(
-            {
-                "event": "discovered",
-                "shards": len(keys),
-                "new_partitions": len(new),
-                "seconds": round(discover_s, 2),
-                "source": source_uri,
-            }
-        )
-    )
+    _register(instance, keys, discover_s, source_uri)
 
     skipped = len(keys) - len(todo)
     ordered = list(instance.get_dynamic_partitions(SHARDS))
@@ -229,52 +347,9 @@ def _run(args: argparse.Namespace) -> int:
 
     shards_job = defs.resolve_job_def("shards_job")
     export_job = defs.resolve_job_def("export_job")
-    failed_runs = []
-    done_shards, done_rows = 0, 0
-    t_proc = time.perf_counter()
-    failed_shards: dict[str, str] = {}
-
-    def execute(keys_: list[str]) -> Any:
-        return shards_job.execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            raise_on_error=False,
-            tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
-        )
-
-    for i, chunk in enumerate(chunks, 1):
-        res = execute(chunk)
-        state = "ok" if res.success else "FAILED"
-        if not res.success:
-            # One bad shard must not hold back the others of its run: re-run every unfinished
-            # shard of the chunk as its own run, so only the shards that keep failing stay failed.
-            rest = [k for k in chunk if not store.is_done(G.VALIDATED, k, fp[k])]
-            if len(chunk) > 1 and rest:
-                print(
-                    f"  [{i}/{len(chunks)}] run {res.run_id[:8]} FAILED: re-running its {len(rest)} unfinished "
-                    "shards one per run",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                for k in rest:
-                    r1 = execute([k])
-                    if not r1.success:
-                        failed_runs.append(r1.run_id)
-                        failed_shards[k] = r1.run_id
-                state = "ok" if not any(k in failed_shards for k in chunk) else "FAILED"
-            else:
-                failed_runs.append(res.run_id)
-                failed_shards.update({k: res.run_id for k in rest})
-        done_shards += len(chunk)
-        done_rows += sum(int((store.stats(G.VALIDATED, k) or {}).get("rows") or 0) for k in chunk)
-        rate = done_rows / max(time.perf_counter() - t_proc, 1e-9)
-        eta = (time.perf_counter() - t_proc) / done_shards * (len(todo) - done_shards)
-        print(
-            f"  [{i}/{len(chunks)}] run {res.run_id[:8]} {state}: shards {done_shards}/{len(todo)}, "
-            f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s",
-            file=sys.stderr,
-            flush=True,
-        )
+    failed_runs, failed_shards = _execute_ranges(
+        shards_job, chunks, len(todo), lambda k: store.is_done(G.VALIDATED, k, fp[k]), store, run_config, instance, tags
+    )
 
     # image attribute heads: (re)trained when this run embedded images; used by later prediction runs
     if todo and runner.embedded_images(output, the_plan.todo):
@@ -296,29 +371,15 @@ def _run(args: argparse.Namespace) -> int:
         if not res.success:
             failed_runs.append(res.run_id)
 
-    elapsed = time.perf_counter() - t_start
-    try:
-        with open(manifest_path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
-    except (FileNotFoundError, ValueError):
-        manifest = None
-    print(f"charmeta run: {len(keys)} shards ({len(todo)} processed, {skipped} skipped) in {elapsed:.1f}s")
-    if manifest:
-        counts = manifest["status_counts"]
-        print(f"  records: {_fmt(manifest['records'])} | " + " | ".join(f"{k} {_fmt(v)}" for k, v in counts.items()))
-        exp = os.path.join(output, "export")
-        print(f"  export:   {os.path.join(exp, 'records.jsonl')} ({_fmt(manifest['exported_records'])} ok records)")
-        print(f"  catalog:  {os.path.join(exp, 'catalog.duckdb')}")
-        print(f"  manifest: {manifest_path}")
-    print(f"  stages:   {output}/<stage>/<shard>.parquet  (stages: {', '.join(G.STAGES)})")
-    print(f"  dagster:  DAGSTER_HOME={home}  (browse: charmeta ui --output {output})")
-    if failed_runs or not export_ok:
-        for k, rid in failed_shards.items():
-            print(f"  failed shard: {k} (run {rid[:8]})", file=sys.stderr)
-        print(
-            f"charmeta run: {len(failed_runs)} Dagster runs failed: {', '.join(r[:8] for r in failed_runs)} "
-            "(see `charmeta ui`); re-run to retry only the unfinished shards",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return _summary(
+        output,
+        home,
+        keys,
+        todo,
+        skipped,
+        time.perf_counter() - t_start,
+        manifest_path,
+        failed_runs,
+        failed_shards,
+        export_ok,
+    )
