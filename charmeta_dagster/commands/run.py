@@ -67,6 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Dagster instance folder (default: $DAGSTER_HOME, else <output>/.dagster_home)",
     )
     p.add_argument("--force", action="store_true", help="ignore finished outputs and rebuild every shard")
+    p.add_argument(
+        "--publish",
+        default=None,
+        help="after the export, copy validated partitions + export to this URL (s3://bucket/prefix, gs://...)",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -107,6 +112,7 @@ def _settings(args: argparse.Namespace, source_uri: str, output: str) -> Any:
             "embedder": args.embedder,
             "workers": args.workers,
             "partitions_per_run": args.partitions_per_run,
+            "publish": args.publish,
         }
     )
 
@@ -155,12 +161,19 @@ def _execute_ranges(
     t_proc = time.perf_counter()
 
     def execute(keys_: list[str]) -> Any:
-        return shards_job.execute_in_process(
+        res = shards_job.execute_in_process(
             run_config=run_config,
             instance=instance,
             raise_on_error=False,
             tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
         )
+        if not res.success:  # a full disk fails every later run too: stop now, with the path and free space
+            from charmeta.errors import DiskFullError, explain
+
+            known = explain(RuntimeError(_failure_text(res)), path=store.root)
+            if isinstance(known, DiskFullError):
+                raise known
+        return res
 
     for i, chunk in enumerate(chunks, 1):
         res = execute(chunk)
@@ -238,6 +251,16 @@ def _summary(
     return 0
 
 
+def _failure_text(res: Any) -> str:
+    """The errors of a failed in-process run's failure events, as text."""
+    out = []
+    for ev in res.all_events:
+        if ev.is_failure:
+            err = getattr(ev.event_specific_data, "error", None)
+            out.append(err.to_string() if err is not None else (ev.message or ""))
+    return "\n".join(out)
+
+
 def _fmt(n: float) -> str:
     return f"{int(n):,}"
 
@@ -246,9 +269,9 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     finally:  # the workers are idle now: stop them rather than wait for their teardown at exit
-        executor = sys.modules.get("charmeta.pipeline.executor")
-        if executor is not None:
-            executor.close_shared()
+        pools = sys.modules.get("charmeta_dagster.pools")
+        if pools is not None:
+            pools.close_all()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -268,10 +291,10 @@ def _run(args: argparse.Namespace) -> int:
     from charmeta.pipeline import graph as G
     from charmeta.pipeline import planner, runner
     from charmeta.pipeline.engines import backend_identity, make_engine
-    from charmeta.pipeline.executor import local_executor
     from charmeta.pipeline.image_stages import embedder_spec_of
     from charmeta.pipeline.layout import Layout
     from charmeta.sources import Source
+    from charmeta_dagster.pools import executor_for
 
     t_start = time.perf_counter()
     source = Source(
@@ -291,10 +314,11 @@ def _run(args: argparse.Namespace) -> int:
         )
     workers = settings.resolved_workers()
     store = Layout(output)
+    pool = executor_for(settings.executor, workers, settings.ray_address)  # the one the runs' steps use too
     if workers > 1 and planner.worth_a_pool(output, specs):
         from charmeta.pipeline.engines import warm
 
-        local_executor(workers).warm(warm, settings.extractor)  # workers start while the rest of the set-up runs
+        pool.warm(warm, settings.extractor)  # workers start while the rest of the set-up runs
 
     # What is left to do is known from the files alone (registry, fingerprints, commit markers):
     # the one-pass builds are queued on the pool now, before Dagster loads (~2 s), and each
@@ -315,7 +339,7 @@ def _run(args: argparse.Namespace) -> int:
             store.drop_markers(k)
     from charmeta.pipeline.chain import prefetch_chain
 
-    prefetch_chain(output, the_plan.todo, backend=settings.extractor, embedder=emb_spec, workers=workers)
+    prefetch_chain(output, the_plan.todo, backend=settings.extractor, embedder=emb_spec, workers=workers, executor=pool)
 
     from dagster import DagsterInstance
 
@@ -371,7 +395,7 @@ def _run(args: argparse.Namespace) -> int:
         if not res.success:
             failed_runs.append(res.run_id)
 
-    return _summary(
+    rc = _summary(
         output,
         home,
         keys,
@@ -383,3 +407,9 @@ def _run(args: argparse.Namespace) -> int:
         failed_shards,
         export_ok,
     )
+    if rc == 0 and settings.publish:  # only a complete, successful export is published
+        from charmeta.publish import publish
+
+        sent = publish(output, settings.publish)
+        print(f"  published: {settings.publish} ({sent['sent']} files sent, {sent['unchanged']} unchanged)")
+    return rc

@@ -28,6 +28,7 @@ from dagster import (
 )
 
 from charmeta.pipeline import planner, runner
+from charmeta.pipeline.graph import carries_images
 from charmeta_dagster.defs import jobs
 from charmeta_dagster.defs.assets import PARTITIONS_PER_RUN, SHARDS, shards_partitions
 from charmeta_dagster.defs.resources import ExtractorResource, ImageEmbedderResource, OutputStore, SourceResource
@@ -42,6 +43,13 @@ def plan_ranges(new_keys: list[str], per_run: int, todo: list[str] | None = None
     """(start, end) of each run over ``todo`` (default: all of ``new_keys``): contiguous in
     ``new_keys`` order, at most ``per_run`` keys, balanced (``planner.run_ranges``)."""
     return [(r[0], r[-1]) for r in planner.run_ranges(new_keys, new_keys if todo is None else todo, per_run)]
+
+
+def gpu_tag(keys: list[str], first: str, last: str, image_keys: set[str]) -> dict[str, str]:
+    """``charmeta/gpu=true`` for a run whose range embeds images: the instance's tag limit
+    (docker/dagster.yaml) then runs such runs one at a time, so they do not fight over the GPU."""
+    in_range = keys[keys.index(first) : keys.index(last) + 1]
+    return {"charmeta/gpu": "true"} if image_keys.intersection(in_range) else {}
 
 
 @sensor(
@@ -64,8 +72,10 @@ def shard_sensor(
     if not new:
         return SkipReason(f"no new shards ({len(specs)} known) in {source.uri}")
     plan = runner.registered_plan(root, new, extractor.backend(), _embedder_spec(image_embedder))
+    embedder = _embedder_spec(image_embedder)
+    image_keys = {s.key for s in specs if carries_images(s)} if embedder != "none" else set()
     runs = [
-        RunRequest(run_key=f"{a}..{b}", tags={RANGE_START: a, RANGE_END: b})
+        RunRequest(run_key=f"{a}..{b}", tags={RANGE_START: a, RANGE_END: b, **gpu_tag(new, a, b, image_keys)})
         for a, b in plan_ranges(new, PARTITIONS_PER_RUN, plan.todo)
     ]
     context.log.info(f"registering {len(new)} new shards, requesting {len(runs)} runs")
