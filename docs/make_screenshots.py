@@ -40,6 +40,7 @@ def app_shots(page, url: str, out: Path, image: Path | None) -> None:
     page.wait_for_selector("#image-status", state="attached")
     if page.locator("#image-examples").count():  # a drawing of the bundled sample, with its caption
         page.locator("#image-examples tbody tr").first.click()
+        page.wait_for_selector("#image-input img")  # the example is loaded into the input
         time.sleep(1)
         page.get_by_role("button", name="Extract from image").click()
         page.wait_for_function("document.getElementById('image-status').innerText.includes('status')")
