@@ -191,7 +191,7 @@ def test_ui_backfill_and_charmeta_run_write_the_same_files_and_manifest(
     n = assert_same_dataset(cli_out, ui_out)
     assert n > 60  # six stages x partitions, markers, parts, facts, export
     manifest = json.loads((ui_out / "export" / "manifest.json").read_text())
-    assert manifest["inputs_fingerprint"] and manifest["records"] == 44
+    assert manifest["inputs_fingerprint"] and manifest["records"] == 59  # 44 text + 15 drawings
     assert os.path.exists(ui_out / "export" / "records.jsonl")
 
 
