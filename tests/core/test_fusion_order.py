@@ -37,17 +37,19 @@ def test_caption_beats_tagger_beats_pixels_and_keeps_both_sides(sources) -> None
 
 
 def test_per_attribute_source_order_from_data(sources, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    fusion = importlib.import_module("charmeta.fusion")  # the module as it is now (patched and called alike)
     caption, tagger, pixels = sources
-    real = rules.fusion_policy
 
     def policy(attribute: str) -> dict:
-        pol = real(attribute)
+        pol = dict(rules.fusion_policy(attribute))
         if attribute == "Hair Color":
             pol["source_order"] = ["tagger", "caption", "pixels"]
         return pol
 
-    monkeypatch.setattr(rules, "fusion_policy", policy)
-    out = fuse_image(caption, tagger, pixels, pixel_count=1)
+    monkeypatch.setattr(fusion, "_policy", policy)
+    out = fusion.fuse_image(caption, tagger, pixels, pixel_count=1)
     hair = out.attributes["Hair Color"]
     assert hair.value == "Red" and hair.conflict and "tag:blonde hair" in hair.evidence
     assert out.attributes["Hair Length"].value == "Long"  # other attributes keep the default order
