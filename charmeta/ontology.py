@@ -290,6 +290,7 @@ class Ontology:
             for tag in tags:
                 self._add(tag, Hit(GARMENT, None, i))
                 form_owner.setdefault(tag, i)
+        self._compile_open_garments(data.get("open_vocabulary"), form_owner)
         # A form belongs to the garment that names it as a tag ("dress" -> Dress), else
         # to the first garment listing it as a color form ("suit" -> Business Suit).
         for garment in self.garments:
@@ -323,6 +324,41 @@ class Ontology:
                 self._add(tag, Hit(GARMENT, None, owner))
         for tag, style in data["style_tags"].items():
             self._add(tag, Hit(DSTYLE, None, style))
+
+    def _compile_open_garments(self, spec: dict[str, Any] | None, form_owner: dict[str, int]) -> None:
+        """Garments beyond the named families: Danbooru's attire tag groups (``tag_tree.json``) and
+        common English clothing nouns, one family per (tier, style), each shown by its own name.
+
+        A tag some family already names keeps it (``kimono`` stays Kimono); the families come
+        after the named ones, so within a tier a named family still wins.
+        """
+        if not spec:
+            return
+        tree = json.loads(_read_text("data/reference/tag_tree.json"))
+        exclude = {normalize_tag(t) for t in spec.get("exclude", ())}
+        overrides = {normalize_tag(t): int(v) for t, v in spec.get("tier_overrides", {}).items()}
+        chosen: dict[str, tuple[int, str]] = {}
+        for path, (tier, style) in spec.get("groups", {}).items():
+            node: Any = tree
+            for part in path.split("/"):
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            for raw in node if isinstance(node, list) else ():
+                tag = normalize_tag(raw)
+                chosen.setdefault(tag, (overrides.get(tag, int(tier)), style))
+        for raw, (tier, style) in spec.get("english", {}).items():
+            tag = normalize_tag(raw)
+            chosen.setdefault(tag, (overrides.get(tag, int(tier)), style))
+        families: dict[tuple[int, str], list[str]] = {}
+        for tag in sorted(chosen):
+            if tag in exclude or tag in form_owner or any(h.kind == GARMENT for h in self.index.get(tag, ())):
+                continue
+            families.setdefault(chosen[tag], []).append(tag)
+        for (tier, style), tags in sorted(families.items()):
+            i = len(self.garments)
+            self.garments.append(Garment(i, tags[0].title(), style, tier, tuple(tags), tuple(tags), True))
+            for tag in tags:
+                self._add(tag, Hit(GARMENT, None, i))
+                form_owner.setdefault(tag, i)
 
     def _compile_list_file(self, data: dict[str, Any], suffix_title: str | None = None) -> None:
         rules = self._rules(data)

@@ -19,6 +19,8 @@ bag-of-words matching, so the traps do not fire:
 
 from __future__ import annotations
 
+import re
+
 from charmeta.evidence import Evidence
 from charmeta.ontology import Ontology
 from charmeta.prose.appearance import _HALF_UP, _NUDE_WORDS, AppearanceReader, phrase_spans
@@ -36,6 +38,9 @@ from charmeta.prose.people import PeopleReader
 
 __all__ = ["ProseReader", "build_lexicon", "title_case"]
 
+#: A prompt weight inside an item (``:1.2``) and the brackets around weighted words: dropped from item clauses.
+_INNER_WEIGHT_RE = re.compile(r":\s*-?\d+(?:\.\d+)?")
+_BRACKETS = str.maketrans({c: " " for c in "()[]{}"})
 #: Tokens left out of a clause read as a tag: ``(dark skin)`` -> ``dark skin``.
 _PARENS = ("(", ")")
 
@@ -80,6 +85,10 @@ class ProseReader(PeopleReader, AppearanceReader):
             self._eye_words | self._garment_first | _NUDE_WORDS | self._phrase_first | self._body_words
         )
         self._age_phrase_anchors = substring_anchors(lex.age_phrases)
+        self._age_time_words = frozenset(ontology.prose.get("age_time_words", ()))
+        self._crowd_nouns = frozenset(ontology.prose.get("crowd_nouns", ()))
+        self._crowd_verbs = frozenset(ontology.prose.get("crowd_verbs", ()))
+        self._descent_words = frozenset(ontology.prose.get("descent_words", ()))
         self._pronoun_words = frozenset(lex.pronouns)
         self._group_single = frozenset(g for g in lex.group_words if " " not in g)
         self._group_multi = tuple(f" {g} " for g in lex.group_words if " " in g)
@@ -174,10 +183,16 @@ class ProseReader(PeopleReader, AppearanceReader):
 
 
 def _item_clauses(items: list[str]) -> list[_Clause]:
-    """The items of a tag list as clauses, one each, items without tokens left out."""
+    """The items of a tag list as clauses, one each, items without tokens left out.
+
+    Weights and brackets inside an item are prompt syntax, not words: ``(golden) wavy hair``
+    reads as ``golden wavy hair``, ``(pink:1.1) hair`` as ``pink hair``.
+    """
     find = _TOKEN_RE.findall
     out: list[_Clause] = []
     for item in map(_normalise, items):
+        if "(" in item or "[" in item or "{" in item or ":" in item:
+            item = _INNER_WEIGHT_RE.sub("", item).translate(_BRACKETS)
         tokens = find(item)
         if tokens:
             out.append(_Clause(_split_possessives(tokens) if "'s" in item else tokens))

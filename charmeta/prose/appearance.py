@@ -74,9 +74,14 @@ class AppearanceReader:
         if w.endswith("-haired"):
             return None
         if "-" in w:
-            parts = [p for p in w.split("-") if p not in ("to", "and", "n")]
+            raw_parts = w.split("-")
+            parts = [p for p in raw_parts if p not in ("to", "and", "n")]
             if w in lex.lengths:
                 return [("length", lex.lengths[w])]
+            if len(parts) == len(raw_parts) == 2 and parts[1] in lex.hair_colors:
+                # "jet-black", "copper-red", "ice-blue": an English compound colour is its head,
+                # one colour (never Multicolored); "blue-and-white" keeps its two colours.
+                return [("color", lex.hair_colors[parts[1]])]
             mods: list[tuple[str, str]] = []
             for part in parts:
                 m = self._hair_modifier(part)
@@ -145,6 +150,10 @@ class AppearanceReader:
                 ev.add("Hair Length", "Short", IMPLIED, two)
             mods = self._collect_back(toks, i - (1 if style_noun == two and two != noun else 0))
             self._apply_hair_mods(mods, ev, noun, style_noun)
+            if "dyed" in toks[i + 1 : i + 4]:  # "a pixie cut dyed pink"
+                k = toks.index("dyed", i + 1)
+                if k + 1 < n and toks[k + 1] in lex.hair_colors:
+                    ev.add("Hair Color", lex.hair_colors[toks[k + 1]], EXPLICIT, f"{noun} dyed {toks[k + 1]}")
             if noun in ("hair", "locks", "mane", "tresses", "curls", "waves"):
                 if noun in ("curls",):
                     ev.add("Hair Style", "Curly", EXPLICIT, noun)
@@ -272,6 +281,9 @@ class AppearanceReader:
                     pass
                 elif w in ("and", "&") and colors:
                     pass
+                elif "-" in w and w.count("-") == 1 and w.split("-")[1] in lex.eye_colors:
+                    # "ice-blue", "blood-red", "blue-green": a compound colour is its head, one colour
+                    colors.append((lex.eye_colors[w.split("-")[1]], w))
                 elif "-" in w and all(p in lex.eye_colors for p in w.split("-")):
                     colors += [(lex.eye_colors[p], p) for p in w.split("-")]
                 else:
@@ -325,7 +337,14 @@ class AppearanceReader:
                     color = lex.clothes_colors[w]
                     if j > 0 and f"{toks[j - 1]} {w}" in lex.clothes_colors:
                         color = lex.clothes_colors[f"{toks[j - 1]} {w}"]
+                        j -= 1
+                    if j > 1 and toks[j - 1] in ("and", "&") and toks[j - 2] in lex.clothes_colors:
+                        color = f"{lex.clothes_colors[toks[j - 2]]} And {color}"  # "red and white cheerleader outfit"
                     break
+                if w in lex.persons and j == i - 1 - len(quals) and w not in lex.plural_persons:
+                    quals.insert(0, w)  # "chef uniform", "witch robe", "ninja outfit": the garment's kind
+                    j -= 1
+                    continue
                 if (
                     w in lex.garment_stop
                     or w in lex.shades
@@ -340,6 +359,9 @@ class AppearanceReader:
                     break
                 quals.insert(0, w)
                 j -= 1
+            if phrase in lex.qualified_only and not quals:
+                i = end
+                continue  # "a cute outfit" names no garment; "a ninja outfit" does
             words = quals + toks[i:end]
             display = title_case(words)
             if color:

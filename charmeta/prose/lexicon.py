@@ -246,6 +246,8 @@ class _Lexicon:
     garment_phrases: dict[str, int]
     garment_stop: frozenset[str]
     negations: frozenset[str]
+    #: Garment heads that name a garment only with a word of kind before them (``ninja outfit``).
+    qualified_only: frozenset[str] = frozenset()
     typo_targets_mod: _TypoIndex = field(default_factory=lambda: _TypoIndex({}))
     typo_targets_noun: _TypoIndex = field(default_factory=lambda: _TypoIndex({}))
 
@@ -347,7 +349,8 @@ def build_lexicon(ont: Ontology) -> _Lexicon:
         "cardigan": "cardigan",
         "apron": None,
         "aprons": None,
-        "outfit": None,
+        "outfit": "costume",
+        "outfits": "costume",
         "uniforms": "uniform",
         "top": "top",
         "tee": "shirt",
@@ -400,10 +403,32 @@ def build_lexicon(ont: Ontology) -> _Lexicon:
         garment_phrases=garment_phrases,
         garment_stop=frozenset(p["garment_stop_words"]),
         negations=frozenset(p["negations"]),
+        qualified_only=frozenset({"outfit", "outfits"}),
     )
+    _add_person_groups(ont, lex)
     lex.typo_targets_mod = _build_typo_index(mod_words, 5)
     lex.typo_targets_noun = _build_typo_index({"ponytail", "twintails", "pigtails", "dreadlocks", "braids"}, 6)
     return lex
+
+
+def _add_person_groups(ont: Ontology, lex: _Lexicon) -> None:
+    """Occupations from the tag groups of ``person_noun_groups`` (``tag_tree.json``: barber, pilot...)
+    as person nouns of no gender or age: a second one in the scene is a second character."""
+    groups = ont.prose.get("person_noun_groups", ())
+    if not groups:
+        return
+    import json
+    from importlib import resources
+
+    tree = json.loads(resources.files("charmeta").joinpath("data/reference/tag_tree.json").read_text("utf-8"))
+    for group in groups:
+        for raw in tree.get(group, ()):
+            word = raw.lower()
+            if "_" in word or "(" in word or not word.isalpha() or word in lex.persons:
+                continue  # one-word occupations only ("flight_attendant" is read as a garment's kind)
+            if word in lex.garment_phrases or word in ("police", "prostitution", "guard", "officer"):
+                continue
+            lex.persons[word] = (None, None)
 
 
 @dataclass(slots=True)
