@@ -98,8 +98,15 @@ def evaluate(rows: Iterable[dict[str, Any]], engine: Engine | None = None) -> Ev
         rep.fn += want_multi and not got_multi
         if want_multi != got_multi:
             rep.failures.append(
-                {"id": row["id"], "group": group, "key": "multi_character", "want": want_multi, "got": got_multi,
-                 "evidence": [f"count {ex.character_count}"], "text": row["text"][:300]}
+                {
+                    "id": row["id"],
+                    "group": group,
+                    "key": "multi_character",
+                    "want": want_multi,
+                    "got": got_multi,
+                    "evidence": [f"count {ex.character_count}"],
+                    "text": row["text"][:300],
+                }
             )
         if row.get("excluded"):
             rep.excluded_total += 1

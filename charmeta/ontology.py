@@ -40,6 +40,8 @@ IGNORE = "ignore"
 #: Evidence strengths. Explicit tags beat implied ones (uniform -> Teen).
 EXPLICIT = 2.0
 IMPLIED = 1.0
+#: An adult noun's Young Adult (``woman``): weaker than any other age evidence, as in prose.
+NOUN_AGE_STRENGTH = 0.5
 
 _COUNT_GROUPS = {"girl": "girl", "boy": "boy", "other": "other"}
 
@@ -203,6 +205,7 @@ class Ontology:
         self._compile_list_file(marks["tattoos"], suffix_title=marks["tattoos"].get("suffix"))
         self._compile_list_file(_read_json(base + "features.json"))
         self._compile_safety()
+        self._compile_person_tags()
         for name in self._wd_characters:
             if name not in self.index:
                 self.index[name] = [Hit(NAME, "character", None)]
@@ -340,7 +343,7 @@ class Ontology:
         chosen: dict[str, tuple[int, str]] = {}
         for path, (tier, style) in spec.get("groups", {}).items():
             node: Any = tree
-            for part in path.split("/"):
+            for part in path.split("|"):
                 node = node.get(part, {}) if isinstance(node, dict) else {}
             for raw in node if isinstance(node, list) else ():
                 tag = normalize_tag(raw)
@@ -359,6 +362,27 @@ class Ontology:
             for tag in tags:
                 self._add(tag, Hit(GARMENT, None, i))
                 form_owner.setdefault(tag, i)
+
+    def _compile_person_tags(self) -> None:
+        """A tag whose head noun is a person noun of the prose lexicon says what that noun says
+        (``elderly woman`` -> Female as well as Elderly, ``old man`` -> Male): read as a tag in a
+        prompt list, the item must not lose what the same words say in prose. Adult nouns give
+        Young Adult only as the weakest age evidence (``NOUN_AGE_STRENGTH``), as in prose."""
+        persons: dict[str, list[str | None]] = self.prose.get("person_nouns", {})
+        for tag in sorted(self._wd_general | set(self.index)):
+            words = tag.split(" ")
+            info = persons.get(words[-1])
+            if info is None or len(words) > 3 or not all(w.replace("-", "").isalpha() for w in words):
+                continue
+            hits = self.index.get(tag, ())
+            if any(h.kind in (NAME, COUNT, GARMENT) for h in hits):
+                continue
+            gender, age = info[0], info[1]
+            if gender and not any(h.kind == GENDER for h in hits):
+                self._add(tag, Hit(GENDER, None, gender))
+            if age and not any(h.kind == ATTR and h.key == "Age" for h in hits):
+                strength = NOUN_AGE_STRENGTH if age == "Young Adult" else EXPLICIT
+                self._add(tag, Hit(ATTR, "Age", (age, strength)))
 
     def _compile_list_file(self, data: dict[str, Any], suffix_title: str | None = None) -> None:
         rules = self._rules(data)

@@ -105,6 +105,12 @@ class TextExtractor:
             if hits and not all(h.kind == NAME for h in hits)
         )
         self._drop_words = frozenset(ontology.dress.get("display_drop_words", ()))
+        # Names that are also person nouns of the prose lexicon: read as phrases in prompt lists.
+        self._person_word_names = frozenset(
+            w
+            for w, hits in ((w, ontology.frozen.get(w)) for w in self.prose.lex.persons)
+            if hits and len(hits) == 1 and hits[0].kind == NAME
+        )
         self._columnar: Any = None
 
     @property
@@ -229,6 +235,9 @@ class TextExtractor:
                         is_phrase = phrases[t] = self._is_phrase(t)
                     if is_phrase:
                         unknown.append(t)
+                continue
+            if prompt_list and single is not None and single[0] is NAME and t in self._person_word_names:
+                unknown.append(t)  # "businesswoman": a series title too, but in a prompt a person noun
                 continue
             known += 1
             if single is not None:  # one hit: the common kinds inlined, the rest via _apply

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from charmeta.evidence import Evidence
-from charmeta.ontology import Ontology
+from charmeta.ontology import EXPLICIT, Ontology
 from charmeta.prose.appearance import _HALF_UP, _NUDE_WORDS, AppearanceReader, phrase_spans
 from charmeta.prose.lexicon import (
     _PIECE_RE,
@@ -41,6 +41,7 @@ __all__ = ["ProseReader", "build_lexicon", "title_case"]
 #: A prompt weight inside an item (``:1.2``) and the brackets around weighted words: dropped from item clauses.
 _INNER_WEIGHT_RE = re.compile(r":\s*-?\d+(?:\.\d+)?")
 _BRACKETS = str.maketrans({c: " " for c in "()[]{}"})
+_PROMPT_SYNTAX = frozenset("()[]{}:")
 #: Tokens left out of a clause read as a tag: ``(dark skin)`` -> ``dark skin``.
 _PARENS = ("(", ")")
 
@@ -89,6 +90,9 @@ class ProseReader(PeopleReader, AppearanceReader):
         self._crowd_nouns = frozenset(ontology.prose.get("crowd_nouns", ()))
         self._crowd_verbs = frozenset(ontology.prose.get("crowd_verbs", ()))
         self._descent_words = frozenset(ontology.prose.get("descent_words", ()))
+        self._head_lengths = {
+            t: h.value[0] for t in ("bald head", "shaved head") for h in ontology.lookup(t) if h.key == "Hair Length"
+        }
         self._pronoun_words = frozenset(lex.pronouns)
         self._group_single = frozenset(g for g in lex.group_words if " " not in g)
         self._group_multi = tuple(f" {g} " for g in lex.group_words if " " in g)
@@ -151,6 +155,10 @@ class ProseReader(PeopleReader, AppearanceReader):
         """
         if not self._not_hair_nouns.issuperset(toks):
             self._read_hair(toks, ev)
+        if "head" in toks:  # "a bald head", "a shaved head": hair-length tags without the word hair
+            for a, b in zip(toks, toks[1:]):
+                if b == "head" and f"{a} head" in self._head_lengths:
+                    ev.add("Hair Length", self._head_lengths[f"{a} head"], EXPLICIT, f"{a} head")
         if self._appearance_words.isdisjoint(toks):
             return
         if not self._eye_words.isdisjoint(toks):
@@ -191,7 +199,7 @@ def _item_clauses(items: list[str]) -> list[_Clause]:
     find = _TOKEN_RE.findall
     out: list[_Clause] = []
     for item in map(_normalise, items):
-        if "(" in item or "[" in item or "{" in item or ":" in item:
+        if not _PROMPT_SYNTAX.isdisjoint(item):
             item = _INNER_WEIGHT_RE.sub("", item).translate(_BRACKETS)
         tokens = find(item)
         if tokens:

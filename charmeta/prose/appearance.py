@@ -148,7 +148,9 @@ class AppearanceReader:
                 style_noun = noun
             elif two in ("buzz cut", "crew cut", "bowl cut"):
                 ev.add("Hair Length", "Short", IMPLIED, two)
-            mods = self._collect_back(toks, i - (1 if style_noun == two and two != noun else 0))
+                style_noun = None
+            two_word = two != noun and (style_noun == two or two in ("buzz cut", "crew cut", "bowl cut"))
+            mods = self._collect_back(toks, i - (1 if two_word else 0))
             self._apply_hair_mods(mods, ev, noun, style_noun)
             if "dyed" in toks[i + 1 : i + 4]:  # "a pixie cut dyed pink"
                 k = toks.index("dyed", i + 1)

@@ -205,10 +205,12 @@ class _TypoIndex(dict):
     words (names) so, before its cache.
     """
 
-    __slots__ = ("heads", "tails", "lengths")
+    __slots__ = ("heads", "tails", "lengths", "real_words")
 
-    def __init__(self, entries: dict[str, str]) -> None:
+    def __init__(self, entries: dict[str, str], real_words: frozenset[str] = frozenset()) -> None:
         super().__init__(entries)
+        #: English words that are never typos of a target (``back`` is not ``black``).
+        self.real_words = real_words
         self.heads = frozenset(k[:2] for k in entries)
         self.tails = frozenset(k[-2:] for k in entries)
         self.lengths = frozenset(map(len, entries))
@@ -258,7 +260,7 @@ def _deletes(word: str) -> set[str]:
     return out
 
 
-def _build_typo_index(words: Iterable[str], min_len: int) -> _TypoIndex:
+def _build_typo_index(words: Iterable[str], min_len: int, real_words: frozenset[str] = frozenset()) -> _TypoIndex:
     """Symmetric-delete index: a word one edit (or one swap) away maps to its target.
 
     Built in sorted order, every vocabulary word first mapping to itself, so the
@@ -270,7 +272,7 @@ def _build_typo_index(words: Iterable[str], min_len: int) -> _TypoIndex:
     for w in vocab:
         for d in sorted(_deletes(w)):
             index.setdefault(d, w)
-    return _TypoIndex(index)
+    return _TypoIndex(index, real_words)
 
 
 _TYPO_CACHE: dict[tuple[int, str], str | None] = {}
@@ -280,7 +282,7 @@ _TYPO_CACHE_MAX = 100_000
 def _typo(token: str, index: _TypoIndex) -> str | None:
     """The vocabulary word one typo away from ``token`` (memoised: prose repeats words)."""
     n = len(token)
-    if n < 4 or not token.isalpha():
+    if n < 4 or not token.isalpha() or token in index.real_words:
         return None
     if token not in index and (
         (n >= 5 and token[:2] not in index.heads and token[-2:] not in index.tails)
@@ -406,8 +408,13 @@ def build_lexicon(ont: Ontology) -> _Lexicon:
         qualified_only=frozenset({"outfit", "outfits"}),
     )
     _add_person_groups(ont, lex)
-    lex.typo_targets_mod = _build_typo_index(mod_words, 5)
-    lex.typo_targets_noun = _build_typo_index({"ponytail", "twintails", "pigtails", "dreadlocks", "braids"}, 6)
+    # A word of the tag vocabulary (``back``, ``slicked``) is a real word, never read as a typo
+    # of a colour or style: only words that are in no tag get corrected (``blak``, ``ponytial``).
+    real_words = frozenset(w for tag in ont.known_vocab for w in tag.split(" ") if w.isalpha())
+    lex.typo_targets_mod = _build_typo_index(mod_words, 5, real_words)
+    lex.typo_targets_noun = _build_typo_index(
+        {"ponytail", "twintails", "pigtails", "dreadlocks", "braids"}, 6, real_words
+    )
     return lex
 
 

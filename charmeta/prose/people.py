@@ -46,14 +46,14 @@ _NEAR = 6
 def _ing_verb(word: str) -> bool:
     """An -ing word that may link two people (``lifting``, ``braiding``), not a noun like ``ring`` / ``king``."""
     return len(word) > 5 and word.endswith("ing") and word not in _NOT_LINKING
+
+
 #: Person nouns by suffix (``fisherman``, ``policewomen``): "woman" / "women" end so too.
 _MAN_SUFFIXES = ("man", "men")
 
 
 #: Ages in words: ``fifteen-year-old``, ``twenty five years old``, ``aged seven``, ``age eighty``.
-_WORDED_AGE_RE = re.compile(
-    r"\b((?:[a-z]+[- ])?[a-z]+)[\s-]+years?[\s-]+old\b|\bage[ds]?\s+((?:[a-z]+[- ])?[a-z]+)\b"
-)
+_WORDED_AGE_RE = re.compile(r"\b((?:[a-z]+[- ])?[a-z]+)[\s-]+years?[\s-]+old\b|\bage[ds]?\s+((?:[a-z]+[- ])?[a-z]+)\b")
 
 
 def _worded_ages(text: str) -> list[tuple[int, str]]:
