@@ -23,7 +23,7 @@ import re
 
 from charmeta.evidence import Evidence
 from charmeta.ontology import EXPLICIT, Ontology
-from charmeta.prose.appearance import _HALF_UP, _NUDE_WORDS, AppearanceReader, phrase_spans
+from charmeta.prose.appearance import _HALF_UP, _NUDE_WORDS, _STREAK_WORDS, AppearanceReader, phrase_spans
 from charmeta.prose.lexicon import (
     _PIECE_RE,
     _TOKEN_RE,
@@ -83,13 +83,15 @@ class ProseReader(PeopleReader, AppearanceReader):
         self._body_words = frozenset(lex.body)
         # Any word that sets off the eye, garment, phrase or body reader: most clauses hold none.
         self._appearance_words = (
-            self._eye_words | self._garment_first | _NUDE_WORDS | self._phrase_first | self._body_words
+            self._eye_words | self._garment_first | _NUDE_WORDS | self._phrase_first | self._body_words | _STREAK_WORDS
         )
         self._age_phrase_anchors = substring_anchors(lex.age_phrases)
         self._age_time_words = frozenset(ontology.prose.get("age_time_words", ()))
         self._crowd_nouns = frozenset(ontology.prose.get("crowd_nouns", ()))
         self._crowd_verbs = frozenset(ontology.prose.get("crowd_verbs", ()))
         self._descent_words = frozenset(ontology.prose.get("descent_words", ()))
+        self._depiction_cues = tuple(ontology.prose.get("depiction_cues", ()))
+        self._color_similes: dict[str, str] = ontology.prose.get("hair_color_similes", {})
         self._head_lengths = {
             t: h.value[0] for t in ("bald head", "shaved head") for h in ontology.lookup(t) if h.key == "Hair Length"
         }
@@ -155,6 +157,8 @@ class ProseReader(PeopleReader, AppearanceReader):
         """
         if not self._not_hair_nouns.issuperset(toks):
             self._read_hair(toks, ev)
+        if len(toks) <= 3 and toks[-1] in _STREAK_WORDS and len(toks) > 1 and toks[-2] in self.lex.hair_colors:
+            ev.add_multi("Hair Color", " ".join(toks[-2:]))  # a prompt item "red streaks": a second hair colour
         if "head" in toks:  # "a bald head", "a shaved head": hair-length tags without the word hair
             for a, b in zip(toks, toks[1:]):
                 if b == "head" and f"{a} head" in self._head_lengths:

@@ -20,6 +20,8 @@ from charmeta.prose.lexicon import (
 )
 
 _NUDE_WORDS = frozenset({"nude", "naked", "undressed"})
+#: Nouns for a second hair colour in part of the hair (``pink tips``, ``red streaks``): with a colour, Multicolored.
+_STREAK_WORDS = frozenset({"tips", "streaks", "streak", "highlights", "stripes", "ends", "strands", "lowlights"})
 #: Words after a hair noun that say it is worn half up (``_read_hair_styles_after``).
 _HALF_UP = ("half-up", "half")
 #: Bound on each per-word memo (cleared when full): memory stays flat whatever the corpus.
@@ -152,10 +154,14 @@ class AppearanceReader:
             two_word = two != noun and (style_noun == two or two in ("buzz cut", "crew cut", "bowl cut"))
             mods = self._collect_back(toks, i - (1 if two_word else 0))
             self._apply_hair_mods(mods, ev, noun, style_noun)
-            if "dyed" in toks[i + 1 : i + 4]:  # "a pixie cut dyed pink"
-                k = toks.index("dyed", i + 1)
-                if k + 1 < n and toks[k + 1] in lex.hair_colors:
-                    ev.add("Hair Color", lex.hair_colors[toks[k + 1]], EXPLICIT, f"{noun} dyed {toks[k + 1]}")
+            if "dyed" in toks[i + 1 : i + 4]:  # "a pixie cut dyed pink", "hair dyed bright pink"
+                k = toks.index("dyed", i + 1) + 1
+                while k < n and toks[k] in lex.shades:
+                    k += 1
+                if k < n and toks[k] in lex.hair_colors:
+                    ev.add("Hair Color", lex.hair_colors[toks[k]], EXPLICIT, f"{noun} dyed {toks[k]}")
+            if i + 3 < n and toks[i + 1] == "with" and toks[i + 3] in _STREAK_WORDS and toks[i + 2] in lex.hair_colors:
+                ev.add_multi("Hair Color", f"{noun} with {toks[i + 2]} {toks[i + 3]}")  # "teal hair with pink tips"
             if noun in ("hair", "locks", "mane", "tresses", "curls", "waves"):
                 if noun in ("curls",):
                     ev.add("Hair Style", "Curly", EXPLICIT, noun)
@@ -216,6 +222,15 @@ class AppearanceReader:
         if not self._hair_forward_words.isdisjoint(toks[i + 1 : end]):  # most hair nouns: no style word follows
             self._read_hair_styles_after(toks, i, end, ev)
         after = toks[i + 1 : end + 2]
+        for k, w in enumerate(after):  # "hair and a wetsuit peeled to his waist": the length is not the hair's
+            if w in ("and", "with") or w in self.lex.garment_phrases or w in self.lex.persons:
+                after = after[:k]
+                break
+        if after[:3] in (["the", "color", "of"], ["the", "colour", "of"]):  # "hair the color of fresh snow"
+            for w in after[3:6]:
+                if w in self._color_similes:
+                    ev.add("Hair Color", self._color_similes[w], EXPLICIT, f"hair the color of {w}")
+                    break
         m = None if _SHOULDER_DETS.isdisjoint(after) else _SHOULDER_RE.search(" ".join(after))
         if m:
             key = (m.group(1), m.group(2))
@@ -361,7 +376,7 @@ class AppearanceReader:
                     break
                 quals.insert(0, w)
                 j -= 1
-            if phrase in lex.qualified_only and not quals:
+            if phrase in lex.qualified_only and not quals and color is None:
                 i = end
                 continue  # "a cute outfit" names no garment; "a ninja outfit" does
             words = quals + toks[i:end]

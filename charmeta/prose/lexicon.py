@@ -405,7 +405,7 @@ def build_lexicon(ont: Ontology) -> _Lexicon:
         garment_phrases=garment_phrases,
         garment_stop=frozenset(p["garment_stop_words"]),
         negations=frozenset(p["negations"]),
-        qualified_only=frozenset({"outfit", "outfits"}),
+        qualified_only=frozenset({"outfit", "outfits", "habit"}),
     )
     _add_person_groups(ont, lex)
     # A word of the tag vocabulary (``back``, ``slicked``) is a real word, never read as a typo
