@@ -358,6 +358,9 @@ class AppearanceReader:
                     if j > 1 and toks[j - 1] in ("and", "&") and toks[j - 2] in lex.clothes_colors:
                         color = f"{lex.clothes_colors[toks[j - 2]]} And {color}"  # "red and white cheerleader outfit"
                     break
+                if w in lex.garment_adjectives:
+                    j -= 1  # "red baggy hoodie" -> Red Hoodie: a fit or state word, not the garment's kind
+                    continue
                 if w in lex.persons and j == i - 1 - len(quals) and w not in lex.plural_persons:
                     quals.insert(0, w)  # "chef uniform", "witch robe", "ninja outfit": the garment's kind
                     j -= 1

@@ -248,6 +248,8 @@ class _Lexicon:
     garment_phrases: dict[str, int]
     garment_stop: frozenset[str]
     negations: frozenset[str]
+    #: Words of ``garment_stop_words`` that describe fit or state (``baggy``, ``oversized``): skipped, not kept.
+    garment_adjectives: frozenset[str] = frozenset()
     #: Garment heads that name a garment only with a word of kind before them (``ninja outfit``).
     qualified_only: frozenset[str] = frozenset()
     typo_targets_mod: _TypoIndex = field(default_factory=lambda: _TypoIndex({}))
@@ -408,6 +410,8 @@ def build_lexicon(ont: Ontology) -> _Lexicon:
         qualified_only=frozenset({"outfit", "outfits", "habit"}),
     )
     _add_person_groups(ont, lex)
+    _add_plurals(lex, frozenset(p.get("plural_blocklist", ())))
+    lex.garment_adjectives = lex.garment_stop - _STOP - _GARMENT_FUNCTION_WORDS
     # A word of the tag vocabulary (``back``, ``slicked``) is a real word, never read as a typo
     # of a colour or style: only words that are in no tag get corrected (``blak``, ``ponytial``).
     real_words = frozenset(w for tag in ont.known_vocab for w in tag.split(" ") if w.isalpha())
@@ -416,6 +420,40 @@ def build_lexicon(ont: Ontology) -> _Lexicon:
         {"ponytail", "twintails", "pigtails", "dreadlocks", "braids"}, 6, real_words
     )
     return lex
+
+
+#: Words of ``garment_stop_words`` that end the search for a garment's colour (not fit or state words).
+_GARMENT_FUNCTION_WORDS = frozenset(
+    {"or", "wearing", "wears", "dressed", "its", "my", "your", "over", "under", "one", "both"}
+)
+
+
+def _plural(word: str) -> str:
+    """The regular English plural of a person noun (``clerk`` -> ``clerks``, ``fisherman`` -> ``fishermen``).
+
+    Hand rules, not ``inflect``: that package takes ~5 s to import here and gets ``thief``
+    wrong too; irregular plurals of the lexicon (``children``, ``women``) are listed in the data."""
+    if word.endswith("man"):
+        return word[:-3] + "men"
+    if word.endswith(("s", "sh", "ch", "x", "z")):
+        return word + "es"
+    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+def _add_plurals(lex: _Lexicon, blocked: frozenset[str]) -> None:
+    """Every singular person noun's plural is a plural person noun (``two clerks arguing``), except
+    those of ``blocked``, whose plurals are mostly objects (``paper fans``, ``action figures``)."""
+    plurals = set(lex.plural_persons)
+    for word, info in list(lex.persons.items()):
+        if word in plurals or word in blocked or not word.isalpha():
+            continue
+        plural = _plural(word)
+        if plural not in lex.persons:
+            lex.persons[plural] = info
+            plurals.add(plural)
+    lex.plural_persons = frozenset(plurals)
 
 
 def _add_person_groups(ont: Ontology, lex: _Lexicon) -> None:
