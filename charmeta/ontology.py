@@ -63,6 +63,9 @@ class Garment:
     forms: tuple[str, ...]
     tags: tuple[str, ...]
     name_from_tag: bool = False
+    #: ``name_from_tag: "listed"``: only the family's own tags and forms show their name (``Serafuku``);
+    #: tags expanded from the vocabulary (``kitauji high school uniform``) show the family display.
+    listed_names_only: bool = False
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -205,7 +208,6 @@ class Ontology:
         self._compile_list_file(marks["tattoos"], suffix_title=marks["tattoos"].get("suffix"))
         self._compile_list_file(_read_json(base + "features.json"))
         self._compile_safety()
-        self._compile_person_tags()
         for name in self._wd_characters:
             if name not in self.index:
                 self.index[name] = [Hit(NAME, "character", None)]
@@ -288,11 +290,15 @@ class Ontology:
         for i, g in enumerate(data["garments"]):
             tags = tuple(normalize_tag(t) for t in g["tags"])
             forms = tuple(normalize_tag(f) for f in g.get("forms", g["tags"][:1]))
-            garment = Garment(i, g["display"], g["style"], int(g["tier"]), forms, tags, bool(g.get("name_from_tag")))
+            naming = g.get("name_from_tag")
+            garment = Garment(
+                i, g["display"], g["style"], int(g["tier"]), forms, tags, bool(naming), naming == "listed"
+            )
             self.garments.append(garment)
             for tag in tags:
                 self._add(tag, Hit(GARMENT, None, i))
                 form_owner.setdefault(tag, i)
+        named = len(self.garments)
         self._compile_open_garments(data.get("open_vocabulary"), form_owner)
         # A form belongs to the garment that names it as a tag ("dress" -> Dress), else
         # to the first garment listing it as a color form ("suit" -> Business Suit).
@@ -321,8 +327,11 @@ class Ontology:
         all_forms = set(form_owner)
         for form in all_forms:
             owner = form_owner[form]
+            open_family = owner >= named  # a colour with an open-vocabulary garment: only tags that exist
             for word, display in clothes.items():
                 tag = f"{word} {form}"
+                if open_family and tag not in self._wd_general:
+                    continue  # in a prompt "green tunic" is a phrase: the prose reader takes its colour
                 self._add(tag, Hit(CGARMENT, display, form))
                 self._add(tag, Hit(GARMENT, None, owner))
         for tag, style in data["style_tags"].items():
@@ -363,12 +372,16 @@ class Ontology:
                 self._add(tag, Hit(GARMENT, None, i))
                 form_owner.setdefault(tag, i)
 
-    def _compile_person_tags(self) -> None:
-        """A tag whose head noun is a person noun of the prose lexicon says what that noun says
-        (``elderly woman`` -> Female as well as Elderly, ``old man`` -> Male): read as a tag in a
-        prompt list, the item must not lose what the same words say in prose. Adult nouns give
-        Young Adult only as the weakest age evidence (``NOUN_AGE_STRENGTH``), as in prose."""
+    def person_tag_hits(self) -> dict[str, tuple[Hit, ...]]:
+        """What a tag whose head noun is a person noun of the prose lexicon says as words
+        (``elderly woman`` -> Female as well as its Elderly; ``old man`` -> Male).
+
+        Only prompt lists use it (``TextExtractor._read_items``): there an item is the
+        character described in words. In Danbooru captions such tags (``fat man``,
+        ``old man`` beside ``1girl``) name someone else, so the index does not carry it.
+        Adult nouns give Young Adult only as the weakest age evidence, as in prose."""
         persons: dict[str, list[str | None]] = self.prose.get("person_nouns", {})
+        out: dict[str, tuple[Hit, ...]] = {}
         for tag in sorted(self._wd_general | set(self.index)):
             words = tag.split(" ")
             info = persons.get(words[-1])
@@ -377,12 +390,15 @@ class Ontology:
             hits = self.index.get(tag, ())
             if any(h.kind in (NAME, COUNT, GARMENT) for h in hits):
                 continue
+            extra: list[Hit] = []
             gender, age = info[0], info[1]
             if gender and not any(h.kind == GENDER for h in hits):
-                self._add(tag, Hit(GENDER, None, gender))
+                extra.append(Hit(GENDER, None, gender))
             if age and not any(h.kind == ATTR and h.key == "Age" for h in hits):
-                strength = NOUN_AGE_STRENGTH if age == "Young Adult" else EXPLICIT
-                self._add(tag, Hit(ATTR, "Age", (age, strength)))
+                extra.append(Hit(ATTR, "Age", (age, NOUN_AGE_STRENGTH if age == "Young Adult" else EXPLICIT)))
+            if extra:
+                out[tag] = tuple(extra)
+        return out
 
     def _compile_list_file(self, data: dict[str, Any], suffix_title: str | None = None) -> None:
         rules = self._rules(data)

@@ -42,6 +42,22 @@ __all__ = ["ProseReader", "build_lexicon", "title_case"]
 _INNER_WEIGHT_RE = re.compile(r":\s*-?\d+(?:\.\d+)?")
 _BRACKETS = str.maketrans({c: " " for c in "()[]{}"})
 _PROMPT_SYNTAX = frozenset("()[]{}:")
+#: Person nouns of no gender or age that never end a name (``name_prone_occupations`` leaves them alone).
+_PLAIN_PERSONS = frozenset(
+    {
+        "person",
+        "people",
+        "someone",
+        "figure",
+        "character",
+        "individual",
+        "adult",
+        "persons",
+        "blonde",
+        "brunette",
+        "redhead",
+    }
+)
 #: Tokens left out of a clause read as a tag: ``(dark skin)`` -> ``dark skin``.
 _PARENS = ("(", ")")
 
@@ -52,7 +68,11 @@ class ProseReader(PeopleReader, AppearanceReader):
     def __init__(self, ontology: Ontology) -> None:
         self.ont = ontology
         self.lex = lex = build_lexicon(ontology)
-        self.name_prone = frozenset(ontology.prose.get("name_prone_nouns", ()))
+        self.name_prone = frozenset(ontology.prose.get("name_prone_nouns", ())) | (
+            frozenset(w for w, info in lex.persons.items() if info == (None, None) and w not in _PLAIN_PERSONS)
+            if ontology.prose.get("name_prone_occupations")
+            else frozenset()
+        )
         self.color_ethnicity: dict[str, str] = ontology.prose.get("color_ethnicity", {})
         self.color_ethnicity_nouns = frozenset(ontology.prose.get("color_ethnicity_nouns", ()))
         # First words of multi-word phrases: most tokens start none, so n-grams are only built after one.
@@ -91,6 +111,7 @@ class ProseReader(PeopleReader, AppearanceReader):
         self._crowd_verbs = frozenset(ontology.prose.get("crowd_verbs", ()))
         self._descent_words = frozenset(ontology.prose.get("descent_words", ()))
         self._depiction_cues = tuple(ontology.prose.get("depiction_cues", ()))
+        self._not_person_before = frozenset(ontology.prose.get("not_person_before", ()))
         self._color_similes: dict[str, str] = ontology.prose.get("hair_color_similes", {})
         self._head_lengths = {
             t: h.value[0] for t in ("bald head", "shaved head") for h in ontology.lookup(t) if h.key == "Hair Length"
@@ -157,8 +178,11 @@ class ProseReader(PeopleReader, AppearanceReader):
         """
         if not self._not_hair_nouns.issuperset(toks):
             self._read_hair(toks, ev)
-        if len(toks) <= 3 and toks[-1] in _STREAK_WORDS and len(toks) > 1 and toks[-2] in self.lex.hair_colors:
-            ev.add_multi("Hair Color", " ".join(toks[-2:]))  # a prompt item "red streaks": a second hair colour
+        if not _STREAK_WORDS.isdisjoint(toks) and (len(toks) <= 3 or not self.lex.hair_nouns.isdisjoint(toks)):
+            # "blonde highlights in brown hair", a prompt item "red streaks": a second hair colour
+            for k in range(1, len(toks)):
+                if toks[k] in _STREAK_WORDS and toks[k - 1] in self.lex.hair_colors:
+                    ev.add_multi("Hair Color", f"{toks[k - 1]} {toks[k]}")
         if "head" in toks:  # "a bald head", "a shaved head": hair-length tags without the word hair
             for a, b in zip(toks, toks[1:]):
                 if b == "head" and f"{a} head" in self._head_lengths:

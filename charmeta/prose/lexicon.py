@@ -66,8 +66,8 @@ _DECADE_RE = re.compile(
 _ONE_RE = re.compile(r"\bone (?:in|with|wearing|of them|blonde|blond|brunette|redhead|has)\b")
 _HE_RE = re.compile(r"\bhe(?:'s| is| was| wears| has)\b")
 _SHE_RE = re.compile(r"\bshe(?:'s| is| was| wears| has)\b")
-_POSSESSIVES = frozenset({"her", "his", "their", "my", "your", "our"})
-_DETERMINERS = frozenset({"a", "an", "the", "this", "that", "some"})
+_POSSESSIVES = frozenset({"her", "his", "their", "my", "your", "our", "its"})
+_DETERMINERS = frozenset({"a", "an", "the", "this", "that", "some", "another"})
 _STOP = frozenset(
     {
         "a",

@@ -112,6 +112,7 @@ class PeopleReader:
     _crowd_verbs: frozenset[str]
     _descent_words: frozenset[str]
     _depiction_cues: tuple[str, ...]
+    _not_person_before: frozenset[str]
 
     def _blank_names(self, clauses: list[_Clause]) -> None:
         """Character names are never evidence (``kaitou kid`` is not a child).
@@ -164,6 +165,8 @@ class PeopleReader:
                     continue
                 if i + 1 < len(toks) and toks[i + 1] in lex.persons and t not in lex.plural_persons:
                     continue  # "school girl", "ninja warrior": the head is the last noun
+                if i + 1 < len(toks) and (toks[i + 1] in self._not_person_before or toks[i + 1] in lex.garment_phrases):
+                    continue  # "demon tail", "judge uniform", "angel wings": a modifier, not a person
                 if i > 0 and toks[i - 1] in self._age_time_words and t in lex.plural_persons:
                     continue  # "in his early teens": an age, not people
                 if t in ("couple", "pair", "group") and i + 1 < len(toks) and toks[i + 1] == "of":
