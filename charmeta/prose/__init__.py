@@ -20,6 +20,7 @@ bag-of-words matching, so the traps do not fire:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from charmeta.evidence import Evidence
 from charmeta.ontology import EXPLICIT, Ontology
@@ -68,10 +69,14 @@ class ProseReader(PeopleReader, AppearanceReader):
     def __init__(self, ontology: Ontology) -> None:
         self.ont = ontology
         self.lex = lex = build_lexicon(ontology)
-        self.name_prone = frozenset(ontology.prose.get("name_prone_nouns", ())) | (
-            frozenset(w for w, info in lex.persons.items() if info == (None, None) and w not in _PLAIN_PERSONS)
-            if ontology.prose.get("name_prone_occupations")
-            else frozenset()
+        self.name_prone = (
+            frozenset(ontology.prose.get("name_prone_nouns", ()))
+            | (
+                frozenset(w for w, info in lex.persons.items() if info == (None, None) and w not in _PLAIN_PERSONS)
+                if ontology.prose.get("name_prone_occupations")
+                else frozenset()
+            )
+            | lex.rule_plurals
         )
         self.color_ethnicity: dict[str, str] = ontology.prose.get("color_ethnicity", {})
         self.color_ethnicity_nouns = frozenset(ontology.prose.get("color_ethnicity_nouns", ()))
@@ -151,7 +156,7 @@ class ProseReader(PeopleReader, AppearanceReader):
         self._blank_names(parsed)
         persons = self._find_persons(parsed, low)
         has_other = self._mark_other_context(parsed, persons)
-        subject = _subject(persons) if persons else None
+        subject = _subject(persons, self._informative) if persons else None
         self._count_people(low, parsed, persons, subject, ev)
         parens = "(" in low or ")" in low  # without them in the text, no clause holds a parenthesis token
         not_hair = self._not_hair_nouns
@@ -169,6 +174,11 @@ class ProseReader(PeopleReader, AppearanceReader):
                 continue
             self._read_appearance(toks, ev, subject, ci)
         self._read_subject(low, parsed, persons, subject, ev, has_other)
+
+    def _informative(self, noun: str) -> bool:
+        """Whether a person noun says the character's gender or age (``girl``, ``grandpa``)."""
+        info = self.person_info(noun)
+        return info is not None and info != (None, None)
 
     def _read_appearance(self, toks: list[str], ev: Evidence, subject: _Person | None, ci: int) -> None:
         """Hair, eyes, garments, listed phrases and build in one clause of the character's.
@@ -251,12 +261,20 @@ def _split_possessives(tokens: list[str]) -> list[str]:
     return out
 
 
-def _subject(persons: list[_Person]) -> _Person | None:
-    """The character: the first person noun neither a relative nor absent, a singular one first."""
-    subject = next((p for p in persons if not p.relation and not p.absent and not p.plural), None)
-    if subject is None:
-        subject = next((p for p in persons if not p.relation and not p.absent), None)
-    return subject
+def _subject(persons: list[_Person], informative: Callable[[str], bool]) -> _Person | None:
+    """The character: the first person noun neither a relative nor absent, a singular one first.
+
+    A role noun that says neither gender nor age (``a samurai``, ``from vampire``) gives way to a
+    later singular one that does (``..., a girl with ...``): in one character's entry both name
+    the same person, and the later one says more.
+    """
+    candidates = [p for p in persons if not p.relation and not p.absent and not p.plural]
+    if candidates:
+        first = candidates[0]
+        if not informative(first.noun):
+            return next((p for p in candidates[1:] if informative(p.noun)), first)
+        return first
+    return next((p for p in persons if not p.relation and not p.absent), None)
 
 
 def _normalise(text: str) -> str:

@@ -248,6 +248,8 @@ class _Lexicon:
     garment_phrases: dict[str, int]
     garment_stop: frozenset[str]
     negations: frozenset[str]
+    #: Plurals made by ``_plural`` (not listed in the data): name-prone (``brave witches`` is a title).
+    rule_plurals: frozenset[str] = frozenset()
     #: Words of ``garment_stop_words`` that describe fit or state (``baggy``, ``oversized``): skipped, not kept.
     garment_adjectives: frozenset[str] = frozenset()
     #: Garment heads that name a garment only with a word of kind before them (``ninja outfit``).
@@ -446,6 +448,7 @@ def _add_plurals(lex: _Lexicon, blocked: frozenset[str]) -> None:
     """Every singular person noun's plural is a plural person noun (``two clerks arguing``), except
     those of ``blocked``, whose plurals are mostly objects (``paper fans``, ``action figures``)."""
     plurals = set(lex.plural_persons)
+    added: set[str] = set()
     for word, info in list(lex.persons.items()):
         if word in plurals or word in blocked or not word.isalpha():
             continue
@@ -453,7 +456,9 @@ def _add_plurals(lex: _Lexicon, blocked: frozenset[str]) -> None:
         if plural not in lex.persons:
             lex.persons[plural] = info
             plurals.add(plural)
+            added.add(plural)
     lex.plural_persons = frozenset(plurals)
+    lex.rule_plurals = frozenset(added)
 
 
 def _add_person_groups(ont: Ontology, lex: _Lexicon) -> None:
