@@ -341,6 +341,9 @@ class AppearanceReader:
                 continue
             size, phrase = match
             end = i + size
+            if end < n and toks[end] in lex.garment_phrases and toks[end] not in lex.persons:
+                i += 1  # "military jacket", "hoodie dress", "bikini top": the last garment noun is the head
+                continue
             if self._negated(toks, i):
                 i = end
                 continue
@@ -348,7 +351,7 @@ class AppearanceReader:
             quals: list[str] = []
             color: str | None = None
             j = i - 1
-            while j >= 0 and len(quals) < 2:
+            while j >= 0 and len(quals) < 3:  # "red velvet evening dress": two words of kind, then the colour
                 w = toks[j]
                 if w in lex.clothes_colors:
                     color = lex.clothes_colors[w]

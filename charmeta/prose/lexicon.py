@@ -36,8 +36,11 @@ _STATED_RES = (
     (("age",), None, re.compile(r"\bage[ds]?\s+(\d{1,3})\b")),
     (
         ("of",),
-        re.compile(r"of\s+\d"),  # "of" is in most prose, a number after it is not
-        re.compile(r"\b(?:girl|boy|child|kid|woman|man|lady|gentleman|person|teen|teenager)\s+of\s+(\d{1,3})\b"),
+        re.compile(r"of\s+(?:[a-z]+\s+)?\d"),  # "of" is in most prose, a number after it is not
+        re.compile(
+            r"\b(?:girl|boy|child|kid|woman|man|lady|gentleman|person|teen|teenager)\s+of\s+"
+            r"(?:about\s+|around\s+|roughly\s+|nearly\s+|almost\s+|maybe\s+|perhaps\s+)?(\d{1,3})\b"
+        ),
     ),
 )
 #: The stated-age and bare-number patterns all need a ``\d`` (Unicode digits included): text without one skips them.

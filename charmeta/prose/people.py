@@ -57,6 +57,24 @@ _MAN_SUFFIXES = ("man", "men")
 #: Years into a decade that ``early`` / ``mid`` / ``late`` mean (``in his late sixties`` -> 68).
 _DECADE_PART = {"early": 2, "mid": 5, "late": 8}
 _WORDED_AGE_RE = re.compile(r"\b((?:[a-z]+[- ])?[a-z]+)[\s-]+years?[\s-]+old\b|\bage[ds]?\s+((?:[a-z]+[- ])?[a-z]+)\b")
+#: English number words up to ninety-nine, the only ones a stated age is written in.
+_TENS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+_NUM_WORD = (
+    rf"(?:(?:{_TENS})(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?"
+    r"|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen"
+    r"|one|two|three|four|five|six|seven|eight|nine)"
+)
+_APPROX = r"(?:about|around|roughly|nearly|almost|maybe|perhaps|probably|approximately)\s+"
+#: Ages in words without "years": ``a girl of eleven``, ``a boy, about sixteen,``, ``forty-something``.
+_WORD_AGE_RES = (
+    re.compile(
+        rf"\b(?:girl|boy|child|kid|woman|man|lady|gentleman|person|teen|teenager|guy)\s+of\s+(?:{_APPROX})?({_NUM_WORD})\b"
+    ),
+    re.compile(rf"(?:^|,)\s*(?:{_APPROX})?({_NUM_WORD})\s*(?=,|\.|;|$)"),
+)
+#: ``forty-something``, ``thirtyish``: the middle of the decade.
+_DECADE_ISH_RE = re.compile(rf"\b({_TENS})[- ]?(?:something|ish)\b")
+_NUM_WORD_RE = re.compile(rf"\b{_NUM_WORD}\b")
 
 
 def _worded_ages(text: str) -> list[tuple[int, str]]:
@@ -65,6 +83,15 @@ def _worded_ages(text: str) -> list[tuple[int, str]]:
     ``a fifteen`` -> 15: the parser reads the longest number the words make, so a leading article
     or adjective (``a``, ``nearly``) is tried away first."""
     out: list[tuple[int, str]] = []
+    for rx in _WORD_AGE_RES:
+        for m in rx.finditer(text):
+            value = _number(m.group(1).replace("-", " "))
+            if value is not None:
+                out.append((value, m.group(0).strip(" ,")))
+    for m in _DECADE_ISH_RE.finditer(text):
+        value = _number(m.group(1))
+        if value is not None:
+            out.append((value + 5, m.group(0)))
     for m in _WORDED_AGE_RE.finditer(text):
         before = m.group(1) is not None  # "<number> years old": the number ends there; "aged <number>": starts
         words = (m.group(1) or m.group(2) or "").replace("-", " ").split()
@@ -493,7 +520,7 @@ class PeopleReader:
                 if any(map(text.__contains__, needles)) and (gate is None or gate.search(text) is not None):
                     for m in rx.finditer(text):
                         ages.append((int(m.group(1)), m.group(0)))
-        if not ages and ("year" in text or "aged " in text or " age " in text):  # "a fifteen-year-old"
+        if not ages and _NUM_WORD_RE.search(text) is not None:  # "a fifteen-year-old", "a girl of eleven"
             ages += _worded_ages(text)
         if "teens" in text or "ties" in text or (digits and "0s" in text):  # "in her forties", "late teens", "mid-30s"
             for m in _DECADE_RE.finditer(text):

@@ -130,6 +130,9 @@ def test_topknot_is_no_style_but_carries_colour(engine: Engine) -> None:
         ("A man in his early sixties, fishing.", "Middle-Aged"),
         ("A man in his late sixties, fishing.", "Elderly"),
         ("A preteen boy with a kite.", "Child"),
+        ("A boy of twelve with a kite.", "Child"),
+        ("A woman, about seventy, with a cane.", "Elderly"),
+        ("A fifty-something man in a cardigan.", "Middle-Aged"),
         ("A mature woman in a cardigan.", "Middle-Aged"),
     ],
 )
@@ -174,6 +177,8 @@ def test_clothing_and_skin_are_not_ethnicity(engine: Engine) -> None:
         ("1girl, red cape, blue dress", "Blue Dress"),
         ("A knight in a black cloak over silver armor.", "Silver Armor"),
         ("1girl, alternate costume, pirate outfit", "Pirate Outfit"),
+        ("1boy, (olive military jacket:1.1), jeans", "Olive Military Jacket"),  # the last garment noun is the head
+        ("A woman in a red wool pencil skirt and a cream silk blouse.", "Cream Silk Blouse"),
     ],
 )
 def test_the_garment_as_named(engine: Engine, text: str, dress: str) -> None:
