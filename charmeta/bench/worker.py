@@ -101,10 +101,18 @@ def kinds_stage(labeled: str, rows: int, batch_rows: int) -> dict[str, Any]:
     }
 
 
+def containers_stage(path: str) -> dict[str, Any]:
+    """Read + decode every image of one container layout (``charmeta.bench.containers``)."""
+    from charmeta.bench.containers import read_and_decode
+
+    r = read_and_decode(path)
+    return {"available": True, **r, "rows": r["images"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m charmeta.bench.worker")
-    p.add_argument("stage", choices=("floor", "core", "kinds"))
-    p.add_argument("--glob", default="")
+    p.add_argument("stage", choices=("floor", "core", "containers", "kinds"))
+    p.add_argument("--glob", default="", help="floor / core / containers: the input files")
     p.add_argument("--labeled", default="", help="kinds: a labeled JSONL whose texts are timed")
     p.add_argument("--rows", type=int, default=20_000, help="kinds: entries to time")
     p.add_argument("--out", default="")
@@ -116,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         res = floor_stage(a.glob, a.out, a.threads, a.ontology)
     elif a.stage == "kinds":
         res = kinds_stage(a.labeled, a.rows, a.batch_rows)
+    elif a.stage == "containers":
+        res = containers_stage(a.glob)
     else:
         res = core_stage(a.glob, a.batch_rows)
     res["maxrss"] = self_maxrss_bytes()
