@@ -111,8 +111,8 @@ def containers_stage(path: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m charmeta.bench.worker")
-    p.add_argument("stage", choices=("floor", "core", "containers", "kinds"))
-    p.add_argument("--glob", default="", help="floor / core / containers: the input files")
+    p.add_argument("stage", choices=("floor", "core", "containers", "decode", "kinds"))
+    p.add_argument("--glob", default="", help="floor / core / containers / decode: the input files")
     p.add_argument("--labeled", default="", help="kinds: a labeled JSONL whose texts are timed")
     p.add_argument("--rows", type=int, default=20_000, help="kinds: entries to time")
     p.add_argument("--out", default="")
@@ -126,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         res = kinds_stage(a.labeled, a.rows, a.batch_rows)
     elif a.stage == "containers":
         res = containers_stage(a.glob)
+    elif a.stage == "decode":
+        from charmeta.bench.containers import decode_only
+
+        r = decode_only(a.glob)
+        res = {"available": True, **r}
     else:
         res = core_stage(a.glob, a.batch_rows)
     res["maxrss"] = self_maxrss_bytes()
