@@ -1,0 +1,232 @@
+"""Each partition's share of the cleaning work, built once per validated file.
+
+Why per partition: dedup and profiles are global, but everything expensive about them
+depends on one partition alone - the tag sets, their MinHash band keys (the persisted
+LSH index), the per-character value counts (partial aggregates that merge by addition).
+Built by the pool worker right after the partition (``export_parts.ensure_part`` calls
+``ensure_part`` here), the global steps only read small columns of these files, and a
+new shard adds one part instead of recomputing the dataset.
+
+A part is two Parquet files and a marker under ``<root>/cleaning_parts/``:
+
+* ``<key>.rows.parquet`` - one row per non-invalid entry: position, id, status, folded
+  character name (when the entry names exactly one), completeness, mean core confidence,
+  ``sexual`` (sexual rating or sexual tag/word, contract section 4), the exact set hash,
+  the sorted token hashes (for exact Jaccard of candidates), one LSH band key per band
+  (null under ``min_tokens`` tags), image ``sha256`` / ``phash`` for image rows;
+* ``<key>.profile.parquet`` - ``character, attribute, value, n``: the partial aggregate;
+* ``<key>.json`` - written last: validated file identity, policy digest, counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from charmeta import duck
+from charmeta.cleaning.config import CleaningPolicy, load_policy
+from charmeta.cleaning.signatures import band_keys, minhash, tags_sql
+from charmeta.contract import ATTRIBUTES, UNKNOWN
+from charmeta.duck import sql_ident, sql_string
+from charmeta.file_identity import identity
+
+log = logging.getLogger("charmeta.cleaning")
+
+PART_DIR = "cleaning_parts"
+#: Bump when a part's columns change meaning: parts of another version are rebuilt.
+PART_VERSION = 1
+_SCALARS = [a for a in ATTRIBUTES if not a.is_list]
+_CORE = [a for a in ATTRIBUTES if a.is_core]
+
+
+def part_paths(root: str, key: str) -> tuple[str, str, str]:
+    """``(rows, profile, marker)`` paths of a partition's cleaning part."""
+    base = os.path.join(root, PART_DIR, key)
+    return base + ".rows.parquet", base + ".profile.parquet", base + ".json"
+
+
+def _validated(root: str, key: str) -> str:
+    return os.path.join(root, "validated_records", key + ".parquet")
+
+
+def fold_name_sql(col: str, policy: CleaningPolicy) -> str:
+    """DuckDB expression folding a character name: lower, ``_`` -> space, ``\\(`` -> ``(``,
+    whitespace collapsed, then the policy's alias map."""
+    base = f"trim(regexp_replace(replace(replace(lower({col}), '_', ' '), '\\', ''), '\\s+', ' ', 'g'))"
+    if not policy.aliases:
+        return base
+    pairs = ", ".join(f"{sql_string(k)}: {sql_string(v)}" for k, v in sorted(policy.aliases.items()))
+    return f"coalesce(MAP {{{pairs}}}[{base}], {base})"
+
+
+def _sexual_regex() -> str:
+    """One RE2 alternation of the safety rule's sexual tags and words (whole words, spaces for
+    underscores), longest first."""
+    raw = json.loads(resources.files("charmeta").joinpath("data/ontology/safety.json").read_text(encoding="utf-8"))
+    terms = {t.replace("_", " ").lower() for t in [*raw.get("sexual_tags", []), *raw.get("sexual_words", [])]}
+    alts = "|".join(re.escape(t).replace("\\ ", " ") for t in sorted(terms, key=lambda t: (-len(t), t)))
+    return f"(^|[^a-z0-9])({alts})($|[^a-z0-9])"
+
+
+def _sexual_ratings() -> list[str]:
+    raw = json.loads(resources.files("charmeta").joinpath("data/ontology/safety.json").read_text(encoding="utf-8"))
+    return list(raw.get("sexual_ratings", ["questionable", "explicit"]))
+
+
+def read_part(root: str, key: str, policy: CleaningPolicy | None = None) -> dict[str, Any] | None:
+    """The marker when the part is current for the partition's validated file and policy, else None."""
+    policy = policy or load_policy()
+    rows, prof, marker = part_paths(root, key)
+    try:
+        with open(marker, encoding="utf-8") as fh:
+            meta = json.load(fh)
+        if meta.get("version") != PART_VERSION or meta.get("policy") != policy.digest:
+            return None
+        if meta.get("validated") != list(identity(_validated(root, key))):
+            return None
+        if not (os.path.exists(rows) and os.path.exists(prof)):
+            return None
+    except (OSError, ValueError):
+        return None
+    return meta
+
+
+def ensure_part(root: str, key: str, policy: CleaningPolicy | None = None, con: Any = None) -> dict[str, Any]:
+    """The current part's marker, building it first when missing or stale."""
+    policy = policy or load_policy()
+    meta = read_part(root, key, policy)
+    return meta if meta is not None else build_part(root, key, policy, con)
+
+
+def build_part(root: str, key: str, policy: CleaningPolicy | None = None, con: Any = None) -> dict[str, Any]:
+    """Build the cleaning part of ``key`` from its validated (+ normalized, image) files."""
+    policy = policy or load_policy()
+    own = con is None
+    if own:
+        con = duck.connect()
+        con.execute("SET threads = 1")
+    try:
+        return _build(root, key, policy, con)
+    finally:
+        if own:
+            con.close()
+
+
+def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, Any]:
+    src = _validated(root, key)
+    ident = identity(src)
+    norm = os.path.join(root, "normalized_records", key + ".parquet")
+    imgs = os.path.join(root, "normalized_images", key + ".parquet")
+    text = (
+        f"(SELECT source_position, text FROM read_parquet({sql_string(norm)}))"
+        if os.path.exists(norm)
+        else "(SELECT NULL::BIGINT AS source_position, NULL::VARCHAR AS text WHERE false)"
+    )
+    img = "(SELECT NULL::BIGINT AS source_position, NULL::VARCHAR AS sha256, NULL::VARCHAR AS phash WHERE false)"
+    if os.path.exists(imgs) and pq.ParquetFile(imgs).metadata.num_rows:
+        img = f"(SELECT source_position, sha256, phash FROM read_parquet({sql_string(imgs)}) WHERE status = 'ok')"
+    known = [
+        f"({sql_ident(a.column)} IS NOT NULL AND {sql_ident(a.column)} <> '{UNKNOWN}')::INT"
+        if not a.is_list
+        else f"(coalesce(len({sql_ident(a.column)}), 0) > 0)::INT"
+        for a in ATTRIBUTES
+    ]
+    conf = " + ".join(f"coalesce({sql_ident(a.column + '_confidence')}, 0)" for a in _CORE)
+    ratings = ", ".join(sql_string(r) for r in _sexual_ratings())
+    low = "replace(lower(coalesce(t.text, '')), '_', ' ')"
+    name = fold_name_sql("v.characters[1]", policy)
+    attr_cols = ", ".join(f"v.{sql_ident(a.column)}" for a in _SCALARS)
+    con.execute("SET preserve_insertion_order = true")
+    rows_in = con.sql(
+        f"""
+        SELECT *, hash(tok) AS set_hash FROM (
+        SELECT v.source_position AS pos, v.id, v.status,
+               CASE WHEN len(v.characters) = 1 THEN {name} END AS character,
+               ({" + ".join(known)})::TINYINT AS completeness,
+               (({conf}) / {len(_CORE)})::FLOAT AS confidence,
+               (v.rating IN ({ratings}) OR (v.status = 'ok' AND regexp_matches({low}, {sql_string(_sexual_regex())})))
+                   AS sexual,
+               list_sort(list_transform({tags_sql("t.text")}, lambda x: hash(x))) AS tok,
+               i.sha256, i.phash, {attr_cols}
+        FROM read_parquet({sql_string(src)}) v
+        LEFT JOIN {text} t USING (source_position)
+        LEFT JOIN {img} i USING (source_position)
+        WHERE v.status <> 'invalid'
+        ) ORDER BY pos
+        """
+    ).to_arrow_table()
+    tok_sorted = rows_in.column("tok").combine_chunks()
+    ntok = np.asarray(tok_sorted.value_lengths().fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int32)
+    sig = minhash(tok_sorted, policy.num_perm)
+    keys = band_keys(sig, policy.bands)
+    near = ntok >= policy.min_tokens
+    cols: dict[str, Any] = {
+        "pos": rows_in["pos"],
+        "id": rows_in["id"],
+        "status": rows_in["status"],
+        "character": rows_in["character"],
+        "completeness": rows_in["completeness"],
+        "confidence": rows_in["confidence"],
+        "sexual": rows_in["sexual"],
+        "set_hash": rows_in["set_hash"],
+        "ntok": pa.array(ntok),
+        "tokens": tok_sorted,
+        "sha256": rows_in["sha256"],
+        "phash": rows_in["phash"],
+    }
+    for j in range(policy.bands):
+        cols[f"b{j}"] = pa.array(keys[:, j], mask=~near)
+    rows_tbl = pa.table(cols)
+    profile = _profile(con, rows_in, policy)
+    rows_path, prof_path, marker = part_paths(root, key)
+    os.makedirs(os.path.dirname(rows_path), exist_ok=True)
+    tmp = f".tmp-{os.getpid()}"
+    try:
+        pq.write_table(rows_tbl, rows_path + tmp, compression="zstd")
+        pq.write_table(profile, prof_path + tmp, compression="zstd")
+        meta = {
+            "version": PART_VERSION,
+            "key": key,
+            "validated": list(ident),
+            "policy": policy.digest,
+            "rows": rows_tbl.num_rows,
+            "named": int(rows_in.num_rows - rows_in["character"].null_count),
+            "profile_rows": profile.num_rows,
+        }
+        with open(marker + tmp, "w", encoding="utf-8") as fh:
+            json.dump(meta, fh)
+        os.replace(rows_path + tmp, rows_path)
+        os.replace(prof_path + tmp, prof_path)
+        os.replace(marker + tmp, marker)
+    except BaseException:
+        for p in (rows_path, prof_path, marker):
+            if os.path.exists(p + tmp):
+                os.remove(p + tmp)
+        raise
+    return meta
+
+
+def _profile(con: Any, rows_in: pa.Table, policy: CleaningPolicy) -> pa.Table:
+    """``character, attribute, value, n`` over the part's single-character entries whose status
+    counts (``profiles.statuses``), known values only (``Unknown`` / absent carry nothing)."""
+    attrs = [a for a in _SCALARS if a.key in policy.profile_attributes]
+    statuses = ", ".join(sql_string(s) for s in policy.profile_statuses)
+    if not attrs:
+        return pa.table({"character": pa.array([], pa.string())})
+    selects = " UNION ALL ".join(
+        f"SELECT character, {sql_string(a.key)} AS attribute, {sql_ident(a.column)} AS value FROM rows_in "
+        f"WHERE character IS NOT NULL AND status IN ({statuses}) AND {sql_ident(a.column)} IS NOT NULL "
+        f"AND {sql_ident(a.column)} <> '{UNKNOWN}'"
+        for a in attrs
+    )
+    return con.sql(
+        f"SELECT character, attribute, value, count(*)::BIGINT AS n FROM ({selects}) GROUP BY ALL ORDER BY ALL"
+    ).to_arrow_table()
