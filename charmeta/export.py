@@ -135,9 +135,10 @@ def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | 
     parts = current_parts(root, keys)
     # 1b. dataset cleaning (charmeta.cleaning): one entry per duplicate cluster, identity fills,
     #     safety re-check; partitions with decisions export their cleaned lines instead
+    from charmeta.cleaning.config import cleaning_enabled
     from charmeta.cleaning.run import ensure_clean, export_sources
 
-    cleaning = ensure_clean(root, [p["key"] for p in parts])
+    cleaning = ensure_clean(root, [p["key"] for p in parts]) if cleaning_enabled() else {"summary": {"enabled": False}}
     jsonl = os.path.join(out_dir, "records.jsonl")
     tmp = jsonl + f".tmp-{os.getpid()}"
     try:

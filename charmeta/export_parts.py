@@ -150,9 +150,11 @@ def ensure_part(root: str, key: str) -> bool:
     built = read_part(root, key) is None
     if built:
         build_part(root, key)
+    from charmeta.cleaning.config import cleaning_enabled
     from charmeta.cleaning.parts import ensure_part as ensure_cleaning_part
 
-    ensure_cleaning_part(root, key)  # the dataset cleaning's share, while the file is hot (charmeta.cleaning)
+    if cleaning_enabled():
+        ensure_cleaning_part(root, key)  # the dataset cleaning's share, while the file is hot (charmeta.cleaning)
     return built
 
 

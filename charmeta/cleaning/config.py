@@ -44,6 +44,7 @@ class CleaningPolicy:
     recheck_minor_consensus: bool
     aliases: dict[str, str]
     dedup_enabled: bool = True
+    checks: dict[str, float] = field(default_factory=dict)
     digest: str = field(default="")
 
     @property
@@ -103,6 +104,7 @@ def parse_policy(raw: dict[str, Any]) -> CleaningPolicy:
         recheck_minor_consensus=bool(raw.get("safety", {}).get("recheck_minor_consensus", True)),
         aliases=aliases,
         dedup_enabled=bool(dd.get("enabled", True)),
+        checks={k: float(v) for k, v in raw.get("checks", {}).items() if k != "doc"},
         digest=digest,
     )
 
@@ -119,3 +121,9 @@ def _load(path: str | None) -> CleaningPolicy:
 def load_policy(path: str | None = None) -> CleaningPolicy:
     """The policy at ``path``, else ``$CHARMETA_CLEANING_POLICY``, else the packaged one."""
     return _load(path or os.environ.get("CHARMETA_CLEANING_POLICY") or None)
+
+
+def cleaning_enabled() -> bool:
+    """``CHARMETA_CLEANING=off`` turns the dataset cleaning off for a run (export = every ok record,
+    as before issue 14; the bench's baseline). Default on."""
+    return os.environ.get("CHARMETA_CLEANING", "on").strip().lower() not in ("off", "0", "false", "no")

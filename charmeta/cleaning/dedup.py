@@ -29,6 +29,7 @@ index, position, set hash, rank keys) plus one band column at a time (8 bytes a 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -46,6 +47,7 @@ from charmeta.cleaning.signatures import jaccard_sorted
 log = logging.getLogger("charmeta.cleaning")
 
 CLUSTERS_FILE = "dedup_clusters.parquet"
+STATS_FILE = "dedup_stats.json"
 
 
 def clusters_path(root: str) -> str:
@@ -104,7 +106,10 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
     stats: dict[str, Any] = {"entries": n, "partitions": len(files)}
     if n == 0:
         _write(root, _empty())
-        return {**stats, "clusters": 0, "duplicates": 0, "duplicate_rate": 0.0, "exact_links": 0, "near_links": 0}
+        stats.update(clusters=0, clusters_multi=0, duplicates=0, duplicate_rate=0.0, exact_links=0, near_links=0)
+        with open(os.path.join(root, CLEAN_DIR, STATS_FILE), "w", encoding="utf-8") as fh:
+            json.dump(stats, fh)
+        return stats
     part_idx_a, pos_a = np.concatenate(part_idx), np.concatenate(pos)
     ok_a, comp_a, conf_a = np.concatenate(ok), np.concatenate(comp), np.concatenate(conf)
     img_a, sh_a = np.concatenate(img), np.concatenate(set_hash)
@@ -171,6 +176,8 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
     _write(root, table)
     dup_ok = pc.sum(pc.and_(pc.is_valid(table["duplicate_of"]), pc.equal(table["status"], "ok"))).as_py() or 0
     stats["ok_duplicates_dropped"] = int(dup_ok)
+    with open(os.path.join(root, CLEAN_DIR, STATS_FILE), "w", encoding="utf-8") as fh:
+        json.dump(stats, fh)
     return stats
 
 

@@ -9,6 +9,7 @@ display); the figures read only the small tables (profiles, clusters, identity c
 from __future__ import annotations
 
 import glob
+import json
 import os
 from typing import Any
 
@@ -88,7 +89,13 @@ def write_report(root: str, summary: dict[str, Any]) -> str:
     os.makedirs(out_dir, exist_ok=True)
     plots = _plots(root, out_dir)
     by_attr, top = _identity_counts(root)
-    cl, pr, ap = summary.get("clusters", {}), summary.get("profiles", {}), summary.get("apply", {})
+    cl, pr, ap = summary.get("clusters"), summary.get("profiles", {}), summary.get("apply", {})
+    if cl is None:  # the Dagster step of the report: the clusters' stats as dedup_clusters wrote them
+        try:
+            with open(os.path.join(root, "cleaning", "dedup_stats.json"), encoding="utf-8") as fh:
+                cl = json.load(fh)
+        except (OSError, ValueError):
+            cl = {}
     lines = [
         "# Consistency report",
         "",

@@ -280,9 +280,10 @@ def _one_row_result(st: S.Store, keys: list[str], guard: dict[str, list[str] | N
 
 @asset(
     group_name=GROUP,
-    deps=[S.VALIDATED],
+    deps=[S.VALIDATED, "identity_consistency"],
     kinds={"duckdb", "json"},
-    description="Clean JSONL export (ok records), DuckDB catalog over all partitions, manifest.json.",
+    description="Clean JSONL export (ok records, one per duplicate cluster, identity fills applied), DuckDB catalog "
+    "over all partitions, manifest.json, consistency report.",
 )
 def dataset_export(
     context: AssetExecutionContext, store: OutputStore, source: SourceResource, extractor: ExtractorResource
@@ -310,13 +311,18 @@ def dataset_export(
         "catalog": MetadataValue.path(os.path.join(root, "export", "catalog.duckdb")),
         "manifest": MetadataValue.path(os.path.join(root, "export", "manifest.json")),
         "schema_version": MetadataValue.text(manifest["schema_version"]),
+        "consistency_report": MetadataValue.path(os.path.join(root, "export", "consistency_report.md")),
     }
+    for k in ("duplicates_dropped", "fills", "identity_conflicts", "identity_excluded"):
+        if k in manifest.get("cleaning", {}):
+            metadata[f"cleaning_{k}"] = MetadataValue.int(int(manifest["cleaning"][k]))
     for s, n in manifest["status_counts"].items():
         metadata[f"status_{s}"] = MetadataValue.int(n)
     return MaterializeResult(metadata=metadata)
 
 
+from charmeta_dagster.assets.cleaning import CLEANING_ASSETS  # noqa: E402
 from charmeta_dagster.assets.images import attribute_heads  # noqa: E402 (uses the above)
 
 PARTITIONED_ASSETS = [shard_stages]
-ALL_ASSETS = [*PARTITIONED_ASSETS, attribute_heads, dataset_export]
+ALL_ASSETS = [*PARTITIONED_ASSETS, attribute_heads, *CLEANING_ASSETS, dataset_export]

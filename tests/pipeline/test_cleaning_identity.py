@@ -149,11 +149,11 @@ def cleaned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]
     for line in (out / "export" / "records.jsonl").read_text().splitlines():
         rec = json.loads(line)
         export.setdefault(rec["id"], []).append(rec)
-    return out, export, truth
+    return out, export, truth, home
 
 
 def test_every_exported_entry_of_a_character_carries_its_consensus_colors(cleaned) -> None:
-    out, export, truth = cleaned
+    out, export, truth, _ = cleaned
     checked = 0
     for i, (name, (hair, eyes)) in enumerate(truth["chars"].items()):
         for e in range(12):
@@ -170,7 +170,7 @@ def test_every_exported_entry_of_a_character_carries_its_consensus_colors(cleane
 
 
 def test_character_profiles_hold_consensus_support_agreement_histogram(cleaned) -> None:
-    out, _, truth = cleaned
+    out, _, truth, _ = cleaned
     con = duckdb.connect(str(out / "export" / "catalog.duckdb"), read_only=True)
     name = next(iter(truth["chars"]))
     row = con.execute(
@@ -184,7 +184,7 @@ def test_character_profiles_hold_consensus_support_agreement_histogram(cleaned) 
 
 
 def test_conflict_is_flagged_and_kept_not_overwritten(cleaned) -> None:
-    out, export, truth = cleaned
+    out, export, truth, _ = cleaned
     cid, own, consensus = truth["conflict"]
     (rec,) = export[cid]
     assert rec["Hair Color"] == own
@@ -198,7 +198,7 @@ def test_conflict_is_flagged_and_kept_not_overwritten(cleaned) -> None:
 
 
 def test_near_duplicates_export_once_and_distinct_entries_all_stay(cleaned) -> None:
-    out, export, truth = cleaned
+    out, export, truth, _ = cleaned
     for a, b in truth["pairs"]:
         assert (a in export) != (b in export), (a, b)  # exactly one of the pair
     assert all(i in export for i in truth["distinct"])
@@ -216,7 +216,7 @@ def test_near_duplicates_export_once_and_distinct_entries_all_stay(cleaned) -> N
 
 
 def test_filled_minor_age_consensus_moves_a_sexual_entry_into_excluded(cleaned) -> None:
-    out, export, truth = cleaned
+    out, export, truth, _ = cleaned
     assert truth["teen_nude"] not in export
     assert all(f"teen-{e}" in export for e in range(5))
     con = duckdb.connect(str(out / "export" / "catalog.duckdb"), read_only=True)
@@ -229,8 +229,33 @@ def test_filled_minor_age_consensus_moves_a_sexual_entry_into_excluded(cleaned) 
 
 
 def test_consistency_report_is_written_beside_the_export(cleaned) -> None:
-    out, _, _ = cleaned
+    out, _, _, _ = cleaned
     report = (out / "export" / "consistency_report.md").read_text()
     assert "Duplicates" in report and "identity conflicts" in report
     for png in ("consistency_agreement.png", "consistency_clusters.png"):
         assert (out / "export" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dagster_materializes_the_cleaning_assets_with_their_checks(cleaned) -> None:
+    from dagster import AssetCheckKey, AssetKey, DagsterInstance
+
+    out, _, truth, home = cleaned
+    with DagsterInstance.from_config(str(home)) as inst:
+        for key in ("dedup_clusters", "character_profiles", "identity_consistency", "dataset_export"):
+            assert inst.get_latest_materialization_event(AssetKey(key)) is not None, key
+        ident = inst.get_latest_materialization_event(AssetKey("identity_consistency")).asset_materialization
+        assert ident.metadata["report"].value.endswith("consistency_report.md")
+        assert ident.metadata["identity_conflicts"].value >= 1
+        checks = {
+            "duplicate_rate": "dedup_clusters",
+            "agreement_distribution": "character_profiles",
+            "identity_conflicts": "identity_consistency",
+        }
+        for name, asset in checks.items():
+            key = AssetCheckKey(AssetKey(asset), name)
+            record = inst.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+            evaluation = record.event.dagster_event.event_specific_data
+            assert evaluation.metadata, name
+        dup = AssetCheckKey(AssetKey("dedup_clusters"), "duplicate_rate")
+        ev = inst.event_log_storage.get_latest_asset_check_execution_by_key([dup])[dup].event.dagster_event
+        assert ev.event_specific_data.metadata["duplicates"].value == len(truth["pairs"])
