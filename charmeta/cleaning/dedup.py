@@ -9,7 +9,7 @@ columns at a time, never all pairs:
 2. **near (text)**: one representative per exact group; per LSH band, representatives
    sharing a band key are candidates, each linked to its bucket's first member (a star,
    so a bucket of m costs m - 1 checks, not m^2); a candidate pair is kept when the
-   exact Jaccard of the two token-hash sets is >= ``dedup.jaccard``;
+   exact Jaccard of the two tag sets (re-read for the candidates only) is >= ``dedup.jaccard``;
 3. **near (image)**: the 64-bit perceptual hash (``imagehash.phash``, computed by the
    image stage) cut into ``phash_bands`` bands; rows sharing a band are candidates,
    kept when the Hamming distance is <= ``phash_max_distance`` and, where both rows
@@ -42,7 +42,6 @@ import pyarrow.parquet as pq
 from charmeta.cleaning.config import CleaningPolicy, load_policy
 from charmeta.cleaning.parts import part_paths
 from charmeta.cleaning.profiles import CLEAN_DIR
-from charmeta.cleaning.signatures import jaccard_sorted
 
 log = logging.getLogger("charmeta.cleaning")
 
@@ -141,7 +140,7 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
         if len(cu):
             pair = np.unique(np.minimum(cu, cv).astype(np.int64) * n + np.maximum(cu, cv))
             cu, cv = pair // n, pair % n
-            keep = _verify_text(files, offsets, cu, cv, policy.jaccard)
+            keep = _verify_text(root, keys, files, offsets, cu, cv, policy.jaccard)
             src_l.append(group[cu[keep]])
             dst_l.append(group[cv[keep]])
             near_links = int(keep.sum())
@@ -188,24 +187,49 @@ def _band(path: str, j: int) -> tuple[np.ndarray, np.ndarray]:
     return col.fill_null(0).to_numpy().astype(np.uint64), valid
 
 
-def _rows_tokens(files: list[str], offsets: np.ndarray, rows: np.ndarray) -> dict[int, np.ndarray]:
-    """The sorted token hashes of global ``rows`` (read per part, only those rows)."""
-    out: dict[int, np.ndarray] = {}
-    rows = np.unique(rows)
+def _rows_tokens(
+    root: str, keys: list[str], files: list[str], offsets: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, pa.Array]:
+    """The 32-bit token hashes of the (sorted, unique) global ``rows``: their texts re-read from
+    ``normalized_records`` (only those rows) and tokenized as the parts were."""
+    from charmeta.cleaning.parts import texts_at
+    from charmeta.cleaning.signatures import as_lists, token_hashes
+
+    chunks = []
     part = np.searchsorted(offsets, rows, side="right") - 1
     for p in np.unique(part):
         local = rows[part == p] - offsets[p]
-        col = pq.read_table(files[p], columns=["tokens"]).column(0).combine_chunks().take(pa.array(local))
-        for g, toks in zip(rows[part == p], col.to_numpy(zero_copy_only=False)):
-            out[int(g)] = np.asarray(toks, dtype=np.uint64)
-    return out
+        pos = pq.read_table(files[p], columns=["pos"]).column(0).to_numpy()[local]
+        texts = texts_at(os.path.join(root, "normalized_records", keys[p] + ".parquet"), pos)
+        r, h, _, _ = token_hashes(texts)
+        chunks.append(as_lists(r, (h ^ (h >> np.uint64(32))).astype(np.uint32), len(local)))
+    return rows, pa.concat_arrays(chunks) if chunks else pa.array([], pa.list_(pa.uint32()))
 
 
-def _verify_text(files: list[str], offsets: np.ndarray, u: np.ndarray, v: np.ndarray, thr: float) -> np.ndarray:
-    toks = _rows_tokens(files, offsets, np.concatenate([u, v]))
-    return np.fromiter(
-        (jaccard_sorted(toks[int(a)], toks[int(b)]) >= thr for a, b in zip(u, v)), dtype=bool, count=len(u)
-    )
+def _verify_text(
+    root: str, keys: list[str], files: list[str], offsets: np.ndarray, u: np.ndarray, v: np.ndarray, thr: float
+) -> np.ndarray:
+    """Exact Jaccard >= ``thr`` for each candidate pair, vectorised: the two token sets of every
+    pair side by side, one sort by (pair, token), equal neighbours = the intersection."""
+    if not len(u):
+        return np.zeros(0, bool)
+    rows, toks = _rows_tokens(root, keys, files, offsets, np.unique(np.concatenate([u, v])))
+    lens = np.asarray(toks.value_lengths().fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+    starts = np.asarray(toks.offsets.to_numpy(), np.int64)[:-1] - int(toks.offsets[0].as_py())
+    values = toks.values.to_numpy(zero_copy_only=False)[int(toks.offsets[0].as_py()) :]
+    iu, iv = np.searchsorted(rows, u), np.searchsorted(rows, v)
+    side_len = np.concatenate([lens[iu], lens[iv]])
+    side_start = np.concatenate([starts[iu], starts[iv]])
+    pair = np.concatenate([np.arange(len(u)), np.arange(len(u))])
+    total = int(side_len.sum())
+    elem_pair = np.repeat(pair, side_len)
+    within = np.arange(total) - np.repeat(np.cumsum(side_len) - side_len, side_len)
+    elem = values[np.repeat(side_start, side_len) + within].astype(np.int64)
+    key = np.sort(elem_pair * (1 << 32) + elem)
+    dup = key[1:] == key[:-1]
+    inter = np.bincount(key[1:][dup] >> 32, minlength=len(u)) if dup.any() else np.zeros(len(u), np.int64)
+    union = lens[iu] + lens[iv] - inter
+    return (union > 0) & (inter >= thr * np.maximum(union, 1))
 
 
 def _image_links(

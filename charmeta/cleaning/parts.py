@@ -12,8 +12,9 @@ A part is two Parquet files and a marker under ``<root>/cleaning_parts/``:
 * ``<key>.rows.parquet`` - one row per non-invalid entry: position, id, status, folded
   character name (when the entry names exactly one), completeness, mean core confidence,
   ``sexual`` (sexual rating or sexual tag/word, contract section 4), the exact set hash,
-  the sorted token hashes (for exact Jaccard of candidates), one LSH band key per band
-  (null under ``min_tokens`` tags), image ``sha256`` / ``phash`` for image rows;
+  the tag count, one LSH band key per band (null under ``min_tokens`` tags), image
+  ``sha256`` / ``phash`` for image rows. The tags themselves are not stored: the few
+  candidate pairs are re-read from ``normalized_records`` for their exact Jaccard;
 * ``<key>.profile.parquet`` - ``character, attribute, value, n``: the partial aggregate;
 * ``<key>.json`` - written last: validated file identity, policy digest, counts.
 """
@@ -23,26 +24,28 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from importlib import resources
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from charmeta import duck
 from charmeta.cleaning.config import CleaningPolicy, load_policy
-from charmeta.cleaning.signatures import band_keys, minhash, tags_sql
+from charmeta.cleaning.signatures import band_keys, minhash, set_hashes, token_hashes
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.duck import sql_ident, sql_string
+from charmeta.export_parts import _in_position_order
 from charmeta.file_identity import identity
 
 log = logging.getLogger("charmeta.cleaning")
 
 PART_DIR = "cleaning_parts"
 #: Bump when a part's columns change meaning: parts of another version are rebuilt.
-PART_VERSION = 1
+PART_VERSION = 3
 _SCALARS = [a for a in ATTRIBUTES if not a.is_list]
 _CORE = [a for a in ATTRIBUTES if a.is_core]
 
@@ -67,18 +70,38 @@ def fold_name_sql(col: str, policy: CleaningPolicy) -> str:
     return f"coalesce(MAP {{{pairs}}}[{base}], {base})"
 
 
-def _sexual_regex() -> str:
-    """One RE2 alternation of the safety rule's sexual tags and words (whole words, spaces for
-    underscores), longest first."""
+def _sexual_terms() -> pa.Array:
+    """The safety rule's sexual tags and words, normalized like tags (contract section 4)."""
     raw = json.loads(resources.files("charmeta").joinpath("data/ontology/safety.json").read_text(encoding="utf-8"))
     terms = {t.replace("_", " ").lower() for t in [*raw.get("sexual_tags", []), *raw.get("sexual_words", [])]}
-    alts = "|".join(re.escape(t).replace("\\ ", " ") for t in sorted(terms, key=lambda t: (-len(t), t)))
-    return f"(^|[^a-z0-9])({alts})($|[^a-z0-9])"
+    return pa.array(sorted(terms), pa.string())
 
 
 def _sexual_ratings() -> list[str]:
     raw = json.loads(resources.files("charmeta").joinpath("data/ontology/safety.json").read_text(encoding="utf-8"))
     return list(raw.get("sexual_ratings", ["questionable", "explicit"]))
+
+
+def texts_at(norm_path: str, positions: np.ndarray) -> pa.Array:
+    """The normalized texts of a partition at ``positions`` (null where the file or row is missing).
+    The stage files are in position order, so this is a searchsorted + take, no join."""
+    if not os.path.exists(norm_path):
+        return pa.nulls(len(positions), pa.string())
+    t = pq.read_table(norm_path, columns=["source_position", "text"])
+    pos = t.column("source_position").to_numpy()
+    if len(pos) == len(positions) and np.array_equal(pos, positions):
+        return t.column("text").combine_chunks()  # the usual case: no invalid row left out
+    order = None
+    if len(pos) > 1 and not bool(np.all(pos[1:] >= pos[:-1])):
+        order = np.argsort(pos, kind="stable")
+        pos = pos[order]
+    at = np.searchsorted(pos, positions)
+    found = (at < len(pos)) & (pos[np.minimum(at, max(len(pos) - 1, 0))] == positions) if len(pos) else at < 0
+    idx = at if order is None else order[np.minimum(at, len(order) - 1)]
+    texts = t.column("text").combine_chunks().take(pa.array(np.where(found, idx, 0))) if len(pos) else None
+    if texts is None:
+        return pa.nulls(len(positions), pa.string())
+    return pc.if_else(pa.array(found), texts, pa.scalar(None, pa.string()))
 
 
 def read_part(root: str, key: str, policy: CleaningPolicy | None = None) -> dict[str, Any] | None:
@@ -89,6 +112,8 @@ def read_part(root: str, key: str, policy: CleaningPolicy | None = None) -> dict
         with open(marker, encoding="utf-8") as fh:
             meta = json.load(fh)
         if meta.get("version") != PART_VERSION or meta.get("policy") != policy.digest:
+            return None
+        if meta.get("duckdb") != duckdb.__version__:  # token hashes are DuckDB's hash()
             return None
         if meta.get("validated") != list(identity(_validated(root, key))):
             return None
@@ -125,14 +150,13 @@ def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, A
     ident = identity(src)
     norm = os.path.join(root, "normalized_records", key + ".parquet")
     imgs = os.path.join(root, "normalized_images", key + ".parquet")
-    text = (
-        f"(SELECT source_position, text FROM read_parquet({sql_string(norm)}))"
-        if os.path.exists(norm)
-        else "(SELECT NULL::BIGINT AS source_position, NULL::VARCHAR AS text WHERE false)"
-    )
-    img = "(SELECT NULL::BIGINT AS source_position, NULL::VARCHAR AS sha256, NULL::VARCHAR AS phash WHERE false)"
+    img_cols, img_join = "NULL::VARCHAR AS sha256, NULL::VARCHAR AS phash", ""
     if os.path.exists(imgs) and pq.ParquetFile(imgs).metadata.num_rows:
-        img = f"(SELECT source_position, sha256, phash FROM read_parquet({sql_string(imgs)}) WHERE status = 'ok')"
+        img_cols = "i.sha256, i.phash"
+        img_join = (
+            f"LEFT JOIN (SELECT source_position, sha256, phash FROM read_parquet({sql_string(imgs)}) "
+            "WHERE status = 'ok') i USING (source_position)"
+        )
     known = [
         f"({sql_ident(a.column)} IS NOT NULL AND {sql_ident(a.column)} <> '{UNKNOWN}')::INT"
         if not a.is_list
@@ -141,31 +165,28 @@ def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, A
     ]
     conf = " + ".join(f"coalesce({sql_ident(a.column + '_confidence')}, 0)" for a in _CORE)
     ratings = ", ".join(sql_string(r) for r in _sexual_ratings())
-    low = "replace(lower(coalesce(t.text, '')), '_', ' ')"
     name = fold_name_sql("v.characters[1]", policy)
     attr_cols = ", ".join(f"v.{sql_ident(a.column)}" for a in _SCALARS)
     con.execute("SET preserve_insertion_order = true")
     rows_in = con.sql(
         f"""
-        SELECT *, hash(tok) AS set_hash FROM (
         SELECT v.source_position AS pos, v.id, v.status,
                CASE WHEN len(v.characters) = 1 THEN {name} END AS character,
                ({" + ".join(known)})::TINYINT AS completeness,
                (({conf}) / {len(_CORE)})::FLOAT AS confidence,
-               (v.rating IN ({ratings}) OR (v.status = 'ok' AND regexp_matches({low}, {sql_string(_sexual_regex())})))
-                   AS sexual,
-               list_sort(list_transform({tags_sql("t.text")}, lambda x: hash(x))) AS tok,
-               i.sha256, i.phash, {attr_cols}
-        FROM read_parquet({sql_string(src)}) v
-        LEFT JOIN {text} t USING (source_position)
-        LEFT JOIN {img} i USING (source_position)
-        WHERE v.status <> 'invalid'
-        ) ORDER BY pos
+               coalesce(v.rating IN ({ratings}), false) AS sexual_rating,
+               {img_cols}, {attr_cols}
+        FROM read_parquet({sql_string(src)}) v {img_join}
+        WHERE v.status <> 'invalid'{"" if _in_position_order(src) else " ORDER BY v.source_position"}
         """
     ).to_arrow_table()
-    tok_sorted = rows_in.column("tok").combine_chunks()
-    ntok = np.asarray(tok_sorted.value_lengths().fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int32)
-    sig = minhash(tok_sorted, policy.num_perm)
+    n = rows_in.num_rows
+    rows, hashes, dictionary, idx = token_hashes(texts_at(norm, rows_in["pos"].to_numpy()))
+    sexual_tok = np.asarray(pc.is_in(dictionary, value_set=_sexual_terms()).to_numpy(zero_copy_only=False), bool)
+    sexual = np.bincount(rows, weights=sexual_tok[idx], minlength=n) > 0 if len(rows) else np.zeros(n, bool)
+    sexual |= np.asarray(rows_in.column("sexual_rating").to_numpy(), dtype=bool)
+    ntok = np.bincount(rows, minlength=n).astype(np.int32) if len(rows) else np.zeros(n, np.int32)
+    sig = minhash(rows, hashes, n, policy.num_perm)
     keys = band_keys(sig, policy.bands)
     near = ntok >= policy.min_tokens
     cols: dict[str, Any] = {
@@ -175,10 +196,9 @@ def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, A
         "character": rows_in["character"],
         "completeness": rows_in["completeness"],
         "confidence": rows_in["confidence"],
-        "sexual": rows_in["sexual"],
-        "set_hash": rows_in["set_hash"],
+        "sexual": pa.array(sexual),
+        "set_hash": pa.array(set_hashes(rows, hashes, n)),
         "ntok": pa.array(ntok),
-        "tokens": tok_sorted,
         "sha256": rows_in["sha256"],
         "phash": rows_in["phash"],
     }
@@ -197,6 +217,7 @@ def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, A
             "key": key,
             "validated": list(ident),
             "policy": policy.digest,
+            "duckdb": duckdb.__version__,
             "rows": rows_tbl.num_rows,
             "named": int(rows_in.num_rows - rows_in["character"].null_count),
             "profile_rows": profile.num_rows,
@@ -221,12 +242,23 @@ def _profile(con: Any, rows_in: pa.Table, policy: CleaningPolicy) -> pa.Table:
     statuses = ", ".join(sql_string(s) for s in policy.profile_statuses)
     if not attrs:
         return pa.table({"character": pa.array([], pa.string())})
-    selects = " UNION ALL ".join(
-        f"SELECT character, {sql_string(a.key)} AS attribute, {sql_ident(a.column)} AS value FROM rows_in "
-        f"WHERE character IS NOT NULL AND status IN ({statuses}) AND {sql_ident(a.column)} IS NOT NULL "
-        f"AND {sql_ident(a.column)} <> '{UNKNOWN}'"
-        for a in attrs
-    )
+    cols = ", ".join(sql_ident(a.column) for a in attrs)
+    names = ", ".join(f"{sql_string(a.column)}: {sql_string(a.key)}" for a in attrs)
+    con.register("rows_in", rows_in)
+    try:
+        return _profile_query(con, cols, names, statuses)
+    finally:
+        con.unregister("rows_in")
+
+
+def _profile_query(con: Any, cols: str, names: str, statuses: str) -> pa.Table:
     return con.sql(
-        f"SELECT character, attribute, value, count(*)::BIGINT AS n FROM ({selects}) GROUP BY ALL ORDER BY ALL"
+        f"""
+        SELECT character, MAP {{{names}}}[col] AS attribute, value, count(*)::BIGINT AS n
+        FROM (UNPIVOT (SELECT character, {cols} FROM rows_in
+                       WHERE character IS NOT NULL AND status IN ({statuses}))
+              ON {cols} INTO NAME col VALUE value)
+        WHERE value IS NOT NULL AND value <> '{UNKNOWN}'
+        GROUP BY ALL ORDER BY ALL
+        """
     ).to_arrow_table()

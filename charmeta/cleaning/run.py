@@ -79,14 +79,19 @@ def apply(root: str, keys: list[str], policy: CleaningPolicy | None = None) -> d
     t0 = time.perf_counter()
     wide, clusters = consistency.load_inputs(root, policy)
     con = duck.connect()
-    results: list[dict[str, Any]] = []
+    todo = [k for k in keys if os.path.exists(parts.part_paths(root, k)[0])]
+
+    def one(k: str) -> dict[str, Any]:
+        cur = con.cursor()  # one cursor per thread: DuckDB releases the GIL while it works
+        try:
+            cur.execute("SET threads = 1")
+            return consistency.apply_partition(root, k, wide, consistency.partition_dups(clusters, k), policy, cur)
+        finally:
+            cur.close()
+
     try:
-        for k in keys:
-            if not os.path.exists(parts.part_paths(root, k)[0]):
-                continue
-            results.append(
-                consistency.apply_partition(root, k, wide, consistency.partition_dups(clusters, k), policy, con)
-            )
+        with ThreadPoolExecutor(BUILD_THREADS) as pool:
+            results: list[dict[str, Any]] = list(pool.map(one, todo))
     finally:
         con.close()
     totals: dict[str, int] = {}

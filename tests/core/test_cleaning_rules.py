@@ -16,7 +16,7 @@ import pytest
 from charmeta.cleaning import parts as cparts
 from charmeta.cleaning.config import CleaningPolicyError, load_policy, parse_policy
 from charmeta.cleaning.run import export_sources, run_all
-from charmeta.cleaning.signatures import band_keys, minhash
+from charmeta.cleaning.signatures import band_keys, minhash, token_hashes
 from charmeta.engine import Engine
 
 CHARS = {  # name, series, hair tag, eye tag -> expected colors
@@ -171,8 +171,8 @@ def test_batched_minhash_estimates_jaccard_like_datasketch() -> None:
         np.concatenate([base[:-2], rng.integers(0, 2**63, 2, dtype=np.uint64)]),
         rng.integers(0, 2**63, 20, dtype=np.uint64),
     ]
-    arr = pa.array([np.sort(s).tolist() for s in sets], pa.list_(pa.uint64()))
-    sig = minhash(arr, 256)
+    rows = np.concatenate([np.full(len(x), i) for i, x in enumerate(sets)])
+    sig = minhash(rows, np.concatenate(sets), len(sets), 256)
     est = [(sig[0] == sig[i]).mean() for i in (1, 2)]
     ds = []
     for s in sets:
@@ -204,3 +204,20 @@ def test_part_is_rebuilt_when_its_validated_file_changes(root: Path) -> None:
     _write_partition(root, "p0", _rows(5, "c-"))
     os.utime(root / "validated_records" / "p0.parquet")
     assert cparts.read_part(str(root), "p0") is None
+
+
+def test_tag_sets_ignore_order_case_underscores_and_split_raw_strings() -> None:
+    texts = pa.array(
+        [
+            "1girl, Long_Hair, blue eyes, kaga \\(kancolle\\)",
+            "blue_eyes, kaga (kancolle), long hair, 1GIRL",
+            "1girl long_hair blue_eyes kaga_(kancolle)",
+            "1girl, long hair, blue eyes, kaga (kancolle), smile",
+            "1girl, ||| safe, , long hair",
+        ]
+    )
+    rows, hashes, _, _ = token_hashes(texts)
+    sets = [frozenset(hashes[rows == i].tolist()) for i in range(5)]
+    assert sets[0] == sets[1] == sets[2] and len(sets[0]) == 4
+    assert sets[3] > sets[0] and len(sets[3]) == 5
+    assert len(sets[4]) == 3  # the section marker's "|||" and the empty tag are not tags
