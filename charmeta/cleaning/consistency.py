@@ -154,7 +154,7 @@ def identity_rows(decisions: pa.Table, key: str, policy: CleaningPolicy, con: An
     )
     parts.append(
         "SELECT pos, id, character, NULL, 'duplicate', NULL, duplicate_of, NULL::BIGINT, NULL::DOUBLE "
-        "FROM decisions WHERE duplicate_of IS NOT NULL AND status = 'ok'"
+        "FROM decisions WHERE duplicate_of IS NOT NULL AND status = 'ok' AND NOT identity_excluded"
     )
     con.register("decisions", decisions)
     try:

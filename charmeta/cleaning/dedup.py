@@ -58,6 +58,29 @@ def _hash_str(values: pa.Array) -> np.ndarray:
     return np.array([int(s[:16], 16) ^ 0x5BD1E995 if s else 0 for s in values.to_pylist()], dtype=np.uint64)
 
 
+def _uniq(x: np.ndarray) -> np.ndarray:
+    """Sorted distinct values by sort + neighbour test (numpy 2's ``np.unique`` took ~2 us a value here)."""
+    if not len(x):
+        return x
+    x = np.sort(x)
+    keep = np.ones(len(x), dtype=bool)
+    keep[1:] = x[1:] != x[:-1]
+    return x[keep]
+
+
+def _groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first row of each distinct value, group index per row)`` by one stable argsort
+    (``np.unique(..., return_inverse=True)`` measured ~2 us a row here, 20x a sort)."""
+    order = np.argsort(values, kind="stable")
+    v = values[order]
+    new = np.ones(len(v), dtype=bool)
+    new[1:] = v[1:] != v[:-1]
+    gid_sorted = np.cumsum(new) - 1
+    group = np.empty(len(v), dtype=np.int64)
+    group[order] = gid_sorted
+    return order[new], group
+
+
 def _star_edges(keys: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Links (member, bucket head) among ``nodes`` that share a key (one sort, no pairs)."""
     if len(keys) < 2:
@@ -116,7 +139,7 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
     del part_idx, pos, ok, comp, conf, img, set_hash
 
     # 1. exact groups: one node per distinct set hash
-    _, first, group = np.unique(sh_a, return_index=True, return_inverse=True)
+    first, group = _groups(sh_a)
     n_groups = len(first)
     rep = first  # representative row of each group
     src_l, dst_l = [], []
@@ -138,7 +161,7 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
     if cand_u:
         cu, cv = np.concatenate(cand_u), np.concatenate(cand_v)
         if len(cu):
-            pair = np.unique(np.minimum(cu, cv).astype(np.int64) * n + np.maximum(cu, cv))
+            pair = _uniq(np.minimum(cu, cv).astype(np.int64) * n + np.maximum(cu, cv))
             cu, cv = pair // n, pair % n
             keep = _verify_text(root, keys, files, offsets, cu, cv, policy.jaccard)
             src_l.append(group[cu[keep]])
@@ -197,7 +220,7 @@ def _rows_tokens(
 
     chunks = []
     part = np.searchsorted(offsets, rows, side="right") - 1
-    for p in np.unique(part):
+    for p in _uniq(part):
         local = rows[part == p] - offsets[p]
         pos = pq.read_table(files[p], columns=["pos"]).column(0).to_numpy()[local]
         texts = texts_at(os.path.join(root, "normalized_records", keys[p] + ".parquet"), pos)
@@ -213,7 +236,7 @@ def _verify_text(
     pair side by side, one sort by (pair, token), equal neighbours = the intersection."""
     if not len(u):
         return np.zeros(0, bool)
-    rows, toks = _rows_tokens(root, keys, files, offsets, np.unique(np.concatenate([u, v])))
+    rows, toks = _rows_tokens(root, keys, files, offsets, _uniq(np.concatenate([u, v])))
     lens = np.asarray(toks.value_lengths().fill_null(0).to_numpy(zero_copy_only=False), np.int64)
     starts = np.asarray(toks.offsets.to_numpy(), np.int64)[:-1] - int(toks.offsets[0].as_py())
     values = toks.values.to_numpy(zero_copy_only=False)[int(toks.offsets[0].as_py()) :]
@@ -264,7 +287,7 @@ def _image_links(
     u, v = np.concatenate(cu), np.concatenate(cv)
     if not len(u):
         return u, v
-    pair = np.unique(np.minimum(u, v) * len(rows) + np.maximum(u, v))
+    pair = _uniq(np.minimum(u, v) * len(rows) + np.maximum(u, v))
     u, v = pair // len(rows), pair % len(rows)
     x = bits[u] ^ bits[v]
     dist = np.array([bin(int(t)).count("1") for t in x])
@@ -286,11 +309,11 @@ def _cosines(
 
     if not len(u):
         return None
-    need = np.unique(np.concatenate([u, v]))
+    need = _uniq(np.concatenate([u, v]))
     vec: dict[int, np.ndarray] = {}
     g = rows[need]
     part = np.searchsorted(offsets, g, side="right") - 1
-    for p in np.unique(part):
+    for p in _uniq(part):
         path = os.path.join(root, "embeddings", keys[p] + ".parquet")
         if not os.path.exists(path):
             continue
@@ -337,7 +360,7 @@ def _keepers(
     ids: list[Any] = [None] * len(multi)
     statuses: list[Any] = [None] * len(multi)
     part = part_idx[multi]
-    for p in np.unique(part):
+    for p in _uniq(part):
         sel = np.flatnonzero(part == p)
         t = pq.read_table(files[p], columns=["id", "status"]).take(pa.array(multi[sel] - offsets[p]))
         for k, i, s in zip(sel, t["id"].to_pylist(), t["status"].to_pylist()):
