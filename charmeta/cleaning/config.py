@@ -37,6 +37,7 @@ class CleaningPolicy:
     cosine: float
     min_support: int
     min_agreement: float
+    min_coverage: float
     profile_statuses: tuple[str, ...]
     conflict_support: int
     conflict_agreement: float
@@ -97,6 +98,7 @@ def parse_policy(raw: dict[str, Any]) -> CleaningPolicy:
         cosine=float(img.get("cosine", 0.95)),
         min_support=int(_need(pr, "min_support", "profiles")),
         min_agreement=float(_need(pr, "min_agreement", "profiles")),
+        min_coverage=float(pr.get("min_coverage", 0.0)),
         profile_statuses=tuple(pr.get("statuses", ["ok", "excluded"])),
         conflict_support=int(_need(cf, "min_support", "conflicts")),
         conflict_agreement=float(_need(cf, "min_agreement", "conflicts")),

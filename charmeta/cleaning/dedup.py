@@ -103,7 +103,7 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
     keys = [k for k in keys if os.path.exists(part_paths(root, k)[0])]
     files = [part_paths(root, k)[0] for k in keys]
     base_cols = ["pos", "status", "completeness", "confidence", "set_hash", "ntok", "sha256", "phash"]
-    part_idx, pos, ok, comp, conf, set_hash, img, phash = [], [], [], [], [], [], [], []
+    part_idx, pos, ok, comp, conf, set_hash, img, phash, ntok = [], [], [], [], [], [], [], [], []
     for i, f in enumerate(files):
         t = pq.read_table(f, columns=base_cols)
         n = t.num_rows
@@ -111,6 +111,7 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
         pos.append(t["pos"].to_numpy())
         ok.append(pc.equal(t["status"], "ok").to_numpy(zero_copy_only=False))
         comp.append(t["completeness"].to_numpy())
+        ntok.append(t["ntok"].to_numpy())
         conf.append(t["confidence"].to_numpy())
         sh = t["set_hash"].to_numpy().astype(np.uint64)
         sha = t["sha256"].combine_chunks()
@@ -135,8 +136,9 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
     part_idx_a, pos_a = np.concatenate(part_idx), np.concatenate(pos)
     ok_a, comp_a, conf_a = np.concatenate(ok), np.concatenate(comp), np.concatenate(conf)
     img_a, sh_a = np.concatenate(img), np.concatenate(set_hash)
+    ntok_a = np.concatenate(ntok)
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in pos])])
-    del part_idx, pos, ok, comp, conf, img, set_hash
+    del part_idx, pos, ok, comp, conf, img, set_hash, ntok
 
     # 1. exact groups: one node per distinct set hash
     first, group = _groups(sh_a)
@@ -163,7 +165,12 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
         if len(cu):
             pair = _uniq(np.minimum(cu, cv).astype(np.int64) * n + np.maximum(cu, cv))
             cu, cv = pair // n, pair % n
-            keep = _verify_text(root, keys, files, offsets, cu, cv, policy.jaccard)
+            # J(A, B) <= min(|A|, |B|) / max(|A|, |B|): pairs whose sizes differ too much cannot pass
+            small, large = np.minimum(ntok_a[cu], ntok_a[cv]), np.maximum(ntok_a[cu], ntok_a[cv])
+            size_ok = small >= policy.jaccard * large
+            stats["text_candidates_size_pruned"] = int((~size_ok).sum())
+            cu, cv = cu[size_ok], cv[size_ok]
+            keep = _verify_text(files, offsets, cu, cv, policy.jaccard)
             src_l.append(group[cu[keep]])
             dst_l.append(group[cv[keep]])
             near_links = int(keep.sum())
@@ -210,45 +217,48 @@ def _band(path: str, j: int) -> tuple[np.ndarray, np.ndarray]:
     return col.fill_null(0).to_numpy().astype(np.uint64), valid
 
 
-def _rows_tokens(
-    root: str, keys: list[str], files: list[str], offsets: np.ndarray, rows: np.ndarray
-) -> tuple[np.ndarray, pa.Array]:
-    """The 32-bit token hashes of the (sorted, unique) global ``rows``: their texts re-read from
-    ``normalized_records`` (only those rows) and tokenized as the parts were."""
-    from charmeta.cleaning.parts import texts_at
-    from charmeta.cleaning.signatures import as_lists, token_hashes
-
+def _rows_tokens(files: list[str], offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    """The 32-bit token hashes of the (sorted, unique) global ``rows``, read per part."""
     chunks = []
     part = np.searchsorted(offsets, rows, side="right") - 1
     for p in _uniq(part):
         local = rows[part == p] - offsets[p]
-        pos = pq.read_table(files[p], columns=["pos"]).column(0).to_numpy()[local]
-        texts = texts_at(os.path.join(root, "normalized_records", keys[p] + ".parquet"), pos)
-        r, h, _, _ = token_hashes(texts)
-        chunks.append(as_lists(r, (h ^ (h >> np.uint64(32))).astype(np.uint32), len(local)))
+        chunks.append(pq.read_table(files[p], columns=["tokens"]).column(0).combine_chunks().take(pa.array(local)))
     return rows, pa.concat_arrays(chunks) if chunks else pa.array([], pa.list_(pa.uint32()))
 
 
-def _verify_text(
-    root: str, keys: list[str], files: list[str], offsets: np.ndarray, u: np.ndarray, v: np.ndarray, thr: float
-) -> np.ndarray:
-    """Exact Jaccard >= ``thr`` for each candidate pair, vectorised: the two token sets of every
-    pair side by side, one sort by (pair, token), equal neighbours = the intersection."""
-    if not len(u):
-        return np.zeros(0, bool)
-    rows, toks = _rows_tokens(root, keys, files, offsets, _uniq(np.concatenate([u, v])))
+#: Candidate pairs checked at once (bounds the verification's memory: ~60 bytes per tag of a pair).
+VERIFY_CHUNK = 100_000
+
+
+def _verify_text(files: list[str], offsets: np.ndarray, u: np.ndarray, v: np.ndarray, thr: float) -> np.ndarray:
+    """Exact Jaccard >= ``thr`` for each candidate pair, vectorised per chunk of pairs: the two
+    token sets of every pair side by side, one sort by (pair, token), equal neighbours = the
+    intersection."""
+    keep = np.zeros(len(u), dtype=bool)
+    for lo in range(0, len(u), VERIFY_CHUNK):
+        cu, cv = u[lo : lo + VERIFY_CHUNK], v[lo : lo + VERIFY_CHUNK]
+        rows, toks = _rows_tokens(files, offsets, _uniq(np.concatenate([cu, cv])))
+        keep[lo : lo + len(cu)] = _jaccard_at_least(rows, toks, cu, cv, thr)
+    return keep
+
+
+def _jaccard_at_least(rows: np.ndarray, toks: pa.Array, u: np.ndarray, v: np.ndarray, thr: float) -> np.ndarray:
+    base = int(toks.offsets[0].as_py()) if len(toks) else 0
     lens = np.asarray(toks.value_lengths().fill_null(0).to_numpy(zero_copy_only=False), np.int64)
-    starts = np.asarray(toks.offsets.to_numpy(), np.int64)[:-1] - int(toks.offsets[0].as_py())
-    values = toks.values.to_numpy(zero_copy_only=False)[int(toks.offsets[0].as_py()) :]
+    starts = np.asarray(toks.offsets.to_numpy(), np.int64)[:-1] - base
+    values = toks.values.to_numpy(zero_copy_only=False)[base:]
     iu, iv = np.searchsorted(rows, u), np.searchsorted(rows, v)
     side_len = np.concatenate([lens[iu], lens[iv]])
     side_start = np.concatenate([starts[iu], starts[iv]])
     pair = np.concatenate([np.arange(len(u)), np.arange(len(u))])
     total = int(side_len.sum())
-    elem_pair = np.repeat(pair, side_len)
-    within = np.arange(total) - np.repeat(np.cumsum(side_len) - side_len, side_len)
+    ends = np.cumsum(side_len)
+    within = np.arange(total) - np.repeat(ends - side_len, side_len)
     elem = values[np.repeat(side_start, side_len) + within].astype(np.int64)
-    key = np.sort(elem_pair * (1 << 32) + elem)
+    key = np.repeat(pair, side_len) * (1 << 32) + elem
+    del within, elem
+    key.sort()
     dup = key[1:] == key[:-1]
     inter = np.bincount(key[1:][dup] >> 32, minlength=len(u)) if dup.any() else np.zeros(len(u), np.int64)
     union = lens[iu] + lens[iv] - inter

@@ -12,10 +12,11 @@ A part is two Parquet files and a marker under ``<root>/cleaning_parts/``:
 * ``<key>.rows.parquet`` - one row per non-invalid entry: position, id, status, folded
   character name (when the entry names exactly one), completeness, mean core confidence,
   ``sexual`` (sexual rating or sexual tag/word, contract section 4), the exact set hash,
-  the tag count, one LSH band key per band (null under ``min_tokens`` tags), image
-  ``sha256`` / ``phash`` for image rows. The tags themselves are not stored: the few
-  candidate pairs are re-read from ``normalized_records`` for their exact Jaccard;
-* ``<key>.profile.parquet`` - ``character, attribute, value, n``: the partial aggregate;
+  the tag count, the tags' 32-bit hashes (for the exact Jaccard of candidate pairs: reading
+  them costs a tenth of re-reading and re-splitting the texts), one LSH band key per band
+  (null under ``min_tokens`` tags), image ``sha256`` / ``phash`` for image rows;
+* ``<key>.profile.parquet`` - ``character, attribute, value, n``: the partial aggregate (plus
+  one ``(entries)`` row per character: its entries, the denominator of coverage);
 * ``<key>.json`` - written last: validated file identity, policy digest, counts.
 """
 
@@ -35,7 +36,7 @@ import pyarrow.parquet as pq
 
 from charmeta import duck
 from charmeta.cleaning.config import CleaningPolicy, load_policy
-from charmeta.cleaning.signatures import band_keys, minhash, set_hashes, token_hashes
+from charmeta.cleaning.signatures import as_lists, band_keys, minhash, set_hashes, token_hashes
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.duck import sql_ident, sql_string
 from charmeta.export_parts import _in_position_order
@@ -45,7 +46,7 @@ log = logging.getLogger("charmeta.cleaning")
 
 PART_DIR = "cleaning_parts"
 #: Bump when a part's columns change meaning: parts of another version are rebuilt.
-PART_VERSION = 3
+PART_VERSION = 4
 _SCALARS = [a for a in ATTRIBUTES if not a.is_list]
 _CORE = [a for a in ATTRIBUTES if a.is_core]
 
@@ -199,6 +200,7 @@ def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, A
         "sexual": pa.array(sexual),
         "set_hash": pa.array(set_hashes(rows, hashes, n)),
         "ntok": pa.array(ntok),
+        "tokens": as_lists(rows, (hashes ^ (hashes >> np.uint64(32))).astype(np.uint32), n),
         "sha256": rows_in["sha256"],
         "phash": rows_in["phash"],
     }
@@ -259,6 +261,10 @@ def _profile_query(con: Any, cols: str, names: str, statuses: str) -> pa.Table:
                        WHERE character IS NOT NULL AND status IN ({statuses}))
               ON {cols} INTO NAME col VALUE value)
         WHERE value IS NOT NULL AND value <> '{UNKNOWN}'
-        GROUP BY ALL ORDER BY ALL
+        GROUP BY ALL
+        UNION ALL
+        SELECT character, '(entries)' AS attribute, '' AS value, count(*)::BIGINT AS n FROM rows_in
+        WHERE character IS NOT NULL AND status IN ({statuses}) GROUP BY ALL
+        ORDER BY ALL
         """
     ).to_arrow_table()

@@ -221,3 +221,20 @@ def test_tag_sets_ignore_order_case_underscores_and_split_raw_strings() -> None:
     assert sets[0] == sets[1] == sets[2] and len(sets[0]) == 4
     assert sets[3] > sets[0] and len(sets[3]) == 5
     assert len(sets[4]) == 3  # the section marker's "|||" and the empty tag are not tags
+
+
+def test_consensus_needs_coverage_of_the_characters_entries(tmp_path: Path) -> None:
+    from charmeta.cleaning.profiles import build_profiles
+
+    (tmp_path / "cleaning_parts").mkdir()
+    rows = [
+        ("popular (series)", "(entries)", "", 1000),
+        ("popular (series)", "Hair Color", "Red", 900),
+        ("popular (series)", "Ethnicity", "Asian", 5),  # 5 of 1000 pictures say so, all agreeing
+    ]
+    table = pa.table({k: [r[i] for r in rows] for i, k in enumerate(("character", "attribute", "value", "n"))})
+    pq.write_table(table, tmp_path / "cleaning_parts" / "p0.profile.parquet")
+    build_profiles(str(tmp_path), ["p0"])
+    prof = {r["attribute"]: r for r in pq.read_table(tmp_path / "cleaning" / "character_profiles.parquet").to_pylist()}
+    assert prof["Hair Color"]["consensus"] and prof["Hair Color"]["coverage"] == 0.9
+    assert prof["Ethnicity"]["agreement"] == 1.0 and not prof["Ethnicity"]["consensus"]
