@@ -201,7 +201,20 @@ def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | 
         "attribute_distributions": distributions,
         "code_version": code_version(),
         "ontology_version": ontology_version(),
-        "files": {"records": "records.jsonl", "catalog": "catalog.duckdb", "quarantine": QUARANTINE_FILE},
+        "files": {
+            "records": "records.jsonl",
+            "catalog": "catalog.duckdb",
+            "quarantine": QUARANTINE_FILE,
+            **(
+                {
+                    "profiles": "../cleaning/character_profiles.parquet",
+                    "clusters": "../cleaning/dedup_clusters.parquet",
+                    "consistency_report": "consistency_report.md",
+                }
+                if "fingerprint" in cleaning
+                else {}
+            ),
+        },
         "quarantine": quarantine,
         "records_lost": records_lost,
         "cleaning": {
