@@ -122,9 +122,8 @@ def _dataset() -> tuple[list[dict], dict]:
     return rows, truth
 
 
-pytestmark = (
-    pytest.mark.slow
-)  # one `charmeta run` through Dagster (~15 s of CPU); tests/core/test_cleaning_rules.py covers the rules fast
+#: one `charmeta run` through Dagster (~15 s of CPU); tests/core/test_cleaning_rules.py covers the rules fast
+pytestmark = [pytest.mark.slow, pytest.mark.cleaning]
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +135,7 @@ def cleaned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]
     ensure_home(home)
     mp = pytest.MonkeyPatch()
     mp.setenv("DAGSTER_HOME", str(home))
+    mp.delenv("CHARMETA_CLEANING", raising=False)  # module-scoped: set up before the per-test switch
     rows, truth = _dataset()
     src = base / "src"
     src.mkdir()

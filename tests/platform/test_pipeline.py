@@ -28,6 +28,7 @@ def _export_lines(out: Path) -> list[dict]:
     return [json.loads(l) for l in (out / "export" / "records.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.cleaning
 def test_run_on_sample_exports_a_valid_dataset_and_rerun_skips(
     dagster_home: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
