@@ -39,8 +39,8 @@ from charmeta.cleaning.parts import part_paths
 from charmeta.cleaning.profiles import CLEAN_DIR
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.duck import sql_ident, sql_string
-from charmeta.export_parts import _write_lines, clean_json_sql
 from charmeta.file_identity import identity
+from charmeta.pipeline.export_parts import _write_lines, clean_json_sql
 
 _BY_KEY = {a.key: a for a in ATTRIBUTES}
 MINOR_AGES = ("Child", "Teen")

@@ -39,8 +39,8 @@ from charmeta.cleaning.config import CleaningPolicy, load_policy
 from charmeta.cleaning.signatures import as_lists, band_keys, minhash, set_hashes, token_hashes
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.duck import sql_ident, sql_string
-from charmeta.export_parts import _in_position_order
 from charmeta.file_identity import identity
+from charmeta.pipeline.export_parts import _in_position_order
 
 log = logging.getLogger("charmeta.cleaning")
 

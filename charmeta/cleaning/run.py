@@ -175,7 +175,7 @@ def run_all(
 def export_sources(root: str, metas: list[dict[str, Any]], state: dict[str, Any]) -> list[tuple[str, int, int]]:
     """``(lines file, bytes, lines)`` to concatenate per partition: cleaned lines where the
     partition has decisions, else its ``export_parts`` lines."""
-    from charmeta.export_parts import part_paths as export_part_paths
+    from charmeta.pipeline.export_parts import part_paths as export_part_paths
 
     out = []
     cleaned = state.get("lines", {})

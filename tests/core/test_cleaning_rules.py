@@ -86,7 +86,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def _lines(root: Path, keys: list[str], state: dict) -> list[dict]:
-    from charmeta.export_parts import current_parts
+    from charmeta.pipeline.export_parts import current_parts
 
     out = []
     for path, _, _ in export_sources(str(root), current_parts(str(root), keys), state):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from charmeta.app.analyze import AppCore, image_examples, text_examples
-from charmeta.commands.ui import free_port
+from charmeta.netutil import free_port
 
 pytestmark = pytest.mark.slow
 
