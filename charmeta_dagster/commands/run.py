@@ -105,6 +105,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    started_at = time.time()
     for noisy in ("alembic", "great_expectations", "dagster"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     output = os.path.realpath(os.path.expanduser(args.output))
@@ -112,6 +113,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.shard_rows is not None and args.shard_rows < 1:
         raise ConfigError("--shard-rows must be >= 1")
     os.makedirs(output, exist_ok=True)
+    from charmeta.logsetup import route_logs
+    from charmeta.pipeline.layout import LOGS, Layout
+
+    log_file = route_logs(Layout(output).folder(LOGS), "run", verbose=bool(getattr(args, "verbose", False)))
 
     from charmeta.settings import Settings
     from charmeta_dagster.instance import ensure_home, resolve_home
@@ -229,10 +234,6 @@ def _run(args: argparse.Namespace) -> int:
 
     shards_job = defs.resolve_job_def("shards_job")
     export_job = defs.resolve_job_def("export_job")
-    failed_runs = []
-    done_shards, done_rows = 0, 0
-    t_proc = time.perf_counter()
-    failed_shards: dict[str, str] = {}
 
     def execute(keys_: list[str]) -> Any:
         return shards_job.execute_in_process(
@@ -242,39 +243,13 @@ def _run(args: argparse.Namespace) -> int:
             tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
         )
 
-    for i, chunk in enumerate(chunks, 1):
-        res = execute(chunk)
-        state = "ok" if res.success else "FAILED"
-        if not res.success:
-            # One bad shard must not hold back the others of its run: re-run every unfinished
-            # shard of the chunk as its own run, so only the shards that keep failing stay failed.
-            rest = [k for k in chunk if not store.is_done(G.VALIDATED, k, fp[k])]
-            if len(chunk) > 1 and rest:
-                print(
-                    f"  [{i}/{len(chunks)}] run {res.run_id[:8]} FAILED: re-running its {len(rest)} unfinished "
-                    "shards one per run",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                for k in rest:
-                    r1 = execute([k])
-                    if not r1.success:
-                        failed_runs.append(r1.run_id)
-                        failed_shards[k] = r1.run_id
-                state = "ok" if not any(k in failed_shards for k in chunk) else "FAILED"
-            else:
-                failed_runs.append(res.run_id)
-                failed_shards.update({k: res.run_id for k in rest})
-        done_shards += len(chunk)
-        done_rows += sum(int((store.stats(G.VALIDATED, k) or {}).get("rows") or 0) for k in chunk)
-        rate = done_rows / max(time.perf_counter() - t_proc, 1e-9)
-        eta = (time.perf_counter() - t_proc) / done_shards * (len(todo) - done_shards)
-        print(
-            f"  [{i}/{len(chunks)}] run {res.run_id[:8]} {state}: shards {done_shards}/{len(todo)}, "
-            f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s",
-            file=sys.stderr,
-            flush=True,
-        )
+    from charmeta.progress import MarkerWatcher, Progress
+
+    rows_of = {s.key: (s.stop - s.start) if s.stop is not None else 0 for s in specs if s.key in todo}
+    progress = Progress(len(todo), sum(rows_of.values()), stream=sys.stderr)
+    watcher = MarkerWatcher(progress, rows_of, lambda k: store.path(G.VALIDATED, k, ".json"), since=started_at)
+    with watcher:
+        failed_runs, failed_shards = _execute_chunks(chunks, execute, store, fp, len(todo), progress)
 
     # image attribute heads: (re)trained when this run embedded images; used by later prediction runs
     if todo and any((store.stats(G.EMBEDDINGS, k) or {}).get("embedded") for k in todo):
@@ -312,6 +287,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  manifest: {manifest_path}")
     print(f"  stages:   {output}/<stage>/<shard>.parquet  (stages: {', '.join(G.STAGES)})")
     print(f"  dagster:  DAGSTER_HOME={home}  (browse: charmeta ui --output {output})")
+    if log_file:
+        print(f"  log:      {log_file}")
     if failed_runs or not export_ok:
         for k, rid in failed_shards.items():
             print(f"  failed shard: {k} (run {rid[:8]})", file=sys.stderr)
@@ -322,3 +299,49 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _execute_chunks(
+    chunks: list[list[str]], execute: Any, store: Any, fp: dict[str, str], n_todo: int, progress: Any
+) -> tuple[list[str], dict[str, str]]:
+    """One Dagster run per chunk; a failed chunk's unfinished shards are re-run one per run.
+    Returns the failed run ids and the shards that kept failing (shard -> run id)."""
+    from charmeta.pipeline import graph as G
+
+    failed_runs: list[str] = []
+    failed_shards: dict[str, str] = {}
+    done_shards, done_rows = 0, 0
+    t_proc = time.perf_counter()
+    for i, chunk in enumerate(chunks, 1):
+        res = execute(chunk)
+        state = "ok" if res.success else "FAILED"
+        if not res.success:
+            # One bad shard must not hold back the others of its run: re-run every unfinished
+            # shard of the chunk as its own run, so only the shards that keep failing stay failed.
+            rest = [k for k in chunk if not store.is_done(G.VALIDATED, k, fp[k])]
+            if len(chunk) > 1 and rest:
+                progress.write(
+                    f"  [{i}/{len(chunks)}] run {res.run_id[:8]} FAILED: re-running its {len(rest)} unfinished "
+                    "shards one per run",
+                )
+                for k in rest:
+                    r1 = execute([k])
+                    if not r1.success:
+                        failed_runs.append(r1.run_id)
+                        failed_shards[k] = r1.run_id
+                state = "ok" if not any(k in failed_shards for k in chunk) else "FAILED"
+            else:
+                failed_runs.append(res.run_id)
+                failed_shards.update({k: res.run_id for k in rest})
+        done_shards += len(chunk)
+        done_rows += sum(int((store.stats(G.VALIDATED, k) or {}).get("rows") or 0) for k in chunk)
+        rate = done_rows / max(time.perf_counter() - t_proc, 1e-9)
+        eta = (time.perf_counter() - t_proc) / done_shards * (n_todo - done_shards)
+        if progress.live and state == "ok":
+            continue  # the live line shows it
+        progress.write(
+            f"  [{i}/{len(chunks)}] run {res.run_id[:8]} {state}: shards {done_shards}/{n_todo}, "
+            f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s",
+        )
+
+    return failed_runs, failed_shards
