@@ -64,7 +64,15 @@ class Settings:
         "CHARMETA_DUCKDB_MEMORY", "", "memory cap per DuckDB connection, e.g. 2GB (charmeta.duck)"
     )
     workers: int = _setting("CHARMETA_WORKERS", 0, "worker processes per step (0: CPU count)")
-    executor: str = _setting("CHARMETA_EXECUTOR", "local", "where partition tasks run: local (process pool)")
+    executor: str = _setting("CHARMETA_EXECUTOR", "local", "where partition tasks run: local (process pool) or ray")
+    ray_address: str = _setting(
+        "CHARMETA_RAY_ADDRESS", "", "Ray head: host:port, ray://host:10001, auto (empty: a private local Ray)"
+    )
+    ray_cpus_per_task: float = _setting("CHARMETA_RAY_CPUS_PER_TASK", 1.0, "Ray CPUs per partition task")
+    ray_gpus_per_image_task: float = _setting("CHARMETA_RAY_GPUS_PER_IMAGE_TASK", 0.0, "Ray GPUs per image task")
+    ray_max_retries: int = _setting("CHARMETA_RAY_MAX_RETRIES", 3, "Ray retries of a task whose worker or node died")
+    ray_object_store_mb: int = _setting("CHARMETA_RAY_OBJECT_STORE_MB", 200, "object store of a private Ray (MB)")
+    publish: str = _setting("CHARMETA_PUBLISH", "", "after the export, copy partitions + export to this URL (s3://...)")
     partitions_per_run: int = _setting("CHARMETA_PARTITIONS_PER_RUN", 10, "partitions per Dagster run (backfills)")
     pool_min_rows: int = _setting("CHARMETA_POOL_MIN_ROWS", 20_000, "below this many rows a step runs in-process")
     retry_max: int = _setting("CHARMETA_RETRY_MAX", 3, "retries of a failing partition step")

@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Extras installed by the Makefile (keep in step with its install line).
-EXTRAS = ("platform", "dev", "images", "app", "lint")
+EXTRAS = ("platform", "dev", "images", "app", "cluster", "lint")
 #: Local version labels the registries do not carry (``2.13.0+cpu`` is installed as ``torch==2.13.0``).
 STRIP_LOCAL = True
 

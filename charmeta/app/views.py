@@ -59,10 +59,10 @@ def sources_of(evidence: list[str], input_kind: str) -> tuple[list[str], list[st
     sources: list[str] = []
     for item in evidence:
         parts = item.split(":")
-        if len(parts) < 2:
-            continue
         head = parts[0].strip().lower()
-        if head == "pixel":
+        if len(parts) < 2:
+            label = "caption tag"  # list attributes keep the caption's bare tags in a fused record
+        elif head == "pixel":
             sub = parts[1].strip().lower() if len(parts) > 2 else ""
             label = PIXEL_LABELS.get(sub, "image model")
         else:

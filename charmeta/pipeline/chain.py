@@ -250,7 +250,7 @@ def run_chain(
     """``process_chain`` for every key, one pool task per partition (in-process when small;
     a partition queued by ``prefetch_chain`` is taken from the pool as it is)."""
     jobs = _chain_jobs(root, keys, backend, embedder, stages)
-    if workers > 1 and small_step(RAW, root, keys):
+    if workers > 1 and (executor is None or executor.should_inline(1)) and small_step(RAW, root, keys):
         executor = local_executor(1)  # starting spawn workers costs more than a few thousand rows take
     return run_tasks(_chain_worker, jobs, "shard_stages", executor or local_executor(workers), on_done)
 
@@ -267,11 +267,10 @@ def prefetch_chain(
     """Queue the one-pass chain of ``keys`` on the pool ahead of the runs that will ask for it
     (``charmeta run``: the pool stays busy across run boundaries; see ``executor.prefetch``).
     Nothing is queued when the partitions would run in-process anyway."""
-    if workers < 2 or small_step(RAW, root, keys):
+    executor = executor or local_executor(workers)
+    if executor.workers < 2 or (executor.should_inline(1) and small_step(RAW, root, keys)):
         return 0
-    return prefetch(
-        _chain_worker, _chain_jobs(root, keys, backend, embedder, stages), executor or local_executor(workers)
-    )
+    return prefetch(_chain_worker, _chain_jobs(root, keys, backend, embedder, stages), executor)
 
 
 def _chain_jobs(root: str, keys: list[str], backend: str, embedder: str, stages: tuple[str, ...]) -> dict[str, tuple]:

@@ -60,7 +60,9 @@ class Executor(ABC):
         """Queue ``fn(args)``; the future's result is the task's dict."""
 
     def should_inline(self, n_tasks: int) -> bool:
-        """Run ``n_tasks`` in the caller's process instead (one task, or one worker)."""
+        """Run ``n_tasks`` in the caller's process instead (one task, or one worker); ``True`` for
+        one task also lets the runtime keep steps of a few thousand rows in-process. A cluster
+        backend says ``False``: there even one partition goes to the workers."""
         return self.workers < 2 or n_tasks < 2
 
     def is_lost(self, exc: BaseException) -> bool:

@@ -180,7 +180,7 @@ def current_parts(root: str, keys: Iterable[str]) -> list[dict[str, Any]]:
                     metas[k] = meta
         finally:
             con.close()
-    return [metas[k] for k in keys]
+    return [m for k in keys if (m := metas[k]) is not None]
 
 
 def concatenate(root: str, metas: list[dict[str, Any]], out_fh: Any) -> int:

@@ -74,3 +74,12 @@ def export_is_current(root: str, plan: planner.Plan) -> bool:
     except (FileNotFoundError, ValueError):
         return False
     return prev.get("inputs_fingerprint") == plan.inputs_fingerprint()
+
+
+def embedded_images(root: str, keys: Sequence[str]) -> bool:
+    """Whether any of ``keys`` embedded images (its ``embeddings`` marker says so): then the
+    image attribute heads are retrained before the export, whoever launched the shards."""
+    from charmeta.pipeline.graph import EMBEDDINGS
+
+    layout = Layout(root)
+    return any((layout.stats(EMBEDDINGS, k) or {}).get("embedded") for k in keys)

@@ -589,6 +589,6 @@ def run_stage(
     from charmeta.pipeline.planner import small_step
 
     jobs = {k: (stage, root, k, backend, embedder) for k in keys}
-    if workers > 1 and small_step(stage, root, keys):
+    if workers > 1 and (executor is None or executor.should_inline(1)) and small_step(stage, root, keys):
         executor = local_executor(1)  # starting spawn workers costs more than a few thousand rows take
     return run_tasks(_worker, jobs, stage, executor or local_executor(workers), on_done)

@@ -67,6 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Dagster instance folder (default: $DAGSTER_HOME, else <output>/.dagster_home)",
     )
     p.add_argument("--force", action="store_true", help="ignore finished outputs and rebuild every shard")
+    p.add_argument(
+        "--publish",
+        default=None,
+        help="after the export, copy validated partitions + export to this URL (s3://bucket/prefix, gs://...)",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -91,37 +96,11 @@ def _fail_orphaned_runs(instance: Any) -> int:
     return n
 
 
-def _fmt(n: float) -> str:
-    return f"{int(n):,}"
-
-
-def run_command(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    finally:  # the workers are idle now: stop them rather than wait for their teardown at exit
-        executor = sys.modules.get("charmeta.pipeline.executor")
-        if executor is not None:
-            executor.close_shared()
-
-
-def _run(args: argparse.Namespace) -> int:
-    started_at = time.time()
-    for noisy in ("alembic", "great_expectations", "dagster"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    output = os.path.realpath(os.path.expanduser(args.output))
-    source_uri = args.source if "://" in args.source else os.path.realpath(os.path.expanduser(args.source))
-    if args.shard_rows is not None and args.shard_rows < 1:
-        raise ConfigError("--shard-rows must be >= 1")
-    os.makedirs(output, exist_ok=True)
-    from charmeta.logsetup import route_logs
-    from charmeta.pipeline.layout import LOGS, Layout
-
-    log_file = route_logs(Layout(output).folder(LOGS), "run", verbose=bool(getattr(args, "verbose", False)))
-
+def _settings(args: argparse.Namespace, source_uri: str, output: str) -> Any:
+    """The run's ``Settings``: these flags over the ``CHARMETA_*`` environment over the defaults."""
     from charmeta.settings import Settings
-    from charmeta_dagster.instance import ensure_home, resolve_home
 
-    settings = Settings.load(
+    return Settings.load(
         {
             "source": source_uri,
             "output": output,
@@ -133,77 +112,15 @@ def _run(args: argparse.Namespace) -> int:
             "embedder": args.embedder,
             "workers": args.workers,
             "partitions_per_run": args.partitions_per_run,
+            "publish": args.publish,
         }
     )
-    home = ensure_home(resolve_home(args.dagster_home, output))
 
-    from charmeta.pipeline import graph as G
-    from charmeta.pipeline import planner, runner
-    from charmeta.pipeline.engines import backend_identity, make_engine
-    from charmeta.pipeline.executor import local_executor
-    from charmeta.pipeline.image_stages import embedder_spec_of
-    from charmeta.pipeline.layout import Layout
-    from charmeta.sources import Source
 
-    t_start = time.perf_counter()
-    source = Source(
-        source_uri,
-        shard_rows=settings.shard_rows,
-        text_field=settings.text_field or None,
-        image_field=settings.image_field or None,
-        config=settings.source_config or None,
-    )
-    t0 = time.perf_counter()
-    specs = source.discover()
-    discover_s = time.perf_counter() - t0
-    if not specs:
-        raise CharmetaError(
-            f"no readable files in {source_uri} (json, jsonl, parquet, arrow, csv, txt, tar, tar.gz, zip, images,"
-            " imagefolder metadata); `charmeta inspect SOURCE` shows what discovery sees"
-        )
-    workers = settings.resolved_workers()
-    store = Layout(output)
-    if workers > 1 and planner.worth_a_pool(output, specs):
-        from charmeta.pipeline.engines import warm
-
-        local_executor(workers).warm(warm, settings.extractor)  # workers start while the rest of the set-up runs
-
-    # What is left to do is known from the files alone (registry, fingerprints, commit markers):
-    # the one-pass builds are queued on the pool now, before Dagster loads (~2 s), and each
-    # run's step below adopts its partitions' futures (``executor.prefetch``).
-    from charmeta.sources import write_registry
-
-    write_registry(output, specs)
-    keys = [s.key for s in specs]
-    backend_id = backend_identity(settings.extractor)
-    if "unavailable" in backend_id:
-        make_engine(settings.extractor)  # raises the real error (missing backend, bad factory)
-    emb_spec = embedder_spec_of(settings)
-    the_plan = planner.plan(output, specs, backend_id, emb_spec, force=args.force)
-    fp = the_plan.fingerprints
-    todo = set(the_plan.todo)
-    if args.force:
-        for k in keys:  # drop commit markers so every stage rebuilds
-            store.drop_markers(k)
-    from charmeta.pipeline.chain import prefetch_chain
-
-    prefetch_chain(output, the_plan.todo, backend=settings.extractor, embedder=emb_spec, workers=workers)
-
-    from dagster import DagsterInstance
-
+def _register(instance: Any, keys: list[str], discover_s: float, source_uri: str) -> None:
+    """Register the source's shards as dynamic partitions (as the shard sensor does)."""
     from charmeta_dagster.defs.assets import SHARDS
-    from charmeta_dagster.defs.sensors import RANGE_END, RANGE_START
-    from charmeta_dagster.loader import load_definitions
 
-    defs = load_definitions(settings)  # resources bound from these settings, as the UI's are from its own
-    instance = DagsterInstance.get()
-    if todo:
-        from charmeta.pipeline.checks import preload_great_expectations
-
-        preload_great_expectations()  # the run's checks need it; its import overlaps the pool's work
-    orphaned = _fail_orphaned_runs(instance)
-    if orphaned:
-        log.info("marked %d runs of a killed charmeta run as failed", orphaned)
     known = set(instance.get_dynamic_partitions(SHARDS))
     new = [k for k in keys if k not in known]
     if new:
@@ -220,58 +137,93 @@ def _run(args: argparse.Namespace) -> int:
         )
     )
 
-    skipped = len(keys) - len(todo)
-    ordered = list(instance.get_dynamic_partitions(SHARDS))
-    chunks = planner.run_ranges(ordered, todo, settings.partitions_per_run)
-    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    tags = {RUNNER_TAG: "cli", PID_TAG: str(os.getpid())}
-    print(
-        f"charmeta run: {len(keys)} shards in {source_uri} ({skipped} already done, {len(todo)} to process "
-        f"in {len(chunks)} Dagster run{'' if len(chunks) == 1 else 's'}); instance {home}",
-        file=sys.stderr,
-        flush=True,
-    )
 
-    shards_job = defs.resolve_job_def("shards_job")
-    export_job = defs.resolve_job_def("export_job")
+def _execute_ranges(
+    shards_job: Any,
+    chunks: list[list[str]],
+    n_todo: int,
+    is_done: Any,
+    store: Any,
+    run_config: dict[str, Any],
+    instance: Any,
+    tags: dict[str, str],
+    progress: Any,
+) -> tuple[list[str], dict[str, str]]:
+    """One Dagster run per range, with a progress line each; returns the failed runs and shards.
+
+    One bad shard must not hold back the others of its run: a failed range re-runs each of its
+    unfinished shards as its own run, so only the shards that keep failing stay failed."""
+    from charmeta.pipeline import graph as G
+    from charmeta_dagster.defs.sensors import RANGE_END, RANGE_START
+
+    failed_runs: list[str] = []
+    failed_shards: dict[str, str] = {}
+    done_shards, done_rows = 0, 0
+    t_proc = time.perf_counter()
 
     def execute(keys_: list[str]) -> Any:
-        return shards_job.execute_in_process(
+        res = shards_job.execute_in_process(
             run_config=run_config,
             instance=instance,
             raise_on_error=False,
             tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
         )
+        if not res.success:  # a full disk fails every later run too: stop now, with the path and free space
+            from charmeta.errors import DiskFullError, explain
 
-    from charmeta.progress import MarkerWatcher, Progress
+            known = explain(RuntimeError(_failure_text(res)), path=store.root)
+            if isinstance(known, DiskFullError):
+                raise known
+        return res
 
-    rows_of = {s.key: (s.stop - s.start) if s.stop is not None else 0 for s in specs if s.key in todo}
-    progress = Progress(len(todo), sum(rows_of.values()), stream=sys.stderr)
-    watcher = MarkerWatcher(progress, rows_of, lambda k: store.path(G.VALIDATED, k, ".json"), since=started_at)
-    with watcher:
-        failed_runs, failed_shards = _execute_chunks(chunks, execute, store, fp, len(todo), progress)
-
-    # image attribute heads: (re)trained when this run embedded images; used by later prediction runs
-    if todo and any((store.stats(G.EMBEDDINGS, k) or {}).get("embedded") for k in todo):
-        res = defs.resolve_job_def("heads_job").execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False, tags=tags
+    for i, chunk in enumerate(chunks, 1):
+        res = execute(chunk)
+        state = "ok" if res.success else "FAILED"
+        if not res.success:
+            rest = [k for k in chunk if not is_done(k)]
+            if len(chunk) > 1 and rest:
+                progress.write(
+                    f"  [{i}/{len(chunks)}] run {res.run_id[:8]} FAILED: re-running its {len(rest)} unfinished "
+                    "shards one per run"
+                )
+                for k in rest:
+                    r1 = execute([k])
+                    if not r1.success:
+                        failed_runs.append(r1.run_id)
+                        failed_shards[k] = r1.run_id
+                state = "ok" if not any(k in failed_shards for k in chunk) else "FAILED"
+            else:
+                failed_runs.append(res.run_id)
+                failed_shards.update({k: res.run_id for k in rest})
+        done_shards += len(chunk)
+        done_rows += sum(int((store.stats(G.VALIDATED, k) or {}).get("rows") or 0) for k in chunk)
+        rate = done_rows / max(time.perf_counter() - t_proc, 1e-9)
+        eta = (time.perf_counter() - t_proc) / done_shards * (n_todo - done_shards)
+        if progress.live and state == "ok":
+            continue  # the live line shows it
+        progress.write(
+            f"  [{i}/{len(chunks)}] run {res.run_id[:8]} {state}: shards {done_shards}/{n_todo}, "
+            f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s"
         )
-        if not res.success:
-            failed_runs.append(res.run_id)
+    return failed_runs, failed_shards
 
-    # the export: rebuilt when any partition changed or it is missing (the asset stamps its
-    # manifest with the input's fingerprint, ``runner.export``, whoever launched it)
-    manifest_path = store.export_file("manifest.json")
-    export_ok = True
-    if runner.export_is_current(output, the_plan):
-        log.info(json.dumps({"event": "export_skipped", "reason": "no shard changed"}))
-    else:
-        res = export_job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False, tags=tags)
-        export_ok = res.success
-        if not res.success:
-            failed_runs.append(res.run_id)
 
-    elapsed = time.perf_counter() - t_start
+def _summary(
+    output: str,
+    home: str,
+    keys: list[str],
+    todo: set[str],
+    skipped: int,
+    elapsed: float,
+    manifest_path: str,
+    failed_runs: list[str],
+    failed_shards: dict[str, str],
+    export_ok: bool,
+    log_file: str | None = None,
+) -> int:
+    """Print where the results are (and what failed); the exit status."""
+    from charmeta.pipeline import graph as G
+
     try:
         with open(manifest_path, encoding="utf-8") as fh:
             manifest = json.load(fh)
@@ -301,47 +253,185 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _execute_chunks(
-    chunks: list[list[str]], execute: Any, store: Any, fp: dict[str, str], n_todo: int, progress: Any
-) -> tuple[list[str], dict[str, str]]:
-    """One Dagster run per chunk; a failed chunk's unfinished shards are re-run one per run.
-    Returns the failed run ids and the shards that kept failing (shard -> run id)."""
-    from charmeta.pipeline import graph as G
+def _failure_text(res: Any) -> str:
+    """The errors of a failed in-process run's failure events, as text."""
+    out = []
+    for ev in res.all_events:
+        if ev.is_failure:
+            err = getattr(ev.event_specific_data, "error", None)
+            out.append(err.to_string() if err is not None else (ev.message or ""))
+    return "\n".join(out)
 
-    failed_runs: list[str] = []
-    failed_shards: dict[str, str] = {}
-    done_shards, done_rows = 0, 0
-    t_proc = time.perf_counter()
-    for i, chunk in enumerate(chunks, 1):
-        res = execute(chunk)
-        state = "ok" if res.success else "FAILED"
-        if not res.success:
-            # One bad shard must not hold back the others of its run: re-run every unfinished
-            # shard of the chunk as its own run, so only the shards that keep failing stay failed.
-            rest = [k for k in chunk if not store.is_done(G.VALIDATED, k, fp[k])]
-            if len(chunk) > 1 and rest:
-                progress.write(
-                    f"  [{i}/{len(chunks)}] run {res.run_id[:8]} FAILED: re-running its {len(rest)} unfinished "
-                    "shards one per run",
-                )
-                for k in rest:
-                    r1 = execute([k])
-                    if not r1.success:
-                        failed_runs.append(r1.run_id)
-                        failed_shards[k] = r1.run_id
-                state = "ok" if not any(k in failed_shards for k in chunk) else "FAILED"
-            else:
-                failed_runs.append(res.run_id)
-                failed_shards.update({k: res.run_id for k in rest})
-        done_shards += len(chunk)
-        done_rows += sum(int((store.stats(G.VALIDATED, k) or {}).get("rows") or 0) for k in chunk)
-        rate = done_rows / max(time.perf_counter() - t_proc, 1e-9)
-        eta = (time.perf_counter() - t_proc) / done_shards * (n_todo - done_shards)
-        if progress.live and state == "ok":
-            continue  # the live line shows it
-        progress.write(
-            f"  [{i}/{len(chunks)}] run {res.run_id[:8]} {state}: shards {done_shards}/{n_todo}, "
-            f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s",
+
+def _fmt(n: float) -> str:
+    return f"{int(n):,}"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    finally:  # the workers are idle now: stop them rather than wait for their teardown at exit
+        pools = sys.modules.get("charmeta_dagster.pools")
+        if pools is not None:
+            pools.close_all()
+
+
+def _run(args: argparse.Namespace) -> int:
+    started_at = time.time()
+    for noisy in ("alembic", "great_expectations", "dagster"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    output = os.path.realpath(os.path.expanduser(args.output))
+    source_uri = args.source if "://" in args.source else os.path.realpath(os.path.expanduser(args.source))
+    if args.shard_rows is not None and args.shard_rows < 1:
+        raise ConfigError("--shard-rows must be >= 1")
+    os.makedirs(output, exist_ok=True)
+    from charmeta.logsetup import route_logs
+    from charmeta.pipeline.layout import LOGS, Layout
+
+    log_file = route_logs(Layout(output).folder(LOGS), "run", verbose=bool(getattr(args, "verbose", False)))
+
+    from charmeta_dagster.instance import ensure_home, resolve_home
+
+    settings = _settings(args, source_uri, output)
+    home = ensure_home(resolve_home(args.dagster_home, output))
+
+    from charmeta.pipeline import graph as G
+    from charmeta.pipeline import planner, runner
+    from charmeta.pipeline.engines import backend_identity, make_engine
+    from charmeta.pipeline.image_stages import embedder_spec_of
+    from charmeta.pipeline.layout import Layout
+    from charmeta.sources import Source
+    from charmeta_dagster.pools import executor_for
+
+    t_start = time.perf_counter()
+    source = Source(
+        source_uri,
+        shard_rows=settings.shard_rows,
+        text_field=settings.text_field or None,
+        image_field=settings.image_field or None,
+        config=settings.source_config or None,
+    )
+    t0 = time.perf_counter()
+    specs = source.discover()
+    discover_s = time.perf_counter() - t0
+    if not specs:
+        raise CharmetaError(
+            f"no readable files in {source_uri} (json, jsonl, parquet, arrow, csv, txt, tar, tar.gz, zip, images,"
+            " imagefolder metadata); `charmeta inspect SOURCE` shows what discovery sees"
+        )
+    workers = settings.resolved_workers()
+    store = Layout(output)
+    pool = executor_for(settings.executor, workers, settings.ray_address)  # the one the runs' steps use too
+    if workers > 1 and planner.worth_a_pool(output, specs):
+        from charmeta.pipeline.engines import warm
+
+        pool.warm(warm, settings.extractor)  # workers start while the rest of the set-up runs
+
+    # What is left to do is known from the files alone (registry, fingerprints, commit markers):
+    # the one-pass builds are queued on the pool now, before Dagster loads (~2 s), and each
+    # run's step below adopts its partitions' futures (``executor.prefetch``).
+    from charmeta.sources import write_registry
+
+    write_registry(output, specs)
+    keys = [s.key for s in specs]
+    backend_id = backend_identity(settings.extractor)
+    if "unavailable" in backend_id:
+        make_engine(settings.extractor)  # raises the real error (missing backend, bad factory)
+    emb_spec = embedder_spec_of(settings)
+    the_plan = planner.plan(output, specs, backend_id, emb_spec, force=args.force)
+    fp = the_plan.fingerprints
+    todo = set(the_plan.todo)
+    if args.force:
+        for k in keys:  # drop commit markers so every stage rebuilds
+            store.drop_markers(k)
+    from charmeta.pipeline.chain import prefetch_chain
+
+    prefetch_chain(output, the_plan.todo, backend=settings.extractor, embedder=emb_spec, workers=workers, executor=pool)
+
+    from dagster import DagsterInstance
+
+    from charmeta_dagster.defs.assets import SHARDS
+    from charmeta_dagster.loader import load_definitions
+
+    defs = load_definitions(settings)  # resources bound from these settings, as the UI's are from its own
+    instance = DagsterInstance.get()
+    if todo:
+        from charmeta.pipeline.checks import preload_great_expectations
+
+        preload_great_expectations()  # the run's checks need it; its import overlaps the pool's work
+    orphaned = _fail_orphaned_runs(instance)
+    if orphaned:
+        log.info("marked %d runs of a killed charmeta run as failed", orphaned)
+    _register(instance, keys, discover_s, source_uri)
+
+    skipped = len(keys) - len(todo)
+    ordered = list(instance.get_dynamic_partitions(SHARDS))
+    chunks = planner.run_ranges(ordered, todo, settings.partitions_per_run)
+    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    tags = {RUNNER_TAG: "cli", PID_TAG: str(os.getpid())}
+    print(
+        f"charmeta run: {len(keys)} shards in {source_uri} ({skipped} already done, {len(todo)} to process "
+        f"in {len(chunks)} Dagster run{'' if len(chunks) == 1 else 's'}); instance {home}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    shards_job = defs.resolve_job_def("shards_job")
+    export_job = defs.resolve_job_def("export_job")
+    from charmeta.progress import MarkerWatcher, Progress
+
+    rows_of = {s.key: (s.stop - s.start) if s.stop is not None else 0 for s in specs if s.key in todo}
+    progress = Progress(len(todo), sum(rows_of.values()), stream=sys.stderr)
+    marker = lambda k: store.path(G.VALIDATED, k, ".json")  # noqa: E731 - a partition is done when this exists
+    with MarkerWatcher(progress, rows_of, marker, since=started_at):
+        failed_runs, failed_shards = _execute_ranges(
+            shards_job,
+            chunks,
+            len(todo),
+            lambda k: store.is_done(G.VALIDATED, k, fp[k]),
+            store,
+            run_config,
+            instance,
+            tags,
+            progress,
         )
 
-    return failed_runs, failed_shards
+    # image attribute heads: (re)trained when this run embedded images; used by later prediction runs
+    if todo and runner.embedded_images(output, the_plan.todo):
+        res = defs.resolve_job_def("heads_job").execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False, tags=tags
+        )
+        if not res.success:
+            failed_runs.append(res.run_id)
+
+    # the export: rebuilt when any partition changed or it is missing (the asset stamps its
+    # manifest with the input's fingerprint, ``runner.export``, whoever launched it)
+    manifest_path = store.export_file("manifest.json")
+    export_ok = True
+    if runner.export_is_current(output, the_plan):
+        log.info(json.dumps({"event": "export_skipped", "reason": "no shard changed"}))
+    else:
+        res = export_job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False, tags=tags)
+        export_ok = res.success
+        if not res.success:
+            failed_runs.append(res.run_id)
+
+    rc = _summary(
+        output,
+        home,
+        keys,
+        todo,
+        skipped,
+        time.perf_counter() - t_start,
+        manifest_path,
+        failed_runs,
+        failed_shards,
+        export_ok,
+        log_file,
+    )
+    if rc == 0 and settings.publish:  # only a complete, successful export is published
+        from charmeta.publish import publish
+
+        sent = publish(output, settings.publish)
+        print(f"  published: {settings.publish} ({sent['sent']} files sent, {sent['unchanged']} unchanged)")
+    return rc

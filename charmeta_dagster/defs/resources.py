@@ -24,11 +24,12 @@ from pathlib import Path
 import dagster as dg
 from dagster import ConfigurableResource
 
-from charmeta.pipeline.executor import Executor, local_executor
+from charmeta.pipeline.executor import Executor
 from charmeta.pipeline.image_stages import make_spec
 from charmeta.pipeline.layout import Layout
 from charmeta.settings import Settings
 from charmeta.sources import DEFAULT_SHARD_ROWS, Source
+from charmeta_dagster.pools import executor_for
 from charmeta_dagster.settings import code_location_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -141,11 +142,22 @@ class LocalPool(PoolExecutorResource):
     """A spawn process pool on this machine, shared by every step and run of the process."""
 
     def executor(self) -> Executor:
-        return local_executor(self.n_workers())
+        return executor_for("local", self.n_workers())
 
 
-#: ``executor`` setting -> resource class (a deployment adds its own, e.g. a Ray cluster).
-POOL_EXECUTORS: dict[str, type[PoolExecutorResource]] = {"local": LocalPool}
+class RayPool(PoolExecutorResource):
+    """One Ray task per partition (``charmeta.executors.ray_executor``): a cluster's head, or a
+    private Ray on this machine when ``ray_address`` is empty; task resources and retries
+    from the ``ray_*`` settings."""
+
+    ray_address: str = ""  # host:port, ray://host:10001 or auto; "" = the settings' (a private local Ray)
+
+    def executor(self) -> Executor:
+        return executor_for("ray", self.n_workers(), self.ray_address or code_location_settings().ray_address)
+
+
+#: ``executor`` setting -> resource class.
+POOL_EXECUTORS: dict[str, type[PoolExecutorResource]] = {"local": LocalPool, "ray": RayPool}
 
 
 def pool_resource(settings: Settings) -> PoolExecutorResource:
@@ -155,6 +167,8 @@ def pool_resource(settings: Settings) -> PoolExecutorResource:
         raise dg.DagsterInvariantViolationError(
             f"unknown executor {settings.executor!r}: choose from {', '.join(POOL_EXECUTORS)}"
         ) from None
+    if cls is RayPool:
+        return RayPool(workers=settings.workers, ray_address=settings.ray_address)
     return cls(workers=settings.workers)
 
 

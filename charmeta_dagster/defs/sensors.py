@@ -12,6 +12,8 @@ later gets its own run; known shards are never re-requested).
 running, so the export is rebuilt once per burst rather than once per run.
 """
 
+from typing import Any
+
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -26,6 +28,7 @@ from dagster import (
 )
 
 from charmeta.pipeline import planner, runner
+from charmeta.pipeline.graph import carries_images
 from charmeta_dagster.defs import jobs
 from charmeta_dagster.defs.assets import PARTITIONS_PER_RUN, SHARDS, shards_partitions
 from charmeta_dagster.defs.resources import ExtractorResource, ImageEmbedderResource, OutputStore, SourceResource
@@ -40,6 +43,13 @@ def plan_ranges(new_keys: list[str], per_run: int, todo: list[str] | None = None
     """(start, end) of each run over ``todo`` (default: all of ``new_keys``): contiguous in
     ``new_keys`` order, at most ``per_run`` keys, balanced (``planner.run_ranges``)."""
     return [(r[0], r[-1]) for r in planner.run_ranges(new_keys, new_keys if todo is None else todo, per_run)]
+
+
+def gpu_tag(keys: list[str], first: str, last: str, image_keys: set[str]) -> dict[str, str]:
+    """``charmeta/gpu=true`` for a run whose range embeds images: the instance's tag limit
+    (docker/dagster.yaml) then runs such runs one at a time, so they do not fight over the GPU."""
+    in_range = keys[keys.index(first) : keys.index(last) + 1]
+    return {"charmeta/gpu": "true"} if image_keys.intersection(in_range) else {}
 
 
 @sensor(
@@ -62,8 +72,10 @@ def shard_sensor(
     if not new:
         return SkipReason(f"no new shards ({len(specs)} known) in {source.uri}")
     plan = runner.registered_plan(root, new, extractor.backend(), _embedder_spec(image_embedder))
+    embedder = _embedder_spec(image_embedder)
+    image_keys = {s.key for s in specs if carries_images(s)} if embedder != "none" else set()
     runs = [
-        RunRequest(run_key=f"{a}..{b}", tags={RANGE_START: a, RANGE_END: b})
+        RunRequest(run_key=f"{a}..{b}", tags={RANGE_START: a, RANGE_END: b, **gpu_tag(new, a, b, image_keys)})
         for a, b in plan_ranges(new, PARTITIONS_PER_RUN, plan.todo)
     ]
     context.log.info(f"registering {len(new)} new shards, requesting {len(runs)} runs")
@@ -72,15 +84,18 @@ def shard_sensor(
 
 @run_status_sensor(
     run_status=DagsterRunStatus.SUCCESS,
-    request_job=jobs.export_job,
+    request_jobs=[jobs.export_job, jobs.heads_job],
     default_status=_DEFAULT,
     monitor_all_code_locations=False,
-    description="Rebuilds dataset_export after shard runs succeed (once per burst of runs).",
+    description="Rebuilds dataset_export after shard runs succeed (once per burst of runs); first retrains the "
+    "image attribute heads when those runs embedded images, as charmeta run does.",
 )
-def export_sensor(context: RunStatusSensorContext) -> RunRequest | SkipReason:
+def export_sensor(context: RunStatusSensorContext, store: OutputStore) -> RunRequest | SkipReason:
     run = context.dagster_run
     if run.job_name == jobs.export_job.name:
         return SkipReason("export run")
+    if run.job_name == jobs.heads_job.name:
+        return RunRequest(run_key=f"export-after-{run.run_id}", job_name=jobs.export_job.name)
     selection = {k.to_user_string() for k in (run.asset_selection or [])}
     if run.asset_selection is not None and "validated_records" not in selection:
         return SkipReason("run did not materialize validated_records")
@@ -103,4 +118,17 @@ def export_sensor(context: RunStatusSensorContext) -> RunRequest | SkipReason:
         for r in active
     ):
         return SkipReason("other shard runs still active; the last one triggers the export")
-    return RunRequest(run_key=f"export-after-{run.run_id}")
+    if runner.embedded_images(store.store().root, _run_partitions(context, run)):
+        return RunRequest(run_key=f"heads-after-{run.run_id}", job_name=jobs.heads_job.name)
+    return RunRequest(run_key=f"export-after-{run.run_id}", job_name=jobs.export_job.name)
+
+
+def _run_partitions(context: RunStatusSensorContext, run: Any) -> list[str]:
+    """The partitions a shards run covered (its range tags, or its single partition)."""
+    if run.tags.get("dagster/partition"):
+        return [run.tags["dagster/partition"]]
+    start, end = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+    ordered = list(context.instance.get_dynamic_partitions(SHARDS))
+    if start not in ordered or end not in ordered:
+        return []
+    return ordered[ordered.index(start) : ordered.index(end) + 1]

@@ -218,6 +218,7 @@ def test_sources_named_from_fused_image_evidence() -> None:
     sources, shown = sources_of(ev, "image")
     assert sources == ["caption tag", "pixel colors", "tagger", "zero-shot"]
     assert shown == ev  # evidence is shown as recorded, prefixes included
+    assert sources_of(["hairband"], "image")[0] == ["caption tag"]  # a list attribute's bare caption tag
     assert sources_of(["long hair"], "tags") == (["caption tag"], ["long hair"])
     assert sources_of(["a knight in plate armour"], "prose")[0] == ["prose"]
     assert sources_of([], "tags") == ([], [])

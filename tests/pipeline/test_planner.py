@@ -69,3 +69,17 @@ def test_small_steps_run_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CHARMETA_POOL_MIN_ROWS", "150")
     assert not planner.small_step(G.RAW, str(tmp_path), ["a", "b"])
     assert planner.worth_a_pool(str(tmp_path), specs)
+
+
+def test_heads_are_retrained_exactly_when_a_partition_embedded_images(tmp_path: Path) -> None:
+    from charmeta.pipeline import runner
+
+    lay = Layout(str(tmp_path))
+    for key, embedded in (("a", 0), ("b", 3)):
+        path = Path(lay.path(G.EMBEDDINGS, key))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"PAR1")
+        lay.commit_marker(G.EMBEDDINGS, _spec(key), "fp", 1, 1.0, {"embedded": embedded})
+    assert not runner.embedded_images(str(tmp_path), ["a"])
+    assert runner.embedded_images(str(tmp_path), ["a", "b"])
+    assert not runner.embedded_images(str(tmp_path), ["missing"])

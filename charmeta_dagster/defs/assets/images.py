@@ -28,6 +28,7 @@ GROUP = "charmeta"
     group_name=GROUP,
     deps=[G.EMBEDDINGS, G.NORMALIZED_IMAGES],
     kinds={"pytorch", "safetensors"},
+    pool="gpu",  # one training at a time across runs (docker/dagster.yaml: concurrency.pools)
     description="Linear heads per attribute on the image embeddings, weakly labelled by the captions; a new "
     "version folder per training, held-out accuracy per attribute as metadata.",
 )
