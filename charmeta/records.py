@@ -44,6 +44,8 @@ class Extraction:
     artists: list[str] = field(default_factory=list)
     rating: str | None = None
     attributes: dict[str, Decision] = field(default_factory=dict)
+    negative_prompt: str | None = None  # generation text (A1111 ``Negative prompt:``): kept, never evidence
+    parameters: str | None = None  # generation parameter line (``Steps: 28, Sampler: ...``)
 
     @classmethod
     def invalid(cls, reason: str, input_kind: str = "tags") -> Extraction:
@@ -89,6 +91,8 @@ def extractions_to_table(
         "copyrights": [ex.copyrights for ex in extractions],
         "artists": [ex.artists for ex in extractions],
         "rating": [ex.rating for ex in extractions],
+        "negative_prompt": [ex.negative_prompt for ex in extractions],
+        "parameters": [ex.parameters for ex in extractions],
     }
     decisions = [ex.attributes for ex in extractions]
     invalid = [ex.status == "invalid" for ex in extractions]

@@ -18,7 +18,8 @@ brackets, Midjourney ``::`` weights, bullet lists, Pony underscores, ``+`` joins
 prose with number words and other nude phrasings). It was written before the fixes
 and is reported separately.
 
-Run: ``python tests/data/make_safety_corpus.py`` (deterministic; rewrites both files).
+Run: ``python tests/data/make_safety_corpus.py`` (deterministic; rewrites both files);
+``--score`` reads both with the text extractor and prints how many are right (``--show N``: N wrong ones).
 """
 
 from __future__ import annotations
@@ -105,7 +106,9 @@ TUNED_SYNTAXES = {
     "space_run": lambda m, s: f"1girl {m} {s} outdoors",
     "break": lambda m, s: f"score_9, score_8_up, 1girl, {m} BREAK {s}, outdoors",
     "lora": lambda m, s: f"<lora:style_v2:0.8>, 1girl, {m}, ({s}:1.2)",
-    "negative_after": lambda m, s: f"1girl, {m}, {s}\nNegative prompt: lowres, bad anatomy\nSteps: 28, Sampler: Euler a",
+    "negative_after": lambda m, s: (
+        f"1girl, {m}, {s}\nNegative prompt: lowres, bad anatomy\nSteps: 28, Sampler: Euler a"
+    ),
 }
 
 # prose: markers as a writer would phrase them
@@ -199,6 +202,28 @@ def prose_entries(templates: list, minor: list[str], adult: list[str], sexual: l
     return out
 
 
+def score(show: int = 0) -> None:
+    """Read both corpora with ``TextExtractor`` and print the figures (unsafe missed, controls excluded)."""
+    from charmeta.extractors.text import TextExtractor
+
+    ex = TextExtractor.default()
+    for name in ("safety_corpus.jsonl", "safety_heldout.jsonl"):
+        rows = [json.loads(line) for line in (HERE / name).read_text(encoding="utf-8").splitlines()]
+        wrong = []
+        for r in rows:
+            e = ex.extract(r["text"])
+            if ("excluded" if e.status == "excluded" else "allowed") != r["label"]:
+                wrong.append((r, e.status, e.reason))
+        n_ex = sum(r["label"] == "excluded" for r in rows)
+        missed = sum(r["label"] == "excluded" for r, _, _ in wrong)
+        print(
+            f"{name}: {len(rows) - len(wrong)}/{len(rows)} right; unsafe not excluded {missed}/{n_ex}; "
+            f"controls excluded {len(wrong) - missed}/{len(rows) - n_ex}"
+        )
+        for r, status, reason in wrong[:show]:
+            print(f"  {r['label']} -> {status} ({reason}): {r['text']!r} [{r['syntax']}]")
+
+
 def main() -> None:
     tuned = tag_entries(TUNED_SYNTAXES, MINOR, SEXUAL, ADULT, NONSEXUAL)
     tuned += prose_entries(PROSE_TUNED, [p for p, _ in PROSE_MINOR], PROSE_ADULT, PROSE_SEXUAL, PROSE_NONSEX)
@@ -216,4 +241,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--score" in sys.argv:
+        score(int(sys.argv[sys.argv.index("--show") + 1]) if "--show" in sys.argv else 0)
+    else:
+        main()
