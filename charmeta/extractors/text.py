@@ -274,10 +274,16 @@ class TextExtractor:
         return hits
 
     def _cache_item(self, raw: str) -> tuple[str, tuple | None, tuple | None]:
-        """Normalise and look up one raw item once: (tag, hits or None, the hit when it is the only one)."""
+        """Normalise and look up one raw item once: (tag, hits or None, the hit when it is the only one).
+
+        For an item the index does not know (hits None) the third element holds the safety markers
+        its words carry (``scan_hits``; None when none): unknown items cost no second lookup."""
         t = normalize_tag(raw)
         hits = self._lookup(t)
-        entry = self._item_cache[raw] = (t, hits, hits[0] if hits and len(hits) == 1 else None)
+        if hits is None:
+            entry = self._item_cache[raw] = (t, None, self.scan_hits(t) or None)
+        else:
+            entry = self._item_cache[raw] = (t, hits, hits[0] if len(hits) == 1 else None)
         return entry
 
     def _read_items(self, items: list[str], ev: Evidence, fmt: str) -> tuple[list[str], int]:
@@ -294,9 +300,8 @@ class TextExtractor:
         for raw in items:
             t, hits, single = cache.get(raw) or self._cache_item(raw)
             if hits is None:
-                scanned = self.scan_hits(t)
-                if scanned:
-                    self._apply(scanned, t, ev)
+                if single is not None:  # safety markers in the words of an unknown item (``_cache_item``)
+                    self._apply(single, t, ev)
                 if prompt_list and t:
                     is_phrase = phrases.get(t)
                     if is_phrase is None:

@@ -165,3 +165,23 @@ def test_rating_token_mid_list_keeps_tags(extractor: TextExtractor) -> None:
     assert ex.characters == [] and ex.rating == "general"
     ex = extractor.extract("1girl, blue eyes, hatsune miku, vocaloid, ||| general, smile")
     assert ex.value("Eye Color") == "Blue" and ex.characters == ["hatsune miku"]
+
+
+def test_columnar_prefilter_never_hides_a_marker() -> None:
+    """Items the columnar path keeps *plain* skip the scanner: its regex must match every item the
+    scanner finds something in (all comma items of both corpora, normalised as the index reads them)."""
+    import re
+
+    from charmeta.ontology import get_ontology, normalize_tag
+
+    scanner = SafetyScanner(get_ontology())
+    candidate = re.compile(scanner.candidate_regex())
+    items = {
+        normalize_tag(piece)
+        for name in ("safety_corpus.jsonl", "safety_heldout.jsonl")
+        for row in _load(name)
+        for piece in row["text"].replace("\n", ",").split(",")
+    }
+    flagged = [t for t in items if scanner.scan(t)]
+    assert len(flagged) > 100
+    assert [t for t in flagged if not candidate.search(t)] == []
