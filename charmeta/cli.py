@@ -10,9 +10,15 @@ import argparse
 import gc
 import importlib
 import logging
+import os
+import signal
 import sys
+import tempfile
+import time
+import traceback
+from typing import NoReturn
 
-from charmeta.errors import CharmetaError
+from charmeta.errors import CharmetaError, MissingDependencyError, explain
 
 #: Sub-command modules under ``charmeta.commands``, in help order.
 COMMANDS = ("extract", "eval", "bench", "run", "synth", "schema", "ui")
@@ -21,6 +27,7 @@ COMMANDS = ("extract", "eval", "bench", "run", "synth", "schema", "ui")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="charmeta", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -36,8 +43,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _missing(exc: ModuleNotFoundError) -> int:
-    print(f"charmeta: this command needs the '{exc.name}' package; run `make install`.", file=sys.stderr)
-    return 2
+    raise explain(exc) or MissingDependencyError(f"this command needs the '{exc.name}' package; run `make install`")
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: the command stops; what it finished is kept."""
+
+
+def _on_sigterm(signum: int, _frame: object) -> NoReturn:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _error_log(exc: BaseException) -> str | None:
+    """Write the traceback to a log file (``$CHARMETA_LOG_DIR``, else the temp folder) and return its path.
+
+    The terminal gets one line; the details stay available without re-running."""
+    folder = os.environ.get("CHARMETA_LOG_DIR") or os.path.join(tempfile.gettempdir(), "charmeta-logs")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(" ".join(sys.argv) + "\n\n")
+            fh.write("".join(traceback.format_exception(exc)))
+        return path
+    except OSError:
+        return None
+
+
+def _resume_hint() -> str:
+    argv = [a for a in sys.argv[1:] if a != "--force"]
+    return "charmeta " + " ".join(argv) if argv else "the same command"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,13 +83,49 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         return int(args.func(args) or 0)
-    except CharmetaError as exc:
-        print(f"charmeta: error: {exc}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         return 0
+    except (KeyboardInterrupt, Interrupted) as exc:
+        why = "SIGTERM" if isinstance(exc, Interrupted) else "Ctrl-C"
+        print(
+            f"charmeta: stopped by {why}; finished work is kept, only temp files were left. "
+            f"To resume, run: {_resume_hint()}",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into one line
+        known = explain(exc, path=getattr(args, "output", None), uri=getattr(args, "source", None))
+        if args.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        ours = isinstance(exc, CharmetaError)  # raised on purpose with its message: no traceback to keep
+        log_path = None if (args.debug or ours) else _error_log(exc)
+        details = f" (traceback: {log_path})" if log_path else ""
+        if known is not None:
+            print(f"charmeta: error: {known}{details}", file=sys.stderr)
+            return known.exit_code
+        print(
+            f"charmeta: unexpected error: {type(exc).__name__}: {_one_line(exc)}{details}; "
+            "re-run with --debug to see the traceback",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
 
 
 def console() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from charmeta.netutil import free_port as _free
+
+    return _free()
 
 
 def _bin(name: str) -> str:
@@ -79,6 +78,10 @@ def start_ui(
     log_dir: str | None = None,
 ) -> UiProcesses:
     """Start webserver + daemon on 127.0.0.1 against the instance in ``home``."""
+    from charmeta.netutil import ensure_port_free
+
+    if port:
+        ensure_port_free(port)  # before anything else: a taken port is the user's first problem
     from charmeta_dagster.instance import ensure_home, initialize_storage
 
     home = ensure_home(home)

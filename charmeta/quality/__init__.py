@@ -1,0 +1,1 @@
+"""Data-quality measures over partitions (Dagster-free): distribution drift against a reference."""
