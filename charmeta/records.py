@@ -203,6 +203,10 @@ def to_cli_json(ex: Extraction, record_id: Any) -> dict[str, Any]:
     }
     if conflicts:
         out["conflicts"] = conflicts
+    if ex.negative_prompt is not None:  # generation text: kept, never evidence
+        out["negative_prompt"] = ex.negative_prompt
+    if ex.parameters is not None:
+        out["parameters"] = ex.parameters
     return out
 
 

@@ -185,3 +185,27 @@ def test_columnar_prefilter_never_hides_a_marker() -> None:
     flagged = [t for t in items if scanner.scan(t)]
     assert len(flagged) > 100
     assert [t for t in flagged if not candidate.search(t)] == []
+
+
+#: A real A1111 infotext: the example in the docstring of ``parse_generation_parameters``,
+#: AUTOMATIC1111/stable-diffusion-webui ``modules/infotext_utils.py`` (the format's reference parser).
+A1111_INFOTEXT = (
+    "girl with an artist's beret, determined, blue eyes, desert scene, computer monitors, heavy makeup, "
+    "by Alphonse Mucha and Charlie Bowater, ((eyeshadow)), (coquettish), detailed, intricate\n"
+    "Negative prompt: ugly, fat, obese, chubby, (((deformed))), [blurry], bad anatomy, disfigured, poorly drawn face, "
+    "mutation, mutated, (extra_limb), (ugly), (poorly drawn hands), messy drawing\n"
+    "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 965400086, Size: 512x512, Model hash: 45dee52b"
+)
+
+
+def test_real_a1111_infotext(extractor: TextExtractor) -> None:
+    """Split as A1111's own parser splits it: the negative prompt's `chubby` is no Body Type evidence."""
+    ex = extractor.extract(A1111_INFOTEXT)
+    assert ex.negative_prompt is not None and ex.negative_prompt.startswith("ugly, fat, obese, chubby")
+    assert ex.negative_prompt.endswith("messy drawing")
+    assert (
+        ex.parameters
+        == "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 965400086, Size: 512x512, Model hash: 45dee52b"
+    )
+    assert ex.value("Body Type") == "Unknown" and ex.value("Eye Color") == "Blue" and ex.value("Gender") == "Female"
+    assert ex.status == "ok"
