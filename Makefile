@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast test-slow ui bench eval chaos schema clean
+.PHONY: install demo test test-fast test-slow ui app bench eval chaos schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[platform,dev,images]'
+	$(BIN)/pip install -q -e '.[platform,dev,images,app]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install charmeta into it
@@ -28,6 +28,9 @@ test-slow: $(STAMP)
 
 ui: $(STAMP)  ## Dagster webserver + daemon on 127.0.0.1:3000
 	$(BIN)/charmeta ui
+
+app: $(STAMP)  ## the demo app (Gradio) on http://127.0.0.1:7860 (PORT=N to change)
+	$(BIN)/charmeta app --port $${PORT:-7860}
 
 bench: $(STAMP)
 	$(BIN)/charmeta bench

@@ -21,7 +21,7 @@ from typing import NoReturn
 from charmeta.errors import CharmetaError, MissingDependencyError, explain
 
 #: Sub-command modules under ``charmeta.commands``, in help order.
-COMMANDS = ("extract", "eval", "bench", "run", "synth", "schema", "ui")
+COMMANDS = ("extract", "eval", "bench", "run", "inspect", "synth", "schema", "ui", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:

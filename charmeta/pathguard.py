@@ -21,12 +21,21 @@ def unsafe_tar_member(m: tarfile.TarInfo) -> str | None:
     name = m.name
     if m.issym() or m.islnk():
         return f"tar member {name!r} is a {'symlink' if m.issym() else 'hard link'} (to {m.linkname!r}): refused"
-    if name.startswith(("/", "\\")) or (name[:1].isalpha() and name[1:3] in (":/", ":\\")):
-        return f"tar member {name!r} has an absolute path: refused"
-    if ".." in name.replace("\\", "/").split("/"):
-        return f"tar member {name!r} has a '..' path that escapes the archive: refused"
+    why = unsafe_member_name(name, "tar member")
+    if why is not None:
+        return why
     if not (m.isfile() or m.isdir()):
         return f"tar member {name!r} is not a regular file: refused"
+    return None
+
+
+def unsafe_member_name(name: str, what: str = "member") -> str | None:
+    """Why a path found inside the data (archive member, ``file_name`` column) must not be
+    used - absolute, a drive letter, or a ``..`` step - or None. Same wording for every reader."""
+    if name.startswith(("/", "\\")) or (name[:1].isalpha() and name[1:3] in (":/", ":\\")):
+        return f"{what} {name!r} has an absolute path: refused"
+    if ".." in name.replace("\\", "/").split("/"):
+        return f"{what} {name!r} has a '..' path that escapes the archive: refused"
     return None
 
 

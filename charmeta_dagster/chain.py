@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from charmeta import export_parts
 from charmeta.contract import ATTRIBUTES
 from charmeta.sources import iter_shard, read_registry
+from charmeta.sources.spec import holds_images
 from charmeta_dagster import check_facts
 from charmeta_dagster.stages import (
     BATCH_ROWS,
@@ -75,7 +76,6 @@ log = logging.getLogger("charmeta.pipeline")
 
 #: The stages a record passes through in order; the image stages hang off the side.
 LINEAR = (RAW, NORMALIZED, PREDICTIONS, VALIDATED)
-IMAGE_FORMATS = ("tar", "txt")
 _RICH_PREVIEW = ["id", "status", "reason"] + [a.column for a in ATTRIBUTES if a.is_core]
 
 
@@ -102,7 +102,7 @@ def process_chain(
     fps = {st: partition_fingerprint(st, spec, backend, embedder) for st in stages}
     todo = {st for st in stages if force or not store.is_done(st, key, fps[st])}
     stats = {st: skipped_stats(store, st, key) for st in stages if st not in todo}
-    if spec.fmt in IMAGE_FORMATS:
+    if holds_images(spec):
         return _per_stage(store, spec, [st for st in STAGES if st in todo], backend, embedder, stats)
     start = next((st for st in LINEAR if st in todo), None)
     problems: list[str] | None = None

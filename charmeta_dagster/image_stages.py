@@ -28,17 +28,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import posixpath
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from charmeta.sources.spec import IMAGE_FORMATS  # formats whose rows can name an image (Parquet / Arrow: per spec)
+
 log = logging.getLogger("charmeta.pipeline.images")
 
-#: Shard formats whose rows can carry an image member.
-IMAGE_FORMATS = ("tar", "txt")
 NONE = "none"
 BACKENDS = (NONE, "auto", "clip", "siglip", "open_clip")
 #: Letterbox size when no model is loaded (``none`` backend or model unavailable).
@@ -111,7 +110,7 @@ def embedder_spec_from_env(backend: str | None = None) -> str:
 
 def effective_embedder(fmt: str, embedder: str) -> str:
     """The embedder that matters for a shard: ``none`` for formats that cannot hold images."""
-    return embedder if fmt in IMAGE_FORMATS else NONE
+    return embedder if fmt in IMAGE_FORMATS or fmt in ("parquet", "arrow") else NONE
 
 
 def image_config(spec: str, root: str):  # noqa: ANN201 - ImageConfig, imported lazily
@@ -172,54 +171,18 @@ def _local_or_open(uri: str):  # noqa: ANN202
 
 
 def _image_records(spec: Any, rows: list[dict[str, Any]]):  # noqa: ANN202 - Iterator[ImageRecord]
-    """ImageRecords for the raw rows that name an image member, in source order."""
+    """ImageRecords for the raw rows that name an image, read from the shard itself
+    (``charmeta.sources.image_bytes``: tar / zip members, Parquet / Arrow cells, files).
+    A null image cell gives no record: that row keeps its caption-only prediction."""
     from charmeta.images.ingest import MAX_MEMBER_BYTES, ImageRecord
+    from charmeta.sources.image_bytes import iter_image_bytes
 
-    def rec(r: dict[str, Any], data: bytes | None, reason: str | None) -> ImageRecord:
-        ext = posixpath.splitext(r["image_member"])[1].lstrip(".").lower() or None
+    for ib in iter_image_bytes(spec, rows, MAX_MEMBER_BYTES):
+        if ib.data is None and ib.reason is None:
+            continue
+        r = ib.row
         caption = r["text"] if r["reason"] is None else None  # a broken caption must not hide a good image
-        return ImageRecord(r["id"], data, caption, ext, spec.relpath, r["source_position"], reason)
-
-    if spec.fmt == "txt":
-        for r in rows:
-            i = r["source_position"] - spec.start
-            if not 0 <= i < len(spec.members):
-                yield rec(r, None, "image member outside the shard's member list")
-                continue
-            txt_uri = spec.members[i][0]
-            uri = posixpath.join(posixpath.dirname(txt_uri), posixpath.basename(r["image_member"]))
-            try:
-                with _local_or_open(uri) as fh:
-                    data = fh.read(MAX_MEMBER_BYTES + 1)
-            except Exception as exc:
-                yield rec(r, None, f"cannot read image file: {type(exc).__name__}: {exc}")
-                continue
-            if len(data) > MAX_MEMBER_BYTES:
-                yield rec(r, None, f"image file too large (> {MAX_MEMBER_BYTES} bytes)")
-            else:
-                yield rec(r, data, None)
-        return
-    # tar: one streaming pass, reading only the members the raw rows named
-    import tarfile
-
-    wanted = {r["image_member"]: r for r in rows}
-    found: dict[str, tuple[bytes | None, str | None]] = {}
-    err: str | None = None
-    try:
-        with _local_or_open(spec.uri) as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
-            for m in tar:
-                if m.name not in wanted or not m.isfile():
-                    continue
-                if m.size > MAX_MEMBER_BYTES:
-                    found[m.name] = (None, f"tar member {m.name} too large ({m.size} bytes > {MAX_MEMBER_BYTES})")
-                    continue
-                f = tar.extractfile(m)
-                found[m.name] = (f.read() if f is not None else None, None)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        err = f"tar is truncated or corrupt: {exc}"
-    for r in rows:
-        data, reason = found.get(r["image_member"], (None, err or "image member not found in the tar"))
-        yield rec(r, data, reason)
+        yield ImageRecord(r["id"], ib.data, caption, ib.ext, spec.relpath, r["source_position"], ib.reason)
 
 
 def normalized_images_body(store: Any, key: str, spec: Any, out: Any, embedder: str = NONE) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from charmeta.contract import ATTRIBUTES, STATUSES, rich_arrow_schema
 from charmeta.sources import RAW_SCHEMA, iter_shard, read_registry
+from charmeta.sources.spec import holds_images
 from charmeta.tmpfiles import pid_alive, sweep_stale_tmp  # noqa: F401 - re-exported
 
 log = logging.getLogger("charmeta.pipeline")
@@ -338,7 +339,7 @@ def _normalized(store: Store, key: str, spec, out: _AtomicParquet, **_: Any) -> 
 def _normalized_images(
     store: Store, key: str, spec, out: _AtomicParquet, embedder: str = "none", **_: Any
 ) -> dict[str, Any]:
-    if spec.fmt not in ("tar", "txt"):  # text-only formats: an empty partition, no image imports
+    if not holds_images(spec):  # text-only formats: an empty partition, no image imports
         return {"images": 0}
     from charmeta_dagster import image_stages
 
@@ -382,7 +383,7 @@ def _predictions(
 ) -> dict[str, Any]:
     engine = make_engine(backend)
     images = None  # image rows: caption + pixels fused (image_stages), replacing the text-only row
-    if spec.fmt in ("tar", "txt") and (store.stats(NORMALIZED_IMAGES, key) or {}).get("images"):
+    if holds_images(spec) and (store.stats(NORMALIZED_IMAGES, key) or {}).get("images"):
         from charmeta_dagster import image_stages
 
         images = image_stages.image_predictions(store, key, embedder, engine)
@@ -535,7 +536,7 @@ def _schema(stage: str) -> pa.Schema:
 def partition_fingerprint(stage: str, spec: Any, backend: str = "text", embedder: str = "none") -> str:
     """The fingerprint a stage's commit marker must carry for ``spec`` (formats without
     images ignore the embedder; only predictions and validated depend on the backend)."""
-    embedder = embedder if spec.fmt in ("tar", "txt") else "none"
+    embedder = embedder if holds_images(spec) else "none"
     return stage_fingerprint(
         stage, spec.fingerprint, backend_identity(backend) if stage in (PREDICTIONS, VALIDATED) else "", embedder
     )
@@ -573,7 +574,7 @@ def process_partition(
     """Build one stage's output for one partition (or skip it when already done)."""
     store = Store(root)
     spec = read_registry(store.root, key)
-    embedder = embedder if spec.fmt in ("tar", "txt") else "none"  # formats without images ignore the embedder
+    embedder = embedder if holds_images(spec) else "none"  # formats without images ignore the embedder
     fp = partition_fingerprint(stage, spec, backend, embedder)
     if not force and store.is_done(stage, key, fp):
         return skipped_stats(store, stage, key)

@@ -60,9 +60,17 @@ def core_stage(shard_glob: str, batch_rows: int) -> dict[str, Any]:
     return {"available": True, "rows": rows, "rows_out": out_rows, "seconds": seconds, "load_seconds": load_s}
 
 
+def containers_stage(path: str) -> dict[str, Any]:
+    """Read + decode every image of one container layout (``charmeta.bench.containers``)."""
+    from charmeta.bench.containers import read_and_decode
+
+    r = read_and_decode(path)
+    return {"available": True, **r, "rows": r["images"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m charmeta.bench.worker")
-    p.add_argument("stage", choices=("floor", "core"))
+    p.add_argument("stage", choices=("floor", "core", "containers"))
     p.add_argument("--glob", required=True)
     p.add_argument("--out", default="")
     p.add_argument("--threads", type=int, default=None)
@@ -71,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.stage == "floor":
         res = floor_stage(a.glob, a.out, a.threads, a.ontology)
+    elif a.stage == "containers":
+        res = containers_stage(a.glob)
     else:
         res = core_stage(a.glob, a.batch_rows)
     res["maxrss"] = self_maxrss_bytes()

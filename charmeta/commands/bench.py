@@ -103,9 +103,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--skip",
         action="append",
         default=[],
-        choices=("floor", "core", "extract", "e2e"),
+        choices=("floor", "core", "extract", "e2e", "containers"),
         help="skip a stage (repeatable)",
     )
+    p.add_argument("--images", type=int, default=1000, help="images per container layout (default 1000)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per stage before it is killed")
     p.add_argument("--report", default=None, help="Markdown file to append to (default docs/benchmarks.md)")
     p.add_argument("--no-report", action="store_true", help="print only, write no Markdown")
@@ -226,6 +227,12 @@ def run(args: argparse.Namespace) -> int:
             inc = run_child(f"{NEW_SHARDS} new shards", run_cmd, NEW_SHARDS * per_shard, timeout=args.timeout)
             inc.note = _did(inc) + "; export rebuilt over all shards"
             results.append(inc)
+
+    if "containers" not in args.skip:
+        from charmeta.bench.containers import bench_containers
+
+        log(f"bench: image containers, {args.images:,} images each (read + decode) ...")
+        results.extend(bench_containers(work, args.images, args.seed, args.timeout, log))
 
     print(report.console_table(results))
     for line in summary:

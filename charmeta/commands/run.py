@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="output root (stage Parquet, export/, registry)")
     p.add_argument("--shard-rows", type=int, default=None, help="rows per partition (default 200000)")
     p.add_argument("--text-field", default="", help="text column/field (default: auto-detect)")
+    p.add_argument("--image-field", default="", help="image column of Parquet/Arrow tables (default: auto-detect)")
+    p.add_argument("--config", default="", help="README config of a hub dataset to follow (default: its default)")
     p.add_argument(
         "--extractor",
         default=os.environ.get("CHARMETA_EXTRACTOR", "text"),
@@ -162,16 +164,26 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["CHARMETA_SHARD_ROWS"] = str(args.shard_rows)
 
     from charmeta.sources import DEFAULT_SHARD_ROWS, Source, write_registry
+    from charmeta.sources.spec import holds_images
     from charmeta_dagster import stages as S
 
     t_start = time.perf_counter()
     shard_rows = args.shard_rows or DEFAULT_SHARD_ROWS
-    source = Source(source_uri, shard_rows=shard_rows, text_field=args.text_field or None)
+    source = Source(
+        source_uri,
+        shard_rows=shard_rows,
+        text_field=args.text_field or None,
+        image_field=args.image_field or None,
+        config=args.config or None,
+    )
     t0 = time.perf_counter()
     specs = source.discover()
     discover_s = time.perf_counter() - t0
     if not specs:
-        raise CharmetaError(f"no readable files in {source_uri} (json, jsonl, parquet, csv, txt, tar)")
+        raise CharmetaError(
+            f"no readable files in {source_uri} (json, jsonl, parquet, arrow, csv, txt, tar, tar.gz, zip, images,"
+            " imagefolder metadata); `charmeta inspect SOURCE` shows what discovery sees"
+        )
     workers = args.workers if args.workers > 0 else S.default_workers()
     store = S.Store(output)
     if _worth_a_pool(store, specs):
@@ -190,9 +202,7 @@ def _run(args: argparse.Namespace) -> int:
     image_cfg = embedder_config_from_env(args.embedder)
     emb_spec = embedder_spec_from_env(args.embedder)
     fp = {
-        s.key: S.stage_fingerprint(
-            S.VALIDATED, s.fingerprint, backend_id, emb_spec if s.fmt in ("tar", "txt") else "none"
-        )
+        s.key: S.stage_fingerprint(S.VALIDATED, s.fingerprint, backend_id, emb_spec if holds_images(s) else "none")
         for s in specs
     }
     todo = set(keys) if args.force else {k for k in keys if not store.is_done(S.VALIDATED, k, fp[k])}
@@ -243,7 +253,15 @@ def _run(args: argparse.Namespace) -> int:
 
     run_config = {
         "resources": {
-            "source": {"config": {"uri": source_uri, "shard_rows": shard_rows, "text_field": args.text_field or ""}},
+            "source": {
+                "config": {
+                    "uri": source_uri,
+                    "shard_rows": shard_rows,
+                    "text_field": args.text_field or "",
+                    "image_field": args.image_field or "",
+                    "config": args.config or "",
+                }
+            },
             "store": {"config": {"root": output}},
             "extractor": {"config": {"backend": args.extractor, "embedder": "none", "workers": args.workers}},
             "image_embedder": {"config": image_cfg},

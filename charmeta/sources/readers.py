@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from charmeta.parsing import with_rating
 from charmeta.pathguard import unsafe_tar_member
-from charmeta.sources.spec import ID_FIELD_CANDIDATES, RAW_SCHEMA, TEXT_FIELD_CANDIDATES, ShardSpec
+from charmeta.sources.spec import ID_FIELD_CANDIDATES, RAW_SCHEMA, REMOTE_BLOCK_SIZE, TEXT_FIELD_CANDIDATES, ShardSpec
 
 Row = tuple[str, str | None, int, str | None, str | None]  # id, text, position, reason, image
 
@@ -38,9 +38,17 @@ TAR_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-def _open(uri: str):
+def open_uri(uri: str, exact: bool = False):  # noqa: ANN201 - a binary file object
+    """Open a local path or fsspec URL for reading. Remote files read in 1 MiB blocks, or with
+    ``exact`` (Parquet: pyarrow asks for whole footers and column chunks) exactly the ranges
+    asked for - a 1 MiB block around a 20 kB text column chunk would fetch the images beside it."""
     fs, path = fsspec.core.url_to_fs(uri)
-    return fs.open(path, "rb")
+    if exact:
+        return fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE, cache_type="none")
+    return fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE)
+
+
+_open = open_uri
 
 
 def coerce_text(value: Any, field: str) -> tuple[str | None, str | None]:
@@ -121,6 +129,17 @@ def iter_shard(spec: ShardSpec, batch_rows: int = 20_000) -> Iterator[pa.RecordB
     """Stream the shard's rows as ``RAW_SCHEMA`` batches, in source order."""
     if spec.fmt == "parquet":
         yield from _iter_parquet(spec, batch_rows)
+        return
+    if spec.fmt == "arrow":
+        from charmeta.sources.containers import iter_arrow
+
+        yield from iter_arrow(spec, batch_rows)
+        return
+    if spec.fmt in ("zip", "imagefolder"):
+        from charmeta.sources.containers import rows_imagefolder, rows_zip
+
+        rows_fn = rows_zip if spec.fmt == "zip" else rows_imagefolder
+        yield from _batches(rows_fn(spec), spec.relpath, batch_rows)
         return
     reader = {
         "jsonl": _rows_jsonl,
@@ -276,12 +295,13 @@ def _pick(names: list[str], configured: str | None, candidates: tuple[str, ...])
 def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
-    with _open(spec.uri) as fh:
+    with open_uri(spec.uri, exact=True) as fh:
         pf = pq.ParquetFile(fh)
         names = pf.schema_arrow.names
         text_col = _pick(names, spec.text_field, TEXT_FIELD_CANDIDATES)
         id_col = _pick(names, None, ID_FIELD_CANDIDATES)
         rating_col = _RATING_FIELD if _RATING_FIELD in names and text_col else None
+        image_col = spec.image_field if spec.image_field in names else None
         md = pf.metadata
         stop = spec.stop if spec.stop is not None else md.num_rows
         groups, first_row, row = [], None, 0
@@ -295,6 +315,18 @@ def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
             return
         cols = [c for c in (text_col, id_col, rating_col) if c]
         pos = first_row
+        if not cols and image_col:  # images without captions or ids: position-only rows
+            for s in range(spec.start, stop, batch_rows):
+                yield _parquet_batch(
+                    pa.record_batch({}, schema=pa.schema([])),
+                    None,
+                    None,
+                    s,
+                    spec,
+                    n=min(s + batch_rows, stop) - s,
+                    image_col=image_col,
+                )
+            return
         if not cols:  # no usable column: every row is invalid, but still one row per input
             for s in range(spec.start, stop, batch_rows):
                 e = min(s + batch_rows, stop)
@@ -320,7 +352,7 @@ def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
                     break
                 continue
             batch = batch.slice(lo, hi - lo)
-            yield _parquet_batch(batch, text_col, id_col, pos_start + lo, spec, rating_col)
+            yield _parquet_batch(batch, text_col, id_col, pos_start + lo, spec, rating_col, image_col=image_col)
             if pos >= stop:
                 break
 
@@ -332,8 +364,15 @@ def _parquet_batch(
     first_pos: int,
     spec: ShardSpec,
     rating_col: str | None = None,
+    *,
+    n: int | None = None,
+    image_col: str | None = None,
 ) -> pa.RecordBatch:
-    n = batch.num_rows
+    """One batch of a table's columns as ``RAW_SCHEMA`` (Parquet and Arrow alike).
+
+    With ``image_col`` every row names ``<column>[<position>]`` as its image: the image
+    stage reads the bytes from the shard itself (a null image leaves the caption-only row)."""
+    n = batch.num_rows if n is None else n
     positions = pa.array(range(first_pos, first_pos + n), pa.int64())
     reasons = pa.nulls(n, pa.string())
     if text_col is None:
@@ -361,16 +400,26 @@ def _parquet_batch(
         ids = pc.coalesce(ids, fallback)
     else:
         ids = pc.binary_join_element_wise(pa.scalar(spec.relpath), positions.cast(pa.string()), ":")
+    if image_col is not None:
+        images = pc.binary_join_element_wise(
+            pa.scalar(image_col + "["), positions.cast(pa.string()), pa.scalar("]"), ""
+        )
+    else:
+        images = pa.nulls(n, pa.string())
     return pa.RecordBatch.from_arrays(
-        [ids, texts, pa.array([spec.relpath] * n, pa.string()), positions, reasons, pa.nulls(n, pa.string())],
+        [ids, texts, pa.array([spec.relpath] * n, pa.string()), positions, reasons, images],
         schema=RAW_SCHEMA,
     )
 
 
 # -- .txt sidecars ----------------------------------------------------------
 def _rows_txt(spec: ShardSpec) -> Iterator[Row]:
-    for i, (uri, image_rel) in enumerate(spec.members):
+    for i, (uri, image_rel, *_) in enumerate(spec.members):
         pos = spec.start + i
+        if not uri:  # an image without a caption sidecar: pixels only
+            stem = posixpath.splitext(posixpath.basename(image_rel))[0]
+            yield stem, None, pos, "image has no caption sidecar (.txt/.caption/.tags): pixels only", image_rel
+            continue
         stem = posixpath.splitext(posixpath.basename(uri))[0]
         try:
             with _open(uri) as fh:

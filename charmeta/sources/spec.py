@@ -39,6 +39,23 @@ RAW_SCHEMA = pa.schema(
     ]
 )
 
+#: Read block of remote files (``hf://``, ``s3://``, ``http://``): fsspec's default of 5 MiB would
+#: fetch ~10 images around each zip member or Parquet page; 1 MiB keeps a ranged read near
+#: what was asked for while sequential reads (tar, JSON Lines) still move 1 MiB per request.
+REMOTE_BLOCK_SIZE = 1 << 20
+
+#: Formats whose rows can name an image member (Parquet / Arrow: when ``image_field`` is set).
+IMAGE_FORMATS = ("tar", "txt", "zip", "imagefolder")
+#: Caption sidecar / member extensions, in the order one is preferred when a sample has several.
+CAPTION_EXTS = ("txt", "caption", "tags")
+
+
+def holds_images(spec: Any) -> bool:
+    """``spec.holds_images`` for any spec-like object (callers and tests pass stand-ins with
+    only ``fmt``): an image container format, or a table with an image column."""
+    return spec.fmt in IMAGE_FORMATS or bool(getattr(spec, "image_field", None))
+
+
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -61,7 +78,7 @@ class ShardSpec:
     key: str
     uri: str  # fsspec URL of the file (file:///..., hf://datasets/...)
     relpath: str  # path relative to the source root; stored as ``source_shard``
-    fmt: str  # json | jsonl | parquet | csv | txt | tar | broken
+    fmt: str  # json | jsonl | parquet | arrow | csv | txt | tar | zip | imagefolder | broken
     start: int = 0
     stop: int | None = None
     file_fingerprint: str = ""
@@ -69,6 +86,14 @@ class ShardSpec:
     byte_start: int | None = None  # JSON Lines seek hint for ``start``
     members: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # txt: (txt uri, image relpath)
     error: str | None = None  # fmt == "broken": why the file could not be opened
+    image_field: str | None = None  # parquet / arrow: the column holding the image (bytes or HF Image struct)
+    root_uri: str = ""  # txt / imagefolder: the folder image paths are relative to
+
+    @property
+    def holds_images(self) -> bool:
+        """Whether rows of this shard can name an image for the image stages (text-only
+        Parquet / Arrow keep the one-pass text path and never import the image stack)."""
+        return holds_images(self)
 
     @property
     def fingerprint(self) -> str:
@@ -81,8 +106,9 @@ class ShardSpec:
                 self.stop,
                 self.file_fingerprint,
                 self.text_field,
-                [m[0] for m in self.members],
-            ],
+                [m[0] or m[1] for m in self.members],
+            ]
+            + ([self.image_field] if self.image_field else []),  # only when set: text-only keys stay as they were
             sort_keys=True,
         )
         return hashlib.sha1(payload.encode("utf-8")).hexdigest()[:16]

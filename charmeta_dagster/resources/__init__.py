@@ -45,9 +45,17 @@ class SourceResource(ConfigurableResource):
     uri: str
     shard_rows: int = DEFAULT_SHARD_ROWS
     text_field: str = ""
+    image_field: str = ""  # image column of Parquet / Arrow tables ("" = auto-detect)
+    config: str = ""  # README ``configs`` entry to follow ("" = the card's default)
 
     def source(self) -> Source:
-        return Source(self.uri, shard_rows=self.shard_rows, text_field=self.text_field or None)
+        return Source(
+            self.uri,
+            shard_rows=self.shard_rows,
+            text_field=self.text_field or None,
+            image_field=self.image_field or None,
+            config=self.config or None,
+        )
 
 
 class OutputStore(ConfigurableResource):
@@ -76,6 +84,8 @@ def default_resources() -> dict[str, ConfigurableResource]:
             uri=default_source(),
             shard_rows=int(os.environ.get("CHARMETA_SHARD_ROWS", DEFAULT_SHARD_ROWS)),
             text_field=os.environ.get("CHARMETA_TEXT_FIELD", ""),
+            image_field=os.environ.get("CHARMETA_IMAGE_FIELD", ""),
+            config=os.environ.get("CHARMETA_SOURCE_CONFIG", ""),
         ),
         "store": OutputStore(root=default_output()),
         "extractor": ExtractorResource(
