@@ -49,10 +49,13 @@ class SafetyRule:
         return None
 
 
-#: Prompt weights inside brackets or NovelAI's ``::`` runs: ``loli:1.2`` -> ``loli``.
-_WEIGHT_RE = re.compile(r":+\s*[-+]?\d*\.?\d+\s*(?=[)\]}>:,]|\s|$)")
 #: Everything that separates words for the scanner, except the hyphen (``loli-gami`` stays one word).
 _SEPARATORS_RE = re.compile(r"[^\w\-]+|_+")
+#: ``str.translate`` table for ASCII text: letters, digits and ``-`` stay, everything else is a space.
+_ASCII_WORDS = bytes(c if chr(c).isalnum() or chr(c) == "-" else 32 for c in range(128)) + b" " * 128
+_SEXUAL_HIT = Hit(SEXUAL, None, None)
+#: What every stated age ``SafetyScanner._ages`` reads holds (``years``, ``yrs``, ``yo``, ``y/o``, ``aged``).
+_AGE_ANCHOR_RE = re.compile(r"years?\b|yrs?\b|(?<![a-z])y\.?o\b|y/o|\bage")
 
 
 class SafetyScanner:
@@ -85,6 +88,7 @@ class SafetyScanner:
         for word, reason in always.items():  # last: the strongest hit wins a shared phrase
             self._add(word, Hit(EXCLUDE, None, reason))
         self.first_words = frozenset(p[0] for p in self.phrases)
+        self.sexual_tails = frozenset(p[0] for p, h in self.phrases.items() if len(p) == 1 and h.kind is SEXUAL)
         self.max_len = max(len(p) for p in self.phrases)
         self.sexual_suffix = bool(scan.get("sexual_word_suffix"))
         self.below = int(scan["minor_below_age"])
@@ -101,6 +105,7 @@ class SafetyScanner:
         )
         # Known names (and protected phrases) holding a scan word: their words are never markers.
         self.protected: set[tuple[str, ...]] = set()
+        self.protected_first: frozenset[str] = frozenset()
         self.protected_len = 0  # none while the names are scanned below
         protected = {tuple(w for w in _SEPARATORS_RE.split(normalize_tag(p)) if w) for p in scan["protected_phrases"]}
         for name in set(ontology._wd_characters) | set(ontology.copyrights):
@@ -110,6 +115,7 @@ class SafetyScanner:
                 if kinds and EXCLUDE not in kinds:  # a name holding the word `loli` is not protected
                     protected.add(words)
         self.protected = protected
+        self.protected_first = frozenset(p[0] for p in protected)
         self.protected_len = max((len(p) for p in self.protected), default=0)
 
     def candidate_regex(self) -> str:
@@ -132,19 +138,19 @@ class SafetyScanner:
         if "_" in low:
             low = low.replace("_", " ")
         found: list[tuple[Hit, str]] = []
-        # a stated age needs one of these letter runs: most texts skip both regexes (~4 us each on names)
-        if (
-            "age" in low
-            or "y" in low
-            and ("year" in low or "yo" in low or "y/o" in low or "yrs" in low or "y.o" in low)
-        ):
+        # a stated age needs one of these anchors: most texts skip the two age regexes (~10 us on prose)
+        if _AGE_ANCHOR_RE.search(low) is not None:
             self._ages(low, found)
-        if ":" in low:
-            low = _WEIGHT_RE.sub(" ", low)
-        words = _SEPARATORS_RE.split(low)
-        if self.first_words.isdisjoint(words) and not (self.sexual_suffix and "-" in low):
-            return found  # no word starts a marker (most unknown items: names): no n-gram is built
-        words = [w for w in words if w]
+        if low.isascii():  # the words ``_SEPARATORS_RE.split`` gives, by one C-level translate (~4x faster)
+            words = low.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
+        else:
+            words = [w for w in _SEPARATORS_RE.split(low) if w]
+        if self.first_words.isdisjoint(words):
+            # no word starts a marker (most unknown items: names): only a hyphenated sexual word is left
+            if self.sexual_suffix and "-" in low:
+                tails = self.sexual_tails
+                found.extend((_SEXUAL_HIT, w) for w in words if "-" in w and w.rsplit("-", 1)[1] in tails)
+            return found
         blocked = self._protected_positions(words) if self.protected_len else ()
         phrases, first = self.phrases, self.first_words
         i, n_words = 0, len(words)
@@ -178,11 +184,20 @@ class SafetyScanner:
                     found.append((Hit(MINOR, None, None), m.group(0)))
 
     def _protected_positions(self, words: list[str]) -> set[int]:
-        """Positions of words inside a protected name (``kaitou kid``): only looked for around scan words."""
+        """Positions of words inside a protected name (``kaitou kid``): only tried where a name starts."""
         blocked: set[int] = set()
-        first = self.first_words
-        if not any(w in first for w in words):
+        starts = self.protected_first
+        if starts.isdisjoint(words):
             return blocked
+        protected, longest = self.protected, self.protected_len
+        for i, w in enumerate(words):
+            if w not in starts:
+                continue
+            for n in range(min(longest, len(words) - i), 1, -1):
+                if tuple(words[i : i + n]) in protected:
+                    blocked.update(range(i, i + n))
+                    break
+        return blocked
         protected, longest = self.protected, self.protected_len
         for i in range(len(words)):
             for n in range(min(longest, len(words) - i), 1, -1):

@@ -165,18 +165,17 @@ class TextExtractor:
                     self.prose.read(text, ev, tag_reader=self._read_clause_as_tag, tag_shapes=self._clause_tag_shapes)
                     add_scanned(ev, self.scanner.scan(text))
                     return self._finish(ev, "prose")
-            if parsed.fmt == "v30" and any(self.is_appearance(item) for item in parsed.header):
-                # a `rating:` token inside a plain comma list: the items before it are tags, not names
-                log.debug("v3.0 header holds appearance tags; read as a tag list: %r", parsed.header)
-                parsed = ParsedCaption("tags", [], parsed.header + parsed.body)
-            elif parsed.fmt == "danbooru" and "_" not in text:
+            if parsed.fmt == "danbooru" and "_" not in text:
                 # a space-separated run of words, not a raw tag string: multi-word tags and names exist only
                 # across tokens ("little girl", "kaitou kid"), so known runs are joined and the whole text
                 # is scanned for safety markers as well
                 parsed.body = self._join_known_runs(parsed.body)
                 add_scanned(ev, self.scanner.scan(text))
-            if parsed.header:
-                self._read_header(parsed.header, ev)
+            if parsed.header and self._read_header(parsed.header, ev) and parsed.fmt == "v30":
+                # a `rating:` token inside a plain comma list: the items before it are tags, not names
+                log.debug("v3.0 header holds appearance tags; read as a tag list: %r", parsed.header)
+                parsed = ParsedCaption("tags", [], parsed.header + parsed.body)
+                ev = Evidence()
             unknown, known = self._read_items(parsed.body, ev, parsed.fmt)
             if unknown and parsed.fmt == "tags":
                 self.prose.read(", ".join(unknown), ev, clauses=unknown)
@@ -186,12 +185,16 @@ class TextExtractor:
 
     # -- reading ------------------------------------------------------------------------
 
-    def _read_header(self, items: list[str], ev: Evidence) -> None:
-        for t, hits in self._header_units(items):
+    def _read_header(self, items: list[str], ev: Evidence) -> bool:
+        """Apply the header's units; whether an appearance tag stood in it (``_header_units``)."""
+        units, appearance = self._header_units(items)
+        for t, hits in units:
             self._apply(hits, t, ev)
+        return appearance
 
-    def _header_units(self, items: list[str]) -> list[tuple[str, tuple]]:
-        """The header's items as ``(tag, hits to apply)`` units, in order.
+    def _header_units(self, items: list[str]) -> tuple[list[tuple[str, tuple]], bool]:
+        """The header's items as ``(tag, hits to apply)`` units, in order, and whether an
+        appearance tag (``is_appearance``) stood among them.
 
         Count / solo / gender / rating tags apply in full; then character,
         copyright, artist names (never attribute evidence) become name units. A
@@ -202,9 +205,9 @@ class TextExtractor:
         ont = self.ont
         cache = self._item_cache
         units: list[tuple[str, tuple]] = []
-        has_character = has_copyright = False
+        has_character = has_copyright = appearance = False
         for raw in items:
-            t, hits, _ = cache.get(raw) or self._cache_item(raw)
+            t, hits, scanned = cache.get(raw) or self._cache_item(raw)
             if hits is not None and (not hits or t in self._header_tags):
                 if hits:
                     units.append((t, hits))
@@ -220,12 +223,13 @@ class TextExtractor:
                 # an appearance tag left in a name section (`1girl, blue eyes, ||| ...`) is read as a tag
                 log.debug("appearance tag %r in a name section read as a tag", t)
                 units.append((t, hits))
+                appearance = True
                 continue
             if not (is_character or is_copyright):
                 if hits:
                     safety = tuple(h for h in hits if h.kind in (EXCLUDE, MINOR, SEXUAL))
-                elif hits is None:  # an unknown name: the words it holds (``12yo loli_artist``)
-                    safety = self.scan_hits(t)
+                elif hits is None:  # an unknown name: the words it holds (``12yo loli_artist``, ``_cache_item``)
+                    safety = scanned or ()
                 else:
                     safety = ()
                 if safety:
@@ -238,7 +242,7 @@ class TextExtractor:
                 has_copyright = True
             else:
                 units.append((t, AS_ARTIST))
-        return units
+        return units, appearance
 
     def _join_known_runs(self, tokens: list[str]) -> list[str]:
         """Greedy longest runs of up to four tokens that the index knows as one tag or name."""
