@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[platform,dev,images,app]'
+	$(BIN)/pip install -q -e '.[platform,dev,images,app,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install charmeta into it

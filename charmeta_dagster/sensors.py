@@ -42,6 +42,13 @@ def plan_ranges(new_keys: list[str], per_run: int) -> list[tuple[str, str]]:
     return [(new_keys[i], new_keys[min(i + per_run, len(new_keys)) - 1]) for i in range(0, len(new_keys), per_run)]
 
 
+def gpu_tag(keys: list[str], first: str, last: str, image_keys: set[str]) -> dict[str, str]:
+    """``charmeta/gpu=true`` for a run whose range embeds images: the instance's tag limit
+    (docker/dagster.yaml) then runs such runs one at a time, so they do not fight over the GPU."""
+    in_range = keys[keys.index(first) : keys.index(last) + 1]
+    return {"charmeta/gpu": "true"} if image_keys.intersection(in_range) else {}
+
+
 @sensor(
     job=shards_job,
     default_status=_DEFAULT,
@@ -56,8 +63,10 @@ def shard_sensor(context: SensorEvaluationContext, source: SourceResource, store
     new = [s.key for s in specs if s.key not in known]
     if not new:
         return SkipReason(f"no new shards ({len(specs)} known) in {source.uri}")
+    embeds = os.environ.get("CHARMETA_EMBEDDER", "none") != "none"
+    image_keys = {s.key for s in specs if s.fmt in ("tar", "txt")} if embeds else set()
     runs = [
-        RunRequest(run_key=f"{a}..{b}", tags={RANGE_START: a, RANGE_END: b})
+        RunRequest(run_key=f"{a}..{b}", tags={RANGE_START: a, RANGE_END: b, **gpu_tag(new, a, b, image_keys)})
         for a, b in plan_ranges(new, PARTITIONS_PER_RUN)
     ]
     context.log.info(f"registering {len(new)} new shards, requesting {len(runs)} runs")

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from charmeta import executors
 from charmeta.contract import ATTRIBUTES, STATUSES, rich_arrow_schema
 from charmeta.sources import RAW_SCHEMA, iter_shard, read_registry
 from charmeta.sources.spec import holds_images
@@ -710,7 +710,7 @@ def run_tasks(
             on_done(r)
 
     prefetched = any((fn, jobs[k]) in _PREFETCHED for k in keys)
-    if max(1, min(workers, len(keys))) == 1 and not prefetched:
+    if max(1, min(workers, len(keys))) == 1 and not prefetched and not executors.is_remote():
         for k in keys:
             record(k, lambda k=k: fn(jobs[k]))
     else:
@@ -724,7 +724,7 @@ def run_tasks(
 
 
 _POOL: ProcessPoolExecutor | None = None
-_POOL_SIZE = 0
+_POOL_SIZE: Any = 0
 #: Tasks queued ahead of the step that will want them: ``(fn, args) -> Future`` (see ``prefetch``).
 _PREFETCHED: dict[tuple[Callable[..., Any], tuple], Future] = {}
 
@@ -766,10 +766,12 @@ def _shared_pool(workers: int) -> ProcessPoolExecutor:
     process (shut down at exit) and keep their compiled engine between steps.
     """
     global _POOL, _POOL_SIZE
-    if _POOL is None or _POOL_SIZE != workers:
+    cfg = executors.current()
+    size = (cfg, 0 if cfg.backend != "local" else workers)  # a cluster is sized by its resources
+    if _POOL is None or _POOL_SIZE != size:
         _reset_pool()
-        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-        _POOL_SIZE = workers
+        _POOL = executors.make_executor(workers, cfg)  # spawn processes, or Ray tasks (CHARMETA_EXECUTOR=ray)
+        _POOL_SIZE = size
     return _POOL
 
 

@@ -169,7 +169,8 @@ def plot_storage(storage: dict, dest: Path) -> None:
     import matplotlib.pyplot as plt
 
     items = [("source (synth parquet)", storage["source"]["bytes_per_entry"])]
-    items += [(k, v["bytes_per_entry"]) for k, v in storage["stages"].items()]
+    order = [*STAGE_ORDER, "export_parts", "check_facts"]  # pipeline order; export/ is shown file by file
+    items += [(k, storage["stages"][k]["bytes_per_entry"]) for k in order if k in storage["stages"]]
     items += [("export/" + k, v["bytes_per_entry"]) for k, v in storage["export_files"].items()]
     items += [("DAGSTER_HOME", storage["dagster_home"]["bytes_per_entry"])]
     items = [(k, v) for k, v in items if v >= 0.01]

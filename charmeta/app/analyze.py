@@ -24,8 +24,8 @@ from charmeta.records import Extraction
 
 log = logging.getLogger("charmeta.app")
 
-#: Face-detector choices of ``charmeta.images.counter`` (``auto`` = every installed one).
-COUNTER_CHOICES = ("auto", "animeface", "haar", "none")
+#: Face-detector choices of ``charmeta.images.counter``; ``AppCore.counters`` offers those that load here.
+COUNTER_CHOICES = ("auto", "animeface", "haar", "animeface+haar", "none")
 #: Pixel model choice meaning "faces + caption only" (the pipeline's ``CHARMETA_EMBEDDER=none``).
 NO_MODEL = "none"
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
@@ -93,7 +93,7 @@ class AppCore:
             from charmeta.images.counter import CharacterCounter
         except ImportError:
             return ["none"]
-        for name in ("animeface", "haar"):
+        for name in ("animeface", "haar", "animeface+haar"):
             try:
                 CharacterCounter(name)
                 out.append(name)

@@ -17,11 +17,14 @@ from typing import Any
 
 #: Rows shown of each table (the files can hold millions).
 MAX_TABLE_ROWS = 500
-#: Names the optional cleaning outputs may have, under ``export/`` or the output root.
+#: Names the optional cleaning outputs may have, under ``cleaning/``, ``export/`` or the output root
+#: (the cleaning stage writes ``<root>/cleaning/<name>.parquet`` and lists it in the manifest's ``files``).
 OPTIONAL_TABLES = {
     "character_profiles": ("character_profiles", "profiles"),
     "dedup_clusters": ("dedup_clusters", "duplicate_clusters", "duplicates"),
 }
+#: The manifest's ``files`` key of each optional table.
+MANIFEST_KEYS = {"character_profiles": "profiles", "dedup_clusters": "clusters"}
 TABLE_EXTS = (".parquet", ".jsonl", ".json", ".csv")
 
 
@@ -86,7 +89,10 @@ def load_dataset(folder: str | Path) -> DatasetView:
     quarantine_meta = manifest.get("quarantine") or {}
     qfile = export / str(quarantine_meta.get("file") or "quarantine.parquet")
     quarantine = read_table(qfile) if qfile.is_file() else TableView(note="no quarantine file (no invalid records)")
-    tables = {name: _optional(export, name, stems) for name, stems in OPTIONAL_TABLES.items()}
+    files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    tables = {
+        name: _optional(export, name, stems, files.get(MANIFEST_KEYS[name])) for name, stems in OPTIONAL_TABLES.items()
+    }
     return DatasetView(
         root=str(export.parent if export.name == "export" else export),
         manifest=manifest,
@@ -98,8 +104,12 @@ def load_dataset(folder: str | Path) -> DatasetView:
     )
 
 
-def _optional(export: Path, name: str, stems: tuple[str, ...]) -> TableView:
-    for base in (export, export.parent):
+def _optional(export: Path, name: str, stems: tuple[str, ...], listed: object = None) -> TableView:
+    if isinstance(listed, str) and listed:
+        f = (export / listed).resolve()
+        if f.is_file() and f.suffix in TABLE_EXTS:
+            return read_table(f)
+    for base in (export.parent / "cleaning", export, export.parent):
         for stem in stems:
             for ext in TABLE_EXTS:
                 f = base / f"{stem}{ext}"

@@ -109,7 +109,9 @@ def build_app(core: AppCore | None = None, dataset_dir: str = "out/demo", work_d
                     img_in = image_upload(label="image", sources=["upload"], height=320, elem_id="image-input")
                     img_caption = gr.Textbox(label="caption (optional: fused with the pixels)", lines=2)
                     with gr.Row():
-                        img_counter = gr.Dropdown(core.counters, value="auto", label="face detector")
+                        img_counter = gr.Dropdown(
+                            core.counters, value="auto", label="face detector", elem_id="image-counter"
+                        )
                         img_model = gr.Dropdown(core.image_models, value=core.default_image_model, label="image model")
                     img_btn = gr.Button("Extract from image", variant="primary")
                     if images:

@@ -14,18 +14,15 @@ from charmeta.contract import ATTRIBUTES
 from charmeta.records import Extraction, to_clean, to_cli_json
 
 #: Evidence prefixes written by the fusion step and image backends -> the source shown in the table.
+#: ``tag:`` caption tags, ``tagger:<tag>:<score>`` the WD tagger, ``pixel:colors:...`` the offline colour
+#: namer, ``pixel:zero-shot:...`` / ``pixel:<head>:...`` the image model, ``identity:`` a character profile.
 SOURCE_LABELS = {
     "tag": "caption tag",
-    "pixel": "pixels (image model)",
     "tagger": "tagger",
-    "color": "pixel colors",
-    "colors": "pixel colors",
-    "pixel_colors": "pixel colors",
-    "zeroshot": "zero-shot",
-    "zero_shot": "zero-shot",
     "identity": "identity fill",
     "character": "identity fill",
 }
+PIXEL_LABELS = {"colors": "pixel colors", "colours": "pixel colors", "zero-shot": "zero-shot", "zeroshot": "zero-shot"}
 
 TABLE_HEADERS = ["attribute", "value", "confidence", "source", "evidence"]
 
@@ -61,8 +58,15 @@ def sources_of(evidence: list[str], input_kind: str) -> tuple[list[str], list[st
         return ([default] if evidence else []), list(evidence)
     sources: list[str] = []
     for item in evidence:
-        prefix, sep, _rest = item.partition(":")
-        label = SOURCE_LABELS.get(prefix.strip().lower()) if sep else None
+        parts = item.split(":")
+        head = parts[0].strip().lower()
+        if len(parts) < 2:
+            label = "caption tag"  # list attributes keep the caption's bare tags in a fused record
+        elif head == "pixel":
+            sub = parts[1].strip().lower() if len(parts) > 2 else ""
+            label = PIXEL_LABELS.get(sub, "image model")
+        else:
+            label = SOURCE_LABELS.get(head)
         if label and label not in sources:
             sources.append(label)
     return sources, list(evidence)

@@ -64,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--partitions-per-run", type=int, default=None, help="partitions per Dagster run (default 10)")
     p.add_argument("--dagster-home", default=None, help="Dagster instance folder")
     p.add_argument("--force", action="store_true", help="ignore finished outputs and rebuild every shard")
+    p.add_argument(
+        "--publish",
+        default=os.environ.get("CHARMETA_PUBLISH", ""),
+        help="after the export, copy validated partitions + export to this URL (s3://bucket/prefix, gs://...)",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -127,6 +132,16 @@ def _worth_a_pool(store: Any, specs: list[Any]) -> bool:
     todo = [s for s in specs if not os.path.exists(store.path(VALIDATED, s.key, ".json"))]
     rows = sum((s.stop - s.start) if s.stop is not None else POOL_MIN_ROWS for s in todo)
     return rows >= POOL_MIN_ROWS
+
+
+def _failure_text(res: Any) -> str:
+    """The errors of a failed in-process run's failure events, as text."""
+    out = []
+    for ev in res.all_events:
+        if ev.is_failure:
+            err = getattr(ev.event_specific_data, "error", None)
+            out.append(err.to_string() if err is not None else (ev.message or ""))
+    return "\n".join(out)
 
 
 def _fmt(n: float) -> str:
@@ -284,12 +299,19 @@ def _run(args: argparse.Namespace) -> int:
     failed_shards: dict[str, str] = {}
 
     def execute(keys_: list[str]) -> Any:
-        return shards_job.execute_in_process(
+        res = shards_job.execute_in_process(
             run_config=run_config,
             instance=instance,
             raise_on_error=False,
             tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
         )
+        if not res.success:  # a full disk fails every later run too: stop now, with the path and free space
+            from charmeta.errors import DiskFullError, explain
+
+            known = explain(RuntimeError(_failure_text(res)), path=output)
+            if isinstance(known, DiskFullError):
+                raise known
+        return res
 
     for i, chunk in enumerate(chunks, 1):
         res = execute(chunk)
@@ -385,4 +407,9 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.publish:  # only a complete, successful export is published
+        from charmeta.publish import publish
+
+        sent = publish(output, args.publish)
+        print(f"  published: {args.publish} ({sent['sent']} files sent, {sent['unchanged']} unchanged)")
     return 0

@@ -27,6 +27,7 @@ from charmeta_dagster.resources.images import ImageEmbedderResource, embedder_sp
     group_name=GROUP,
     deps=[S.EMBEDDINGS, S.NORMALIZED_IMAGES],
     kinds={"pytorch", "safetensors"},
+    pool="gpu",  # one training at a time across runs (docker/dagster.yaml: concurrency.pools)
     description="Linear heads per attribute on the image embeddings, weakly labelled by the captions; a new "
     "version folder per training, held-out accuracy per attribute as metadata.",
 )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
 
 from charmeta.sources import DEFAULT_SHARD_ROWS, Source
 from charmeta_dagster.stages import Store, default_workers
@@ -73,9 +73,20 @@ class ExtractorResource(ConfigurableResource):
     backend: str = "text"
     embedder: str = "none"
     workers: int = 0
+    #: Where partitions run: "" = ``CHARMETA_EXECUTOR`` (default ``local`` processes), or ``ray``.
+    executor: str = ""
+    #: Ray head (``host:port``, ``ray://host:10001``, ``auto``); "" = ``CHARMETA_RAY_ADDRESS``.
+    ray_address: str = ""
 
     def n_workers(self) -> int:
         return self.workers if self.workers > 0 else default_workers()
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Run config may move this run's partitions to Ray (charmeta.executors); the env decides otherwise."""
+        if self.executor or self.ray_address:
+            from charmeta import executors
+
+            executors.configure(backend=self.executor, ray_address=self.ray_address)
 
 
 def default_resources() -> dict[str, ConfigurableResource]:

@@ -180,3 +180,45 @@ def test_dataset_errors_and_optional_tables(tmp_path: Path) -> None:
     assert ds.tables["dedup_clusters"].rows == [[1, "a"], [1, "b"]]
     (export / "character_profiles.parquet").write_bytes(b"broken")
     assert "cannot read" in load_dataset(tmp_path).tables["character_profiles"].note
+    # where the cleaning stage writes them, listed in the manifest's files
+    (tmp_path / "cleaning").mkdir()
+    pq.write_table(pa.table({"character": ["hilda"], "support": [3]}), tmp_path / "cleaning" / "profiles_v2.parquet")
+    manifest = {"records": 3, "status_counts": {"ok": 3}, "files": {"profiles": "../cleaning/profiles_v2.parquet"}}
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    prof = load_dataset(tmp_path).tables["character_profiles"]
+    assert prof.headers == ["character", "support"] and prof.rows == [["hilda", 3]] and prof.total == 1
+
+
+def test_app_command_on_a_busy_port_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from charmeta.cli import main
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        rc = main(["app", "--port", str(port)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and f"port {port} on 127.0.0.1 is in use" in err, err
+    assert "Traceback" not in err
+
+
+def test_sources_named_from_fused_image_evidence() -> None:
+    from charmeta.app.views import sources_of
+
+    ev = [
+        "tag:blonde hair",
+        "pixel:colors:hair:Blonde:0.41 of 812 px",
+        "tagger:blonde_hair:0.93",
+        "pixel:zero-shot:Blonde=0.71",
+        "conflict: tag says Blonde, pixels say Brown; kept Blonde",
+    ]
+    sources, shown = sources_of(ev, "image")
+    assert sources == ["caption tag", "pixel colors", "tagger", "zero-shot"]
+    assert shown == ev  # evidence is shown as recorded, prefixes included
+    assert sources_of(["hairband"], "image")[0] == ["caption tag"]  # a list attribute's bare caption tag
+    assert sources_of(["long hair"], "tags") == (["caption tag"], ["long hair"])
+    assert sources_of(["a knight in plate armour"], "prose")[0] == ["prose"]
+    assert sources_of([], "tags") == ([], [])

@@ -131,6 +131,8 @@ def _astronaut(tmp: Path) -> Path:
 
 def test_image_tab_boxes_a_face_and_turns_a_bad_file_into_an_invalid_record(page, tmp_path: Path) -> None:
     page.get_by_role("tab", name="Image").click()
+    page.locator("#image-counter input").click()  # a photo: OpenCV's Haar cascade (animeface is for drawings)
+    page.get_by_role("option", name="haar", exact=True).click()
     page.locator("#image-input input[type=file]").set_input_files(str(_astronaut(tmp_path)))
     page.get_by_label("caption (optional: fused with the pixels)").fill("1girl, solo, short hair, brown hair")
     page.get_by_role("button", name="Extract from image").click()
@@ -140,7 +142,7 @@ def test_image_tab_boxes_a_face_and_turns_a_bad_file_into_an_invalid_record(page
     assert record["input_kind"] == "image" and record["character_count"] == 1
     assert record["attributes"]["Hair Color"] == "Brown" and "tag:brown hair" in record["evidence"]["Hair Color"]
     assert _json_shown(page, "image-clean")["Hair Length"] == "Short"
-    assert "face detector:" in page.inner_text("#image-backends")
+    assert "face detector: haar" in page.inner_text("#image-backends")
     faces = page.locator("#image-faces img")
     assert faces.count() == 1 and faces.first.get_attribute("src")
     page.screenshot(path=str(tmp_path / "image_tab.png"), full_page=True)
