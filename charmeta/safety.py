@@ -206,6 +206,17 @@ class SafetyScanner:
                     break
         return blocked
 
+    def item_hits(self, t: str) -> tuple[Hit, ...]:
+        """``hits`` for a normalised tag (lower case), with the common answer - nothing, for a name -
+        decided by one translate and one set test (~0.5 us instead of ~1.2 us per unknown item)."""
+        if t.isascii() and "-" not in t:
+            words = t.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
+            if self.first_words.isdisjoint(words) and not (
+                ("age" in t or "y" in t) and _AGE_ANCHOR_RE.search(t) is not None
+            ):
+                return ()
+        return self.hits(t)
+
     def hits(self, text: str) -> tuple[Hit, ...]:
         """The distinct hits of ``scan`` (for one unknown item: its source is the item itself)."""
         found = self.scan(text)

@@ -211,9 +211,9 @@ class ItemTable:
             flags = EMPTY
         else:
             ex = self.path.ex
-            t, hits, _ = ex._item_cache.get(item) or ex._cache_item(item)
-            if hits is None and not (ex.ont.is_character(t) or ex.ont.is_copyright(t)):
-                hits = ex.scan_hits(t) or None  # safety markers in an unknown item's words
+            t, hits, scanned = ex._item_cache.get(item) or ex._cache_item(item)
+            if hits is None:
+                hits = scanned  # safety markers in an unknown item's words (``TextExtractor._cache_item``)
             units = self.path.units_of(hits, t) if hits else ()
             tag = self.tag_id(t)
             if comma and is_rating_item(item):
