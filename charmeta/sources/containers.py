@@ -79,10 +79,78 @@ def rows_zip(spec: ShardSpec) -> Iterator[Row]:
             yield f"{spec.relpath}:0", None, 0, f"zip is truncated or corrupt: {exc}", None
             return
         with zf:
-            samples = zip_samples(zf)
-            stop = len(samples) if spec.stop is None else min(spec.stop, len(samples))
-            for pos in range(spec.start, stop):
-                yield _zip_row(zf, samples[pos], pos, spec)
+            plan = zip_plan(zf)
+            stop = plan.rows if spec.stop is None else min(spec.stop, plan.rows)
+            if plan.metadata is not None and spec.start < plan.lines:
+                for pos, obj in plan.records(zf):
+                    if pos >= stop:
+                        break
+                    if pos >= spec.start:
+                        yield metadata_row(obj, pos, spec, plan.base)
+            for pos in range(max(spec.start, plan.lines), stop):
+                yield _zip_row(zf, plan.samples[pos - plan.lines], pos, spec)
+
+
+#: Largest ``metadata.jsonl`` / ``.csv`` read from inside a zip (it is parsed in each shard's pass).
+MAX_ZIP_METADATA_BYTES = 256 * 1024 * 1024
+
+
+class ZipPlan:
+    """How a zip's rows are numbered: the lines of its imagefolder metadata file (if it has one)
+    first, then every sample whose image no metadata line names (WebDataset key grouping)."""
+
+    def __init__(self, metadata: zipfile.ZipInfo | None, lines: int, samples: list[Any]) -> None:
+        self.metadata = metadata
+        self.lines = lines
+        self.samples = samples
+        self.base = posixpath.dirname(metadata.filename) if metadata is not None else ""
+
+    @property
+    def rows(self) -> int:
+        return self.lines + len(self.samples)
+
+    def records(self, zf: zipfile.ZipFile) -> Iterator[tuple[int, Any]]:
+        if self.metadata is None:
+            return
+        is_csv = self.metadata.filename.lower().endswith(".csv")
+        with zf.open(self.metadata) as fh:
+            for pos, _off, obj in parse_metadata(fh, is_csv):
+                yield pos, obj
+
+
+def zip_plan(zf: zipfile.ZipFile) -> ZipPlan:
+    """The row plan of an archive, from its central directory (+ its metadata file, if any)."""
+    from charmeta.sources.layouts import METADATA_NAMES
+
+    samples = zip_samples(zf)
+    metas = [
+        i
+        for s in samples
+        for i in s.members.values()
+        if posixpath.basename(i.filename).lower() in METADATA_NAMES and s.refused is None
+    ]
+    if not metas:
+        return ZipPlan(None, 0, samples)
+    meta = min(metas, key=lambda i: (i.filename.count("/"), i.filename))
+    if meta.file_size > MAX_ZIP_METADATA_BYTES:
+        return ZipPlan(None, 0, samples)  # read as plain samples: the metadata sample becomes an invalid row
+    plan = ZipPlan(meta, 0, [])
+    named: set[str] = set()
+    lines = 0
+    for pos, obj in plan.records(zf):
+        lines = pos + 1
+        name = obj.get("file_name") if isinstance(obj, dict) else None
+        if isinstance(name, str) and name and unsafe_member_name(name) is None:
+            named.add(posixpath.normpath(posixpath.join(plan.base, name)) if plan.base else posixpath.normpath(name))
+    rest = []
+    for s in samples:
+        if any(i is meta for i in s.members.values()) and len(s.members) == 1:
+            continue  # the metadata file itself
+        if any(i.filename in named for i in s.members.values()):
+            continue  # an image a metadata line names: that line is its row
+        rest.append(s)
+    plan.lines, plan.samples = lines, rest
+    return plan
 
 
 def _zip_row(zf: zipfile.ZipFile, sample: Any, pos: int, spec: ShardSpec) -> Row:
@@ -131,38 +199,65 @@ def metadata_rows(
     """``(position, byte offset, record | BadLine)`` for each row of a ``metadata.jsonl`` /
     ``metadata.csv`` (blank lines are not rows; positions count lines like the JSON Lines reader)."""
     with _open(uri) as fh:
-        if relpath.lower().endswith(".csv"):
-            text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
-            reader = csv.reader(text)
-            header = next(reader, None)
-            if header is None:
-                return
-            for pos, values in enumerate(reader):
-                if len(values) != len(header):
-                    if any(v.strip() for v in values):
-                        yield pos, 0, BadLine(f"CSV row has {len(values)} fields, header has {len(header)}")
-                    continue
-                yield pos, 0, dict(zip(header, values))
+        yield from parse_metadata(fh, relpath.lower().endswith(".csv"), byte_start, start)
+
+
+def parse_metadata(
+    fh: Any, is_csv: bool, byte_start: int | None = None, start: int = 0
+) -> Iterator[tuple[int, int, Any]]:
+    """``metadata_rows`` over an open binary file (a local / remote file or a zip member)."""
+    if is_csv:
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
+        reader = csv.reader(text)
+        header = next(reader, None)
+        if header is None:
             return
-        pos, offset = 0, 0
-        if byte_start:
-            fh.seek(byte_start)
-            pos, offset = start, byte_start
-        for raw in fh:
-            line_pos, line_offset = pos, offset
-            pos += 1
-            offset += len(raw)
-            if not raw.strip():
+        for pos, values in enumerate(reader):
+            if len(values) != len(header):
+                if any(v.strip() for v in values):
+                    yield pos, 0, BadLine(f"CSV row has {len(values)} fields, header has {len(header)}")
                 continue
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                yield line_pos, line_offset, BadLine(f"line is not valid UTF-8 (byte {exc.start})")
-                continue
-            except ValueError as exc:
-                yield line_pos, line_offset, BadLine(f"broken JSON line: {exc}")
-                continue
-            yield line_pos, line_offset, obj
+            yield pos, 0, dict(zip(header, values))
+        return
+    pos, offset = 0, 0
+    if byte_start:
+        fh.seek(byte_start)
+        pos, offset = start, byte_start
+    for raw in fh:
+        line_pos, line_offset = pos, offset
+        pos += 1
+        offset += len(raw)
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            yield line_pos, line_offset, BadLine(f"line is not valid UTF-8 (byte {exc.start})")
+            continue
+        except ValueError as exc:
+            yield line_pos, line_offset, BadLine(f"broken JSON line: {exc}")
+            continue
+        yield line_pos, line_offset, obj
+
+
+def metadata_row(obj: Any, pos: int, spec: ShardSpec, base: str = "") -> Row:
+    """One imagefolder metadata record as a raw row; ``image_member`` = ``file_name`` joined
+    to ``base`` (the metadata file's folder inside a zip; "" for a folder on disk)."""
+    if isinstance(obj, BadLine):
+        return f"{spec.relpath}:{pos}", None, pos, obj.reason, None
+    if not isinstance(obj, dict):
+        return f"{spec.relpath}:{pos}", None, pos, "metadata record must be an object", None
+    name = obj.get("file_name")
+    rid, text, _, reason, _ = record_to_row(obj, pos, spec)
+    if not isinstance(name, str) or not name:
+        return rid, text, pos, reason or "metadata record has no file_name", None
+    why = unsafe_member_name(name, "file_name")
+    if not any(obj.get(k) is not None for k in ID_FIELD_CANDIDATES):
+        # no id of its own: the image path up to the first dot (the WebDataset key)
+        rid = split_key(posixpath.normpath(name))[0] if why is None else f"{spec.relpath}:{pos}"
+    if why is not None:
+        return rid, None, pos, why, None
+    return rid, text, pos, reason, posixpath.normpath(posixpath.join(base, name)) if base else name
 
 
 def rows_imagefolder(spec: ShardSpec) -> Iterator[Row]:
@@ -172,24 +267,4 @@ def rows_imagefolder(spec: ShardSpec) -> Iterator[Row]:
             continue
         if spec.stop is not None and pos >= spec.stop:
             break
-        if isinstance(obj, BadLine):
-            yield f"{spec.relpath}:{pos}", None, pos, obj.reason, None
-            continue
-        if not isinstance(obj, dict):
-            yield f"{spec.relpath}:{pos}", None, pos, "metadata record must be an object", None
-            continue
-        name = obj.get("file_name")
-        if not isinstance(name, str) or not name:
-            rid, text, _, reason, _ = record_to_row(obj, pos, spec)
-            yield rid, text, pos, reason or "metadata record has no file_name", None
-            continue
-        why = unsafe_member_name(name, "file_name")
-        # id: the record's own id, else the image path up to the first dot (the WebDataset key)
-        has_id = any(obj.get(k) is not None for k in ID_FIELD_CANDIDATES)
-        rid, text, _, reason, _ = record_to_row(obj, pos, spec)
-        if not has_id:
-            rid = split_key(posixpath.normpath(name))[0] if why is None else f"{spec.relpath}:{pos}"
-        if why is not None:
-            yield rid, None, pos, why, None
-            continue
-        yield rid, text, pos, reason, name
+        yield metadata_row(obj, pos, spec)

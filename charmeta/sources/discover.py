@@ -94,6 +94,7 @@ class Source:
         self.config = config or None
         #: the README ``configs`` entry discovery followed (``charmeta inspect`` shows it)
         self.followed_config: dict[str, Any] | None = None
+        self.listed: list[SourceFile] = []
         if fs is None:
             try:
                 fs, path = fsspec.core.url_to_fs(self.uri)
@@ -212,8 +213,8 @@ class Source:
 
     # -- sharding ----------------------------------------------------------
     def discover(self) -> list[ShardSpec]:
-        """All shards of the source, in a stable order."""
-        files = self.files()
+        """All shards of the source, in a stable order (``self.listed``: the files they come from)."""
+        files = self.listed = self.files()
         shards: list[ShardSpec] = []
         claimed: set[str] = set()  # images an imagefolder metadata file names
         loose: list[SourceFile] = []
@@ -358,11 +359,11 @@ class Source:
         """Samples from the central directory only (one ranged read at the end of the file)."""
         import zipfile
 
-        from charmeta.sources.archives import zip_samples
+        from charmeta.sources.containers import zip_plan
 
         with self.fs.open(f.path, "rb", block_size=REMOTE_BLOCK_SIZE) as fh, zipfile.ZipFile(fh) as zf:
-            samples = zip_samples(zf)
-        return self._ranges(f, len(samples), self.image_rows)
+            plan = zip_plan(zf)
+        return self._ranges(f, plan.rows, self.image_rows)
 
     def _shard_arrow(self, f: SourceFile) -> list[ShardSpec]:
         from charmeta.sources import arrowio

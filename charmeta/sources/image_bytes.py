@@ -6,8 +6,11 @@ by the central directory's offset), a Parquet / Arrow cell (the image column of
 the row groups / record batches that cover the rows), a file beside a sidecar or
 named by an imagefolder ``file_name``. The image stage only sees
 ``ImageBytes(row, data, reason, ext)`` in source order, whatever the container,
-and holds one batch of them at a time (a tar streams; Parquet reads 64 rows of
-the image column at a time), so memory stays flat in the shard's size.
+and holds one batch of them at a time, so memory stays flat in the shard's size:
+a tar streams; a zip reads one member; Parquet hands out 64 rows of the image
+column at a time, though pyarrow holds the column chunk of the current row group
+(``datasets`` writes image Parquet in row groups of ~100 rows, ~10-50 MB); Arrow
+holds one record batch.
 
 A row whose image cell is null (``data`` and ``reason`` both None) has no image:
 the caller leaves its caption-only record as it is.

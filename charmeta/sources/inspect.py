@@ -139,8 +139,8 @@ def _image_info(data: bytes | None, reason: str | None) -> dict[str, Any]:
 
 def describe(source: Source, samples: bool = True) -> dict[str, Any]:
     """Everything ``charmeta inspect`` prints, as plain data (``--json`` prints it as is)."""
-    files = source.files()
     shards = source.discover()
+    files = source.listed
     by_fmt: dict[str, dict[str, int]] = {}
     for f in files:
         d = by_fmt.setdefault(f.fmt, {"files": 0, "bytes": 0})

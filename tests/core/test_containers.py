@@ -239,6 +239,16 @@ def test_arrow_file_format_and_save_to_disk_cache_files(tmp_path: Path, samples,
     (d / "cache-1234.arrow").write_bytes((d / "data-00000-of-00001.arrow").read_bytes())
     files = Source(str(d)).files()
     assert [f.relpath for f in files] == ["data-00000-of-00001.arrow"]
+    # a DatasetDict: dataset_dict.json at the top, one save_to_disk folder per split
+    dd = tmp_path / "dict"
+    for split in ("train", "test"):
+        (dd / split).mkdir(parents=True)
+        for f in layouts["arrow"].iterdir():
+            (dd / split / f.name).write_bytes(f.read_bytes())
+    (dd / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+    table, images, shards = raw_and_images(Source(str(dd)))
+    assert [s.relpath for s in shards] == ["test/data-00000-of-00001.arrow", "train/data-00000-of-00001.arrow"]
+    assert table.num_rows == 40 and len(images) == 40
 
 
 README = """---
@@ -274,6 +284,10 @@ def test_readme_configs_decide_which_files_are_read(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="not declared"):
         Source(str(tmp_path), config="nope").files()
+    from charmeta.sources.inspect import describe
+
+    report = describe(Source(str(tmp_path)), samples=False)
+    assert report["readme_config"]["name"] == "default" and len(report["partitions"]) == 2
     (tmp_path / "README.md").write_text("# no YAML header\n")
     assert len(Source(str(tmp_path)).files()) == 5  # no configs: every data file
 
@@ -319,3 +333,44 @@ def test_image_field_setting_overrides_detection(tmp_path: Path, samples) -> Non
     pq.write_table(pa.table({"image": [samples[0][1]], "text": ["1girl"]}), tmp_path / "p.parquet")
     assert Source(str(tmp_path)).discover()[0].image_field == "image"
     assert Source(str(tmp_path), image_field="none").discover()[0].image_field is None  # text only on request
+
+
+def test_zipped_imagefolder_rows_follow_its_metadata(tmp_path: Path, samples) -> None:
+    """HF's imagefolder also ships as a zip with metadata.jsonl inside: its lines are the rows,
+    images they do not name are rows of their own (pixels only), nothing is read twice."""
+    path = tmp_path / "imagefolder.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        lines = [
+            json.dumps({"file_name": "images/000000.png", "text": samples[0][2]}),
+            "",
+            "{broken",
+            json.dumps({"file_name": "images/000001.png", "caption": samples[1][2]}),
+            json.dumps({"file_name": "../../etc/passwd", "text": "1girl"}),
+        ]
+        zf.writestr("metadata.jsonl", "\n".join(lines) + "\n")
+        for key, img, _cap in samples[:3]:
+            zf.writestr(f"images/{key}.png", img)
+    for shard_rows in (200_000, 2):
+        table, images, shards = raw_and_images(Source(str(path), shard_rows=shard_rows))
+        rows = {r["id"]: r for r in table.to_pylist()}
+        assert table.num_rows == 5, shard_rows  # 4 non-blank lines + the unnamed images/000002.png
+        # ids: file_name up to the first dot, folders kept (the WebDataset key of the same member)
+        assert rows["images/000000"]["text"] == samples[0][2] and rows["images/000001"]["text"] == samples[1][2]
+        assert rows["imagefolder.zip:2"]["reason"].startswith("broken JSON line")
+        assert "'..' path" in rows["imagefolder.zip:4"]["reason"]
+        assert "no text member" in rows["images/000002"]["reason"]
+        got = {ib.row["id"]: ib.data for ib in images}
+        assert got == {"images/000000": samples[0][1], "images/000001": samples[1][1], "images/000002": samples[2][1]}
+
+
+def test_loose_image_symlink_leaving_the_source_is_refused(tmp_path: Path, samples) -> None:
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(samples[0][1])
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_bytes(samples[1][1])
+    (src / "b.png").symlink_to(outside)
+    _table, images, _shards = raw_and_images(Source(str(src)))
+    got = {ib.row["id"]: ib for ib in images}
+    assert got["a"].data == samples[1][1]
+    assert got["b"].data is None and "escapes the source folder" in got["b"].reason

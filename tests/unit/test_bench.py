@@ -133,6 +133,8 @@ def test_bench_cli_tiny(tmp_path: Path, capsys) -> None:
             str(md),
             "--timeout",
             "240",
+            "--images",
+            "12",
         ]
     )
     assert rc == 0
@@ -145,5 +147,8 @@ def test_bench_cli_tiny(tmp_path: Path, capsys) -> None:
     assert "400" in floor_line and "threads" in floor_line and "compiled tag index" in floor_line
     assert any(line.startswith("duckdb floor, JSON tags") for line in out.splitlines())
     assert "JSON-only tag table" in out
+    for layout in ("webdataset", "zip", "tgz", "parquet", "arrow", "imagefolder"):  # the containers stage
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"read+decode {layout} "))
+        assert "12/12 decoded" in line, line
     text = md.read_text()
     assert "# Benchmarks" in text and "**cpu**" in text and "**libraries**" in text
