@@ -3,15 +3,17 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 STAMP := $(VENV)/.installed
+# The Dagster instance of a dataset lives in its output root (<output>/.dagster_home), however it is
+# launched: `make demo`, `make ui` and a plain `charmeta run --output out/demo` share out/demo/.dagster_home.
 
-.PHONY: install demo test test-fast test-slow ui app bench eval chaos schema clean
+.PHONY: install demo test test-fast test-slow ui app bench eval chaos schema clean lint lock
 
-$(STAMP): pyproject.toml
+# Versions come from constraints.txt (the environment the tests passed in; `make lock` rewrites it).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[platform,dev,images,app,cluster]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[platform,dev,images,app,cluster,lint]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install charmeta into it
@@ -43,6 +45,15 @@ chaos: $(STAMP)
 
 schema: $(STAMP)  ## regenerate charmeta/schema/attributes.schema.json
 	$(BIN)/charmeta schema --write
+
+lint: $(STAMP)  ## ruff (lint + format), import-linter contracts, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+lock:  ## rewrite constraints.txt from the installed versions (run where the tests passed)
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY)) tools/lock.py
 
 clean:
 	rm -rf out .dagster_home .pytest_cache

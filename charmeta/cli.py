@@ -1,7 +1,11 @@
-"""``charmeta`` console entry point: a thin dispatcher over ``charmeta.commands.*``.
+"""``charmeta`` console entry point: a thin dispatcher over ``charmeta.commands.*`` and plugins.
 
 Each sub-command lives in its own module exposing ``register(subparsers)``;
-adding a command is adding a module and one name to ``COMMANDS``.
+adding a command is adding a module and one name to ``COMMANDS``. Commands of
+other packages plug in through the ``charmeta.commands`` entry-point group (each
+entry names a module with ``register``): the Dagster code location adds ``run``
+and ``ui`` that way (``charmeta_dagster.commands``), so this core CLI imports no
+Dagster and works without it installed.
 """
 
 from __future__ import annotations
@@ -21,7 +25,20 @@ from typing import NoReturn
 from charmeta.errors import CharmetaError, MissingDependencyError, explain
 
 #: Sub-command modules under ``charmeta.commands``, in help order.
-COMMANDS = ("extract", "eval", "bench", "run", "inspect", "synth", "schema", "ui", "app")
+COMMANDS = ("extract", "eval", "bench", "inspect", "synth", "schema", "app")
+#: Entry-point group of plugged-in commands (``name = "package.module"``).
+PLUGIN_GROUP = "charmeta.commands"
+#: The plugins this distribution declares (pyproject ``[project.entry-points."charmeta.commands"]``),
+#: used when the installed metadata predates them (an editable install made before they existed).
+DECLARED_PLUGINS = {"run": "charmeta_dagster.commands.run", "ui": "charmeta_dagster.commands.ui"}
+
+
+def plugin_modules() -> dict[str, str]:
+    """``name -> module`` of the plugged-in commands (installed entry points first)."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep.value for ep in entry_points(group=PLUGIN_GROUP)}
+    return found or dict(DECLARED_PLUGINS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,11 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    modules = {name: f"charmeta.commands.{name}" for name in COMMANDS}
+    modules.update(plugin_modules())
+    for name, module_name in modules.items():
         try:
-            module = importlib.import_module(f"charmeta.commands.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:  # a command whose optional deps are missing
-            if exc.name and exc.name.startswith("charmeta.commands"):
+            if exc.name and module_name.startswith(exc.name):
                 continue
             stub = sub.add_parser(name, help=f"(unavailable: {exc.name} not installed)")
             stub.set_defaults(func=lambda _a, _e=exc: _missing(_e))

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from charmeta.extractors.base import AttributeExtractor
+from charmeta.extractors.base import AttributeExtractor, ColumnarCapable
 from charmeta.parsing import with_rating
 from charmeta.records import Extraction, extractions_to_table
 
@@ -109,7 +109,7 @@ class Engine:
         if len(ids) != len(texts):
             raise ValueError(f"ids ({len(ids)}) and texts ({len(texts)}) differ in length")
         extract = self.extract_text
-        columnar = getattr(self.text_extractor, "columnar", None)
+        columnar = self.text_extractor.columnar if isinstance(self.text_extractor, ColumnarCapable) else None
         with gc_paused():
             if columnar is not None:  # ordered-tag captions: memoised, columnar (same output)
                 return columnar.table(ids, texts, source_shard, positions, preset_invalid, extract)

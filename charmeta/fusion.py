@@ -12,14 +12,26 @@ written into ``reason``.
 
 from __future__ import annotations
 
+import json
+from functools import cache
+from importlib import resources
+
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.records import Decision, Extraction
 
 
-def _policy(attribute: str) -> dict:
-    from charmeta.images import rules
+@cache
+def _policies() -> dict:
+    """``data/images/fusion.json``, read here rather than through ``charmeta.images.rules``: the
+    image package imports this module, so importing it back would make an import cycle."""
+    return json.loads(resources.files("charmeta").joinpath("data/images/fusion.json").read_text("utf-8"))
 
-    return rules.fusion_policy(attribute)
+
+def _policy(attribute: str) -> dict:
+    data = _policies()
+    out = dict(data["default"])
+    out.update(data.get("attributes", {}).get(attribute, {}))
+    return out
 
 
 def _known(d: Decision | None) -> bool:

@@ -1,6 +1,7 @@
-"""Dagster code location of charmeta: assets, resources, checks and sensors.
+"""Dagster code location of charmeta: assets, checks, resources, jobs and sensors, thin.
 
-Kept import-light on purpose: ``charmeta_dagster.stages`` (the per-partition
-work) is imported by worker processes that do not need Dagster. The
-definitions live in ``charmeta_dagster.definitions``.
+Every definition is a call into the Dagster-free runtime ``charmeta.pipeline``
+plus Dagster metadata; the definitions are loaded from ``defs/`` by
+``charmeta_dagster.definitions``. Kept import-light on purpose: importing this
+package imports nothing (pool workers import ``charmeta.pipeline`` only).
 """

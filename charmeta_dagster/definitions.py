@@ -1,21 +1,15 @@
-"""The ``charmeta`` code location (``dagster definitions validate -m charmeta_dagster.definitions``)."""
+"""The ``charmeta`` code location (``dagster definitions validate -m charmeta_dagster.definitions``).
+
+Dagster 1.13 project layout: every module under ``charmeta_dagster/defs/`` is
+loaded by ``load_from_defs_folder`` (``[tool.dg]`` in pyproject names the root
+module): ``assets/``, ``checks/``, ``jobs.py``, ``sensors.py`` and
+``resources.py`` (resources + the in-process executor). The work itself is in
+the Dagster-free runtime ``charmeta.pipeline``; settings come from the
+environment (``charmeta.settings``) when this module is loaded.
+"""
 
 from __future__ import annotations
 
-from dagster import Definitions, in_process_executor
+from charmeta_dagster.loader import load_definitions
 
-from charmeta_dagster.assets import ALL_ASSETS
-from charmeta_dagster.checks import ALL_CHECKS
-from charmeta_dagster.jobs import export_job, heads_job, shards_job
-from charmeta_dagster.resources import default_resources
-from charmeta_dagster.resources.images import image_embedder_from_env
-from charmeta_dagster.sensors import export_sensor, shard_sensor
-
-defs = Definitions(
-    assets=ALL_ASSETS,
-    asset_checks=ALL_CHECKS,
-    jobs=[shards_job, export_job, heads_job],
-    sensors=[shard_sensor, export_sensor],
-    resources={**default_resources(), "image_embedder": image_embedder_from_env()},
-    executor=in_process_executor,
-)
+defs = load_definitions()

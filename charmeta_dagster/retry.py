@@ -16,24 +16,23 @@ A partition that still fails after its retries fails the step with a
 run`` then re-runs the other partitions of that run one by one, so a bad shard
 is marked failed in Dagster while the rest of the backfill finishes.
 
-Settings (environment, read when the code location loads):
-``CHARMETA_RETRY_MAX`` (default 3) and ``CHARMETA_RETRY_DELAY`` seconds (default 5:
-5, 10, 20 s with +-jitter).
+Settings (``retry_max``, default 3, and ``retry_delay`` seconds, default 5: 5, 10,
+20 s with +-jitter; read when the code location loads).
 """
 
 from __future__ import annotations
 
-import os
-
 from dagster import Backoff, Failure, Jitter, MetadataValue, RetryPolicy
 
-from charmeta_dagster.stages import PartitionsFailed
+from charmeta.pipeline.executor import PartitionsFailed
+from charmeta_dagster.settings import code_location_settings
 
 
 def stage_retry_policy() -> RetryPolicy:
+    settings = code_location_settings()
     return RetryPolicy(
-        max_retries=max(0, int(os.environ.get("CHARMETA_RETRY_MAX", "3"))),
-        delay=max(0.0, float(os.environ.get("CHARMETA_RETRY_DELAY", "5"))),
+        max_retries=max(0, settings.retry_max),
+        delay=max(0.0, settings.retry_delay),
         backoff=Backoff.EXPONENTIAL,
         jitter=Jitter.PLUS_MINUS,
     )

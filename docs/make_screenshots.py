@@ -38,7 +38,17 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
 def app_shots(page, url: str, out: Path, image: Path | None) -> None:
     page.goto(url)
     page.wait_for_selector("#image-status", state="attached")
-    if image is not None:
+    if page.locator("#image-examples").count():  # a drawing of the bundled sample, with its caption
+        page.locator("#image-examples tbody tr").first.click()
+        page.wait_for_selector("#image-input img")  # the example is loaded into the input
+        time.sleep(1)
+        page.get_by_role("button", name="Extract from image").click()
+        page.wait_for_function("document.getElementById('image-status').innerText.includes('status')")
+        time.sleep(1)
+        page.screenshot(path=str(out / "app_image.png"), full_page=True)
+    elif image is not None:  # no images in samples/: a photo, with the Haar detector
+        page.locator("#image-counter input").click()
+        page.get_by_role("option", name="haar", exact=True).click()
         page.locator("#image-input input[type=file]").set_input_files(str(image))
         page.get_by_label("caption (optional: fused with the pixels)").fill("1girl, solo, short hair, brown hair")
         page.get_by_role("button", name="Extract from image").click()
@@ -68,7 +78,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
-    from charmeta.commands.ui import free_port, start_ui, wait_ready
+    from charmeta_dagster.commands.ui import free_port, start_ui, wait_ready
 
     image = None
     try:

@@ -85,7 +85,7 @@ def run_batch(
 def clean_jsonl(table: pa.Table) -> str:
     """The clean export lines of the ``ok`` rows, by the export's SQL (same bytes as ``records.jsonl``)."""
     from charmeta.duck import connect
-    from charmeta.export_parts import clean_json_sql
+    from charmeta.pipeline.export_parts import clean_json_sql
 
     con = connect()
     try:

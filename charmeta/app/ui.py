@@ -115,7 +115,12 @@ def build_app(core: AppCore | None = None, dataset_dir: str = "out/demo", work_d
                         img_model = gr.Dropdown(core.image_models, value=core.default_image_model, label="image model")
                     img_btn = gr.Button("Extract from image", variant="primary")
                     if images:
-                        gr.Examples(images, inputs=[img_in, img_caption], label="examples from samples/")
+                        gr.Examples(
+                            [list(x) for x in images],
+                            inputs=[img_in, img_caption],
+                            label="examples from samples/",
+                            elem_id="image-examples",
+                        )
                     else:
                         gr.Markdown("_no images in the bundled sample: upload one_")
                 with gr.Column(scale=1):

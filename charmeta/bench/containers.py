@@ -185,6 +185,19 @@ def read_and_decode(path: str | Path) -> dict[str, object]:
     }
 
 
+def decode_only(path: str | Path) -> dict[str, object]:
+    """The floor of ``read_and_decode``: the tar's images already in memory, decode only."""
+    import time
+
+    from charmeta.images.decode import decode_image
+
+    with tarfile.open(Path(path) / "shard-000000.tar") as tf:
+        blobs = [tf.extractfile(m).read() for m in tf if m.isfile() and not m.name.endswith(".txt")]  # type: ignore[union-attr]
+    t0 = time.perf_counter()
+    decoded = sum(1 for b in blobs if decode_image(b).ok)
+    return {"rows": len(blobs), "images": len(blobs), "decoded": decoded, "seconds": time.perf_counter() - t0}
+
+
 def bench_containers(work: Path, n: int, seed: int, timeout: float, log=print) -> list:  # noqa: ANN001
     """One bench row per layout: the same ``n`` JPEGs (512x384, realistic decode cost) read and
     decoded from each container in a child process (its own peak RSS)."""
@@ -197,6 +210,16 @@ def bench_containers(work: Path, n: int, seed: int, timeout: float, log=print) -
         write_layouts(samples, root, ext="jpg")
         (root / ".complete").write_text("ok")
     out = []
+    floor = run_child(
+        "decode only (in memory)",
+        worker_cmd("decode", "--glob", str(root / "webdataset")),
+        n,
+        json_result=True,
+        timeout=timeout,
+    )
+    if floor.available:
+        floor.note = f"{floor.extra.get('decoded')}/{n} decoded; the floor of the rows below, 1 core"
+    out.append(floor)
     for layout in LAYOUTS:
         res = run_child(
             f"read+decode {layout}",
@@ -208,6 +231,8 @@ def bench_containers(work: Path, n: int, seed: int, timeout: float, log=print) -
         if res.available:
             ok = res.extra.get("decoded")
             res.note = f"{ok}/{n} decoded; discover + raw rows + image bytes + decode, 1 core"
+            if floor.available and floor.seconds > 0 and res.seconds > 0:
+                res.note += f"; {res.seconds / floor.seconds:.2f}x decode only"
         out.append(res)
         log(f"  {layout}: {res.rows_per_s or 0:,.0f} images/s")
     return out

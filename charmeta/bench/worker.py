@@ -70,7 +70,7 @@ def containers_stage(path: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m charmeta.bench.worker")
-    p.add_argument("stage", choices=("floor", "core", "containers"))
+    p.add_argument("stage", choices=("floor", "core", "containers", "decode"))
     p.add_argument("--glob", required=True)
     p.add_argument("--out", default="")
     p.add_argument("--threads", type=int, default=None)
@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         res = floor_stage(a.glob, a.out, a.threads, a.ontology)
     elif a.stage == "containers":
         res = containers_stage(a.glob)
+    elif a.stage == "decode":
+        from charmeta.bench.containers import decode_only
+
+        r = decode_only(a.glob)
+        res = {"available": True, **r}
     else:
         res = core_stage(a.glob, a.batch_rows)
     res["maxrss"] = self_maxrss_bytes()

@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         e2e = run_child("end to end", run_cmd, args.rows, timeout=args.timeout)
         results.append(e2e)
         if e2e.available:
-            from charmeta_dagster.stages import STAGES
+            from charmeta.pipeline.stages import STAGES
 
             results.extend(pipeline_stage_results(out_dir, STAGES))
         if e2e.available and floor is not None and floor.available and floor.seconds > 0:

@@ -4,8 +4,9 @@ The pipeline's steps hand every partition to one executor with the shape of
 ``concurrent.futures.Executor`` - ``submit(fn, args) -> Future`` and
 ``shutdown(wait, cancel_futures)`` - so ``run_tasks`` collects results the same
 way whichever backend computed them. The backend is chosen by
-``CHARMETA_EXECUTOR`` (``local`` | ``ray``) or, per run, by the ``extractor``
-resource's ``executor`` / ``ray_address`` fields (``configure``).
+``CHARMETA_EXECUTOR`` (``local`` | ``ray``; the ``executor`` setting), and bound in
+the code location as the ``pool`` resource (``LocalPool`` / ``RayPool``, whose
+``ray_address`` the launchpad can set; ``configure``).
 
 Why not Dagster's own executors: a charmeta step holds many partitions (one
 ``shards_job`` run covers up to 10), and the work worth distributing is one task

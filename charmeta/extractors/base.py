@@ -27,3 +27,16 @@ class AttributeExtractor(Protocol):
     def extract_batch(self, items: Sequence[Any]) -> list[Extraction]:
         """Extract many entries; backends that batch (models) override this."""
         ...
+
+
+@runtime_checkable
+class ColumnarCapable(Protocol):
+    """The batch capability of an extractor: a ``columnar`` path that turns a whole batch of
+    Arrow arrays into a rich-record table (``table(ids, texts, source_shard, positions,
+    preset_invalid, fallback)``), the same records the per-entry ``extract`` gives.
+
+    Part of the protocol so the engine finds it by type, not by probing attribute names;
+    ``TextExtractor.columnar`` is the implementation (``charmeta.extractors.columnar``)."""
+
+    @property
+    def columnar(self) -> Any: ...

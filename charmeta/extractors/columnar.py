@@ -25,7 +25,7 @@ tags that feed it. So:
 Only structured captions go this way (``v31``, ``v30`` and raw ``danbooru``: no
 prose reading is involved in them); prose, prompt-style lists, invalid rows and
 the edge cases ``caption_arrays`` lists keep the per-entry path, and the two
-tables are merged in input order. ``tests/unit/test_columnar.py`` checks both
+tables are merged in input order. ``tests/core/test_columnar.py`` checks both
 paths give identical tables.
 """
 

@@ -75,7 +75,7 @@ class TextExtractor:
     @staticmethod
     def code_version() -> str:
         """Package version + hash of the ontology's data files: the outputs depend on both, so
-        both are part of the predictions' fingerprint (see ``charmeta_dagster.stages``)."""
+        both are part of the predictions' fingerprint (see ``charmeta.pipeline.stages``)."""
         from charmeta import __version__
         from charmeta.ontology import data_fingerprint
 

@@ -75,7 +75,7 @@ def test_image_stage_records_come_from_the_shard_for_every_layout(layouts) -> No
     """The image stage's own reader (``image_stages._image_records``) + normalize: every image
     decodes, same hashes whatever the container."""
     from charmeta.images.normalize import normalize_batch
-    from charmeta_dagster.image_stages import _image_records
+    from charmeta.pipeline.image_stages import _image_records
 
     hashes = {}
     for layout in LAYOUTS:

@@ -114,7 +114,7 @@ def test_gpu_pool_and_tag_match_the_instance_limits() -> None:
     import yaml
 
     from charmeta_dagster.definitions import defs
-    from charmeta_dagster.sensors import gpu_tag
+    from charmeta_dagster.defs.sensors import gpu_tag
 
     cfg = yaml.safe_load((REPO / "docker" / "dagster.yaml").read_text())
     limited = {(lim["key"], lim.get("value")) for lim in cfg["concurrency"]["runs"]["tag_concurrency_limits"]}

@@ -12,9 +12,9 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from charmeta.export import export_dataset
+from charmeta.pipeline import stages as S
+from charmeta.pipeline.export import export_dataset
 from charmeta.sources import Source, write_registry
-from charmeta_dagster import stages as S
 
 
 def run_pipeline(

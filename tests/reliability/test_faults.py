@@ -84,7 +84,7 @@ def test_poison_record_falls_back_per_record(tmp_path: Path, chaos) -> None:  # 
 def test_retry_policy_and_run_retries_are_configured() -> None:
     from dagster import Backoff, Jitter
 
-    from charmeta_dagster.assets import PARTITIONED_ASSETS
+    from charmeta_dagster.defs.assets import PARTITIONED_ASSETS
     from charmeta_dagster.instance import DAGSTER_YAML
 
     for a in PARTITIONED_ASSETS:
@@ -96,8 +96,8 @@ def test_retry_policy_and_run_retries_are_configured() -> None:
 
 
 def test_one_failing_partition_does_not_stop_the_others_of_its_step(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from charmeta.pipeline import stages as S
     from charmeta.sources import Source, write_registry
-    from charmeta_dagster import stages as S
 
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
@@ -232,9 +232,8 @@ def test_kill_9_mid_partition_then_rerun(tmp_path: Path, chaos) -> None:  # noqa
 
 
 def test_lost_rows_fire_the_error_checks(tmp_path: Path, chaos) -> None:  # noqa: ANN001
-    from charmeta_dagster import stages as S
-    from charmeta_dagster.checks import _row_count_problems
-    from charmeta_dagster.checks.reliability import lost_records_problems
+    from charmeta.pipeline import stages as S
+    from charmeta.pipeline.checks import lost_records_problems
 
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
@@ -244,7 +243,7 @@ def test_lost_rows_fire_the_error_checks(tmp_path: Path, chaos) -> None:  # noqa
     problems, report = lost_records_problems(str(out), [key])
     assert report[0]["records_lost"] == 1 and manifest["records_lost"] == 1
     assert problems and "40 input rows but 39 output rows (1 lost)" in problems[0]
-    assert _row_count_problems(S.Store(str(out)), S.PREDICTIONS, key)  # the blocking one_row_per_input check
+    assert S.row_problems(S.Store(str(out)), S.PREDICTIONS, key)  # the blocking one_row_per_input check
     chaos.record(
         "backend silently drops a row", "no_records_lost ERROR + one_row_per_input fail; manifest records_lost=1", 0
     )

@@ -69,8 +69,8 @@ def test_no_eval_exec_pickle_or_remote_code_in_the_code() -> None:
 
 def test_partition_keys_and_data_paths_never_escape_the_output_root(tmp_path: Path, chaos) -> None:  # noqa: ANN001
     from charmeta.errors import SourceError
+    from charmeta.pipeline.stages import Store
     from charmeta.sources import partition_key, read_registry
-    from charmeta_dagster.stages import Store
 
     store = Store(str(tmp_path / "out"))
     for bad in ("../x", "../../etc/passwd", "/abs", "a/b", ".hidden", "..", "a\\..\\b", ""):
@@ -105,7 +105,9 @@ def test_partition_keys_and_data_paths_never_escape_the_output_root(tmp_path: Pa
 
 
 def test_webserver_binds_localhost(monkeypatch, tmp_path: Path, chaos) -> None:  # noqa: ANN001
-    from charmeta.commands import ui
+    import dagster  # noqa: F401 - imported before Popen is faked (its import runs `file` via subprocess)
+
+    from charmeta_dagster.commands import ui
 
     started = []
 
@@ -119,7 +121,7 @@ def test_webserver_binds_localhost(monkeypatch, tmp_path: Path, chaos) -> None: 
     web = next(a for a in started if "dagster-webserver" in a[0])
     assert web[web.index("-h") + 1] == "127.0.0.1"
     assert not any("0.0.0.0" in " ".join(a) for a in started)
-    src = (REPO / "charmeta" / "commands" / "ui.py").read_text()
+    src = (REPO / "charmeta_dagster" / "commands" / "ui.py").read_text()
     assert "0.0.0.0" not in src
     chaos.record("webserver bind address", "127.0.0.1 only", 0)
 
@@ -127,7 +129,7 @@ def test_webserver_binds_localhost(monkeypatch, tmp_path: Path, chaos) -> None: 
 def test_caption_and_upload_size_limits(chaos) -> None:  # noqa: ANN001
     from charmeta.engine import MAX_TEXT_CHARS, Engine
     from charmeta.images.decode import decode_image
-    from charmeta_dagster.stages import NullExtractor
+    from charmeta.pipeline.stages import NullExtractor
 
     ex = Engine(text_extractor=NullExtractor()).extract_text("a" * (MAX_TEXT_CHARS + 1))
     assert ex.status == "invalid" and "text too long" in ex.reason

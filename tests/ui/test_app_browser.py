@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from charmeta.app.analyze import text_examples
-from charmeta.commands.ui import free_port
+from charmeta.app.analyze import AppCore, image_examples, text_examples
+from charmeta.netutil import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -156,6 +156,27 @@ def test_image_tab_boxes_a_face_and_turns_a_bad_file_into_an_invalid_record(page
     assert record["status"] == "invalid" and "not an image" in record["reason"], record
     assert "Traceback" not in page.content()
     page.screenshot(path=str(tmp_path / "image_tab_bad.png"), full_page=True)
+
+
+def test_image_tab_example_from_the_sample_shows_what_the_core_computes(page, tmp_path: Path) -> None:
+    examples = image_examples()
+    if not examples:
+        pytest.skip("the bundled sample holds no images")
+    path, caption = examples[0]
+    want = AppCore().analyze_image(path, caption).view.record  # same core, same defaults (auto, none)
+    page.reload()
+    page.wait_for_selector("#image-examples")
+    page.locator("#image-examples tbody tr").first.click()
+    page.wait_for_function(
+        "c => [...document.querySelectorAll('textarea')].some(t => t.value === c)",
+        arg=caption,
+    )  # the example filled the caption box (and the image)
+    page.get_by_role("button", name="Extract from image").click()
+    _wait_text(page, "image-status", f"status: {want['status']}")
+    shown = _json_shown(page, "image-record")
+    assert shown["attributes"] == want["attributes"] and shown["character_count"] == want["character_count"]
+    assert page.locator("#image-faces img").first.get_attribute("src")
+    page.screenshot(path=str(tmp_path / "image_tab_example.png"), full_page=True)
 
 
 def test_text_tab_examples_and_empty_input(page, tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import pytest
 from uihelp import STAGES, dump_dom, gql
 from uihelp import browser as _browser
 
-from charmeta.commands.ui import start_ui, wait_ready
 from charmeta.sources import Source, write_registry
+from charmeta_dagster.commands.ui import start_ui, wait_ready
 
 pytestmark = pytest.mark.slow
 

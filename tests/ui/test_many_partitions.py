@@ -18,7 +18,7 @@ import pytest
 from uihelp import browser as _browser
 from uihelp import dump_dom, gql
 
-from charmeta.commands.ui import start_ui, wait_ready
+from charmeta_dagster.commands.ui import start_ui, wait_ready
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,238 @@
+"""Resources: the things an operator swaps by config, never by code.
+
+* ``SourceResource`` - where entries come from (folder, file, glob, ``hf://``)
+  and how they are cut into partitions (``shard_rows``, ``text_field``);
+* ``OutputStore`` - the output root every stage writes under;
+* ``ExtractorResource`` - the extractor backend: abstract, one subclass per
+  backend (``TextExtractor`` = ``Engine.default()``, ``NullExtractor``,
+  ``FactoryExtractor`` = ``package.module:factory``);
+* ``PoolExecutorResource`` - where a step's partition tasks run: abstract, one
+  subclass per executor (``LocalPool``: a spawn process pool on this machine);
+* ``ImageEmbedderResource`` - the image model (backend + model + cache).
+
+Which subclass is bound, and every default, comes from the code location's
+settings (``charmeta.settings.Settings``: ``charmeta run`` flags, or the
+``CHARMETA_*`` environment ``charmeta ui`` hands its webserver and daemon);
+the launchpad overrides their fields per run through run config.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import dagster as dg
+from dagster import ConfigurableResource
+
+from charmeta.pipeline.executor import Executor
+from charmeta.pipeline.image_stages import make_spec
+from charmeta.pipeline.layout import Layout
+from charmeta.settings import Settings
+from charmeta.sources import DEFAULT_SHARD_ROWS, Source
+from charmeta_dagster.pools import executor_for
+from charmeta_dagster.settings import code_location_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _path(value: str, default: Path) -> str:
+    if value:
+        return value if "://" in value else str(Path(value).expanduser().resolve())
+    return str(default)
+
+
+def default_source(settings: Settings | None = None) -> str:
+    """The settings' source, else the bundled ``samples/``."""
+    return _path((settings or Settings.load()).source, PROJECT_ROOT / "samples")
+
+
+def default_output(settings: Settings | None = None) -> str:
+    """The settings' output root, else ``out/demo`` (where ``make demo`` writes)."""
+    return _path((settings or Settings.load()).output, PROJECT_ROOT / "out" / "demo")
+
+
+class SourceResource(ConfigurableResource):
+    """A dataset location and how to shard it."""
+
+    uri: str
+    shard_rows: int = DEFAULT_SHARD_ROWS
+    text_field: str = ""
+    image_field: str = ""  # image column of Parquet / Arrow tables ("" = auto-detect)
+    config: str = ""  # README ``configs`` entry to follow ("" = the card's default)
+
+    def source(self) -> Source:
+        return Source(
+            self.uri,
+            shard_rows=self.shard_rows,
+            text_field=self.text_field or None,
+            image_field=self.image_field or None,
+            config=self.config or None,
+        )
+
+
+class OutputStore(ConfigurableResource):
+    """Root folder of all stage outputs (``<root>/<stage>/<partition>.parquet``) and the export."""
+
+    root: str
+
+    def store(self) -> Layout:
+        return Layout(self.root)
+
+
+# ---------------------------------------------------------------------------
+# extractor backends
+# ---------------------------------------------------------------------------
+class ExtractorResource(ConfigurableResource, ABC):
+    """The extractor backend of ``attribute_predictions`` (part of its fingerprint)."""
+
+    @abstractmethod
+    def backend(self) -> str:
+        """The backend name the Dagster-free runtime takes (``charmeta.pipeline.engines``)."""
+
+
+class TextExtractor(ExtractorResource):
+    """The tag / prose extractor (``Engine.default()``)."""
+
+    def backend(self) -> str:
+        return "text"
+
+
+class NullExtractor(ExtractorResource):
+    """Extracts nothing: measures the platform's own cost."""
+
+    def backend(self) -> str:
+        return "null"
+
+
+class FactoryExtractor(ExtractorResource):
+    """``factory`` = ``package.module:attr``, returning an ``Engine`` or an extractor."""
+
+    factory: str
+
+    def backend(self) -> str:
+        return self.factory
+
+
+def extractor_resource(name: str) -> ExtractorResource:
+    """The subclass for an ``extractor`` setting."""
+    if name in ("text", "default"):
+        return TextExtractor()
+    if name == "null":
+        return NullExtractor()
+    return FactoryExtractor(factory=name)
+
+
+# ---------------------------------------------------------------------------
+# pool executors
+# ---------------------------------------------------------------------------
+class PoolExecutorResource(ConfigurableResource, ABC):
+    """Where the partition tasks of a step run (``charmeta.pipeline.executor.Executor``)."""
+
+    workers: int = 0  # 0: the settings' workers, else the CPU count
+
+    def n_workers(self) -> int:
+        return self.workers if self.workers > 0 else code_location_settings().resolved_workers()
+
+    @abstractmethod
+    def executor(self) -> Executor:
+        """The executor the step hands its partition tasks to."""
+
+
+class LocalPool(PoolExecutorResource):
+    """A spawn process pool on this machine, shared by every step and run of the process."""
+
+    def executor(self) -> Executor:
+        return executor_for("local", self.n_workers())
+
+
+class RayPool(PoolExecutorResource):
+    """One Ray task per partition (``charmeta.executors.ray_executor``): a cluster's head, or a
+    private Ray on this machine when ``ray_address`` is empty; task resources and retries
+    from the ``ray_*`` settings."""
+
+    ray_address: str = ""  # host:port, ray://host:10001 or auto; "" = the settings' (a private local Ray)
+
+    def executor(self) -> Executor:
+        return executor_for("ray", self.n_workers(), self.ray_address or code_location_settings().ray_address)
+
+
+#: ``executor`` setting -> resource class.
+POOL_EXECUTORS: dict[str, type[PoolExecutorResource]] = {"local": LocalPool, "ray": RayPool}
+
+
+def pool_resource(settings: Settings) -> PoolExecutorResource:
+    try:
+        cls = POOL_EXECUTORS[settings.executor]
+    except KeyError:
+        raise dg.DagsterInvariantViolationError(
+            f"unknown executor {settings.executor!r}: choose from {', '.join(POOL_EXECUTORS)}"
+        ) from None
+    if cls is RayPool:
+        return RayPool(workers=settings.workers, ray_address=settings.ray_address)
+    return cls(workers=settings.workers)
+
+
+# ---------------------------------------------------------------------------
+# image embedder
+# ---------------------------------------------------------------------------
+class ImageEmbedderResource(ConfigurableResource):
+    """Image embedder backend + model for ``normalized_images`` / ``embeddings`` / ``attribute_heads``.
+
+    ``backend``: ``none`` (default: images are decoded, validated and counted, and
+    image rows get their caption's attributes, but no model is loaded), ``clip``,
+    ``siglip``, ``open_clip`` or ``auto`` (from the model's config.json). ``model``
+    is a Hugging Face id (offline cache unless ``allow_download``) or a local
+    folder. The embedding cache defaults to ``~/.cache/charmeta/embeddings`` and
+    the heads to ``<output>/attribute_heads``. The resource only builds a spec
+    string (part of the fingerprints); nothing here imports torch.
+    """
+
+    backend: str = "none"
+    model: str = ""
+    revision: str = ""
+    device: str = ""
+    cache_dir: str = ""
+    heads_dir: str = ""
+    counter: str = ""
+    batch_size: int = 32
+
+    def spec(self) -> str:
+        """The embedder spec the Dagster-free stages take (also part of the fingerprints)."""
+        return make_spec(
+            self.backend,
+            model=self.model,
+            revision=self.revision,
+            device=self.device,
+            cache_dir=self.cache_dir,
+            heads_dir=self.heads_dir,
+            counter=self.counter,
+            batch_size=self.batch_size if self.batch_size != 32 else None,
+        )
+
+
+def embedder_spec(image_embedder: ImageEmbedderResource | None) -> str:
+    """The resource's spec (``none`` when there is no resource)."""
+    return image_embedder.spec() if image_embedder is not None else "none"
+
+
+def resources_for(settings: Settings) -> dict[str, ConfigurableResource]:
+    """Every resource of the code location, bound and configured from ``settings``."""
+    return {
+        "source": SourceResource(
+            uri=default_source(settings),
+            shard_rows=settings.shard_rows,
+            text_field=settings.text_field,
+            image_field=settings.image_field,
+            config=settings.source_config,
+        ),
+        "store": OutputStore(root=default_output(settings)),
+        "extractor": extractor_resource(settings.extractor),
+        "pool": pool_resource(settings),
+        "image_embedder": ImageEmbedderResource(**settings.image_config()),  # type: ignore[arg-type]
+    }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The code location's resources, built when it loads, from its settings."""
+    return dg.Definitions(resources=resources_for(code_location_settings()), executor=dg.in_process_executor)
