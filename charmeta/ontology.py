@@ -40,6 +40,8 @@ IGNORE = "ignore"
 #: Evidence strengths. Explicit tags beat implied ones (uniform -> Teen).
 EXPLICIT = 2.0
 IMPLIED = 1.0
+#: An adult noun's Young Adult (``woman``): weaker than any other age evidence, as in prose.
+NOUN_AGE_STRENGTH = 0.5
 
 _COUNT_GROUPS = {"girl": "girl", "boy": "boy", "other": "other"}
 
@@ -61,6 +63,9 @@ class Garment:
     forms: tuple[str, ...]
     tags: tuple[str, ...]
     name_from_tag: bool = False
+    #: ``name_from_tag: "listed"``: only the family's own tags and forms show their name (``Serafuku``);
+    #: tags expanded from the vocabulary (``kitauji high school uniform``) show the family display.
+    listed_names_only: bool = False
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -299,11 +304,16 @@ class Ontology:
         for i, g in enumerate(data["garments"]):
             tags = tuple(normalize_tag(t) for t in g["tags"])
             forms = tuple(normalize_tag(f) for f in g.get("forms", g["tags"][:1]))
-            garment = Garment(i, g["display"], g["style"], int(g["tier"]), forms, tags, bool(g.get("name_from_tag")))
+            naming = g.get("name_from_tag")
+            garment = Garment(
+                i, g["display"], g["style"], int(g["tier"]), forms, tags, bool(naming), naming == "listed"
+            )
             self.garments.append(garment)
             for tag in tags:
                 self._add(tag, Hit(GARMENT, None, i))
                 form_owner.setdefault(tag, i)
+        named = len(self.garments)
+        self._compile_open_garments(data.get("open_vocabulary"), form_owner)
         # A form belongs to the garment that names it as a tag ("dress" -> Dress), else
         # to the first garment listing it as a color form ("suit" -> Business Suit).
         for garment in self.garments:
@@ -331,12 +341,78 @@ class Ontology:
         all_forms = set(form_owner)
         for form in all_forms:
             owner = form_owner[form]
+            open_family = owner >= named  # a colour with an open-vocabulary garment: only tags that exist
             for word, display in clothes.items():
                 tag = f"{word} {form}"
+                if open_family and tag not in self._wd_general:
+                    continue  # in a prompt "green tunic" is a phrase: the prose reader takes its colour
                 self._add(tag, Hit(CGARMENT, display, form))
                 self._add(tag, Hit(GARMENT, None, owner))
         for tag, style in data["style_tags"].items():
             self._add(tag, Hit(DSTYLE, None, style))
+
+    def _compile_open_garments(self, spec: dict[str, Any] | None, form_owner: dict[str, int]) -> None:
+        """Garments beyond the named families: Danbooru's attire tag groups (``tag_tree.json``) and
+        common English clothing nouns, one family per (tier, style), each shown by its own name.
+
+        A tag some family already names keeps it (``kimono`` stays Kimono); the families come
+        after the named ones, so within a tier a named family still wins.
+        """
+        if not spec:
+            return
+        tree = json.loads(_read_text("data/reference/tag_tree.json"))
+        exclude = {normalize_tag(t) for t in spec.get("exclude", ())}
+        overrides = {normalize_tag(t): int(v) for t, v in spec.get("tier_overrides", {}).items()}
+        chosen: dict[str, tuple[int, str]] = {}
+        for path, (tier, style) in spec.get("groups", {}).items():
+            node: Any = tree
+            for part in path.split("|"):
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            for raw in node if isinstance(node, list) else ():
+                tag = normalize_tag(raw)
+                chosen.setdefault(tag, (overrides.get(tag, int(tier)), style))
+        for raw, (tier, style) in spec.get("english", {}).items():
+            tag = normalize_tag(raw)
+            chosen.setdefault(tag, (overrides.get(tag, int(tier)), style))
+        families: dict[tuple[int, str], list[str]] = {}
+        for tag in sorted(chosen):
+            if tag in exclude or tag in form_owner or any(h.kind == GARMENT for h in self.index.get(tag, ())):
+                continue
+            families.setdefault(chosen[tag], []).append(tag)
+        for (tier, style), tags in sorted(families.items()):
+            i = len(self.garments)
+            self.garments.append(Garment(i, tags[0].title(), style, tier, tuple(tags), tuple(tags), True))
+            for tag in tags:
+                self._add(tag, Hit(GARMENT, None, i))
+                form_owner.setdefault(tag, i)
+
+    def person_tag_hits(self) -> dict[str, tuple[Hit, ...]]:
+        """What a tag whose head noun is a person noun of the prose lexicon says as words
+        (``elderly woman`` -> Female as well as its Elderly; ``old man`` -> Male).
+
+        Only prompt lists use it (``TextExtractor._read_items``): there an item is the
+        character described in words. In Danbooru captions such tags (``fat man``,
+        ``old man`` beside ``1girl``) name someone else, so the index does not carry it.
+        Adult nouns give Young Adult only as the weakest age evidence, as in prose."""
+        persons: dict[str, list[str | None]] = self.prose.get("person_nouns", {})
+        out: dict[str, tuple[Hit, ...]] = {}
+        for tag in sorted(self._wd_general | set(self.index)):
+            words = tag.split(" ")
+            info = persons.get(words[-1])
+            if info is None or len(words) > 3 or not all(w.replace("-", "").isalpha() for w in words):
+                continue
+            hits = self.index.get(tag, ())
+            if any(h.kind in (NAME, COUNT, GARMENT) for h in hits):
+                continue
+            extra: list[Hit] = []
+            gender, age = info[0], info[1]
+            if gender and not any(h.kind == GENDER for h in hits):
+                extra.append(Hit(GENDER, None, gender))
+            if age and not any(h.kind == ATTR and h.key == "Age" for h in hits):
+                extra.append(Hit(ATTR, "Age", (age, NOUN_AGE_STRENGTH if age == "Young Adult" else EXPLICIT)))
+            if extra:
+                out[tag] = tuple(extra)
+        return out
 
     def _compile_list_file(self, data: dict[str, Any], suffix_title: str | None = None) -> None:
         rules = self._rules(data)

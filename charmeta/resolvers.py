@@ -206,7 +206,7 @@ class DressResolver(Resolver):
             return Decision(self.nude_value, CONF_EXPLICIT, list(dict.fromkeys(ev.nude)), False)
         if not ev.garments:
             return None
-        _, gi, source, display = _primary(ev)
+        rank, gi, source, display = _primary(ev)
         garment = self.garments[gi]
         evidence = [source]
         color = None
@@ -217,7 +217,9 @@ class DressResolver(Resolver):
         if display is not None:  # the garment's own words (prose, or a tag naming a specific garment)
             if color and not display.startswith(color + " "):
                 display = f"{color} {display}"
-            return Decision(display, 0.85, evidence, False)
+            # a tag's own name is as sure as the tag (rank (tier, index)); words read in prose are
+            # less so (rank (tier, 0, position), ``AppearanceReader._read_garments``)
+            return Decision(display, CONF_EXPLICIT if len(rank) == 2 else 0.85, evidence, False)
         value = f"{color} {garment.display}" if color else garment.display
         return Decision(value, CONF_EXPLICIT, evidence, False)
 

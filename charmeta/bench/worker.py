@@ -60,6 +60,47 @@ def core_stage(shard_glob: str, batch_rows: int) -> dict[str, Any]:
     return {"available": True, "rows": rows, "rows_out": out_rows, "seconds": seconds, "load_seconds": load_s}
 
 
+def kinds_stage(labeled: str, rows: int, batch_rows: int) -> dict[str, Any]:
+    """``Engine.process_batch`` over the texts of one labeled set (prompt-style or prose), cycled to
+    ``rows`` entries: the per-entry reading path those kinds take (``make bench`` reports entries/s).
+
+    The sets hold a few hundred distinct texts, so after the first pass the item and word caches
+    are warm; ``first_pass_seconds`` is the one pass over the distinct texts with cold caches."""
+    import itertools
+
+    import pyarrow as pa
+
+    from charmeta.engine import Engine
+
+    path = Path(labeled)
+    if not path.exists():
+        return {"available": False, "reason": f"{path} not found (run from a source checkout)"}
+    texts = [json.loads(line)["text"] for line in path.read_text("utf-8").splitlines() if line.strip()]
+    engine = Engine.default()
+    # one-time set-up (the batch path's arrays, lazy imports) is not part of reading these texts
+    warm = ["1girl, solo, long hair", "A woman in a red coat.", "1boy, (black hair:1.2), smile, hoodie"]
+    engine.process_batch(pa.array([f"x{i}" for i in range(len(warm))]), pa.array(warm))
+    t0 = time.perf_counter()
+    engine.process_batch(pa.array([f"w{i}" for i in range(len(texts))]), pa.array(texts))
+    first = time.perf_counter() - t0
+    done = 0
+    cycle = itertools.cycle(texts)
+    t0 = time.perf_counter()
+    while done < rows:
+        n = min(batch_rows, rows - done)
+        batch = list(itertools.islice(cycle, n))
+        engine.process_batch(pa.array([f"r{done + i}" for i in range(n)]), pa.array(batch))
+        done += n
+    seconds = time.perf_counter() - t0
+    return {
+        "available": True,
+        "rows": done,
+        "seconds": seconds,
+        "distinct": len(texts),
+        "first_pass_seconds": first,
+    }
+
+
 def containers_stage(path: str) -> dict[str, Any]:
     """Read + decode every image of one container layout (``charmeta.bench.containers``)."""
     from charmeta.bench.containers import read_and_decode
@@ -70,8 +111,10 @@ def containers_stage(path: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m charmeta.bench.worker")
-    p.add_argument("stage", choices=("floor", "core", "containers", "decode"))
-    p.add_argument("--glob", required=True)
+    p.add_argument("stage", choices=("floor", "core", "containers", "decode", "kinds"))
+    p.add_argument("--glob", default="", help="floor / core / containers / decode: the input files")
+    p.add_argument("--labeled", default="", help="kinds: a labeled JSONL whose texts are timed")
+    p.add_argument("--rows", type=int, default=20_000, help="kinds: entries to time")
     p.add_argument("--out", default="")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--batch-rows", type=int, default=32_768)
@@ -79,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.stage == "floor":
         res = floor_stage(a.glob, a.out, a.threads, a.ontology)
+    elif a.stage == "kinds":
+        res = kinds_stage(a.labeled, a.rows, a.batch_rows)
     elif a.stage == "containers":
         res = containers_stage(a.glob)
     elif a.stage == "decode":

@@ -78,6 +78,10 @@ Stages:
   names): the floor of reports before 2026-11-27, kept so figures stay comparable.
 - **core extraction**: `Engine.default().process_batch(ids, texts)` over the shards in
   batches, one core.
+- **prompt-style entries / prose entries**: `Engine.process_batch` over the texts of
+  `tests/data/prompt_set.jsonl` / `prose_set.jsonl` cycled to `--kinds-rows` entries, one
+  core: these kinds take the per-entry reading path. The note gives the first pass over the
+  distinct texts with cold caches.
 - **extract CLI**: `charmeta extract --input X.jsonl --output Y.jsonl` on synthetic JSONL
   captions (target: >= 20,000 entries/s on one core; rows/s here is over the whole
   process wall, start-up included).
@@ -103,9 +107,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--skip",
         action="append",
         default=[],
-        choices=("floor", "core", "extract", "e2e", "containers"),
+        choices=("floor", "core", "kinds", "extract", "e2e", "containers"),
         help="skip a stage (repeatable)",
     )
+    p.add_argument("--kinds-rows", type=int, default=20_000, help="entries per prompt-style / prose stage")
     p.add_argument("--images", type=int, default=1000, help="images per container layout (default 1000)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per stage before it is killed")
     p.add_argument("--report", default=None, help="Markdown file to append to (default docs/benchmarks.md)")
@@ -169,6 +174,27 @@ def run(args: argparse.Namespace) -> int:
         if core.available:
             core.note = f"1 core, batches of {args.batch_rows:,}; engine load {core.extra.get('load_seconds', 0):.2f}s"
         results.append(core)
+
+    if "kinds" not in args.skip:
+        data = Path(__file__).resolve().parents[2] / "tests" / "data"
+        for kind, file in (("prompt-style", "prompt_set.jsonl"), ("prose", "prose_set.jsonl")):
+            log(f"bench: {kind} entries ...")
+            res = run_child(
+                f"{kind} entries",
+                worker_cmd(
+                    "kinds", "--labeled", str(data / file), "--rows", str(args.kinds_rows), "--batch-rows", "4096"
+                ),
+                args.kinds_rows,
+                json_result=True,
+                timeout=args.timeout,
+            )
+            if res.available:
+                first = res.extra.get("first_pass_seconds", 0) or 0
+                distinct = res.extra.get("distinct", 0)
+                cold = f"{distinct / first:,.0f}/s" if first else "n/a"
+                res.note = f"{distinct} texts of {file} cycled, 1 core; first pass (cold caches) {cold}"
+                summary.append(f"{kind}: {res.rows_per_s:,.0f} entries/s (first pass over the distinct texts {cold})")
+            results.append(res)
 
     if "extract" not in args.skip:
         log("bench: extract CLI ...")

@@ -110,6 +110,13 @@ class TextExtractor:
             if hits and not all(h.kind == NAME for h in hits)
         )
         self._drop_words = frozenset(ontology.dress.get("display_drop_words", ()))
+        self._person_tags = ontology.person_tag_hits()
+        # Names that are also person nouns of the prose lexicon: read as phrases in prompt lists.
+        self._person_word_names = frozenset(
+            w
+            for w, hits in ((w, ontology.frozen.get(w)) for w in self.prose.lex.persons)
+            if hits and len(hits) == 1 and hits[0].kind == NAME
+        )
         self._columnar: Any = None
 
     @property
@@ -308,7 +315,14 @@ class TextExtractor:
                     if is_phrase:
                         unknown.append(t)
                 continue
+            if prompt_list and single is not None and single[0] is NAME and t in self._person_word_names:
+                unknown.append(t)  # "businesswoman": a series title too, but in a prompt a person noun
+                continue
             known += 1
+            if prompt_list:
+                extra = self._person_tags.get(t)
+                if extra is not None:
+                    self._apply(extra, t, ev)  # "elderly woman": Female too (``Ontology.person_tag_hits``)
             if single is not None:  # one hit: the common kinds inlined, the rest via _apply
                 kind, key, value = single
                 if kind is ATTR:
@@ -364,8 +378,9 @@ class TextExtractor:
             elif kind == GARMENT:
                 g = self.ont.garments[value]
                 display = None
-                if g.name_from_tag:  # "black tank top" -> Black Tank Top, not the family name
-                    form = next((h[2] for h in hits if h[0] == CGARMENT), t)
+                form = next((h[2] for h in hits if h[0] == CGARMENT), t) if g.name_from_tag else t
+                if g.name_from_tag and (not g.listed_names_only or form in g.tags or form in g.forms):
+                    # "black tank top" -> Black Tank Top, not the family name
                     color = next((h[1] for h in hits if h[0] == CGARMENT), None)
                     name = title_case([w for w in form.split(" ") if w not in self._drop_words] or form.split(" "))
                     display = name if color is None else f"{color} {name}"

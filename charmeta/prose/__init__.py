@@ -19,9 +19,12 @@ bag-of-words matching, so the traps do not fire:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from charmeta.evidence import Evidence
-from charmeta.ontology import Ontology
-from charmeta.prose.appearance import _HALF_UP, _NUDE_WORDS, AppearanceReader, phrase_spans
+from charmeta.ontology import EXPLICIT, Ontology
+from charmeta.prose.appearance import _HALF_UP, _NUDE_WORDS, _STREAK_WORDS, AppearanceReader, phrase_spans
 from charmeta.prose.lexicon import (
     _PIECE_RE,
     _TOKEN_RE,
@@ -36,6 +39,26 @@ from charmeta.prose.people import PeopleReader
 
 __all__ = ["ProseReader", "build_lexicon", "title_case"]
 
+#: A prompt weight inside an item (``:1.2``) and the brackets around weighted words: dropped from item clauses.
+_INNER_WEIGHT_RE = re.compile(r":\s*-?\d+(?:\.\d+)?")
+_BRACKETS = str.maketrans({c: " " for c in "()[]{}"})
+_PROMPT_SYNTAX = frozenset("()[]{}:")
+#: Person nouns of no gender or age that never end a name (``name_prone_occupations`` leaves them alone).
+_PLAIN_PERSONS = frozenset(
+    {
+        "person",
+        "people",
+        "someone",
+        "figure",
+        "character",
+        "individual",
+        "adult",
+        "persons",
+        "blonde",
+        "brunette",
+        "redhead",
+    }
+)
 #: Tokens left out of a clause read as a tag: ``(dark skin)`` -> ``dark skin``.
 _PARENS = ("(", ")")
 
@@ -46,7 +69,15 @@ class ProseReader(PeopleReader, AppearanceReader):
     def __init__(self, ontology: Ontology) -> None:
         self.ont = ontology
         self.lex = lex = build_lexicon(ontology)
-        self.name_prone = frozenset(ontology.prose.get("name_prone_nouns", ()))
+        self.name_prone = (
+            frozenset(ontology.prose.get("name_prone_nouns", ()))
+            | (
+                frozenset(w for w, info in lex.persons.items() if info == (None, None) and w not in _PLAIN_PERSONS)
+                if ontology.prose.get("name_prone_occupations")
+                else frozenset()
+            )
+            | lex.rule_plurals
+        )
         self.color_ethnicity: dict[str, str] = ontology.prose.get("color_ethnicity", {})
         self.color_ethnicity_nouns = frozenset(ontology.prose.get("color_ethnicity_nouns", ()))
         # First words of multi-word phrases: most tokens start none, so n-grams are only built after one.
@@ -77,9 +108,19 @@ class ProseReader(PeopleReader, AppearanceReader):
         self._body_words = frozenset(lex.body)
         # Any word that sets off the eye, garment, phrase or body reader: most clauses hold none.
         self._appearance_words = (
-            self._eye_words | self._garment_first | _NUDE_WORDS | self._phrase_first | self._body_words
+            self._eye_words | self._garment_first | _NUDE_WORDS | self._phrase_first | self._body_words | _STREAK_WORDS
         )
         self._age_phrase_anchors = substring_anchors(lex.age_phrases)
+        self._age_time_words = frozenset(ontology.prose.get("age_time_words", ()))
+        self._crowd_nouns = frozenset(ontology.prose.get("crowd_nouns", ()))
+        self._crowd_verbs = frozenset(ontology.prose.get("crowd_verbs", ()))
+        self._descent_words = frozenset(ontology.prose.get("descent_words", ()))
+        self._depiction_cues = tuple(ontology.prose.get("depiction_cues", ()))
+        self._not_person_before = frozenset(ontology.prose.get("not_person_before", ()))
+        self._color_similes: dict[str, str] = ontology.prose.get("hair_color_similes", {})
+        self._head_lengths = {
+            t: h.value[0] for t in ("bald head", "shaved head") for h in ontology.lookup(t) if h.key == "Hair Length"
+        }
         self._pronoun_words = frozenset(lex.pronouns)
         self._group_single = frozenset(g for g in lex.group_words if " " not in g)
         self._group_multi = tuple(f" {g} " for g in lex.group_words if " " in g)
@@ -115,7 +156,7 @@ class ProseReader(PeopleReader, AppearanceReader):
         self._blank_names(parsed)
         persons = self._find_persons(parsed, low)
         has_other = self._mark_other_context(parsed, persons)
-        subject = _subject(persons) if persons else None
+        subject = _subject(persons, self._informative) if persons else None
         self._count_people(low, parsed, persons, subject, ev)
         parens = "(" in low or ")" in low  # without them in the text, no clause holds a parenthesis token
         not_hair = self._not_hair_nouns
@@ -134,6 +175,11 @@ class ProseReader(PeopleReader, AppearanceReader):
             self._read_appearance(toks, ev, subject, ci)
         self._read_subject(low, parsed, persons, subject, ev, has_other)
 
+    def _informative(self, noun: str) -> bool:
+        """Whether a person noun says the character's gender or age (``girl``, ``grandpa``)."""
+        info = self.person_info(noun)
+        return info is not None and info != (None, None)
+
     def _read_appearance(self, toks: list[str], ev: Evidence, subject: _Person | None, ci: int) -> None:
         """Hair, eyes, garments, listed phrases and build in one clause of the character's.
 
@@ -142,6 +188,15 @@ class ProseReader(PeopleReader, AppearanceReader):
         """
         if not self._not_hair_nouns.issuperset(toks):
             self._read_hair(toks, ev)
+        if not _STREAK_WORDS.isdisjoint(toks) and (len(toks) <= 3 or not self.lex.hair_nouns.isdisjoint(toks)):
+            # "blonde highlights in brown hair", a prompt item "red streaks": a second hair colour
+            for k in range(1, len(toks)):
+                if toks[k] in _STREAK_WORDS and toks[k - 1] in self.lex.hair_colors:
+                    ev.add_multi("Hair Color", f"{toks[k - 1]} {toks[k]}")
+        if "head" in toks:  # "a bald head", "a shaved head": hair-length tags without the word hair
+            for a, b in zip(toks, toks[1:]):
+                if b == "head" and f"{a} head" in self._head_lengths:
+                    ev.add("Hair Length", self._head_lengths[f"{a} head"], EXPLICIT, f"{a} head")
         if self._appearance_words.isdisjoint(toks):
             return
         if not self._eye_words.isdisjoint(toks):
@@ -174,10 +229,16 @@ class ProseReader(PeopleReader, AppearanceReader):
 
 
 def _item_clauses(items: list[str]) -> list[_Clause]:
-    """The items of a tag list as clauses, one each, items without tokens left out."""
+    """The items of a tag list as clauses, one each, items without tokens left out.
+
+    Weights and brackets inside an item are prompt syntax, not words: ``(golden) wavy hair``
+    reads as ``golden wavy hair``, ``(pink:1.1) hair`` as ``pink hair``.
+    """
     find = _TOKEN_RE.findall
     out: list[_Clause] = []
     for item in map(_normalise, items):
+        if not _PROMPT_SYNTAX.isdisjoint(item):
+            item = _INNER_WEIGHT_RE.sub("", item).translate(_BRACKETS)
         tokens = find(item)
         if tokens:
             out.append(_Clause(_split_possessives(tokens) if "'s" in item else tokens))
@@ -200,12 +261,20 @@ def _split_possessives(tokens: list[str]) -> list[str]:
     return out
 
 
-def _subject(persons: list[_Person]) -> _Person | None:
-    """The character: the first person noun neither a relative nor absent, a singular one first."""
-    subject = next((p for p in persons if not p.relation and not p.absent and not p.plural), None)
-    if subject is None:
-        subject = next((p for p in persons if not p.relation and not p.absent), None)
-    return subject
+def _subject(persons: list[_Person], informative: Callable[[str], bool]) -> _Person | None:
+    """The character: the first person noun neither a relative nor absent, a singular one first.
+
+    A role noun that says neither gender nor age (``a samurai``, ``from vampire``) gives way to a
+    later singular one that does (``..., a girl with ...``): in one character's entry both name
+    the same person, and the later one says more.
+    """
+    candidates = [p for p in persons if not p.relation and not p.absent and not p.plural]
+    if candidates:
+        first = candidates[0]
+        if not informative(first.noun):
+            return next((p for p in candidates[1:] if informative(p.noun)), first)
+        return first
+    return next((p for p in persons if not p.relation and not p.absent), None)
 
 
 def _normalise(text: str) -> str:

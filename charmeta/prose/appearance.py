@@ -20,6 +20,8 @@ from charmeta.prose.lexicon import (
 )
 
 _NUDE_WORDS = frozenset({"nude", "naked", "undressed"})
+#: Nouns for a second hair colour in part of the hair (``pink tips``, ``red streaks``): with a colour, Multicolored.
+_STREAK_WORDS = frozenset({"tips", "streaks", "streak", "highlights", "stripes", "ends", "strands", "lowlights"})
 #: Words after a hair noun that say it is worn half up (``_read_hair_styles_after``).
 _HALF_UP = ("half-up", "half")
 #: Bound on each per-word memo (cleared when full): memory stays flat whatever the corpus.
@@ -74,9 +76,14 @@ class AppearanceReader:
         if w.endswith("-haired"):
             return None
         if "-" in w:
-            parts = [p for p in w.split("-") if p not in ("to", "and", "n")]
+            raw_parts = w.split("-")
+            parts = [p for p in raw_parts if p not in ("to", "and", "n")]
             if w in lex.lengths:
                 return [("length", lex.lengths[w])]
+            if len(parts) == len(raw_parts) == 2 and parts[1] in lex.hair_colors:
+                # "jet-black", "copper-red", "ice-blue": an English compound colour is its head,
+                # one colour (never Multicolored); "blue-and-white" keeps its two colours.
+                return [("color", lex.hair_colors[parts[1]])]
             mods: list[tuple[str, str]] = []
             for part in parts:
                 m = self._hair_modifier(part)
@@ -143,8 +150,18 @@ class AppearanceReader:
                 style_noun = noun
             elif two in ("buzz cut", "crew cut", "bowl cut"):
                 ev.add("Hair Length", "Short", IMPLIED, two)
-            mods = self._collect_back(toks, i - (1 if style_noun == two and two != noun else 0))
+                style_noun = None
+            two_word = two != noun and (style_noun == two or two in ("buzz cut", "crew cut", "bowl cut"))
+            mods = self._collect_back(toks, i - (1 if two_word else 0))
             self._apply_hair_mods(mods, ev, noun, style_noun)
+            if "dyed" in toks[i + 1 : i + 4]:  # "a pixie cut dyed pink", "hair dyed bright pink"
+                k = toks.index("dyed", i + 1) + 1
+                while k < n and toks[k] in lex.shades:
+                    k += 1
+                if k < n and toks[k] in lex.hair_colors:
+                    ev.add("Hair Color", lex.hair_colors[toks[k]], EXPLICIT, f"{noun} dyed {toks[k]}")
+            if i + 3 < n and toks[i + 1] == "with" and toks[i + 3] in _STREAK_WORDS and toks[i + 2] in lex.hair_colors:
+                ev.add_multi("Hair Color", f"{noun} with {toks[i + 2]} {toks[i + 3]}")  # "teal hair with pink tips"
             if noun in ("hair", "locks", "mane", "tresses", "curls", "waves"):
                 if noun in ("curls",):
                     ev.add("Hair Style", "Curly", EXPLICIT, noun)
@@ -205,6 +222,15 @@ class AppearanceReader:
         if not self._hair_forward_words.isdisjoint(toks[i + 1 : end]):  # most hair nouns: no style word follows
             self._read_hair_styles_after(toks, i, end, ev)
         after = toks[i + 1 : end + 2]
+        for k, w in enumerate(after):  # "hair and a wetsuit peeled to his waist": the length is not the hair's
+            if w in ("and", "with") or w in self.lex.garment_phrases or w in self.lex.persons:
+                after = after[:k]
+                break
+        if after[:3] in (["the", "color", "of"], ["the", "colour", "of"]):  # "hair the color of fresh snow"
+            for w in after[3:6]:
+                if w in self._color_similes:
+                    ev.add("Hair Color", self._color_similes[w], EXPLICIT, f"hair the color of {w}")
+                    break
         m = None if _SHOULDER_DETS.isdisjoint(after) else _SHOULDER_RE.search(" ".join(after))
         if m:
             key = (m.group(1), m.group(2))
@@ -272,6 +298,9 @@ class AppearanceReader:
                     pass
                 elif w in ("and", "&") and colors:
                     pass
+                elif "-" in w and w.count("-") == 1 and w.split("-")[1] in lex.eye_colors:
+                    # "ice-blue", "blood-red", "blue-green": a compound colour is its head, one colour
+                    colors.append((lex.eye_colors[w.split("-")[1]], w))
                 elif "-" in w and all(p in lex.eye_colors for p in w.split("-")):
                     colors += [(lex.eye_colors[p], p) for p in w.split("-")]
                 else:
@@ -312,6 +341,9 @@ class AppearanceReader:
                 continue
             size, phrase = match
             end = i + size
+            if end < n and toks[end] in lex.garment_phrases and toks[end] not in lex.persons:
+                i += 1  # "military jacket", "hoodie dress", "bikini top": the last garment noun is the head
+                continue
             if self._negated(toks, i):
                 i = end
                 continue
@@ -319,13 +351,23 @@ class AppearanceReader:
             quals: list[str] = []
             color: str | None = None
             j = i - 1
-            while j >= 0 and len(quals) < 2:
+            while j >= 0 and len(quals) < 3:  # "red velvet evening dress": two words of kind, then the colour
                 w = toks[j]
                 if w in lex.clothes_colors:
                     color = lex.clothes_colors[w]
                     if j > 0 and f"{toks[j - 1]} {w}" in lex.clothes_colors:
                         color = lex.clothes_colors[f"{toks[j - 1]} {w}"]
+                        j -= 1
+                    if j > 1 and toks[j - 1] in ("and", "&") and toks[j - 2] in lex.clothes_colors:
+                        color = f"{lex.clothes_colors[toks[j - 2]]} And {color}"  # "red and white cheerleader outfit"
                     break
+                if w in lex.garment_adjectives:
+                    j -= 1  # "red baggy hoodie" -> Red Hoodie: a fit or state word, not the garment's kind
+                    continue
+                if w in lex.persons and j == i - 1 - len(quals) and w not in lex.plural_persons:
+                    quals.insert(0, w)  # "chef uniform", "witch robe", "ninja outfit": the garment's kind
+                    j -= 1
+                    continue
                 if (
                     w in lex.garment_stop
                     or w in lex.shades
@@ -340,6 +382,9 @@ class AppearanceReader:
                     break
                 quals.insert(0, w)
                 j -= 1
+            if phrase in lex.qualified_only and not quals and color is None:
+                i = end
+                continue  # "a cute outfit" names no garment; "a ninja outfit" does
             words = quals + toks[i:end]
             display = title_case(words)
             if color:

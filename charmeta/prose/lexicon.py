@@ -36,8 +36,11 @@ _STATED_RES = (
     (("age",), None, re.compile(r"\bage[ds]?\s+(\d{1,3})\b")),
     (
         ("of",),
-        re.compile(r"of\s+\d"),  # "of" is in most prose, a number after it is not
-        re.compile(r"\b(?:girl|boy|child|kid|woman|man|lady|gentleman|person|teen|teenager)\s+of\s+(\d{1,3})\b"),
+        re.compile(r"of\s+(?:[a-z]+\s+)?\d"),  # "of" is in most prose, a number after it is not
+        re.compile(
+            r"\b(?:girl|boy|child|kid|woman|man|lady|gentleman|person|teen|teenager)\s+of\s+"
+            r"(?:about\s+|around\s+|roughly\s+|nearly\s+|almost\s+|maybe\s+|perhaps\s+)?(\d{1,3})\b"
+        ),
     ),
 )
 #: The stated-age and bare-number patterns all need a ``\d`` (Unicode digits included): text without one skips them.
@@ -66,8 +69,8 @@ _DECADE_RE = re.compile(
 _ONE_RE = re.compile(r"\bone (?:in|with|wearing|of them|blonde|blond|brunette|redhead|has)\b")
 _HE_RE = re.compile(r"\bhe(?:'s| is| was| wears| has)\b")
 _SHE_RE = re.compile(r"\bshe(?:'s| is| was| wears| has)\b")
-_POSSESSIVES = frozenset({"her", "his", "their", "my", "your", "our"})
-_DETERMINERS = frozenset({"a", "an", "the", "this", "that", "some"})
+_POSSESSIVES = frozenset({"her", "his", "their", "my", "your", "our", "its"})
+_DETERMINERS = frozenset({"a", "an", "the", "this", "that", "some", "another"})
 _STOP = frozenset(
     {
         "a",
@@ -205,10 +208,12 @@ class _TypoIndex(dict):
     words (names) so, before its cache.
     """
 
-    __slots__ = ("heads", "tails", "lengths")
+    __slots__ = ("heads", "tails", "lengths", "real_words")
 
-    def __init__(self, entries: dict[str, str]) -> None:
+    def __init__(self, entries: dict[str, str], real_words: frozenset[str] = frozenset()) -> None:
         super().__init__(entries)
+        #: English words that are never typos of a target (``back`` is not ``black``).
+        self.real_words = real_words
         self.heads = frozenset(k[:2] for k in entries)
         self.tails = frozenset(k[-2:] for k in entries)
         self.lengths = frozenset(map(len, entries))
@@ -246,6 +251,12 @@ class _Lexicon:
     garment_phrases: dict[str, int]
     garment_stop: frozenset[str]
     negations: frozenset[str]
+    #: Plurals made by ``_plural`` (not listed in the data): name-prone (``brave witches`` is a title).
+    rule_plurals: frozenset[str] = frozenset()
+    #: Words of ``garment_stop_words`` that describe fit or state (``baggy``, ``oversized``): skipped, not kept.
+    garment_adjectives: frozenset[str] = frozenset()
+    #: Garment heads that name a garment only with a word of kind before them (``ninja outfit``).
+    qualified_only: frozenset[str] = frozenset()
     typo_targets_mod: _TypoIndex = field(default_factory=lambda: _TypoIndex({}))
     typo_targets_noun: _TypoIndex = field(default_factory=lambda: _TypoIndex({}))
 
@@ -256,7 +267,7 @@ def _deletes(word: str) -> set[str]:
     return out
 
 
-def _build_typo_index(words: Iterable[str], min_len: int) -> _TypoIndex:
+def _build_typo_index(words: Iterable[str], min_len: int, real_words: frozenset[str] = frozenset()) -> _TypoIndex:
     """Symmetric-delete index: a word one edit (or one swap) away maps to its target.
 
     Built in sorted order, every vocabulary word first mapping to itself, so the
@@ -268,7 +279,7 @@ def _build_typo_index(words: Iterable[str], min_len: int) -> _TypoIndex:
     for w in vocab:
         for d in sorted(_deletes(w)):
             index.setdefault(d, w)
-    return _TypoIndex(index)
+    return _TypoIndex(index, real_words)
 
 
 _TYPO_CACHE: dict[tuple[int, str], str | None] = {}
@@ -278,7 +289,7 @@ _TYPO_CACHE_MAX = 100_000
 def _typo(token: str, index: _TypoIndex) -> str | None:
     """The vocabulary word one typo away from ``token`` (memoised: prose repeats words)."""
     n = len(token)
-    if n < 4 or not token.isalpha():
+    if n < 4 or not token.isalpha() or token in index.real_words:
         return None
     if token not in index and (
         (n >= 5 and token[:2] not in index.heads and token[-2:] not in index.tails)
@@ -347,7 +358,8 @@ def build_lexicon(ont: Ontology) -> _Lexicon:
         "cardigan": "cardigan",
         "apron": None,
         "aprons": None,
-        "outfit": None,
+        "outfit": "costume",
+        "outfits": "costume",
         "uniforms": "uniform",
         "top": "top",
         "tee": "shirt",
@@ -400,10 +412,76 @@ def build_lexicon(ont: Ontology) -> _Lexicon:
         garment_phrases=garment_phrases,
         garment_stop=frozenset(p["garment_stop_words"]),
         negations=frozenset(p["negations"]),
+        qualified_only=frozenset({"outfit", "outfits", "habit"}),
     )
-    lex.typo_targets_mod = _build_typo_index(mod_words, 5)
-    lex.typo_targets_noun = _build_typo_index({"ponytail", "twintails", "pigtails", "dreadlocks", "braids"}, 6)
+    _add_person_groups(ont, lex)
+    _add_plurals(lex, frozenset(p.get("plural_blocklist", ())))
+    lex.garment_adjectives = lex.garment_stop - _STOP - _GARMENT_FUNCTION_WORDS
+    # A word of the tag vocabulary (``back``, ``slicked``) is a real word, never read as a typo
+    # of a colour or style: only words that are in no tag get corrected (``blak``, ``ponytial``).
+    real_words = frozenset(w for tag in ont.known_vocab for w in tag.split(" ") if w.isalpha())
+    lex.typo_targets_mod = _build_typo_index(mod_words, 5, real_words)
+    lex.typo_targets_noun = _build_typo_index(
+        {"ponytail", "twintails", "pigtails", "dreadlocks", "braids"}, 6, real_words
+    )
     return lex
+
+
+#: Words of ``garment_stop_words`` that end the search for a garment's colour (not fit or state words).
+_GARMENT_FUNCTION_WORDS = frozenset(
+    {"or", "wearing", "wears", "dressed", "its", "my", "your", "over", "under", "one", "both"}
+)
+
+
+def _plural(word: str) -> str:
+    """The regular English plural of a person noun (``clerk`` -> ``clerks``, ``fisherman`` -> ``fishermen``).
+
+    Hand rules, not ``inflect``: that package takes ~5 s to import here and gets ``thief``
+    wrong too; irregular plurals of the lexicon (``children``, ``women``) are listed in the data."""
+    if word.endswith("man"):
+        return word[:-3] + "men"
+    if word.endswith(("s", "sh", "ch", "x", "z")):
+        return word + "es"
+    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+def _add_plurals(lex: _Lexicon, blocked: frozenset[str]) -> None:
+    """Every singular person noun's plural is a plural person noun (``two clerks arguing``), except
+    those of ``blocked``, whose plurals are mostly objects (``paper fans``, ``action figures``)."""
+    plurals = set(lex.plural_persons)
+    added: set[str] = set()
+    for word, info in list(lex.persons.items()):
+        if word in plurals or word in blocked or not word.isalpha():
+            continue
+        plural = _plural(word)
+        if plural not in lex.persons:
+            lex.persons[plural] = info
+            plurals.add(plural)
+            added.add(plural)
+    lex.plural_persons = frozenset(plurals)
+    lex.rule_plurals = frozenset(added)
+
+
+def _add_person_groups(ont: Ontology, lex: _Lexicon) -> None:
+    """Occupations from the tag groups of ``person_noun_groups`` (``tag_tree.json``: barber, pilot...)
+    as person nouns of no gender or age: a second one in the scene is a second character."""
+    groups = ont.prose.get("person_noun_groups", ())
+    if not groups:
+        return
+    import json
+    from importlib import resources
+
+    tree = json.loads(resources.files("charmeta").joinpath("data/reference/tag_tree.json").read_text("utf-8"))
+    for group in groups:
+        for raw in tree.get(group, ()):
+            word = raw.lower()
+            if "_" in word or "(" in word or not word.isalpha() or word in lex.persons:
+                continue  # one-word occupations only ("flight_attendant" is read as a garment's kind)
+            if word in lex.garment_phrases or word in ("police", "prostitution", "guard", "officer"):
+                continue
+            lex.persons[word] = (None, None)
 
 
 @dataclass(slots=True)

@@ -4,6 +4,8 @@ what is said about the character as a person (age, gender, ethnicity, body).
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from itertools import chain
 from operator import attrgetter
 
@@ -31,8 +33,84 @@ from charmeta.prose.lexicon import (
 )
 
 _TOKENS = attrgetter("tokens")
+#: Absence cues that are only weak evidence: an interaction in the same clause wins over them
+#: (``her brother has red hair`` is a mention; ``her sister is hugging her`` is a second person).
+_WEAK_ABSENCE = frozenset({"has", "'s", "is"})
+#: -ing words that do not link two people in one picture (``a girl wearing a nurse outfit``).
+_NOT_LINKING = frozenset({"wearing", "looking", "dressed", "holding", "thinking", "dreaming", "remembering", "missing"})
+#: Words after which a person noun names a role or likeness, not a second person (``dressed as a nurse``).
+_ROLE_WORDS = frozenset({"as", "like"})
+#: How far before a relative an interaction word may stand (``mending nets with his grandson``).
+_NEAR = 6
+
+
+def _ing_verb(word: str) -> bool:
+    """An -ing word that may link two people (``lifting``, ``braiding``), not a noun like ``ring`` / ``king``."""
+    return len(word) > 5 and word.endswith("ing") and word not in _NOT_LINKING
+
+
 #: Person nouns by suffix (``fisherman``, ``policewomen``): "woman" / "women" end so too.
 _MAN_SUFFIXES = ("man", "men")
+
+
+#: Ages in words: ``fifteen-year-old``, ``twenty five years old``, ``aged seven``, ``age eighty``.
+#: Years into a decade that ``early`` / ``mid`` / ``late`` mean (``in his late sixties`` -> 68).
+_DECADE_PART = {"early": 2, "mid": 5, "late": 8}
+_WORDED_AGE_RE = re.compile(r"\b((?:[a-z]+[- ])?[a-z]+)[\s-]+years?[\s-]+old\b|\bage[ds]?\s+((?:[a-z]+[- ])?[a-z]+)\b")
+#: English number words up to ninety-nine, the only ones a stated age is written in.
+_TENS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+_NUM_WORD = (
+    rf"(?:(?:{_TENS})(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?"
+    r"|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen"
+    r"|one|two|three|four|five|six|seven|eight|nine)"
+)
+_APPROX = r"(?:about|around|roughly|nearly|almost|maybe|perhaps|probably|approximately)\s+"
+#: Ages in words without "years": ``a girl of eleven``, ``a boy, about sixteen,``, ``forty-something``.
+_WORD_AGE_RES = (
+    re.compile(
+        rf"\b(?:girl|boy|child|kid|woman|man|lady|gentleman|person|teen|teenager|guy)\s+of\s+(?:{_APPROX})?({_NUM_WORD})\b"
+    ),
+    re.compile(rf"(?:^|,)\s*(?:{_APPROX})?({_NUM_WORD})\s*(?=,|\.|;|$)"),
+)
+#: ``forty-something``, ``thirtyish``: the middle of the decade.
+_DECADE_ISH_RE = re.compile(rf"\b({_TENS})[- ]?(?:something|ish)\b")
+_NUM_WORD_RE = re.compile(rf"\b{_NUM_WORD}\b")
+
+
+def _worded_ages(text: str) -> list[tuple[int, str]]:
+    """Stated ages written in words, read by ``number_parser`` (a maintained English number-word
+    parser: ``twenty-five`` -> 25, ``eighty`` -> 80), imported here only: tag captions never get here.
+    ``a fifteen`` -> 15: the parser reads the longest number the words make, so a leading article
+    or adjective (``a``, ``nearly``) is tried away first."""
+    out: list[tuple[int, str]] = []
+    for rx in _WORD_AGE_RES:
+        for m in rx.finditer(text):
+            value = _number(m.group(1).replace("-", " "))
+            if value is not None:
+                out.append((value, m.group(0).strip(" ,")))
+    for m in _DECADE_ISH_RE.finditer(text):
+        value = _number(m.group(1))
+        if value is not None:
+            out.append((value + 5, m.group(0)))
+    for m in _WORDED_AGE_RE.finditer(text):
+        before = m.group(1) is not None  # "<number> years old": the number ends there; "aged <number>": starts
+        words = (m.group(1) or m.group(2) or "").replace("-", " ").split()
+        spans = [words[k:] for k in range(len(words))] if before else [words[:k] for k in range(len(words), 0, -1)]
+        for span in spans:
+            value = _number(" ".join(span))
+            if value is not None:
+                out.append((value, m.group(0)))
+                break
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _number(words: str) -> int | None:
+    """``number_parser.parse_number`` in English (~0.4 ms a call; memoised: ages repeat)."""
+    from number_parser import parse_number
+
+    value = parse_number(words, language="en")
+    return value if isinstance(value, int) else None
 
 
 def _has_man_suffix(tokens: list[str]) -> bool:
@@ -56,6 +134,12 @@ class PeopleReader:
     _group_multi: tuple[str, ...]
     _group_multi_anchors: tuple[str, ...]
     _age_phrase_anchors: tuple[str, ...]
+    _age_time_words: frozenset[str]
+    _crowd_nouns: frozenset[str]
+    _crowd_verbs: frozenset[str]
+    _descent_words: frozenset[str]
+    _depiction_cues: tuple[str, ...]
+    _not_person_before: frozenset[str]
 
     def _blank_names(self, clauses: list[_Clause]) -> None:
         """Character names are never evidence (``kaitou kid`` is not a child).
@@ -108,6 +192,10 @@ class PeopleReader:
                     continue
                 if i + 1 < len(toks) and toks[i + 1] in lex.persons and t not in lex.plural_persons:
                     continue  # "school girl", "ninja warrior": the head is the last noun
+                if i + 1 < len(toks) and (toks[i + 1] in self._not_person_before or toks[i + 1] in lex.garment_phrases):
+                    continue  # "demon tail", "judge uniform", "angel wings": a modifier, not a person
+                if i > 0 and toks[i - 1] in self._age_time_words and t in lex.plural_persons:
+                    continue  # "in his early teens": an age, not people
                 if t in ("couple", "pair", "group") and i + 1 < len(toks) and toks[i + 1] == "of":
                     continue  # "a couple of hours": a quantity; "a couple of friends" counts by "friends"
                 if t in self.name_prone and i > 0 and not self._person_context(toks[max(0, i - 2) : i]):
@@ -119,6 +207,16 @@ class PeopleReader:
                 absent = present = False
                 if relation:
                     absent, present = self._relative_presence(toks, i, prev)
+                elif (
+                    found
+                    and self._depiction_cues
+                    and any(
+                        " ".join(toks[max(0, i - 4) : i]).endswith(cue)
+                        or f"{cue} " in " ".join(toks[max(0, i - 4) : i]) + " "
+                        for cue in self._depiction_cues
+                    )
+                ):
+                    absent = True  # "a painting of a king", "a photo of her late grandmother": not in the scene
                 number = 1
                 for w in prev:
                     if w in lex.numbers:
@@ -136,12 +234,18 @@ class PeopleReader:
         ``hugging her sister`` / ``a mother and her daughter`` is in the picture too."""
         lex = self.lex
         padded = f" {' '.join(toks)} "
-        absent = any(f" {cue} " in padded for cue in lex.absence) or " ".join(toks[:i]).endswith(
-            ("for her", "for his", "for their")
+        cues = [cue for cue in lex.absence if f" {cue} " in padded]
+        strong = any(c not in _WEAK_ABSENCE for c in cues) or " ".join(toks[:i]).endswith(
+            ("for her", "for his", "for their", "of her", "of his", "of their", "about her", "about his")
         )
+        absent = strong or bool(cues)
         present = False
-        near = " " + " ".join(toks[max(0, i - 4) : i]) + " "
-        if any(f" {v} " in near for v in lex.interaction):
+        before = toks[max(0, i - _NEAR) : i]
+        near = " " + " ".join(before) + " "
+        after = " " + " ".join(toks[i + 1 : i + 4]) + " "
+        if not strong and (
+            any(f" {v} " in near or f" {v} " in after for v in lex.interaction) or any(map(_ing_verb, before))
+        ):
             absent, present = False, True
         if not absent:
             # "a mother and her daughter", "her sister standing behind her": a second person in the picture
@@ -213,6 +317,7 @@ class PeopleReader:
         count = self._count_persons(clauses, persons, subject) if persons else None
         if (
             self._mentions_group(low, clauses)
+            or self._mentions_crowd(clauses)
             or ("one " in low and len(_ONE_RE.findall(low)) >= 2)  # "one in red, one with a hat"
             or ("she" in low and _SHE_RE.search(low) and _HE_RE.search(low))
         ):  # "she is ..., he is ..."
@@ -240,7 +345,22 @@ class PeopleReader:
         for p in singles:
             if p.relation and (p.present or (subject is not None and self._joined(clauses, subject, p))):
                 count = max(count, 2)
+            elif not p.relation and p.pos > 0 and clauses[p.clause].tokens[p.pos - 1] in ("another", "other"):
+                count = max(count, 2)  # "while another customer waits"
         return count
+
+    def _mentions_crowd(self, clauses: list[_Clause]) -> bool:
+        """A crowd that takes part in the scene (``a cheering crowd``, ``a small crowd gathers around him``):
+        a crowd noun with a crowd verb within two words of it. A crowd only named is background."""
+        nouns = self._crowd_nouns
+        for c in clauses:
+            toks = c.tokens
+            if nouns.isdisjoint(toks):
+                continue
+            for i, t in enumerate(toks):
+                if t in nouns and not self._crowd_verbs.isdisjoint(toks[max(0, i - 2) : i + 3]):
+                    return True
+        return False
 
     def _mentions_group(self, low: str, clauses: list[_Clause]) -> bool:
         """Whether a group word (``couple``, ``both``, ``each other``) says two or more people are depicted."""
@@ -272,7 +392,9 @@ class PeopleReader:
         text = " ".join(between)
         if "and" in between or "&" in between:
             return True
-        return any(v in text for v in self.lex.interaction)
+        if not _ROLE_WORDS.isdisjoint(between[-2:]):
+            return False  # "a girl dressed as a nurse": one person
+        return any(v in text for v in self.lex.interaction) or any(map(_ing_verb, between))
 
     def _read_subject(
         self,
@@ -320,9 +442,9 @@ class PeopleReader:
                     ev.add("Age", val, EXPLICIT, f"{w} {subject.noun}")
                 elif w in self.color_ethnicity and j == subject.pos - 1 and subject.noun in self.color_ethnicity_nouns:
                     ev.add("Ethnicity", self.color_ethnicity[w], EXPLICIT, f"{w} {subject.noun}")
-                elif w in lex.ethnicity:
+                elif w in lex.ethnicity or (j > 0 and f"{toks[j - 1]} {w}" in lex.ethnicity):
                     two = f"{toks[j - 1]} {w}" if j > 0 else w
-                    val = lex.ethnicity.get(two, lex.ethnicity[w])
+                    val = lex.ethnicity.get(two) or lex.ethnicity[w]  # "sri lankan", "south african"
                     ev.add("Ethnicity", val, EXPLICIT, f"{w} {subject.noun}")
                 elif w in lex.body:
                     ev.add("Body Type", lex.body[w], EXPLICIT, f"{w} {subject.noun}")
@@ -332,6 +454,14 @@ class PeopleReader:
                     ev.add("Hair Length", "Bald", EXPLICIT, f"{w} {subject.noun}")
             if subject.noun in lex.hair_color_nouns:
                 ev.add("Hair Color", lex.hair_color_nouns[subject.noun], EXPLICIT, subject.noun)
+        if not self._descent_words.isdisjoint(words):  # "of Korean descent", "of Nigerian origin"
+            for j, w in enumerate(words):
+                if w in self._descent_words and j >= 2:
+                    for k in (2, 3):
+                        if j - k >= 0 and words[j - k] == "of":
+                            origin = " ".join(words[j - k + 1 : j])
+                            if origin in lex.ethnicity:
+                                ev.add("Ethnicity", lex.ethnicity[origin], EXPLICIT, f"of {origin} {w}")
         # Hyphenated "-haired" words anywhere (``words`` holds every token of the character's clauses).
         if "-haired" in joined:
             for w in words:
@@ -390,10 +520,17 @@ class PeopleReader:
                 if any(map(text.__contains__, needles)) and (gate is None or gate.search(text) is not None):
                     for m in rx.finditer(text):
                         ages.append((int(m.group(1)), m.group(0)))
+        if not ages and _NUM_WORD_RE.search(text) is not None:  # "a fifteen-year-old", "a girl of eleven"
+            ages += _worded_ages(text)
         if "teens" in text or "ties" in text or (digits and "0s" in text):  # "in her forties", "late teens", "mid-30s"
             for m in _DECADE_RE.finditer(text):
                 word = m.group(3)
-                ages.append((lex.decades.get(word, 0), m.group(0)))
+                age = lex.decades.get(word, 0)
+                qualifier = (m.group(2) or (m.group(1) or "").split()[-1]).rstrip("-")
+                if age and qualifier in _DECADE_PART:  # "late sixties" is 68, "early teens" 13
+                    start = 13 if word == "teens" else age // 10 * 10
+                    age = max(start, min(start + 9, start + _DECADE_PART[qualifier]))
+                ages.append((age, m.group(0)))
         if (
             has_person
             and not ages

@@ -397,11 +397,11 @@ def test_two_eye_colors_are_heterochromia_without_conflict(engine: Engine) -> No
 @pytest.mark.parametrize(
     "text,value",
     [
-        ("print bikini", "Bikini"),
-        ("bikini top only, red bikini", "Red Bikini"),
+        ("print bikini", "Print Bikini"),  # a pattern word belongs to the garment (contract section 5)
+        ("bikini top only, red bikini", "Red Bikini Top"),  # the garment as named, its colour kept
         ("open jacket, black jacket", "Black Jacket"),
         ("open coat", "Coat"),
-        ("collared dress, black dress", "Black Dress"),
+        ("collared dress, black dress", "Black Collared Dress"),
     ],
 )
 def test_garment_variants_from_the_vocabulary(engine: Engine, text: str, value: str) -> None:
