@@ -269,10 +269,11 @@ def _items(text: str) -> list[str]:
 def item_terms(raw: str) -> list[str]:
     """One comma slot as the terms it holds, each read like an item.
 
-    Most slots are one term (``clean_item``). A slot may hold several:
-    ``(petite:1.1) (loli:0.9) girl`` -> ``petite``, ``loli``, ``girl``; ``((loli:1.2) nude)``
-    -> ``loli``, ``nude``; ``child BREAK nude`` -> ``child``, ``nude``. Extra-network
-    tokens (``<lora:name:0.8>``) are dropped. ``name (qualifier)`` stays one item.
+    Most slots are one term (``clean_item``). Weighted groups inside a slot are unwrapped
+    into one phrase (``(petite:1.1) (loli:0.9) girl`` -> ``petite loli girl``; ``((loli:1.2)
+    nude)`` -> ``loli nude``); ``BREAK`` / ``AND`` split a slot (``child BREAK nude`` ->
+    ``child``, ``nude``). Extra-network tokens (``<lora:name:0.8>``) are dropped.
+    ``name (qualifier)`` stays one item.
     """
     if "<" in raw:
         raw = _NETWORK_RE.sub(" ", raw)
@@ -295,7 +296,9 @@ def _is_qualified_name(item: str) -> bool:
 
 
 def _group_terms(raw: str) -> list[str]:
-    """The text runs between unescaped brackets, weights removed (``a (b:1.2) c`` -> a, b, c)."""
+    """The slot's text with brackets and weights removed, as one phrase (``(auburn:1.2) wavy hair``
+    -> ``auburn wavy hair``): an adjective keeps its noun, and the safety scanner reads every word
+    of the phrase (``(petite:1.1) (loli:0.9) girl`` -> ``petite loli girl``)."""
     terms = []
     for run in _UNESCAPED_GROUP_RE.split(raw):
         run = run.strip()
@@ -303,7 +306,7 @@ def _group_terms(raw: str) -> list[str]:
             run = _WEIGHT_RE.sub("", run).strip()
         if run:
             terms.append(run)
-    return terms
+    return [" ".join(terms)] if terms else []
 
 
 def clean_item(raw: str) -> str:
