@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[platform,dev,images,app,cluster,lint]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[platform,dev,images,app,cluster,lint,cleaning]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install charmeta into it

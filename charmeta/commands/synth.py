@@ -14,6 +14,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="output folder (created if missing)")
     p.add_argument("--format", default="parquet", choices=("parquet", "jsonl", "webdataset"))
     p.add_argument("--seed", type=int, default=0, help="same seed, same rows (default 0)")
+    p.add_argument(
+        "--zipf", type=float, default=0.0, help="characters ~ 1/rank^ZIPF (default 0: uniform); 1.0 is realistic"
+    )
+    p.add_argument(
+        "--near-dups", type=float, default=0.0, help="share of tag rows reposting an earlier row (default 0)"
+    )
     p.add_argument("--workers", type=int, default=None, help="processes (default: min(shards, CPUs))")
     p.set_defaults(func=run)
 
@@ -21,8 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: numpy is only needed when the command runs.
     from charmeta.synth import generate
+    from charmeta.synth.captions import Realism
 
-    s = generate(args.rows, args.shards, args.output, args.format, args.seed, workers=args.workers)
+    s = generate(
+        args.rows,
+        args.shards,
+        args.output,
+        args.format,
+        args.seed,
+        workers=args.workers,
+        realism=Realism(zipf=args.zipf, near_dups=args.near_dups),
+    )
     print(
         f"synth: wrote {s.rows:,} rows in {s.shards} {s.format} shard(s), {s.bytes / 1e6:,.1f} MB, "
         f"{s.seconds:.1f}s, {s.rows_per_s:,.0f} rows/s ({s.invalid} invalid, {s.multi_character} multi-character) -> {s.output}",

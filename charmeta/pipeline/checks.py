@@ -492,8 +492,14 @@ def export_problems(root: str) -> tuple[list[str], int, int]:
     with ThreadPoolExecutor(1) as pool:  # DuckDB counts duplicate ids while this thread reads the lines
         dup = pool.submit(_duplicate_ids, jsonl) if os.path.getsize(jsonl) else None
         n_lines, sample = _count_and_sample(jsonl)
-        if n_lines != manifest["status_counts"].get("ok", 0):
-            problems.append(f"{n_lines} JSONL lines but {manifest['status_counts'].get('ok', 0)} ok records")
+        cleaning = manifest.get("cleaning") or {}
+        left_out = int(cleaning.get("duplicates_dropped", 0)) + int(cleaning.get("identity_excluded", 0))
+        expected = manifest["status_counts"].get("ok", 0) - left_out
+        if n_lines != expected:
+            problems.append(
+                f"{n_lines} JSONL lines but {manifest['status_counts'].get('ok', 0)} ok records less {left_out} "
+                "left out by the cleaning (duplicates, identity safety re-check)"
+            )
         if dup is not None and dup.result():
             problems.append(f"{dup.result()} duplicate ids in the export")
     for line in sample:

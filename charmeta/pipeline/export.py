@@ -35,7 +35,7 @@ import charmeta
 from charmeta import duck
 from charmeta.contract import SCHEMA_VERSION, STATUSES, clean_json_schema
 from charmeta.duck import sql_string
-from charmeta.pipeline.export_parts import concatenate, current_parts, merged_counts
+from charmeta.pipeline.export_parts import concatenate_files, current_parts, merged_counts
 from charmeta.pipeline.graph import CATALOG_VIEWS, VALIDATED
 from charmeta.pipeline.layout import CATALOG, EXPORT, MANIFEST, QUARANTINE, RECORDS, Layout
 
@@ -97,6 +97,30 @@ def _created_at() -> str:
     return when.isoformat(timespec="seconds")
 
 
+def _cleaning_views(cat: Any, root: str, keys: list[str]) -> None:
+    """Catalog views of the cleaning outputs: ``character_profiles``, ``dedup_clusters`` (every
+    entry: its cluster and ``duplicate_of``; singletons are their own cluster) and ``identity``
+    (fills, conflicts, exclusions, drops with consensus support and agreement)."""
+    from charmeta.cleaning.dedup import clusters_path
+    from charmeta.cleaning.profiles import profiles_path
+
+    if os.path.exists(profiles_path(root)):
+        cat.execute(f"CREATE VIEW character_profiles AS SELECT * FROM read_parquet({sql_string(profiles_path(root))})")
+    vf = _files(root, "validated_records", keys)
+    if vf and os.path.exists(clusters_path(root)):
+        cat.execute(
+            f"CREATE VIEW dedup_clusters AS SELECT v.id, v.source_shard, v.source_position, v.status, "
+            f"coalesce(c.cluster_id, v.id) AS cluster_id, coalesce(c.cluster_size, 1) AS cluster_size, "
+            f"c.duplicate_of, coalesce(c.kind, 'single') AS kind FROM (SELECT *, "
+            f"regexp_extract(filename, '([^/]+)\\.parquet$', 1) AS partition FROM {_read(vf)[:-1]}, filename = true)) v "
+            f"LEFT JOIN read_parquet({sql_string(clusters_path(root))}) c "
+            f"ON c.partition = v.partition AND c.source_position = v.source_position"
+        )
+    idf = [p for p in (os.path.join(root, "cleaning", "identity", k + ".parquet") for k in keys) if os.path.exists(p)]
+    if idf:
+        cat.execute(f"CREATE VIEW identity AS SELECT * FROM {_read(idf)}")
+
+
 def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``records.jsonl``, ``catalog.duckdb`` and ``manifest.json`` for ``keys``."""
     layout = Layout(root)
@@ -108,11 +132,17 @@ def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | 
     # 1. each partition's lines and counts (``export_parts``: built by the workers as partitions
     #    finish; stale or missing parts are built now), then JSONL = the parts in partition order
     parts = current_parts(root, keys)
+    # 1b. dataset cleaning (charmeta.cleaning): one entry per duplicate cluster, identity fills,
+    #     safety re-check; partitions with decisions export their cleaned lines instead
+    from charmeta.cleaning.config import cleaning_enabled
+    from charmeta.cleaning.run import ensure_clean, export_sources
+
+    cleaning = ensure_clean(root, [p["key"] for p in parts]) if cleaning_enabled() else {"summary": {"enabled": False}}
     jsonl = layout.export_file(RECORDS)
     tmp = jsonl + f".tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as fh:
-            exported = concatenate(root, parts, fh)
+            exported = concatenate_files(export_sources(root, parts, cleaning), fh)
         os.replace(tmp, jsonl)
     except BaseException:
         if os.path.exists(tmp):
@@ -149,6 +179,7 @@ def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | 
         if files:
             cat.execute("CREATE VIEW status_counts AS SELECT status, count(*) AS n FROM validated_records GROUP BY 1")
         cat.execute(f"CREATE VIEW quarantine AS SELECT * FROM read_parquet({sql_string(quarantine_path)})")
+        _cleaning_views(cat, root, keys)
         cat.execute(
             f"CREATE VIEW export_records AS SELECT * FROM read_json_auto({sql_string(jsonl)}, format='newline_delimited')"
             if exported
@@ -169,9 +200,28 @@ def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | 
         "attribute_distributions": distributions,
         "code_version": code_version(),
         "ontology_version": ontology_version(),
-        "files": {"records": "records.jsonl", "catalog": "catalog.duckdb", "quarantine": QUARANTINE_FILE},
+        "files": {
+            "records": "records.jsonl",
+            "catalog": "catalog.duckdb",
+            "quarantine": QUARANTINE_FILE,
+            **(
+                {
+                    "profiles": "../cleaning/character_profiles.parquet",
+                    "clusters": "../cleaning/dedup_clusters.parquet",
+                    "consistency_report": "consistency_report.md",
+                }
+                if "fingerprint" in cleaning
+                else {}
+            ),
+        },
         "quarantine": quarantine,
         "records_lost": records_lost,
+        "cleaning": {
+            **cleaning.get("summary", {}),
+            "report": "consistency_report.md",
+            "profiles": "../cleaning/character_profiles.parquet",
+            "clusters": "../cleaning/dedup_clusters.parquet",
+        },
         "invalid_rate": round(status_counts.get("invalid", 0) / total, 6) if total else 0.0,
         "partitions_report": per_partition,
         "json_schema": clean_json_schema(),

@@ -147,10 +147,15 @@ def _worker_connection() -> Any:
 
 def ensure_part(root: str, key: str) -> bool:
     """Build the part of ``key`` unless it is current; True when it was built."""
-    if read_part(root, key) is not None:
-        return False
-    build_part(root, key)
-    return True
+    built = read_part(root, key) is None
+    if built:
+        build_part(root, key)
+    from charmeta.cleaning.config import cleaning_enabled
+    from charmeta.cleaning.parts import ensure_part as ensure_cleaning_part
+
+    if cleaning_enabled():
+        ensure_cleaning_part(root, key)  # the dataset cleaning's share, while the file is hot (charmeta.cleaning)
+    return built
 
 
 #: Stale parts the export rebuilds concurrently (DuckDB releases the GIL).
@@ -192,6 +197,16 @@ def concatenate(root: str, metas: list[dict[str, Any]], out_fh: Any) -> int:
         with open(lines_path, "rb") as src:
             _copy(src, out_fh, meta["bytes"])
         n += int(meta["lines"])
+    return n
+
+
+def concatenate_files(sources: list[tuple[str, int, int]], out_fh: Any) -> int:
+    """Append ``(path, bytes, lines)`` files to ``out_fh`` in order; returns the lines written."""
+    n = 0
+    for path, size, lines in sources:
+        with open(path, "rb") as src:
+            _copy(src, out_fh, size)
+        n += int(lines)
     return n
 
 

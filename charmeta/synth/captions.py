@@ -40,6 +40,24 @@ _SYLLABLES = [c + v for c in "kstnhmyrwgzdbpjf" for v in "aiou"]
 _WHITESPACE = ["", " ", "   ", "\t", "\n", " \n\t "]
 
 
+@dataclass(frozen=True)
+class Realism:
+    """What makes a synthetic set look like a scraped dataset to the cleaning steps (issue 14).
+
+    ``zipf``: characters drawn with probability ~ 1 / rank^zipf over a fixed shuffled order
+    (0 = uniform, the historical default; Danbooru's per-character post counts fall off
+    roughly like 1 / rank). ``near_dups``: share of tag rows that repost an earlier row of
+    their chunk: tags reordered, one tag dropped or added, or case / underscores changed.
+    Missing tags come from the appearance tags each kept with p = 0.7 (always on)."""
+
+    zipf: float = 0.0
+    near_dups: float = 0.0
+
+
+NO_REALISM = Realism()
+NEAR_DUP_KINDS = ("reorder", "drop_one", "add_one", "case_underscore")
+
+
 @dataclass
 class Chunk:
     """One block of generated rows: ids, texts (null where invalid-null) and row kinds."""
@@ -245,13 +263,17 @@ def build_chunk(
     shard: int,
     local_start: int,
     total_rows: int,
+    realism: Realism = NO_REALISM,
 ) -> Chunk:
     """Generate ``n`` rows; ``global_start`` (row index over all shards) seeds unique artists."""
     v = load_vocab()
     fmt = rng.choice(len(FORMATS), size=n, p=FORMAT_P).astype(np.int8)
     multi = rng.random(n) < MULTI_P
     nchar = len(v.char_name)
-    c1 = rng.integers(0, nchar, n)
+    if realism.zipf > 0:
+        c1 = rng.choice(nchar, size=n, p=_zipf_p(nchar, realism.zipf))
+    else:
+        c1 = rng.integers(0, nchar, n)
     c2 = np.where(multi, (c1 + rng.integers(1, nchar, n)) % nchar, -1)
     width = 4 if total_rows <= 64**4 else 5
     art_o, art_r = artist_names(np.arange(global_start, global_start + n), width, rng)
@@ -310,6 +332,9 @@ def build_chunk(
         prose = _prose(rng, v, where, c1, c2, multi, bag, bag_len, art_o)
         texts = pc.replace_with_mask(texts, pa.array(isprose), pa.array(prose, pa.string()))
 
+    if realism.near_dups > 0 and n > 1:
+        texts = _near_duplicates(rng, texts, fmt, multi, realism.near_dups)
+
     kind = np.zeros(n, dtype=np.int8)
     bad = rng.random(n) < INVALID_P
     kind[bad] = 1 + rng.choice(4, size=int(bad.sum()), p=INVALID_KIND_P)
@@ -322,6 +347,48 @@ def build_chunk(
     local = pc.utf8_lpad(pc.cast(pa.array(np.arange(local_start, local_start + n)), pa.string()), width=8, padding="0")
     ids = pc.binary_join_element_wise(f"{shard:05d}", local, "-")
     return Chunk(ids=ids, texts=texts, kind=kind, fmt=fmt, multi=multi)
+
+
+def _zipf_p(nchar: int, s: float) -> np.ndarray:
+    """Per-character probabilities ~ 1 / rank^s, ranks in a fixed shuffled order (seed 0)."""
+    rank = np.random.default_rng(0).permutation(nchar) + 1
+    w = 1.0 / rank.astype(np.float64) ** s
+    return w / w.sum()
+
+
+def _near_duplicates(
+    rng: np.random.Generator, texts: pa.Array, fmt: np.ndarray, multi: np.ndarray, share: float
+) -> pa.Array:
+    """Rows (tag formats only) replaced by a near-duplicate of an earlier row of the chunk; ``fmt``
+    and ``multi`` follow the source row. One Python edit per duplicate (~3% of rows)."""
+    n = len(texts)
+    where = np.flatnonzero((rng.random(n) < share) & (fmt != FORMATS.index("prose")))
+    where = where[where > 0]
+    if not len(where):
+        return texts
+    src = (rng.random(len(where)) * where).astype(np.int64)
+    src = np.where(fmt[src] == FORMATS.index("prose"), where, src)  # a prose source: keep the row
+    keep = src != where
+    where, src = where[keep], src[keep]
+    kinds = rng.integers(0, len(NEAR_DUP_KINDS), len(where))
+    extra = rng.integers(0, 1 << 30, len(where))
+    out = []
+    for text, k, x in zip(texts.take(pa.array(src)).to_pylist(), kinds.tolist(), extra.tolist()):
+        raw = ", " not in text
+        tags = text.split(" ") if raw else text.split(", ")
+        if k == 0:
+            tags = tags[::-1]
+        elif k == 1 and len(tags) > 3:
+            del tags[1 + x % (len(tags) - 1)]
+        elif k == 2:
+            tags.insert(x % (len(tags) + 1), "signature")
+        else:
+            tags = [t.upper() if raw else t.replace(" ", "_").upper() for t in tags]
+        out.append((" " if raw else ", ").join(tags))
+    fmt[where], multi[where] = fmt[src], multi[src]
+    mask = np.zeros(n, bool)
+    mask[where] = True  # ``where`` is ascending: replacements line up with the mask's true slots
+    return pc.replace_with_mask(texts, pa.array(mask), pa.array(out, pa.string()))
 
 
 def _invalid_text(kind: int, caption: str, rng: np.random.Generator) -> str | None:

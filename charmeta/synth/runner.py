@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from charmeta.errors import ConfigError
-from charmeta.synth.captions import VALID, build_chunk, build_pools
+from charmeta.synth.captions import NO_REALISM, VALID, Realism, build_chunk, build_pools
 from charmeta.synth.writers import FORMAT_EXT, open_shard
 
 #: Rows per chunk = per Parquet row group; bounds memory per worker (~50 MB).
@@ -76,7 +76,15 @@ def shard_plan(rows: int, shards: int) -> list[tuple[int, int, int]]:
 
 
 def write_shard(
-    fmt: str, out_dir: str, seed: int, shard: int, global_start: int, n: int, total: int, chunk_rows: int = CHUNK_ROWS
+    fmt: str,
+    out_dir: str,
+    seed: int,
+    shard: int,
+    global_start: int,
+    n: int,
+    total: int,
+    chunk_rows: int = CHUNK_ROWS,
+    realism: Realism = NO_REALISM,
 ) -> ShardResult:
     """Generate and write one shard, chunk by chunk."""
     rng = np.random.default_rng([seed, shard])
@@ -86,7 +94,7 @@ def write_shard(
     done = 0
     while done < n:
         k = min(chunk_rows, n - done)
-        chunk = build_chunk(rng, pools, k, global_start + done, shard, done, total)
+        chunk = build_chunk(rng, pools, k, global_start + done, shard, done, total, realism)
         writer.write(chunk)
         invalid += int((chunk.kind != VALID).sum())
         multi += int((chunk.multi & (chunk.kind == VALID)).sum())
@@ -112,6 +120,7 @@ def generate(
     workers: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
     log: Callable[[str], None] | None = None,
+    realism: Realism = NO_REALISM,
 ) -> SynthSummary:
     """Write ``rows`` rows in ``shards`` files of format ``fmt`` under ``output``."""
     if rows < 0:
@@ -141,12 +150,13 @@ def generate(
 
     if workers <= 1 or shards == 1:
         for s, start, n in plan:
-            results.append(write_shard(fmt, str(out), seed, s, start, n, rows, chunk_rows))
+            results.append(write_shard(fmt, str(out), seed, s, start, n, rows, chunk_rows, realism))
             report()
     else:
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(counter,)) as pool:
             pending = {
-                pool.submit(write_shard, fmt, str(out), seed, s, start, n, rows, chunk_rows) for s, start, n in plan
+                pool.submit(write_shard, fmt, str(out), seed, s, start, n, rows, chunk_rows, realism)
+                for s, start, n in plan
             }
             while pending:
                 finished, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
 from charmeta_dagster.defs import assets
+from charmeta_dagster.defs.assets.cleaning import CLEANING_ASSETS
 
 shards_job = define_asset_job(
     "shards_job",
@@ -20,9 +21,10 @@ shards_job = define_asset_job(
 )
 export_job = define_asset_job(
     "export_job",
-    selection=AssetSelection.assets(assets.dataset_export),
+    selection=AssetSelection.assets(*CLEANING_ASSETS, assets.dataset_export),
     executor_def=in_process_executor,
-    description="dataset_export: JSONL, DuckDB catalog, manifest.json over all partitions.",
+    description="dedup_clusters + character_profiles -> identity_consistency -> dataset_export: JSONL, DuckDB "
+    "catalog, manifest.json, consistency report over all partitions.",
 )
 heads_job = define_asset_job(
     "heads_job",

@@ -35,8 +35,16 @@ def test_asset_graph_checks_and_lineage() -> None:
         "attribute_predictions",
         "validated_records",
         "attribute_heads",
+        "dedup_clusters",
+        "character_profiles",
+        "identity_consistency",
         "dataset_export",
     }
+    assert graph.get(AssetKey("identity_consistency")).parent_keys == {
+        AssetKey("dedup_clusters"),
+        AssetKey("character_profiles"),
+    }
+    assert AssetKey("identity_consistency") in graph.get(AssetKey("dataset_export")).parent_keys
     assert graph.get(AssetKey("validated_records")).parent_keys == {AssetKey("attribute_predictions")}
     assert graph.get(AssetKey("attribute_predictions")).parent_keys == {
         AssetKey("normalized_records"),
@@ -50,6 +58,11 @@ def test_asset_graph_checks_and_lineage() -> None:
     assert ("validated_records", "great_expectations_suite") in checks
     assert ("validated_records", "label_distribution") in checks
     assert ("attribute_predictions", "one_row_per_input") in checks
+    assert {
+        ("dedup_clusters", "duplicate_rate"),
+        ("character_profiles", "agreement_distribution"),
+        ("identity_consistency", "identity_conflicts"),
+    } <= checks
     policy = graph.get(AssetKey("raw_shards")).backfill_policy
     assert policy is not None and policy.max_partitions_per_run and policy.max_partitions_per_run > 1
 

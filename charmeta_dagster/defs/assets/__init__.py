@@ -247,9 +247,10 @@ def _materialize(
 
 @asset(
     group_name=GROUP,
-    deps=[G.VALIDATED],
+    deps=[G.VALIDATED, "identity_consistency"],
     kinds={"duckdb", "json"},
-    description="Clean JSONL export (ok records), DuckDB catalog over all partitions, manifest.json.",
+    description="Clean JSONL export (ok records, one per duplicate cluster, identity fills applied), DuckDB catalog "
+    "over all partitions, manifest.json, consistency report.",
 )
 def dataset_export(
     context: AssetExecutionContext,
@@ -276,11 +277,17 @@ def dataset_export(
         "catalog": MetadataValue.path(os.path.join(root, "export", "catalog.duckdb")),
         "manifest": MetadataValue.path(os.path.join(root, "export", "manifest.json")),
         "schema_version": MetadataValue.text(manifest["schema_version"]),
+        "consistency_report": MetadataValue.path(os.path.join(root, "export", "consistency_report.md")),
     }
+    for k in ("duplicates_dropped", "fills", "identity_conflicts", "identity_excluded"):
+        if k in manifest.get("cleaning", {}):
+            metadata[f"cleaning_{k}"] = MetadataValue.int(int(manifest["cleaning"][k]))
     for s, n in manifest["status_counts"].items():
         metadata[f"status_{s}"] = MetadataValue.int(n)
     return MaterializeResult(metadata=metadata)
 
 
 PARTITIONED_ASSETS = [shard_stages]
-ALL_ASSETS = [*PARTITIONED_ASSETS, attribute_heads, dataset_export]
+from charmeta_dagster.defs.assets.cleaning import CLEANING_ASSETS  # noqa: E402
+
+ALL_ASSETS = [*PARTITIONED_ASSETS, attribute_heads, *CLEANING_ASSETS, dataset_export]

@@ -1,0 +1,155 @@
+"""Bench of the dataset cleaning (issue 14): ``python -m charmeta.bench.cleaning --rows N``.
+
+On one synthetic set with realism on (Zipf characters, near-duplicate reposts, missing
+appearance tags), back to back on the same machine:
+
+1. ``charmeta run`` end to end with ``CHARMETA_CLEANING=off`` (the export as before);
+2. ``charmeta run`` end to end with the cleaning on (fresh output);
+3. the cleaning alone on run 2's output, parts rebuilt from scratch (what a worker adds
+   per partition, here in one process) and the global steps (profiles, clusters, apply,
+   report), in a child process so its peak RSS is its own.
+
+Wall time and peak RSS (largest process, whole process tree) of each, appended to
+``docs/benchmarks.md``. The ratio of 2 to 1 is the cost of the cleaning end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from charmeta.bench.machine import describe
+from charmeta.bench.stages import StageResult, cli_cmd, run_child
+
+
+def _child(root: str) -> None:
+    """The cleaning alone on ``root``: parts from scratch, then the global steps; prints JSON."""
+    import resource
+
+    from charmeta.cleaning.run import run_all
+    from charmeta.sources import registered_keys
+
+    shutil.rmtree(os.path.join(root, "cleaning_parts"), ignore_errors=True)
+    keys = registered_keys(root)
+    t0 = time.perf_counter()
+    out = run_all(root, keys)
+    seconds = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "available": True,
+                "rows": out["clusters"]["entries"],
+                "seconds": seconds,
+                "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "steps": out["seconds"],
+                "duplicate_rate": out["clusters"]["duplicate_rate"],
+                "fills": out["apply"]["fills"],
+                "conflicts": out["apply"]["identity_conflicts"],
+                "identity_excluded": out["apply"]["identity_excluded"],
+                "duplicates_dropped": out["apply"]["duplicates_dropped"],
+            }
+        )
+    )
+
+
+def _row(r: StageResult) -> str:
+    mb = 1024 * 1024
+    return (
+        f"| {r.name} | {r.rows:,} | {r.wall_s:.1f} | {'' if r.work_s is None else f'{r.work_s:.1f}'} | "
+        f"{r.peak_process_bytes / mb:,.0f} | {r.peak_tree_bytes / mb:,.0f} | {r.note} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m charmeta.bench.cleaning")
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--shards", type=int, default=0, help="default: one per 100k rows")
+    p.add_argument("--work", default="out/bench-cleaning")
+    p.add_argument("--zipf", type=float, default=1.0)
+    p.add_argument("--near-dups", type=float, default=0.03)
+    p.add_argument("--skip-off", action="store_true", help="skip the run without cleaning")
+    p.add_argument("--report", default="docs/benchmarks.md")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        _child(args.child)
+        return 0
+    work = Path(args.work)
+    shards = args.shards or max(1, args.rows // 100_000)
+    src = work / f"synth-{args.rows}-k{shards}-z{args.zipf}-d{args.near_dups}"
+    results: list[StageResult] = []
+    if not (src / ".done").exists():
+        shutil.rmtree(src, ignore_errors=True)
+        r = run_child(
+            "synth (realism)",
+            cli_cmd(
+                "synth", "--rows", str(args.rows), "--shards", str(shards), "--output", str(src),
+                "--zipf", str(args.zipf), "--near-dups", str(args.near_dups),
+            ),
+            args.rows,
+        )  # fmt: skip
+        results.append(r)
+        (src / ".done").write_text("ok")
+    runs = [("end to end, cleaning off", "off")] if not args.skip_off else []
+    runs.append(("end to end, cleaning on", "on"))
+    for name, mode in runs:
+        out = work / f"run-{mode}"
+        shutil.rmtree(out, ignore_errors=True)
+        os.environ["CHARMETA_CLEANING"] = mode
+        try:
+            r = run_child(name, cli_cmd("run", "--source", str(src), "--output", str(out)), args.rows)
+        finally:
+            os.environ.pop("CHARMETA_CLEANING", None)
+        if mode == "on" and (out / "export" / "manifest.json").exists():
+            c = json.loads((out / "export" / "manifest.json").read_text()).get("cleaning", {})
+            r.note = (
+                f"exported {json.loads((out / 'export' / 'manifest.json').read_text())['exported_records']:,}; "
+                f"dropped {c.get('duplicates_dropped', 0):,} duplicates, filled {c.get('fills', 0):,} values, "
+                f"{c.get('identity_conflicts', 0):,} conflicts, {c.get('identity_excluded', 0):,} moved to excluded"
+            )
+        results.append(r)
+        print(_row(r), file=sys.stderr, flush=True)
+    on = work / "run-on"
+    r = run_child(
+        "cleaning alone (parts + global)",
+        [sys.executable, "-m", "charmeta.bench.cleaning", "--child", str(on)],
+        args.rows,
+        json_result=True,
+    )
+    if r.available:
+        r.note = (
+            "steps s: " + json.dumps(r.extra.get("steps", {})) + f"; duplicate rate {r.extra.get('duplicate_rate')}"
+        )
+    results.append(r)
+    m = describe()
+    off = next((x for x in results if x.name.endswith("cleaning off")), None)
+    onr = next((x for x in results if x.name.endswith("cleaning on")), None)
+    lines = [
+        "",
+        f"## Cleaning bench {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC (issue 14)",
+        "",
+        f"- rows: {args.rows:,} in {shards} shards; synth realism zipf={args.zipf}, near_dups={args.near_dups}",
+        f"- machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, load_avg_1m {m.get('load_avg_1m', '?')} "
+        "(shared with other jobs while measured: absolute times are not comparable with quiet runs; "
+        "compare the two end-to-end rows of this section)",
+        "",
+        "| step | rows | wall s | work s | peak RSS 1 proc MB | peak RSS tree MB | note |",
+        "|---|---|---|---|---|---|---|",
+        *[_row(x) for x in results],
+    ]
+    if off and onr and off.available and onr.available:
+        lines += ["", f"- end to end with cleaning / without: {onr.wall_s / off.wall_s:.2f}x"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(args.report, "a", encoding="utf-8") as fh:
+        fh.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
