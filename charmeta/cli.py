@@ -65,6 +65,10 @@ def _missing(exc: ModuleNotFoundError) -> int:
     raise explain(exc) or MissingDependencyError(f"this command needs the '{exc.name}' package; run `make install`")
 
 
+#: commands whose interruption leaves work a re-run completes (the message says how)
+RESUMABLE = frozenset({"run"})
+
+
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM: the command stops; what it finished is kept."""
 
@@ -109,11 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (KeyboardInterrupt, Interrupted) as exc:
         why = "SIGTERM" if isinstance(exc, Interrupted) else "Ctrl-C"
-        print(
-            f"charmeta: stopped by {why}; finished work is kept, only temp files were left. "
-            f"To resume, run: {_resume_hint()}",
-            file=sys.stderr,
-        )
+        if getattr(args, "command", None) in RESUMABLE:
+            print(
+                f"charmeta: stopped by {why}; finished work is kept, only temp files were left. "
+                f"To resume, run: {_resume_hint()}",
+                file=sys.stderr,
+            )
+        else:  # a server (ui, app) or a one-shot command: nothing to resume
+            print(f"charmeta: stopped by {why}", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into one line
         known = explain(exc, path=getattr(args, "output", None), uri=getattr(args, "source", None))

@@ -133,6 +133,8 @@ class RichRecord(BaseModel):
     copyrights: list[str] = Field(default_factory=list)
     artists: list[str] = Field(default_factory=list)
     rating: Literal["general", "sensitive", "questionable", "explicit"] | None = None
+    negative_prompt: str | None = Field(None, description="A generation prompt's negative prompt (never evidence).")
+    parameters: str | None = Field(None, description="A generation prompt's parameter line (never evidence).")
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
 
 
@@ -181,6 +183,9 @@ def rich_arrow_schema() -> pa.Schema:
         pa.field("copyrights", _STR_LIST),
         pa.field("artists", _STR_LIST),
         pa.field("rating", pa.string()),
+        # generation text of A1111 / ComfyUI / NovelAI prompts: kept, never evidence (contract section 5)
+        pa.field("negative_prompt", pa.string()),
+        pa.field("parameters", pa.string()),
     ]
     for spec in ATTRIBUTES:
         if spec.is_list:

@@ -27,6 +27,7 @@ class Evidence:
         "dress_styles",
         "counts",
         "count_groups",
+        "count_floors",
         "solo",
         "prose_count",
         "ratings",
@@ -49,7 +50,9 @@ class Evidence:
         self.nude: list[str] = []
         self.dress_styles: list[tuple[str, str]] = []
         self.counts: dict[str, int] = {}  # count tag -> n (distinct tags count once)
-        self.count_groups: dict[str, int] = {}  # girl / boy / other -> n
+        self.count_groups: dict[str, int] = {}  # girl / boy / other -> n (numbered tags: their sum)
+        # girl / boy / other -> at least n (``multiple_girls`` 2, ``6+girls`` 6); None until one is seen
+        self.count_floors: dict[str, int] | None = None
         self.solo = False
         self.prose_count: int | None = None  # people counted in prose
         self.ratings: list[str] = []
@@ -61,6 +64,28 @@ class Evidence:
         self.characters: list[str] = []
         self.copyrights: list[str] = []
         self.artists: list[str] = []
+
+    def add_count(self, tag: str, group: str, value: int) -> None:
+        """One count tag, once per distinct tag: ``n`` adds to its group, ``-n`` (``multiple_*``,
+        ``6+*``) says the group holds at least ``n`` (contract section 2: ``2girls, multiple_girls`` is 2)."""
+        if tag in self.counts:
+            return
+        self.counts[tag] = value
+        if value > 0:
+            self.count_groups[group] = self.count_groups.get(group, 0) + value
+        else:
+            floors = self.count_floors
+            if floors is None:
+                floors = self.count_floors = {}
+            floors[group] = max(floors.get(group, 0), -value)
+            self.count_groups.setdefault(group, 0)
+
+    def group_counts(self) -> dict[str, int]:
+        """Characters per group: the numbered tags' sum, raised to the floor a ``multiple_*`` / ``6+*`` tag sets."""
+        floors = self.count_floors
+        if not floors:
+            return self.count_groups
+        return {g: max(n, floors.get(g, 0)) for g, n in self.count_groups.items()}
 
     def add(self, key: str, value: str, strength: float, source: str) -> None:
         obs = self.attrs.get(key)

@@ -125,18 +125,26 @@ class Ontology:
         self._wd_general, self._wd_characters, series = self._load_wd_vocab()
         extra = self.prose.get("extra_character_names", [])
         self._wd_characters.update(normalize_tag(n) for n in extra)
-        # The two- and three-word character names as word tuples: prose blanks names by looking up a tuple
-        # of tokens (``PeopleReader._blank_names``) instead of joining them into a string first.
-        self.character_name_words: frozenset[tuple[str, ...]] = frozenset(
-            tuple(n.split(" ")) for n in self._wd_characters if n.count(" ") in (1, 2)
-        )
         self.copyrights = self._load_copyrights(series)
+        # The two- and three-word character names as word tuples: prose blanks names by looking up a tuple
+        # of tokens (``PeopleReader._blank_names``) instead of joining them into a string first. Series titles
+        # holding an age word join them (``kid icarus nude`` names no child); other titles do not (some are
+        # plain phrases: ``red dress``).
+        age_words = {w for w in self._age_words() if " " not in w}
+        self.character_name_words: frozenset[tuple[str, ...]] = frozenset(
+            tuple(n.split(" "))
+            for n in self._wd_characters | {c for c in self.copyrights if age_words.intersection(c.split(" "))}
+            if n.count(" ") in (1, 2)
+        )
         self.garments: list[Garment] = []
         self._compile()
         self.year_re = re.compile(self.meta["year_pattern"])
         self.meta_substrings: tuple[str, ...] = tuple(self.meta["meta_substrings"])
         # ``is_meta``'s substring test as one regex search (~3x faster than ``any`` over the substrings).
-        self._meta_substring_re = re.compile("|".join(map(re.escape, self.meta_substrings)) or "(?!)")
+        # meta substrings, plus whole-tag patterns of prompt syntax (``score 9 up``, ``source anime``, ``embedding:x``)
+        self._meta_substring_re = re.compile(
+            "|".join([*map(re.escape, self.meta_substrings), *self.meta.get("meta_patterns", ())]) or "(?!)"
+        )
         # Freeze to tuples for cheap iteration. META hits carry no information beyond
         # "known, not an attribute": they freeze to an empty tuple.
         self.frozen: dict[str, tuple[Hit, ...]] = {
@@ -220,6 +228,11 @@ class Ontology:
                 for hit in target:
                     self._add(alias, hit)
 
+    def _age_words(self) -> list[str]:
+        """Every explicit age word of ``age.json`` and every minor tag of ``safety.json``."""
+        age = _read_json("data/ontology/age.json")
+        return list(age.get("explicit", {})) + list(self.safety["minor_tags"])
+
     def _compile_meta(self) -> None:
         for word, rating in self.meta["ratings"].items():
             self._add(word, Hit(RATING, None, rating))
@@ -230,8 +243,9 @@ class Ontology:
         for group in _COUNT_GROUPS:
             for n in range(1, 6):
                 self._add(f"{n}{group}" + ("" if n == 1 else "s"), Hit(COUNT, group, n))
-            self._add(f"6+{group}s", Hit(COUNT, group, 6))
-            self._add(f"multiple {group}s", Hit(COUNT, group, 2))
+            # a negative count is a floor: "at least 6", "2 or more" (``Evidence.add_count``)
+            self._add(f"6+{group}s", Hit(COUNT, group, -6))
+            self._add(f"multiple {group}s", Hit(COUNT, group, -2))
         self._add("solo", Hit(SOLO, None, None))
         # `solo focus` does not make a multi-character entry single (contract section 2).
         for word in ("solo focus", "other focus"):
@@ -435,7 +449,12 @@ class Ontology:
                 if w in words:
                     self._add(tag, Hit(EXCLUDE, None, words[w]))
                     break
-        for tag in s["minor_tags"]:
+        # every explicit Child / Teen age word marks a minor too, whatever the Age decision (two explicit
+        # ages conflict -> Unknown, and `mature female, teenage, nude` must still be excluded)
+        ages = self.rules["Age"].extra.get("explicit", {})
+        minor_values = set(s["scan"]["minor_age_values"])
+        minor_words = [t for t, v in ages.items() if v in minor_values]
+        for tag in dict.fromkeys(s["minor_tags"] + minor_words):
             self._add(tag, Hit(MINOR, None, None))
         for tag in s["sexual_tags"] + s["sexual_words"]:
             self._add(tag, Hit(SEXUAL, None, None))

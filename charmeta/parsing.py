@@ -53,6 +53,18 @@ _WORD_BYTES = bytes(b if chr(b).isalnum() or b == ord("_") else ord(" ") for b i
 _WORD_RUN_RE = re.compile(r"\w+")
 _HINT_RUN_RE = re.compile(r"(?:" + "|".join(_PROSE_HINT_WORDS) + r")", re.I)
 _RATING_PREFIX = "rating:"
+#: Extra-network tokens of A1111 / ComfyUI prompts (``<lora:name:0.8>``, ``<hypernet:x:1>``): never evidence.
+_NETWORK_RE = re.compile(r"<\s*(?:lora|lyco|locon|lycoris|hypernet|hypernetwork|embedding|ti)\s*:[^>]*>", re.I)
+#: A1111's prompt keywords: ``BREAK`` starts a new chunk, ``AND`` composes prompts (upper case only, as A1111 reads them).
+_KEYWORD_RE = re.compile(r"\s*\b(?:BREAK|AND)\b\s*")
+_UNESCAPED_GROUP_RE = re.compile(r"(?<!\\)[()\[\]{}]")
+#: ``name (qualifier)`` - one item, not two terms (``hatsune miku (cosplay)``, ``kaga \(kancolle\)``).
+_QUALIFIED_NAME_RE = re.compile(r"^[^()\[\]{}]+\([^()\[\]{}]+\)(?:\s*\([^()\[\]{}]+\))*$")
+#: Generation text: the negative prompt's label, and the parameter line (``Steps: 28, Sampler: ...``).
+_NEGATIVE_RE = re.compile(r"(?:^|(?<=[\n,.]))\s*(?:negative prompt|undesired content)\s*:", re.I)
+_PARAMETERS_RE = re.compile(
+    r"(?:^|(?<=[\n,.]))\s*steps\s*:\s*\d+\s*,\s*(?:sampler|cfg scale|seed|size|schedule type|model)\s*:", re.I
+)
 
 
 @dataclass(slots=True)
@@ -150,6 +162,38 @@ def is_rating_item(item: str) -> bool:
     return item.lower().startswith(_RATING_PREFIX)
 
 
+def split_generation(text: str) -> tuple[str, str | None, str | None]:
+    """A1111 / ComfyUI / NovelAI generation text -> (prompt, negative prompt, parameters).
+
+    ``Negative prompt:`` (NovelAI: ``Undesired content:``) and the parameter line
+    (``Steps: 28, Sampler: Euler a, CFG scale: 7, Seed: 1``) are never evidence
+    (contract section 5): a ``2girls`` in the negative prompt is not two characters.
+    They are returned so the rich record can keep them. Texts without a colon skip
+    every search (tag captions: one ``in`` test).
+    """
+    if ":" not in text:
+        return text, None, None
+    low = text.lower()
+    if "negative" not in low and "undesired" not in low and "steps" not in low:
+        return text, None, None  # most captions: three substring tests instead of two regex scans
+    params_at = neg_at = -1
+    m = _PARAMETERS_RE.search(text)
+    if m is not None:
+        params_at = m.start()
+    n = _NEGATIVE_RE.search(text, 0, params_at if params_at >= 0 else len(text))
+    if n is not None:
+        neg_at = n.start()
+    if params_at < 0 and neg_at < 0:
+        return text, None, None
+    end = neg_at if neg_at >= 0 else params_at
+    prompt = text[:end].rstrip(" \t\n,.")
+    negative = None
+    if n is not None:
+        negative = text[n.end() : params_at if params_at >= 0 else len(text)].strip(" \t\n,") or None
+    parameters = text[params_at:].strip(" \t\n,") if params_at >= 0 else None
+    return prompt, negative, parameters
+
+
 def split_caption(text: str) -> ParsedCaption:
     """Decide the format and split into header / body items."""
     if "|||" in text:
@@ -160,7 +204,7 @@ def split_caption(text: str) -> ParsedCaption:
         if danbooru:
             return ParsedCaption("danbooru", [], tokens)
         if len(tokens) <= 3 and not _PROSE_HINT_RE.search(text):
-            return ParsedCaption("tags", [], [strip_prompt_weight(text)])  # one tag: "male focus"
+            return ParsedCaption("tags", [], item_terms(text))  # one tag: "male focus"; "(child:1.1) (nude:1.2)"
         return ParsedCaption("prose", [], [text])
     items = None
     # A rating item ("rating: general") is, lower-cased, a piece of the lower-cased text (items are
@@ -169,16 +213,100 @@ def split_caption(text: str) -> ParsedCaption:
         items = _items(text)
         for i, item in enumerate(items):
             if is_rating_item(item):
-                return ParsedCaption("v30", items[:i], items[i:])
+                if _plain_header(text):
+                    return ParsedCaption("v30", items[:i], items[i:])
+                break  # a weighted rating term or weighted items before it: a prompt list
     if looks_like_prose(text):
         return ParsedCaption("prose", [], [text])
     return ParsedCaption("tags", [], _items(text) if items is None else items)
 
 
+def uses_prompt_syntax(text: str) -> bool:
+    """An unescaped bracket or an extra-network token: prompt syntax, never a v3.0 header's.
+
+    Substring counts instead of ``_UNESCAPED_GROUP_RE.search`` (a lookbehind scan costs ~14 us
+    on a caption, these ~1 us): a ``(`` is unescaped when there are more of them than ``\\(``."""
+    if "[" in text or "]" in text or "{" in text or "}" in text or "<" in text:
+        return True
+    n = text.count("(")
+    if n and n != text.count("\\("):
+        return True
+    n = text.count(")")
+    return bool(n) and n != text.count("\\)")
+
+
+def _may_hold_terms(piece: str) -> bool:
+    """A comma piece ``item_terms`` may split (others are only trimmed)."""
+    return "(" in piece or ")" in piece or "BREAK" in piece or "AND" in piece or uses_prompt_syntax(piece)
+
+
+def _plain_header(text: str) -> bool:
+    """Whether a v3.0 caption's header and rating item (the text up to the first ``rating:``'s
+    comma item) are free of prompt syntax: a weighted or bracketed term there means the
+    ``rating:`` token sits in a prompt list, and the items before it are tags, not names."""
+    at = text.lower().find(_RATING_PREFIX)
+    end = text.find(",", at)
+    head = text if end < 0 else text[:end]
+    return not uses_prompt_syntax(head)
+
+
 def _items(text: str) -> list[str]:
     if "\n" in text:
         text = text.replace("\n", ",")
+    if "BREAK" in text or "AND" in text or uses_prompt_syntax(text):
+        out: list[str] = []
+        for piece in text.split(","):
+            if not _may_hold_terms(piece):
+                piece = piece.strip()
+                if piece:
+                    out.append(piece)
+            else:
+                out.extend(item_terms(piece))
+        return out
     return [item for item in map(clean_item, text.split(",")) if item]
+
+
+def item_terms(raw: str) -> list[str]:
+    """One comma slot as the terms it holds, each read like an item.
+
+    Most slots are one term (``clean_item``). Weighted groups inside a slot are unwrapped
+    into one phrase (``(petite:1.1) (loli:0.9) girl`` -> ``petite loli girl``; ``((loli:1.2)
+    nude)`` -> ``loli nude``); ``BREAK`` / ``AND`` split a slot (``child BREAK nude`` ->
+    ``child``, ``nude``). Extra-network tokens (``<lora:name:0.8>``) are dropped.
+    ``name (qualifier)`` stays one item.
+    """
+    if "<" in raw:
+        raw = _NETWORK_RE.sub(" ", raw)
+    if "BREAK" in raw or "AND" in raw:
+        parts = _KEYWORD_RE.split(raw)
+        if len(parts) > 1:
+            return [t for part in parts for t in item_terms(part)]
+    item = clean_item(raw)
+    if not item:
+        return []
+    if not uses_prompt_syntax(item) or _is_qualified_name(item):
+        return [item]
+    return _group_terms(raw)
+
+
+def _is_qualified_name(item: str) -> bool:
+    if _QUALIFIED_NAME_RE.match(item) is None:
+        return False
+    return _WEIGHT_RE.search(item.rstrip(")").strip()) is None  # ``(loli:1.2)`` inside is a weight
+
+
+def _group_terms(raw: str) -> list[str]:
+    """The slot's text with brackets and weights removed, as one phrase (``(auburn:1.2) wavy hair``
+    -> ``auburn wavy hair``): an adjective keeps its noun, and the safety scanner reads every word
+    of the phrase (``(petite:1.1) (loli:0.9) girl`` -> ``petite loli girl``)."""
+    terms = []
+    for run in _UNESCAPED_GROUP_RE.split(raw):
+        run = run.strip()
+        if ":" in run:
+            run = _WEIGHT_RE.sub("", run).strip()
+        if run:
+            terms.append(run)
+    return [" ".join(terms)] if terms else []
 
 
 def clean_item(raw: str) -> str:

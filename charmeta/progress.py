@@ -95,6 +95,15 @@ class Progress:
                 )
             )
 
+    def write(self, message: str) -> None:
+        """A line of its own (a failed run, a note) above the live line, or plainly."""
+        if self._bar is not None:
+            from tqdm import tqdm
+
+            tqdm.write(message, file=self.stream)
+        else:
+            print(message, file=self.stream, flush=True)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -115,13 +124,16 @@ class MarkerWatcher:
         rows_of: Mapping[str, int],
         marker_of: Callable[[str], str],
         interval_s: float = 1.0,
+        since: float | None = None,
     ) -> None:
         self.progress = progress
         self.rows_of = dict(rows_of)
         self.marker_of = marker_of
         self.interval_s = interval_s
         self._done: set[str] = set()
-        self.since = time.time() - 1.0  # a marker older than this job is a previous build's
+        # a marker older than the job's start is a previous build's (work queued before the
+        # watcher started, e.g. prefetched partitions, counts: pass the job's start as ``since``)
+        self.since = (time.time() if since is None else since) - 1.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="charmeta-progress", daemon=True)
 

@@ -44,6 +44,8 @@ class Extraction:
     artists: list[str] = field(default_factory=list)
     rating: str | None = None
     attributes: dict[str, Decision] = field(default_factory=dict)
+    negative_prompt: str | None = None  # generation text (A1111 ``Negative prompt:``): kept, never evidence
+    parameters: str | None = None  # generation parameter line (``Steps: 28, Sampler: ...``)
 
     @classmethod
     def invalid(cls, reason: str, input_kind: str = "tags") -> Extraction:
@@ -89,6 +91,8 @@ def extractions_to_table(
         "copyrights": [ex.copyrights for ex in extractions],
         "artists": [ex.artists for ex in extractions],
         "rating": [ex.rating for ex in extractions],
+        "negative_prompt": [ex.negative_prompt for ex in extractions],
+        "parameters": [ex.parameters for ex in extractions],
     }
     decisions = [ex.attributes for ex in extractions]
     invalid = [ex.status == "invalid" for ex in extractions]
@@ -199,6 +203,10 @@ def to_cli_json(ex: Extraction, record_id: Any) -> dict[str, Any]:
     }
     if conflicts:
         out["conflicts"] = conflicts
+    if ex.negative_prompt is not None:  # generation text: kept, never evidence
+        out["negative_prompt"] = ex.negative_prompt
+    if ex.parameters is not None:
+        out["parameters"] = ex.parameters
     return out
 
 

@@ -159,7 +159,7 @@ class GenderResolver(Resolver):
         if override:  # `otoko no ko` is Male whatever the count tags say
             return Decision("Male", CONF_EXPLICIT, override, False)
         male_tags = [s for v, s in tags if v == "Male"]
-        groups = ev.count_groups
+        groups = ev.group_counts()
         girls, boys, others = groups.get("girl", 0), groups.get("boy", 0), groups.get("other", 0)
         count_sources = list(ev.counts)
         if male_tags and not girls:

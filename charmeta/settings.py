@@ -84,8 +84,12 @@ class Settings:
     retry_delay: float = _setting("CHARMETA_RETRY_DELAY", 5.0, "seconds before the first retry (doubles, jitter)")
     sensors: bool = _setting("CHARMETA_SENSORS", True, "sensors start running (off: stopped)")
     sensor_interval: int = _setting("CHARMETA_SENSOR_INTERVAL", 30, "seconds between shard sensor ticks")
-    max_unknown_rate: float = _setting("CHARMETA_MAX_UNKNOWN_RATE", 0.98, "label_distribution WARN threshold")
-    max_drift_tvd: float = _setting("CHARMETA_MAX_DRIFT_TVD", 0.35, "label_distribution drift WARN threshold")
+    quality_reference: str = _setting(
+        "CHARMETA_QUALITY_REFERENCE",
+        "pinned",
+        "label_distribution reference: pinned (the dataset's first partitions) or danbooru|prompts|prose|images "
+        "(checked-in profiles); thresholds in charmeta/data/quality/drift.json",
+    )
     max_invalid_rate: float = _setting("CHARMETA_MAX_INVALID_RATE", 0.05, "invalid_rate WARN threshold")
     ui_port: int = _setting("CHARMETA_UI_PORT", 3000, "charmeta ui port (127.0.0.1)")
     app_host: str = _setting("CHARMETA_APP_HOST", "127.0.0.1", "charmeta app bind address (0.0.0.0 in a container)")

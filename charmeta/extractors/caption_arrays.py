@@ -15,6 +15,7 @@ count tags also name a character.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from charmeta.ontology import EXCLUDE, LIST, MINOR, SEXUAL
-from charmeta.parsing import clean_item, has_prose_hint, is_rating_item
+from charmeta.parsing import clean_item, has_prose_hint, is_rating_item, item_terms, uses_prompt_syntax
 
 if TYPE_CHECKING:
     from charmeta.extractors.columnar import ColumnarTagPath
@@ -46,6 +47,15 @@ BATCH_TAG = 1 << 32
 
 # Per-item flags.
 EMPTY, IS_MARK, RATING, FULL, FULL_NAMES, IS_CHAR, IS_COPY, SAFETY = (1 << i for i in range(8))
+# Items whose row the per-entry path reads: ENTRY - the slot holds several terms, an extra-network token,
+# ``BREAK`` / ``AND`` or generation text (``parsing.item_terms``, ``split_generation``); WEIGHTED - prompt
+# syntax (a v3.0 header or rating item holding one is a prompt list); APPEAR - an appearance tag (read as a
+# tag when it stands in a header, ``TextExtractor._header_units``).
+ENTRY, WEIGHTED, APPEAR = (1 << i for i in range(8, 11))
+#: Raw items that are never *plain* (``ItemTable._plain_items``): brackets, escapes, control characters,
+#: doubled spaces / underscores, extra-network tokens, A1111 keywords, generation-text labels.
+_NOT_PLAIN_RE = r"[\\\[\](){}<\x00-\x1f]|[ _]{2}|\bBREAK\b|\bAND\b|(?i:negative prompt|undesired content|steps\s*:)"
+_GENERATION_RE = re.compile(r"negative prompt\s*:|undesired content\s*:|^\s*steps\s*:", re.I)
 
 
 @dataclass
@@ -186,11 +196,11 @@ class ItemTable:
             if forms and not forms.isdisjoint(garment_forms):
                 self.colour_pairs.append(tag * n_garments + gi)
 
-    def _new(self, item: str, comma: bool) -> int:
+    def _new(self, item: str, comma: bool, extra: int = 0) -> int:
         """Code a new item: its tag, units (``TextExtractor`` item cache) and header flags."""
         if self._batch_first >= 0:  # batch codes follow the remembered ones: none may come after them
             raise RuntimeError("an item was remembered after this batch's plain items were coded")
-        flags = 0
+        flags = extra
         tag = -1
         u_slot = self.u_slot.pending
         self.ustart.pending.append(len(self.u_slot))
@@ -201,7 +211,9 @@ class ItemTable:
             flags = EMPTY
         else:
             ex = self.path.ex
-            t, hits, _ = ex._item_cache.get(item) or ex._cache_item(item)
+            t, hits, scanned = ex._item_cache.get(item) or ex._cache_item(item)
+            if hits is None:
+                hits = scanned  # safety markers in an unknown item's words (``TextExtractor._cache_item``)
             units = self.path.units_of(hits, t) if hits else ()
             tag = self.tag_id(t)
             if comma and is_rating_item(item):
@@ -214,6 +226,8 @@ class ItemTable:
             flags |= (IS_CHAR if is_character else 0) | (IS_COPY if is_copyright else 0)
             if hits and not (is_character or is_copyright) and any(h.kind in (EXCLUDE, MINOR, SEXUAL) for h in hits):
                 flags |= SAFETY  # an unknown name in a header still applies its safety hits
+            if comma and ex.is_appearance(item):
+                flags |= APPEAR
             list_keys = self.path.list_groups
             for slot, _ in units:
                 u_slot.append(slot)
@@ -258,7 +272,16 @@ class ItemTable:
         for k, code in enumerate(found):
             if code is None:
                 raw = raws[k]
-                found[k] = table[raw] = self._new(clean_item(raw) if comma and raw != MARK else raw, comma)
+                if comma and raw != MARK:
+                    item = clean_item(raw)
+                    extra = 0
+                    if _GENERATION_RE.search(raw) or item_terms(raw) != ([item] if item else []):
+                        extra |= ENTRY
+                    if uses_prompt_syntax(raw):
+                        extra |= WEIGHTED
+                    found[k] = table[raw] = self._new(item, comma, extra)
+                else:
+                    found[k] = table[raw] = self._new(raw, comma)
         return found
 
     def _plain_items(self, raw: pa.Array, comma: bool) -> tuple[np.ndarray, pa.Array, np.ndarray]:
@@ -274,10 +297,12 @@ class ItemTable:
         (the only way the normalised tag can hold a double space)."""
         item = pc.ascii_trim_whitespace(raw) if comma else raw
         plain = pc.and_(pc.string_is_ascii(raw), pc.greater(pc.binary_length(item), 0))
-        plain = pc.and_(plain, pc.invert(pc.match_substring_regex(raw, r"[\\\[\](){}\x00-\x1f]|[ _]{2}")))
+        plain = pc.and_(plain, pc.invert(pc.match_substring_regex(raw, _NOT_PLAIN_RE)))
         t = pc.ascii_lower(item)
         t = pc.if_else(pc.greater(pc.binary_length(t), 3), pc.replace_substring(t, "_", " "), t)
         plain = pc.and_(plain, pc.invert(pc.starts_with(t, "rating:")))
+        # words the safety scanner may find something in: the exact per-item reader decides
+        plain = pc.and_(plain, pc.invert(pc.match_substring_regex(t, self.path.scan_regex)))
         vocab = self.path.vocab
         at = pc.fill_null(pc.index_in(t, value_set=vocab.names), -1).to_numpy(zero_copy_only=False)
         seen = at >= 0
@@ -377,6 +402,8 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     t_codes = items.codes(t_flat, comma=False)
     t_first = np.concatenate([[0], np.cumsum(n_tokens)[:-1]]) if len(t_idx) else np.zeros(0, np.int64)
     t_pos = np.arange(len(t_codes), dtype=np.int64) - t_first[t_parent] if len(t_codes) else np.zeros(0, np.int64)
+    # runs of words without underscores are joined and scanned per entry (``TextExtractor.extract``)
+    danbooru &= underscore
     fast[t_idx[danbooru]] = True
     t_keep = danbooru[t_parent]
 
@@ -413,6 +440,11 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     # headers whose count tags also carry a name hit keep the per-entry path
     odd = np.unique(c_row[header & ((c_flags & FULL_NAMES) != 0)])
     comma_fast[odd] = False
+    # rows the per-entry path reads differently: several terms in a slot / generation text anywhere; an
+    # appearance tag in a header; prompt syntax up to a v3.0 caption's rating item (then a prompt list)
+    v30_head = ~is_v31[c_row] & (c_pos <= boundary[c_row])
+    entry = ((c_flags & ENTRY) != 0) | (header & ((c_flags & APPEAR) != 0)) | (v30_head & ((c_flags & WEIGHTED) != 0))
+    comma_fast[np.unique(c_row[entry])] = False
     fast |= comma_fast
     c_keep = comma_fast[c_row] & ((c_flags & (EMPTY | IS_MARK)) == 0)
 

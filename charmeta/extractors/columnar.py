@@ -116,6 +116,7 @@ class ColumnarTagPath:
         self.group_keys = {g: k for k, g in self.attr_groups.items()}
         self.n_groups = 4 + len(self.attr_groups)
         self.vocab = Vocabulary(extractor.ont)
+        self.scan_regex = extractor.scanner.candidate_regex()
         self.garment_forms = [frozenset(g.tags) | frozenset(g.forms) for g in extractor.ont.garments]
         #: Groups resolved by ``ListResolver`` (distinct values in order): built as arrays, no memo.
         self.list_groups: dict[int, str] = {
@@ -191,9 +192,10 @@ class ColumnarTagPath:
 
     def _replay(self, tags: tuple[str, ...]) -> Evidence:
         ev = Evidence()
-        lookup, apply = self.ex._lookup, self.ex._apply
+        lookup, apply, scanned = self.ex._lookup, self.ex._apply, self.ex.scan_hits
         for t in tags:
-            apply(lookup(t), t, ev)
+            hits = lookup(t)
+            apply(scanned(t) if hits is None else hits, t, ev)
         return ev
 
     def _solve(self, g: int, tags: tuple[str, ...]) -> Any:
@@ -201,7 +203,7 @@ class ColumnarTagPath:
         ev = self._replay(tags)
         res = self.ex.resolvers
         if g == G_GENDER:
-            count = sum(ev.count_groups.values()) if ev.counts else (1 if ev.solo else None)
+            count = sum(ev.group_counts().values()) if ev.counts else (1 if ev.solo else None)
             return self._register("Gender", res["Gender"].resolve(ev)), count
         if g == G_DRESS:
             out = self._register("Dress", res["Dress"].resolve(ev))
@@ -487,6 +489,8 @@ class ColumnarTagPath:
             "copyrights": copyrights,
             "artists": artists,
             "rating": cols["rating"],
+            "negative_prompt": pa.nulls(n, pa.string()),  # generation text never takes this path
+            "parameters": pa.nulls(n, pa.string()),
         }
         for a, spec in enumerate(ATTRIBUTES):
             distinct, take = dense_unique(dids[a], len(self.decisions[a]))

@@ -35,7 +35,7 @@ from charmeta.tmpfiles import sweep_stale_tmp
 
 #: Columns read: the contract's (values, confidences), id, status, position; not the evidence lists.
 COLUMNS = (
-    ["id", "status", "source_position", "multi_character"]
+    ["id", "status", "source_position", "multi_character", "input_kind", "character_count"]
     + [a.column for a in ATTRIBUTES]
     + [f"{a.column}_confidence" for a in ATTRIBUTES if not a.is_list]
 )
@@ -64,6 +64,9 @@ class PartitionFacts:
     status_counts: dict[str, int] = field(default_factory=dict)
     multi_character: int = 0  # rows flagged multi_character
     value_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # core column -> value -> non-invalid rows
+    input_kinds: dict[str, int] = field(default_factory=dict)  # non-invalid rows per input kind (tags/prose/image)
+    single_tag_rows: int = 0  # non-invalid tag captions of exactly one character (the contract's floors apply)
+    single_tag_unknown: dict[str, int] = field(default_factory=dict)  # core column -> Unknown among those rows
 
 
 _FACTS: dict[str, tuple[tuple, PartitionFacts]] = {}
@@ -72,7 +75,7 @@ _SAMPLES: OrderedDict[str, tuple[tuple, pa.Table]] = OrderedDict()
 #: ``<key>.parquet`` (like every Parquet file of the output tree: its JSON says its ``rows``).
 FACTS_DIR = CHECK_FACTS
 #: Bump when PartitionFacts or the sample change: facts of another version are read again.
-FACTS_VERSION = 2
+FACTS_VERSION = 3
 
 
 def partition_facts(path: str) -> PartitionFacts:
@@ -205,7 +208,17 @@ def _read_facts(path: str) -> tuple[PartitionFacts, pa.Table | None]:
     status = table.column("status")
     status_counts = _counts(status)
     core = table.select(CORE_COLUMNS)  # filtering dictionary columns copies only their indices
-    valid = core.filter(pc.fill_null(pc.not_equal(status, "invalid"), False)) if table.num_rows else core
+    not_invalid = pc.fill_null(pc.not_equal(status, "invalid"), False)
+    valid = core.filter(not_invalid) if table.num_rows else core
+    # single-character tag captions: where 1girl / 1boy decide Gender (the drift check's contract floors)
+    single_tags = pc.and_(
+        not_invalid,
+        pc.and_(
+            pc.fill_null(pc.equal(table.column("input_kind"), "tags"), False),
+            pc.fill_null(pc.equal(table.column("character_count"), 1), False),
+        ),
+    )
+    single = core.filter(single_tags) if table.num_rows else core
     facts = PartitionFacts(
         rows=rows,
         violations=violations,
@@ -214,6 +227,9 @@ def _read_facts(path: str) -> tuple[PartitionFacts, pa.Table | None]:
         status_counts=status_counts,
         multi_character=pc.sum(table.column("multi_character")).as_py() or 0,
         value_counts={c: _counts(valid.column(c)) for c in CORE_COLUMNS},
+        input_kinds=_counts(table.column("input_kind").filter(not_invalid)) if table.num_rows else {},
+        single_tag_rows=single.num_rows,
+        single_tag_unknown={c: _counts(single.column(c)).get("Unknown", 0) for c in CORE_COLUMNS},
     )
     return facts, _sample(table, os.path.basename(path))
 

@@ -34,7 +34,7 @@ import os
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -44,15 +44,21 @@ from charmeta.contract import ATTRIBUTES, CORE_KEYS, STATUSES, CleanRecord
 from charmeta.duck import sql_string
 from charmeta.pipeline import check_facts as facts
 from charmeta.pipeline.graph import PREDICTIONS, VALIDATED
-from charmeta.pipeline.layout import MANIFEST, RECORDS, Layout
+from charmeta.pipeline.layout import MANIFEST, QUALITY, RECORDS, Layout
 from charmeta.pipeline.quarantine import partition_report
 from charmeta.pipeline.stages import row_problems
+from charmeta.quality.drift import (
+    REFERENCE_FILE,
+    Finding,
+    Profile,
+    checked_in_profile,
+    compare,
+    merge,
+    pinned_reference,
+)
+from charmeta.quality.plots import drift_plot
 from charmeta.sources import read_registry, registered_keys
 
-#: WARN when an attribute is Unknown for more than this share of non-invalid records.
-MAX_UNKNOWN_RATE = 0.98
-#: WARN when a partition's value distribution is this far (total variation) from the dataset's.
-MAX_DRIFT_TVD = 0.35
 #: WARN when a partition has more than this share of ``invalid`` records.
 MAX_INVALID_RATE = 0.05
 GX_SAMPLE_ROWS = 50_000
@@ -62,6 +68,10 @@ _EXACT_FORMATS = ("parquet", "json", "txt")
 
 class Md(str):
     """A metadata value shown as Markdown."""
+
+
+class FilePath(str):
+    """A metadata value that is a file written beside the outputs (a plot, a report)."""
 
 
 @dataclass(frozen=True)
@@ -187,68 +197,100 @@ def _readable_facts(st: Layout, keys: list[str]) -> list[facts.PartitionFacts]:
     return [f for f in _each_readable(st, keys, facts.partition_facts) if not f.schema_problem]
 
 
-def _distributions(parts: list[facts.PartitionFacts], columns: list[str]) -> dict[str, dict[str, float]]:
-    """Share of each value per column over the non-invalid rows of ``parts`` (a null is ``"None"``)."""
-    out: dict[str, dict[str, float]] = {}
-    for c in columns:
-        counts: dict[str, int] = {}
-        for f in parts:
-            for v, n in f.value_counts.get(c, {}).items():
-                counts[v] = counts.get(v, 0) + n
-        total = sum(counts.values()) or 1
-        out[c] = {v: n / total for v, n in counts.items()}
+def _profile(key: str, f: facts.PartitionFacts) -> Profile:
+    """A partition's facts as a drift profile (contract keys, not column names)."""
+    by_col = {a.column: a.key for a in ATTRIBUTES if a.is_core}
+    return Profile(
+        counts={by_col[c]: dict(v) for c, v in f.value_counts.items() if c in by_col},
+        partitions=(key,),
+        source="partition",
+        input_kinds=dict(f.input_kinds),
+        single_tag_unknown={by_col[c]: n for c, n in f.single_tag_unknown.items() if c in by_col},
+        single_tag_rows=f.single_tag_rows,
+    )
+
+
+def _keyed_facts(st: Layout, keys: list[str]) -> list[tuple[str, facts.PartitionFacts]]:
+    """(key, facts) of the partitions among ``keys`` whose validated file is readable and conforms."""
+    out = []
+    for k in keys:
+        path = st.path(VALIDATED, k)
+        if not os.path.exists(path):
+            continue
+        try:
+            f = facts.partition_facts(path)
+        except (OSError, pa.ArrowException):
+            continue
+        if not f.schema_problem:
+            out.append((k, f))
     return out
 
 
-def _tvd(a: dict[str, float], b: dict[str, float]) -> float:
-    return 0.5 * sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
+def reference_profile(st: Layout, reference: str = "pinned") -> Profile | None:
+    """The profile partitions are compared with: ``pinned`` = this dataset's first materialized
+    partitions (registry order), fixed in ``<root>/quality/reference_profile.json`` the first time
+    a check needs it; any other value names a checked-in profile (``danbooru``, ``prompts``, ...)."""
+    if reference and reference != "pinned":
+        return checked_in_profile(reference)
+    path = os.path.join(st.folder(QUALITY), REFERENCE_FILE)
+    if os.path.exists(path):
+        return pinned_reference(path, [])
+    ordered = registered_keys(st.root)
+    return pinned_reference(path, ((k, _profile(k, f)) for k, f in _keyed_facts(st, ordered)))
 
 
-def label_distribution(
-    st: Layout, keys: list[str], max_unknown_rate: float = MAX_UNKNOWN_RATE, max_drift_tvd: float = MAX_DRIFT_TVD
-) -> CheckOutcome:
-    here_parts = _readable_facts(st, keys)
-    run = set(keys)
-    others = _readable_facts(st, [k for k in registered_keys(st.root) if k not in run])
-    metadata: dict[str, Any] = {}
-    warnings: list[str] = []
-    if not here_parts:
+def label_distribution(st: Layout, keys: list[str], reference: str = "pinned") -> CheckOutcome:
+    """Each partition of the run against the reference profile (``charmeta.quality.drift``): WARN
+    naming the partition, the attribute and the numbers when a distribution drifts, an Unknown
+    rate jumps, a value appears or vanishes, or a contract floor breaks. An always-Unknown
+    attribute (Ethnicity on Danbooru captions) is normal when the reference says so."""
+    here = _keyed_facts(st, keys)
+    if not here:
         return CheckOutcome(
             "label_distribution", VALIDATED, passed=True, severity="WARN", metadata={"partitions_checked": 0}
         )
-    total = sum(f.rows for f in here_parts)
-    valid = total - sum(f.status_counts.get("invalid", 0) for f in here_parts)
-    multi = sum(f.multi_character for f in here_parts)
-    metadata["rows"] = int(total)
-    metadata["invalid_rate"] = round(1 - valid / total, 4) if total else 0.0
-    metadata["multi_character_rate"] = round(multi / total, 4) if total else 0.0
+    ref = reference_profile(st, reference)
+    core = [a.key for a in ATTRIBUTES if a.is_core]
+    findings: list[Finding] = []
+    profiles = {k: _profile(k, f) for k, f in here}
+    if ref is not None:  # the reference's own partitions too: a rebuild can change them
+        for k, prof in profiles.items():
+            findings.extend(compare(k, prof, ref, core))
+    run = merge(profiles.values(), "run")
+    total = sum(f.rows for _, f in here)
+    valid = total - sum(f.status_counts.get("invalid", 0) for _, f in here)
+    multi = sum(f.multi_character for _, f in here)
+    metadata: dict[str, Any] = {
+        "rows": int(total),
+        "partitions_checked": len(here),
+        "invalid_rate": round(1 - valid / total, 4) if total else 0.0,
+        "multi_character_rate": round(multi / total, 4) if total else 0.0,
+        "reference": ref.source if ref else "none yet",
+        "reference_partitions": Json(list(ref.partitions)[:20]) if ref else Json([]),
+        "reference_rows": ref.rows if ref else 0,
+    }
     rows = []
-    core = [a.column for a in ATTRIBUTES if a.is_core]
-    here_all, others_all = _distributions(here_parts, core), _distributions(others, core)
-    for a in ATTRIBUTES:
-        if not a.is_core:
-            continue
-        here = here_all[a.column]
-        unknown = here.get("Unknown", 0.0)
-        metadata[f"unknown_rate.{a.column}"] = round(unknown, 4)
-        drift = _tvd(here, others_all[a.column]) if others else 0.0
-        metadata[f"drift_tvd.{a.column}"] = round(drift, 4)
+    for a in core:
+        shares, _ = run.shares(a, known_only=False)
+        unknown = run.unknown_rate(a)
+        metadata[f"unknown_rate.{a}"] = round(unknown, 4)
         rows.append(
             {
-                "attribute": a.key,
+                "attribute": a,
                 "unknown_rate": round(unknown, 3),
-                "drift_tvd": round(drift, 3),
-                "top": ", ".join(f"{k} {v:.0%}" for k, v in sorted(here.items(), key=lambda kv: -kv[1])[:4]),
+                "reference_unknown_rate": round(ref.unknown_rate(a), 3) if ref else None,
+                "top": ", ".join(f"{k} {v:.0%}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])[:4]),
             }
         )
-        if valid and unknown > max_unknown_rate:
-            warnings.append(f"{a.key} is Unknown for {unknown:.0%} of records")
-        if others and drift > max_drift_tvd:
-            warnings.append(f"{a.key} distribution drifted from the dataset (TVD {drift:.2f})")
     metadata["attributes"] = Md(md_table(rows))
-    metadata["compared_to_partitions"] = len(others)
-    metadata["warnings"] = Md("\n".join(f"- {w}" for w in warnings) or "none")
-    return CheckOutcome("label_distribution", VALIDATED, passed=not warnings, severity="WARN", metadata=metadata)
+    metadata["warnings"] = Md("\n".join(f"- {f.message}" for f in findings[:50]) or "none")
+    metadata["warning_count"] = len(findings)
+    if findings:
+        metadata["findings"] = Json([asdict(f) for f in findings[:200]])
+        plot = drift_plot(st.folder(QUALITY), findings, profiles, ref)
+        if plot:
+            metadata["plot"] = FilePath(plot)
+    return CheckOutcome("label_distribution", VALIDATED, passed=not findings, severity="WARN", metadata=metadata)
 
 
 # ---------------------------------------------------------------------------

@@ -35,6 +35,10 @@ from charmeta.pipeline.graph import STAGES
 EXPORT = "export"
 EXPORT_PARTS = "export_parts"
 CHECK_FACTS = "check_facts"
+#: reference profile of label_distribution and its plots (charmeta.quality.drift)
+QUALITY = "quality"
+#: structured logs of the commands run on this output root
+LOGS = "logs"
 HEADS = "attribute_heads"
 REGISTRY = "_shards"
 DAGSTER_HOME = ".dagster_home"
@@ -78,7 +82,7 @@ class Layout:
 
     def folder(self, name: str) -> str:
         """``<root>/<name>`` for one of the fixed folders."""
-        if name not in KEYED_FOLDERS | {HEADS, REGISTRY, DAGSTER_HOME}:
+        if name not in KEYED_FOLDERS | {HEADS, REGISTRY, DAGSTER_HOME, QUALITY, LOGS}:
             raise ValueError(f"unknown output folder {name!r}")
         return os.path.join(self.root, name)
 

@@ -37,7 +37,8 @@ from importlib import resources
 from typing import Any
 
 UNKNOWN_VALUES = frozenset({"Unknown", "None", ""})
-REFERENCE_FILE = os.path.join("quality", "reference_profile.json")
+#: the pinned reference, under the output root's quality folder
+REFERENCE_FILE = "reference_profile.json"
 
 
 @lru_cache(maxsize=1)
@@ -259,12 +260,11 @@ def checked_in_profile(kind: str) -> Profile:
     return Profile.from_json({**json.loads(path.read_text(encoding="utf-8")), "source": f"checked-in: {kind}"})
 
 
-def pinned_reference(root: str, candidates: Iterable[tuple[str, Profile]]) -> Profile | None:
-    """The dataset's reference: read from ``<root>/quality/reference_profile.json``, else pinned now
+def pinned_reference(path: str, candidates: Iterable[tuple[str, Profile]]) -> Profile | None:
+    """The dataset's reference: read from ``path`` (``<root>/quality/reference_profile.json``), else pinned now
     from the first ``candidates`` (registry order) until ``reference_min_rows`` rows or
     ``reference_max_partitions`` partitions, and written there so later runs compare against the
     same partitions. ``None`` while no partition has been materialized."""
-    path = os.path.join(root, REFERENCE_FILE)
     try:
         with open(path, encoding="utf-8") as fh:
             return Profile.from_json(json.load(fh))

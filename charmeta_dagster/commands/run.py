@@ -147,6 +147,7 @@ def _execute_ranges(
     run_config: dict[str, Any],
     instance: Any,
     tags: dict[str, str],
+    progress: Any,
 ) -> tuple[list[str], dict[str, str]]:
     """One Dagster run per range, with a progress line each; returns the failed runs and shards.
 
@@ -181,11 +182,9 @@ def _execute_ranges(
         if not res.success:
             rest = [k for k in chunk if not is_done(k)]
             if len(chunk) > 1 and rest:
-                print(
+                progress.write(
                     f"  [{i}/{len(chunks)}] run {res.run_id[:8]} FAILED: re-running its {len(rest)} unfinished "
-                    "shards one per run",
-                    file=sys.stderr,
-                    flush=True,
+                    "shards one per run"
                 )
                 for k in rest:
                     r1 = execute([k])
@@ -200,11 +199,11 @@ def _execute_ranges(
         done_rows += sum(int((store.stats(G.VALIDATED, k) or {}).get("rows") or 0) for k in chunk)
         rate = done_rows / max(time.perf_counter() - t_proc, 1e-9)
         eta = (time.perf_counter() - t_proc) / done_shards * (n_todo - done_shards)
-        print(
+        if progress.live and state == "ok":
+            continue  # the live line shows it
+        progress.write(
             f"  [{i}/{len(chunks)}] run {res.run_id[:8]} {state}: shards {done_shards}/{n_todo}, "
-            f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s",
-            file=sys.stderr,
-            flush=True,
+            f"{_fmt(done_rows)} rows, {_fmt(rate)} rows/s, ETA {eta:.0f}s"
         )
     return failed_runs, failed_shards
 
@@ -220,6 +219,7 @@ def _summary(
     failed_runs: list[str],
     failed_shards: dict[str, str],
     export_ok: bool,
+    log_file: str | None = None,
 ) -> int:
     """Print where the results are (and what failed); the exit status."""
     from charmeta.pipeline import graph as G
@@ -239,6 +239,8 @@ def _summary(
         print(f"  manifest: {manifest_path}")
     print(f"  stages:   {output}/<stage>/<shard>.parquet  (stages: {', '.join(G.STAGES)})")
     print(f"  dagster:  DAGSTER_HOME={home}  (browse: charmeta ui --output {output})")
+    if log_file:
+        print(f"  log:      {log_file}")
     if failed_runs or not export_ok:
         for k, rid in failed_shards.items():
             print(f"  failed shard: {k} (run {rid[:8]})", file=sys.stderr)
@@ -275,6 +277,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    started_at = time.time()
     for noisy in ("alembic", "great_expectations", "dagster"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     output = os.path.realpath(os.path.expanduser(args.output))
@@ -282,6 +285,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.shard_rows is not None and args.shard_rows < 1:
         raise ConfigError("--shard-rows must be >= 1")
     os.makedirs(output, exist_ok=True)
+    from charmeta.logsetup import route_logs
+    from charmeta.pipeline.layout import LOGS, Layout
+
+    log_file = route_logs(Layout(output).folder(LOGS), "run", verbose=bool(getattr(args, "verbose", False)))
 
     from charmeta_dagster.instance import ensure_home, resolve_home
 
@@ -371,9 +378,23 @@ def _run(args: argparse.Namespace) -> int:
 
     shards_job = defs.resolve_job_def("shards_job")
     export_job = defs.resolve_job_def("export_job")
-    failed_runs, failed_shards = _execute_ranges(
-        shards_job, chunks, len(todo), lambda k: store.is_done(G.VALIDATED, k, fp[k]), store, run_config, instance, tags
-    )
+    from charmeta.progress import MarkerWatcher, Progress
+
+    rows_of = {s.key: (s.stop - s.start) if s.stop is not None else 0 for s in specs if s.key in todo}
+    progress = Progress(len(todo), sum(rows_of.values()), stream=sys.stderr)
+    marker = lambda k: store.path(G.VALIDATED, k, ".json")  # noqa: E731 - a partition is done when this exists
+    with MarkerWatcher(progress, rows_of, marker, since=started_at):
+        failed_runs, failed_shards = _execute_ranges(
+            shards_job,
+            chunks,
+            len(todo),
+            lambda k: store.is_done(G.VALIDATED, k, fp[k]),
+            store,
+            run_config,
+            instance,
+            tags,
+            progress,
+        )
 
     # image attribute heads: (re)trained when this run embedded images; used by later prediction runs
     if todo and runner.embedded_images(output, the_plan.todo):
@@ -406,6 +427,7 @@ def _run(args: argparse.Namespace) -> int:
         failed_runs,
         failed_shards,
         export_ok,
+        log_file,
     )
     if rc == 0 and settings.publish:  # only a complete, successful export is published
         from charmeta.publish import publish

@@ -75,6 +75,30 @@ EDGE_CASES = [
     b"\xff\xfe",
     "a\x00b",
     12,
+    # issue 12: terms hidden in one slot, ratings inside prompt lists, appearance tags in name slots,
+    # generation text, extra-network tokens, count floors, word runs, safety words inside unknown names
+    "1girl, solo, original, some_artist ||| general, (child:1.1) (nude:1.2), long hair",
+    "1girl, red hair, rating:general, blue eyes",
+    "1girl, blue eyes, hatsune miku, ||| general, smile",
+    "1girl, teenage, rating: explicit, smile",
+    "(1girl:1.2), rating: general, long hair",
+    "1girl, original, (rating:questionable:1.1), 14 years old, nude",
+    "1girl, solo, ||| general, child BREAK nude, <lora:x:0.8>",
+    "1girl, solo, rating: general, long hair, Negative prompt: 2girls, Steps: 20, Sampler: Euler, Seed: 1",
+    "1girl, solo, ||| general, red hair AND blue eyes",
+    "2girls, multiple_girls, ||| general, long hair",
+    "1girl, 4boys, multiple boys, ||| general",
+    "6+girls, ||| general, smile",
+    "multiple_girls 1girl long_hair",
+    "1girl little girl nude outdoors",
+    "1girl solo 12yo nude long_hair",
+    "1girl, solo, foo_loli-gami_bar, ||| explicit, nude, mature female",
+    "1girl, solo, 12yo artist, ||| general, smile",
+    "1girl, kaitou kid, ||| explicit, nude",
+    "1girl, solo, kaga \\(kancolle\\), ||| explicit, aged 12, nude",
+    "1girl, solo, ||| questionable, child nude, smile",
+    "1girl, solo, ||| general, half-naked child, smile",
+    "1girl, solo, rating: general, baby blue eyes, smile",
 ]
 
 
@@ -132,6 +156,18 @@ def test_edge_cases_identical(engine: Engine) -> None:
 def _fast_count(engine: Engine, texts: list) -> int:
     arrow = pa.array([t if isinstance(t, str) else None for t in texts], pa.string())
     return int(read_units(arrow, engine.text_extractor.columnar.items).fast.sum())
+
+
+def test_safety_corpora_identical(engine: Engine) -> None:
+    """Every syntax of both safety corpora (tuned and held-out) reads alike both ways."""
+    texts = [
+        json.loads(line)["text"]
+        for name in ("safety_corpus.jsonl", "safety_heldout.jsonl")
+        for line in (DEV_SET.parent / name).read_text(encoding="utf-8").splitlines()
+    ]
+    new, ref = _both_ways(engine, texts, batch=2_000)
+    _assert_same(new, ref, texts)
+    assert _fast_count(engine, texts) > 500  # the v3.1 / v3.0 / Danbooru rows really took the columnar path
 
 
 def test_dev_set_identical(engine: Engine) -> None:

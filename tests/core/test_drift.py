@@ -81,9 +81,13 @@ def test_tvd() -> None:
 
 
 def test_reference_is_pinned_once(tmp_path: Path) -> None:
-    first = pinned_reference(str(tmp_path), [("p1", _profile(1)), ("p2", _profile(2))])
+    first = pinned_reference(
+        str(tmp_path / "quality" / "reference_profile.json"), [("p1", _profile(1)), ("p2", _profile(2))]
+    )
     assert first is not None and first.partitions[0] == "p1" and first.source.startswith("pinned")
     stored = json.loads((tmp_path / "quality" / "reference_profile.json").read_text())
     assert stored["partitions"] == list(first.partitions)
-    again = pinned_reference(str(tmp_path), [("p9", _profile(9, hair={"Black": 1.0}))])
+    again = pinned_reference(
+        str(tmp_path / "quality" / "reference_profile.json"), [("p9", _profile(9, hair={"Black": 1.0}))]
+    )
     assert again == first  # later partitions never move the reference

@@ -68,6 +68,8 @@ def _metadata_value(v: Any) -> Any:
         return MetadataValue.md(str(v))
     if isinstance(v, core.Json):
         return MetadataValue.json(v.value)
+    if isinstance(v, core.FilePath):
+        return MetadataValue.path(str(v))
     return v
 
 
@@ -87,8 +89,7 @@ def _keys(context: AssetCheckExecutionContext) -> list[str]:
 
 
 def _label_distribution(st: Layout, keys: list[str]) -> core.CheckOutcome:
-    s = code_location_settings()
-    return core.label_distribution(st, keys, s.max_unknown_rate, s.max_drift_tvd)
+    return core.label_distribution(st, keys, code_location_settings().quality_reference)
 
 
 def _invalid_rate(st: Layout, keys: list[str]) -> core.CheckOutcome:
