@@ -35,7 +35,9 @@ def test_source_on_s3_and_outputs_published_to_s3(tmp_path: Path, sample_dir: Pa
             r = subprocess.run([*cmd, "--publish", "s3://charmeta/out"], env=env, capture_output=True, text=True)
             assert r.returncode == 0, r.stderr[-3000:]
             manifest = json.loads((out / "export" / "manifest.json").read_text())
-            assert manifest["records"] == 59  # every sample entry (44 text, 15 drawings) read from the bucket, none lost
+            assert (
+                manifest["records"] == 59
+            )  # every sample entry (44 text, 15 drawings) read from the bucket, none lost
             assert "published: s3://charmeta/out (" in r.stdout
 
             def remote(key: str) -> bytes:
