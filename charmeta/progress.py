@@ -69,6 +69,14 @@ class Progress:
         r = self.rate()
         return (self.total_rows - self.rows) / r if r > 0 and self.total_rows else None
 
+    def set_total_rows(self, total: int) -> None:
+        """A better estimate of the total (partitions whose size is only known once read)."""
+        if total > 0 and total != self.total_rows:
+            self.total_rows = total
+            if self._bar is not None:
+                self._bar.total = total
+                self._bar.refresh()
+
     def update(self, partitions: int, rows: int, force_log: bool = False) -> None:
         """Set the absolute figures (never goes backwards)."""
         partitions, rows = max(partitions, self.partitions), max(rows, self.rows)
@@ -116,7 +124,10 @@ class MarkerWatcher:
     """Polls commit markers from a thread and feeds ``Progress``.
 
     ``rows_of`` maps each partition key to its input rows (from the shard specs: known before
-    the partition runs); ``marker_of(key)`` is the path whose existence means "done"."""
+    the partition runs, or 0 for a whole file whose row count is read only with it);
+    ``marker_of(key)`` is the path whose existence means "done"; ``rows_when_done(key)`` reads a
+    finished partition's rows (its commit marker), used for the partitions of unknown size, whose
+    share of the total is then estimated from the finished ones."""
 
     def __init__(
         self,
@@ -125,8 +136,11 @@ class MarkerWatcher:
         marker_of: Callable[[str], str],
         interval_s: float = 1.0,
         since: float | None = None,
+        rows_when_done: Callable[[str], int] | None = None,
     ) -> None:
         self.progress = progress
+        self.rows_when_done = rows_when_done
+        self._measured: dict[str, int] = {}
         self.rows_of = dict(rows_of)
         self.marker_of = marker_of
         self.interval_s = interval_s
@@ -144,7 +158,16 @@ class MarkerWatcher:
                     self._done.add(k)
             except FileNotFoundError:
                 pass
-        self.progress.update(len(self._done), sum(self.rows_of[k] for k in self._done))
+        unknown = [k for k in self.rows_of if not self.rows_of[k]]
+        if unknown and self.rows_when_done is not None:
+            for k in self._done.intersection(unknown) - self._measured.keys():
+                self._measured[k] = int(self.rows_when_done(k) or 0)
+            if self._measured:
+                mean = sum(self._measured.values()) / len(self._measured)
+                known = sum(self.rows_of.values()) + sum(self._measured.values())
+                self.progress.set_total_rows(int(known + mean * (len(unknown) - len(self._measured))))
+        rows = sum(self.rows_of[k] or self._measured.get(k, 0) for k in self._done)
+        self.progress.update(len(self._done), rows)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

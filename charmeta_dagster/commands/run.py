@@ -383,7 +383,11 @@ def _run(args: argparse.Namespace) -> int:
     rows_of = {s.key: (s.stop - s.start) if s.stop is not None else 0 for s in specs if s.key in todo}
     progress = Progress(len(todo), sum(rows_of.values()), stream=sys.stderr)
     marker = lambda k: store.path(G.VALIDATED, k, ".json")  # noqa: E731 - a partition is done when this exists
-    with MarkerWatcher(progress, rows_of, marker, since=started_at):
+
+    def rows_when_done(k: str) -> int:
+        return int((store.stats(G.VALIDATED, k) or {}).get("rows") or 0)
+
+    with MarkerWatcher(progress, rows_of, marker, since=started_at, rows_when_done=rows_when_done):
         failed_runs, failed_shards = _execute_ranges(
             shards_job,
             chunks,

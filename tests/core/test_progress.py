@@ -54,3 +54,13 @@ def test_marker_watcher_counts_only_this_jobs_markers(tmp_path: Path, caplog: py
         (tmp_path / "a.json").write_text("{}")  # rebuilt now
         w.poll()
     assert p.partitions == 2 and p.rows == 30
+
+
+def test_partitions_of_unknown_size_are_measured_when_done(tmp_path: Path) -> None:
+    """Whole-file shards (``stop=None``) have no row count up front: the finished ones give it,
+    and the total is estimated from them, so rows/s and the ETA mean something."""
+    p = Progress(3, 0, stream=io.StringIO(), log_every_s=0.0)
+    w = MarkerWatcher(p, {"a": 0, "b": 0, "c": 0}, lambda k: str(tmp_path / f"{k}.json"), rows_when_done=lambda k: 100)
+    (tmp_path / "a.json").write_text("{}")
+    w.poll()
+    assert p.rows == 100 and p.total_rows == 300 and p.partitions == 1
