@@ -315,6 +315,10 @@ def _cosines(
 ) -> np.ndarray | None:
     """Cosine of each candidate pair's image embeddings (NaN where one has none), through a
     faiss inner-product index over the candidates' L2-normalized vectors."""
+    import logging
+
+    # faiss's loader logs each CPU-specific build it tries (and the ImportError of those missing) at INFO
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     import faiss
 
     if not len(u):
