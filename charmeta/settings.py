@@ -87,8 +87,8 @@ class Settings:
     quality_reference: str = _setting(
         "CHARMETA_QUALITY_REFERENCE",
         "pinned",
-        "label_distribution reference: pinned (the dataset's first partitions) or danbooru|prompts|prose|images "
-        "(checked-in profiles); thresholds in charmeta/data/quality/drift.json",
+        "label_distribution reference: pinned (the dataset's first partitions) or the name of a checked-in "
+        "profile in charmeta/data/quality/profiles/ (none ship yet); thresholds in charmeta/data/quality/drift.json",
     )
     max_invalid_rate: float = _setting("CHARMETA_MAX_INVALID_RATE", 0.05, "invalid_rate WARN threshold")
     ui_port: int = _setting("CHARMETA_UI_PORT", 3000, "charmeta ui port (127.0.0.1)")

@@ -255,8 +255,12 @@ def checked_in_profile(kind: str) -> Profile:
     if not path.is_file():
         from charmeta.errors import ConfigError
 
-        known = sorted(p.name[:-5] for p in resources.files("charmeta.data").joinpath("quality/profiles").iterdir())
-        raise ConfigError(f"no reference profile {kind!r}: choose one of {known} or 'pinned'")
+        folder = resources.files("charmeta.data").joinpath("quality/profiles")
+        known = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json")) if folder.is_dir() else []
+        raise ConfigError(
+            f"no reference profile {kind!r} in charmeta/data/quality/profiles/ (shipped: {known or 'none'}): "
+            "set CHARMETA_QUALITY_REFERENCE=pinned, or add <kind>.json there"
+        )
     return Profile.from_json({**json.loads(path.read_text(encoding="utf-8")), "source": f"checked-in: {kind}"})
 
 

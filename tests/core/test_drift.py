@@ -91,3 +91,13 @@ def test_reference_is_pinned_once(tmp_path: Path) -> None:
         str(tmp_path / "quality" / "reference_profile.json"), [("p9", _profile(9, hair={"Black": 1.0}))]
     )
     assert again == first  # later partitions never move the reference
+
+
+def test_unknown_checked_in_profile_is_a_config_error() -> None:
+    import pytest
+
+    from charmeta.errors import ConfigError
+    from charmeta.quality.drift import checked_in_profile
+
+    with pytest.raises(ConfigError, match="CHARMETA_QUALITY_REFERENCE=pinned"):
+        checked_in_profile("no-such-kind")
