@@ -15,6 +15,17 @@ import time
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
+class QuietFileHandler(logging.FileHandler):
+    """A log file that goes quiet when it cannot be written (a full or lost disk).
+
+    Why: logging's default ``handleError`` prints a traceback to stderr for every record that
+    fails, so a disk that fills mid-run buried the one-line "disk full" error under dozens of
+    "--- Logging error ---" tracebacks. The run's own error handling reports the disk."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self.broken = True
+
+
 def route_logs(folder: str, command: str, terminal: bool | None = None, verbose: bool = False) -> str | None:
     """Add an INFO file handler under ``folder``; on a terminal (unless ``verbose``) the console
     handlers keep WARNING and above only. Returns the log file's path (None if it cannot be made)."""
@@ -24,7 +35,7 @@ def route_logs(folder: str, command: str, terminal: bool | None = None, verbose:
     try:
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
-        handler = logging.FileHandler(path, encoding="utf-8")
+        handler = QuietFileHandler(path, encoding="utf-8")
         handler.setFormatter(logging.Formatter(FORMAT))
         handler.setLevel(logging.DEBUG if verbose else logging.INFO)
         root.addHandler(handler)

@@ -135,6 +135,14 @@ def test_disk_full_names_path_and_free_space(small_disk: Path) -> None:
     line = _one_line_error(res)
     assert "disk full" in line and str(small_disk / "out") in line and "free" in line, line
     assert res.returncode == DiskFullError.exit_code
+    # the instance elsewhere: the stage files and the run's log file hit the full disk (a log file
+    # that cannot be written must not print logging's traceback per record)
+    res = _run(
+        ["run", "--source", str(REPO / "samples"), "--output", str(small_disk / "out2")],
+        env={"DAGSTER_HOME": str(small_disk.parent / "home-elsewhere"), "CHARMETA_RETRY_MAX": "0"},
+    )
+    line = _one_line_error(res)
+    assert "disk full" in line and "Logging error" not in res.stderr, res.stderr[-2000:]
     # a plain file write on the same disk: the message names the file being written
     big = small_disk.parent / "in.jsonl"
     big.write_text("\n".join(json.dumps({"id": i, "text": "1girl, solo, long hair, blue eyes"}) for i in range(20000)))
