@@ -74,7 +74,10 @@ def _files(root: Path) -> set[str]:
     return {
         str(p.relative_to(root))
         for p in root.rglob("*")
-        if p.is_file() and ".dagster_home" not in p.parts and ".tmp-" not in p.name
+        if p.is_file()
+        and ".dagster_home" not in p.parts
+        and ".tmp-" not in p.name
+        and p.relative_to(root).parts[0] != "logs"  # the launching command's own log, not an output
     }
 
 
