@@ -28,7 +28,7 @@ from charmeta.cleaning.config import cleaning_enabled, load_policy
 from charmeta.sources import registered_keys
 from charmeta_dagster.defs.resources import OutputStore
 
-GROUP = "cleaning"
+GROUP = "charmeta"  # one group: the global lineage then shows every asset, not collapsed groups
 _VALIDATED = "validated_records"
 
 
