@@ -4,7 +4,7 @@ Why the pipeline's readers: an uploaded file is read by ``charmeta.sources``
 (the shard readers of ``raw_shards``) and extracted by ``Engine.process_batch``,
 so a row that would be ``invalid`` in ``charmeta run`` is ``invalid`` here with the
 same reason, and the clean JSONL lines are rendered by the export's own SQL
-(``export_parts.clean_json_sql``). Limits keep the app responsive: at most
+(``export_lines.clean_json_sql``). Limits keep the app responsive: at most
 ``MAX_RECORDS`` records and ``MAX_UPLOAD_BYTES`` per file; bigger datasets belong
 to ``charmeta run``.
 """
@@ -85,7 +85,7 @@ def run_batch(
 def clean_jsonl(table: pa.Table) -> str:
     """The clean export lines of the ``ok`` rows, by the export's SQL (same bytes as ``records.jsonl``)."""
     from charmeta.duck import connect
-    from charmeta.pipeline.export_parts import clean_json_sql
+    from charmeta.export_lines import clean_json_sql
 
     con = connect()
     try:

@@ -39,8 +39,8 @@ from charmeta.cleaning.parts import part_paths
 from charmeta.cleaning.profiles import CLEAN_DIR
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.duck import sql_ident, sql_string
+from charmeta.export_lines import clean_json_sql, write_lines
 from charmeta.file_identity import identity
-from charmeta.pipeline.export_parts import _write_lines, clean_json_sql
 
 _BY_KEY = {a.key: a for a in ATTRIBUTES}
 MINOR_AGES = ("Child", "Teen")
@@ -253,7 +253,7 @@ def _build_lines(
     os.makedirs(os.path.dirname(out), exist_ok=True)
     tmp = out + f".tmp-{os.getpid()}"
     with open(tmp, "wb") as fh:
-        n = _write_lines(fh, table.to_batches())
+        n = write_lines(fh, table.to_batches())
     size = os.path.getsize(tmp)
     os.replace(tmp, out)
     return n, size

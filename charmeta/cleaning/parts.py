@@ -39,8 +39,8 @@ from charmeta.cleaning.config import CleaningPolicy, load_policy
 from charmeta.cleaning.signatures import as_lists, band_keys, minhash, set_hashes, token_hashes
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.duck import sql_ident, sql_string
+from charmeta.export_lines import in_position_order
 from charmeta.file_identity import identity
-from charmeta.pipeline.export_parts import _in_position_order
 
 log = logging.getLogger("charmeta.cleaning")
 
@@ -178,7 +178,7 @@ def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, A
                coalesce(v.rating IN ({ratings}), false) AS sexual_rating,
                {img_cols}, {attr_cols}
         FROM read_parquet({sql_string(src)}) v {img_join}
-        WHERE v.status <> 'invalid'{"" if _in_position_order(src) else " ORDER BY v.source_position"}
+        WHERE v.status <> 'invalid'{"" if in_position_order(src) else " ORDER BY v.source_position"}
         """
     ).to_arrow_table()
     n = rows_in.num_rows

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -172,11 +173,12 @@ def run_all(
     return out
 
 
-def export_sources(root: str, metas: list[dict[str, Any]], state: dict[str, Any]) -> list[tuple[str, int, int]]:
+def export_sources(
+    metas: list[dict[str, Any]], state: dict[str, Any], part_lines: Callable[[str], str]
+) -> list[tuple[str, int, int]]:
     """``(lines file, bytes, lines)`` to concatenate per partition: cleaned lines where the
-    partition has decisions, else its ``export_parts`` lines."""
-    from charmeta.pipeline.export_parts import part_paths as export_part_paths
-
+    partition has decisions, else its ``export_parts`` lines (``part_lines(key)``: the export
+    passes its layout's path, so the cleaning never imports the pipeline that calls it)."""
     out = []
     cleaned = state.get("lines", {})
     for meta in metas:
@@ -184,5 +186,5 @@ def export_sources(root: str, metas: list[dict[str, Any]], state: dict[str, Any]
         if got and got[0] and os.path.exists(got[0]) and os.path.getsize(got[0]) == got[2]:
             out.append((got[0], int(got[2]), int(got[1])))
         else:
-            out.append((export_part_paths(root, meta["key"])[0], int(meta["bytes"]), int(meta["lines"])))
+            out.append((part_lines(meta["key"]), int(meta["bytes"]), int(meta["lines"])))
     return out

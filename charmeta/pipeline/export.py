@@ -142,7 +142,8 @@ def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | 
     tmp = jsonl + f".tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as fh:
-            exported = concatenate_files(export_sources(root, parts, cleaning), fh)
+            sources = export_sources(parts, cleaning, lambda key: layout.part_paths(key)[0])
+            exported = concatenate_files(sources, fh)
         os.replace(tmp, jsonl)
     except BaseException:
         if os.path.exists(tmp):

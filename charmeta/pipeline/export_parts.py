@@ -32,6 +32,7 @@ from typing import Any
 from charmeta import duck
 from charmeta.contract import ATTRIBUTES
 from charmeta.duck import sql_ident, sql_string
+from charmeta.export_lines import clean_json_sql, in_position_order, write_lines
 from charmeta.file_identity import identity
 from charmeta.pipeline.graph import VALIDATED
 from charmeta.pipeline.layout import EXPORT_PARTS, Layout
@@ -42,25 +43,6 @@ log = logging.getLogger("charmeta.export")
 PART_DIR = EXPORT_PARTS
 #: Bump when a part's contents change meaning: parts of another version are rebuilt.
 PART_VERSION = 1
-
-
-def clean_json_sql(newline: bool = False) -> str:
-    """SQL expression turning a rich row into its clean JSON line (``newline``: with its ``\\n``).
-
-    ``id``, then the contract keys in contract order; a key whose value is null or an
-    empty list is left out (optional keys only when evidenced). One ``concat`` of
-    ``to_json`` of each column: the same bytes as ``to_json`` of the whole struct with
-    those members cut out afterwards by a regex, at a third of the cost (the regex pass
-    over every line was the most expensive part of the export, and a chain of ``||``
-    copies the growing line once per member).
-    """
-    parts = ["'{\"id\":'", "coalesce(to_json(\"id\")::VARCHAR, 'null')"]
-    for a in ATTRIBUTES:
-        col = sql_ident(a.column)
-        empty = f"{col} IS NULL" + (f" OR len({col}) = 0" if a.is_list else "")
-        parts.append(f"CASE WHEN {empty} THEN '' ELSE ',{json.dumps(a.key)}:' || to_json({col}) END")
-    parts.append("'}' || chr(10)" if newline else "'}'")
-    return "concat(" + ", ".join(parts) + ")"
 
 
 def validated_path(root: str, key: str) -> str:
@@ -102,13 +84,13 @@ def build_part(root: str, key: str, con: Any = None) -> dict[str, Any]:
     tmp_lines, tmp_marker = f"{lines_path}.tmp-{os.getpid()}", f"{marker}.tmp-{os.getpid()}"
     try:
         con.execute("SET preserve_insertion_order = true")
-        order = "" if _in_position_order(src) else " ORDER BY source_position"
+        order = "" if in_position_order(src) else " ORDER BY source_position"
         table = con.sql(
             f"SELECT {clean_json_sql(newline=True)} AS j FROM read_parquet({sql_string(src)}) "
             f"WHERE status = 'ok'{order}"
         ).to_arrow_table()
         with open(tmp_lines, "wb") as fh:
-            n_lines = _write_lines(fh, table.to_batches())
+            n_lines = write_lines(fh, table.to_batches())
         del table
         meta = {
             "version": PART_VERSION,
@@ -290,36 +272,3 @@ def _histograms(con: Any, path: str) -> dict[str, Any]:
                 "nulls": int(nulls or 0),
             }
     return out
-
-
-def _in_position_order(path: str) -> bool:
-    """Whether the file's rows are already in source-position order (the stages write them so):
-    then DuckDB streams them in file order (``preserve_insertion_order``) and skips the sort."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    pos = pq.read_table(path, columns=["source_position"]).column(0).to_numpy()
-    return bool(np.all(pos[1:] >= pos[:-1])) if len(pos) > 1 else True
-
-
-def _write_lines(fh: Any, reader: Any) -> int:
-    """Write a one-column string Arrow stream whose values end in a newline: each batch's
-    value buffer is the bytes of its lines, written as is (no Python string per line)."""
-    import numpy as np
-    import pyarrow as pa
-
-    n = 0
-    for rb in reader:
-        col = rb.column(0)
-        if not len(col):
-            continue
-        if col.null_count or not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-            lines = col.to_pylist()  # not expected: clean_json_sql never yields null
-            fh.write("".join(x for x in lines if x is not None).encode("utf-8"))
-            n += len(col) - col.null_count
-            continue
-        _, offsets, data = col.buffers()
-        off = np.frombuffer(offsets, dtype=np.int32 if pa.types.is_string(col.type) else np.int64)
-        fh.write(memoryview(data)[int(off[col.offset]) : int(off[col.offset + len(col)])])
-        n += len(col)
-    return n

@@ -86,10 +86,11 @@ def root(tmp_path: Path) -> Path:
 
 
 def _lines(root: Path, keys: list[str], state: dict) -> list[dict]:
-    from charmeta.pipeline.export_parts import current_parts
+    from charmeta.pipeline.export_parts import current_parts, part_paths
 
     out = []
-    for path, _, _ in export_sources(str(root), current_parts(str(root), keys), state):
+    metas = current_parts(str(root), keys)
+    for path, _, _ in export_sources(metas, state, lambda key: part_paths(str(root), key)[0]):
         out += [json.loads(x) for x in Path(path).read_text().splitlines()]
     return out
 
