@@ -34,7 +34,8 @@ def _policy(attribute: str) -> dict:
     return out
 
 
-def _known(d: Decision | None) -> bool:
+def is_known(d: Decision | None) -> bool:
+    """Whether a decision names a value (not absent, ``Unknown`` or empty)."""
     return d is not None and d.value not in (None, UNKNOWN, "", [])
 
 
@@ -44,16 +45,16 @@ def _tagged(d: Decision, prefix: str) -> list[str]:
 
 def fuse_decision(attribute: str, text: Decision | None, pixel: Decision | None) -> Decision | None:
     """One attribute: both sides' evidence kept, winner by policy, conflict flagged."""
-    if not _known(text) and not _known(pixel):
+    if not is_known(text) and not is_known(pixel):
         if text is None and pixel is None:
             return None
         ev = (_tagged(text, "tag:") if text else []) + (_tagged(pixel, "pixel:") if pixel else [])
         base = text if text is not None else pixel
         return Decision(base.value if base is not None else UNKNOWN, 0.0, ev, bool(text and text.conflict))
-    if not _known(pixel):
+    if not is_known(pixel):
         ev = _tagged(text, "tag:") + (_tagged(pixel, "pixel:") if pixel else [])  # type: ignore[arg-type]
         return Decision(text.value, text.confidence, ev, text.conflict)  # type: ignore[union-attr]
-    if not _known(text):
+    if not is_known(text):
         ev = (_tagged(text, "tag:") if text else []) + _tagged(pixel, "pixel:")  # type: ignore[arg-type]
         return Decision(pixel.value, pixel.confidence, ev, bool(text and text.conflict))  # type: ignore[union-attr]
     assert text is not None and pixel is not None
@@ -66,25 +67,6 @@ def fuse_decision(attribute: str, text: Decision | None, pixel: Decision | None)
     conf = win.confidence * (1.0 - float(pol["conflict_penalty"]) * lose.confidence)
     ev.append(f"conflict: tag says {text.value}, pixels say {pixel.value}; kept {win.value}")
     return Decision(win.value, round(conf, 4), ev, True)
-
-
-def pixel_extraction(model_attrs: dict | None, pixel_count: int | None, pixel_colors: str | None) -> Extraction | None:
-    """One picture's pixel evidence: the embedding model's attributes (zero-shot / heads, when a model ran)
-    with the offline colour calls (``images.colors``) taking Hair / Eye Color where they name a colour -
-    the per-attribute source order in ``data/images/fusion.json`` ranks pixel colours above zero-shot."""
-    from charmeta.images.colors import decisions, from_json
-
-    attrs = dict(model_attrs or {})
-    for key, d in decisions(pixel_count, from_json(pixel_colors)).items():
-        prev = attrs.get(key)
-        colors_first = list(_policy(key).get("pixel_order", ["colors", "model"]))[0] == "colors"
-        if (_known(d) and (colors_first or not _known(prev))) or not _known(prev):
-            if prev is not None and _known(prev) and prev.value != d.value:
-                d = Decision(d.value, d.confidence, d.evidence + [f"pixel:model said {prev.value}"], True)
-            attrs[key] = d
-    if not attrs:
-        return None
-    return Extraction(input_kind="image", attributes=attrs)
 
 
 def fuse_counts(

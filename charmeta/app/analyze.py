@@ -199,8 +199,9 @@ class AppCore:
 
     def _fuse_without_model(self, caption: str | None, found: Any, notes: list[str]) -> Extraction:
         """Caption + faces + offline pixel colours, no pixel model: what the image stage does with embedder ``none``."""
-        from charmeta.fusion import fuse, pixel_extraction
+        from charmeta.fusion import fuse
         from charmeta.images.colors import to_json
+        from charmeta.images.pixel_evidence import pixel_extraction
 
         text_ex = self.engine.extract_text(caption) if caption else None
         pixels = pixel_extraction(None, found.count, to_json(getattr(found, "colors", [])))

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from charmeta.errors import CharmetaError
-from charmeta.fusion import fuse_image, pixel_extraction
+from charmeta.fusion import fuse_image
 from charmeta.images.cache import EmbeddingCache
 from charmeta.images.config import ImageConfig
+from charmeta.images.pixel_evidence import pixel_extraction
 from charmeta.records import Extraction
 
 log = logging.getLogger("charmeta.images.api")

@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from charmeta.fusion import fuse_image, pixel_extraction
+from charmeta.fusion import fuse_image
 from charmeta.images.embed import EmbedStats, embed_table, embedding_matrix
+from charmeta.images.pixel_evidence import pixel_extraction
 from charmeta.images.tagger import result_from_json, to_extraction
 from charmeta.records import Extraction, extractions_to_table
 
