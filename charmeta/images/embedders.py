@@ -23,12 +23,11 @@ import numpy as np
 
 from charmeta.errors import ConfigError, ModelLoadError
 from charmeta.images.config import ImageConfig
+from charmeta.images.embedder_base import CLIP_MEAN, CLIP_STD, SIGLIP_MEAN, SIGLIP_STD, resolve_device
 
 log = logging.getLogger("charmeta.images.embedders")
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-SIGLIP_MEAN, SIGLIP_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 BACKENDS = ("auto", "clip", "siglip", "open_clip")
 
 
@@ -49,21 +48,6 @@ class ImageEmbedder(Protocol):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Prompts -> ``(N, dim)`` float32 L2-normalised embeddings."""
         ...
-
-
-def resolve_device(name: str = "auto") -> str:
-    import torch
-
-    if name != "auto":
-        if name == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("CHARMETA_IMAGE_DEVICE=cuda but no CUDA device is available; use auto or cpu")
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def check_safetensors(folder: Path) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from charmeta.errors import ModelLoadError
 from charmeta.images.config import ImageConfig
-from charmeta.images.embedders import CLIP_MEAN, CLIP_STD, resolve_device
+from charmeta.images.embedder_base import CLIP_MEAN, CLIP_STD, resolve_device
 
 
 class OpenClipEmbedder:
