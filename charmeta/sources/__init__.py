@@ -7,7 +7,7 @@ use them directly.
 """
 
 from charmeta.sources.discover import Source, read_registry, registered_keys, write_registry
-from charmeta.sources.readers import iter_shard
+from charmeta.sources.shards import iter_shard
 from charmeta.sources.spec import DEFAULT_SHARD_ROWS, RAW_SCHEMA, ShardSpec, partition_key
 
 __all__ = [

@@ -18,7 +18,8 @@ from typing import Any
 
 from charmeta.sources import arrowio, layouts
 from charmeta.sources.discover import Source
-from charmeta.sources.readers import _pick, iter_shard, open_uri
+from charmeta.sources.readers import _pick, open_uri
+from charmeta.sources.shards import iter_shard
 from charmeta.sources.spec import CAPTION_EXTS, ID_FIELD_CANDIDATES, TEXT_FIELD_CANDIDATES, ShardSpec
 
 _TEXT_EXTS = ("txt", "caption", "text", "tags", "json")

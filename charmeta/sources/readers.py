@@ -16,7 +16,7 @@ import json
 import posixpath
 import sys
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import fsspec
@@ -99,7 +99,8 @@ def record_to_row(obj: Any, pos: int, spec: ShardSpec) -> Row:
     return rid, None, pos, f"no text field (looked for {', '.join(fields)})", None
 
 
-def _batches(rows: Iterable[Row], source_shard: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def row_batches(rows: Iterable[Row], source_shard: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Raw rows as ``RAW_SCHEMA`` batches of at most ``batch_rows`` rows."""
     buf: list[Row] = []
     for r in rows:
         buf.append(r)
@@ -123,37 +124,6 @@ def _to_batch(rows: list[Row], source_shard: str) -> pa.RecordBatch:
         ],
         schema=RAW_SCHEMA,
     )
-
-
-def iter_shard(spec: ShardSpec, batch_rows: int = 20_000) -> Iterator[pa.RecordBatch]:
-    """Stream the shard's rows as ``RAW_SCHEMA`` batches, in source order."""
-    if spec.fmt == "parquet":
-        yield from _iter_parquet(spec, batch_rows)
-        return
-    if spec.fmt == "arrow":
-        from charmeta.sources.containers import iter_arrow
-
-        yield from iter_arrow(spec, batch_rows)
-        return
-    if spec.fmt in ("zip", "imagefolder"):
-        from charmeta.sources.containers import rows_imagefolder, rows_zip
-
-        rows_fn = rows_zip if spec.fmt == "zip" else rows_imagefolder
-        yield from _batches(rows_fn(spec), spec.relpath, batch_rows)
-        return
-    reader = {
-        "jsonl": _rows_jsonl,
-        "json": _rows_json,
-        "csv": _rows_csv,
-        "txt": _rows_txt,
-        "tar": _rows_tar,
-        "broken": _rows_broken,
-    }.get(spec.fmt)
-    if reader is None:
-        rows: Iterable[Row] = [(f"{spec.relpath}:0", None, 0, f"unsupported format {spec.fmt!r}", None)]
-    else:
-        rows = reader(spec)
-    yield from _batches(rows, spec.relpath, batch_rows)
 
 
 def _rows_broken(spec: ShardSpec) -> Iterator[Row]:
@@ -292,7 +262,7 @@ def _pick(names: list[str], configured: str | None, candidates: tuple[str, ...])
     return None
 
 
-def _iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def iter_parquet(spec: ShardSpec, batch_rows: int) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
     with open_uri(spec.uri, exact=True) as fh:
@@ -516,3 +486,15 @@ def _rows_tar(spec: ShardSpec) -> Iterator[Row]:
             return
         if current is not None:
             yield emit(current, members, image)
+
+
+#: The formats read row by row in this module (Parquet streams batches: ``iter_parquet``; the image
+#: containers are read by ``containers``; ``shards.iter_shard`` picks the reader of a shard's format).
+ROW_READERS: dict[str, Callable[[ShardSpec], Iterator[Row]]] = {
+    "jsonl": _rows_jsonl,
+    "json": _rows_json,
+    "csv": _rows_csv,
+    "txt": _rows_txt,
+    "tar": _rows_tar,
+    "broken": _rows_broken,
+}
