@@ -40,7 +40,7 @@ def is_known(d: Decision | None) -> bool:
 
 
 def _tagged(d: Decision, prefix: str) -> list[str]:
-    return [e if e.startswith(("tag:", "pixel:", "tagger:")) else f"{prefix}{e}" for e in d.evidence]
+    return [e if e.startswith(("tag:", "pixel:", "tagger:", "captioner:")) else f"{prefix}{e}" for e in d.evidence]
 
 
 def fuse_decision(attribute: str, text: Decision | None, pixel: Decision | None) -> Decision | None:
@@ -70,14 +70,14 @@ def fuse_decision(attribute: str, text: Decision | None, pixel: Decision | None)
 
 
 def fuse_counts(
-    text_count: int | None, pixel_count: int | None, pixel_backend: str = "pixels"
+    text_count: int | None, pixel_count: int | None, pixel_backend: str = "pixels", text_label: str = "caption"
 ) -> tuple[int | None, bool, str | None]:
     """(count, multi_character, disagreement note). The caption count wins when present."""
     count = text_count if text_count is not None else pixel_count
     multi = any(c is not None and c >= 2 for c in (text_count, pixel_count))
     note = None
     if text_count is not None and pixel_count is not None and text_count != pixel_count:
-        note = f"count disagreement: caption says {text_count}, pixels say {pixel_count} ({pixel_backend})"
+        note = f"count disagreement: {text_label} says {text_count}, pixels say {pixel_count} ({pixel_backend})"
     return count, multi, note
 
 
@@ -89,8 +89,12 @@ def fuse(
     pixel_backend: str = "pixels",
     notes: list[str] | None = None,
     input_kind: str = "image",
+    text_label: str = "caption",
 ) -> Extraction:
-    """Merge a caption extraction and a pixel extraction of the same image into one record."""
+    """Merge a caption extraction and a pixel extraction of the same image into one record.
+
+    List attributes (accessories, ...) come from ``text``, or from ``pixels`` when ``text``
+    has none (a picture without a caption keeps what the tagger / captioner side listed)."""
     notes = list(notes or [])
     if text is not None and text.status == "invalid":
         notes.append(f"caption ignored: {text.reason}")
@@ -99,15 +103,19 @@ def fuse(
     for spec in ATTRIBUTES:
         t = text.attributes.get(spec.key) if text else None
         p = pixels.attributes.get(spec.key) if pixels else None
-        if spec.is_list or (p is None):
+        if spec.is_list:
+            if t is not None or p is not None:
+                attrs[spec.key] = t if t is not None else p  # type: ignore[assignment]
+            continue
+        if p is None:
             if t is not None:
-                attrs[spec.key] = t if spec.is_list else Decision(t.value, t.confidence, _tagged(t, "tag:"), t.conflict)
+                attrs[spec.key] = Decision(t.value, t.confidence, _tagged(t, "tag:"), t.conflict)
             continue
         d = fuse_decision(spec.key, t, p)
         if d is not None and (spec.is_core or d.value != UNKNOWN):  # optional keys only when evidenced
             attrs[spec.key] = d
     tc = text.character_count if text else None
-    count, multi, note = fuse_counts(tc, pixel_count, pixel_backend)
+    count, multi, note = fuse_counts(tc, pixel_count, pixel_backend, text_label)
     if note:
         notes.append(note)
     status = "ok"
@@ -139,8 +147,15 @@ def fuse_image(
     pixel_backend: str = "pixels",
     notes: list[str] | None = None,
     safety_check: Extraction | None = None,
+    captioner: Extraction | None = None,
 ) -> Extraction:
-    """Caption tags > tagger > pixel colours > zero-shot / heads, per attribute, with provenance.
+    """Caption tags > tagger > VLM caption > pixel colours > zero-shot / heads, per attribute, with provenance.
+
+    The captioner's caption was read by the prose reader (evidence ``captioner:<phrase>``);
+    it is fused with the pixels first (``fuse(captioner, pixels)``: its count cross-checked
+    with the faces, ``count disagreement: captioner says ...``), and that result is the
+    pixel side of the steps below. A captioner reading that the safety rule excludes
+    excludes the record, like the tagger's.
 
     The tagger's tags were read by the tag engine (evidence ``tagger:<tag>:<score>``);
     they first win over the pixel side (``fuse(tagger, pixels)``), then the caption wins
@@ -150,6 +165,15 @@ def fuse_image(
     rule; ``safety_check`` is the tag engine's reading of caption + tagger tags together
     (a minor in one source and a sexual tag in the other), excluded when it is.
     """
+    raw_pixels, cap_multi = pixels, False
+    if captioner is not None and captioner.status != "invalid":
+        cap_side = fuse(captioner, pixels, pixel_count=pixel_count, pixel_backend=pixel_backend, text_label="captioner")
+        if cap_side.reason and cap_side.reason != captioner.reason:
+            notes = list(notes or []) + [r for r in cap_side.reason.split("; ") if r != captioner.reason]
+        pixels, pixel_count, cap_multi = cap_side, cap_side.character_count, cap_side.multi_character
+        pixel_backend = "captioner" if captioner.character_count is not None else pixel_backend
+    else:
+        captioner = None
     if tagger is None or tagger.status == "invalid":
         out = fuse(text, pixels, pixel_count=pixel_count, pixel_backend=pixel_backend, notes=notes)
     else:
@@ -165,20 +189,27 @@ def fuse_image(
         if tagger.status == "excluded" and out.status != "excluded":
             out.status = "excluded"
             out.reason = "; ".join(r for r in (f"tagger: {tagger.reason}", out.reason) if r)
-    _reorder(out, {"caption": text, "tagger": tagger, "pixels": pixels})
+    if cap_multi and out.status == "ok":
+        out.status, out.multi_character = "multi_character", True
+    if captioner is not None:
+        out.characters = list(dict.fromkeys(out.characters + captioner.characters))
+        if captioner.status == "excluded" and out.status != "excluded":
+            out.status = "excluded"
+            out.reason = "; ".join(r for r in (f"captioner: {captioner.reason}", out.reason) if r)
+    _reorder(out, {"caption": text, "tagger": tagger, "captioner": captioner, "pixels": raw_pixels})
     if safety_check is not None and safety_check.status == "excluded" and out.status != "excluded":
         out.status = "excluded"
         out.reason = "; ".join(r for r in (safety_check.reason, out.reason) if r)
     return out
 
 
-DEFAULT_ORDER = ("caption", "tagger", "pixels")
-_PREFIX = {"caption": "tag:", "tagger": "tagger:", "pixels": "pixel:"}
+DEFAULT_ORDER = ("caption", "tagger", "captioner", "pixels")
+_PREFIX = {"caption": "tag:", "tagger": "tagger:", "captioner": "captioner:", "pixels": "pixel:"}
 
 
 def _reorder(out: Extraction, sources: dict[str, Extraction | None]) -> None:
-    """Attributes whose ``source_order`` in ``data/images/fusion.json`` differs from caption > tagger > pixels
-    are re-decided in that order (highest source wins a conflict, both sides kept in the evidence)."""
+    """Attributes whose ``source_order`` in ``data/images/fusion.json`` differs from caption > tagger >
+    captioner > pixels are re-decided in that order (highest source wins a conflict, both sides kept in the evidence)."""
     for spec in ATTRIBUTES:
         order = tuple(_policy(spec.key).get("source_order", DEFAULT_ORDER))
         if order == DEFAULT_ORDER or spec.is_list:

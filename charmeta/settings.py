@@ -56,6 +56,15 @@ class Settings:
     tagger: str = _setting(
         "CHARMETA_TAGGER_MODEL", "", "WD tagger: folder with model.onnx + selected_tags.csv, or HF id (empty: none)"
     )
+    captioner: str = _setting(
+        "CHARMETA_CAPTIONER_MODEL",
+        "",
+        "VLM captioner: transformers image-text-to-text folder or HF id (BLIP, BLIP-2, Florence-2, Qwen2-VL); "
+        "its caption is read by the prose reader (empty: none)",
+    )
+    captioner_prompt: str = _setting(
+        "CHARMETA_CAPTIONER_PROMPT", "", "captioner text prefix (BLIP) or instruction (chat VLMs); empty: none"
+    )
     allow_download: bool = _setting(
         "CHARMETA_ALLOW_DOWNLOAD", False, "let a hub model id download (else offline only; read by charmeta.images)"
     )
@@ -130,8 +139,12 @@ class Settings:
     def image_config(self) -> dict[str, object]:
         """The ``image_embedder`` resource's config (``backend`` and the fields that are set)."""
         if self.embedder == "none":
-            return {"backend": "none", "tagger": self.tagger} if self.tagger else {"backend": "none"}
-        cfg: dict[str, object] = {"backend": self.embedder}
+            cfg: dict[str, object] = {"backend": "none"}
+            for name in ("tagger", "captioner", "captioner_prompt"):
+                if getattr(self, name):
+                    cfg[name] = getattr(self, name)
+            return cfg
+        cfg = {"backend": self.embedder}
         for name, key in (
             ("image_model", "model"),
             ("image_revision", "revision"),
@@ -140,6 +153,8 @@ class Settings:
             ("image_heads", "heads_dir"),
             ("counter", "counter"),
             ("tagger", "tagger"),
+            ("captioner", "captioner"),
+            ("captioner_prompt", "captioner_prompt"),
         ):
             if getattr(self, name):
                 cfg[key] = getattr(self, name)

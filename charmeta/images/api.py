@@ -49,6 +49,8 @@ class ImagePipeline:
     counter: Any = None
     tagger: Any = None  # tagger.WDTagger, or None (not configured / unavailable)
     tagger_note: str | None = None
+    captioner: Any = None  # captioner.Captioner, or None (not configured / unavailable)
+    captioner_note: str | None = None
     unavailable: str | None = None
 
     @classmethod
@@ -61,6 +63,7 @@ class ImagePipeline:
         except Exception as exc:
             log.warning("character counter unavailable: %r", exc)
         pipe.load_tagger()
+        pipe.load_captioner()
         try:
             from charmeta.images.embedders import load_embedder
             from charmeta.images.heads import load_heads
@@ -90,6 +93,27 @@ class ImagePipeline:
         except (CharmetaError, ImportError, OSError) as exc:
             self.tagger_note = f"tagger unavailable: {exc}"
             log.warning(self.tagger_note)
+
+    def load_captioner(self) -> None:
+        """The configured VLM captioner, or a note saying why not (a caption's attributes are kept either way)."""
+        if not self.config.captioner:
+            return
+        try:
+            from charmeta.images.captioner import get_captioner
+
+            self.captioner = get_captioner(
+                self.config.captioner,
+                self.config.captioner_revision,
+                self.config.allow_download,
+                self.config.device,
+                self.config.captioner_prompt,
+                self.config.captioner_max_tokens,
+            )
+            if self.cache is None:
+                self.cache = EmbeddingCache.in_dir(self.config.cache_dir)
+        except (CharmetaError, ImportError, OSError) as exc:
+            self.captioner_note = f"captioner unavailable: {exc}"
+            log.warning(self.captioner_note)
 
     def tag(self, sha: str, image: Any, text_extract: TextExtract | None) -> tuple[Extraction | None, Any]:
         """(tag-engine reading of the tagger's tags, the TagResult) for one decoded picture."""
@@ -190,8 +214,30 @@ def extract_image(
             notes.append(f"tagger failed: {type(exc).__name__}: {exc}")
     elif pipe.tagger_note:
         notes.append(pipe.tagger_note)
+    cap_ex = None
+    if pipe.captioner is not None:
+        try:
+            from charmeta.images.captioner import caption_images
+            from charmeta.images.captioner import to_extraction as caption_extraction
+            from charmeta.images.hashing import sha256_bytes
+
+            sha = sha256_bytes(data)  # type: ignore[arg-type]
+            generated = caption_images(pipe.captioner, {sha: dec.image}, pipe.cache)[sha]
+            extract = text_extract or default_text_extract()
+            cap_ex = caption_extraction(generated, extract) if extract else None
+        except Exception as exc:  # the caption's attributes are kept
+            notes.append(f"captioner failed: {type(exc).__name__}: {exc}")
+    elif pipe.captioner_note:
+        notes.append(pipe.captioner_note)
     notes = dec.notes + notes
     pixel_ex = pixel_extraction(pixel_ex.attributes if pixel_ex else None, count, colors_json)
     return fuse_image(
-        text_ex, tag_ex, pixel_ex, pixel_count=count, pixel_backend=backend, notes=notes, safety_check=safety
+        text_ex,
+        tag_ex,
+        pixel_ex,
+        pixel_count=count,
+        pixel_backend=backend,
+        notes=notes,
+        safety_check=safety,
+        captioner=cap_ex,
     )

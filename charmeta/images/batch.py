@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from charmeta.fusion import fuse_image
+from charmeta.images.captioner import to_extraction as caption_extraction
 from charmeta.images.embed import EmbedStats, embed_table, embedding_matrix
 from charmeta.images.pixel_evidence import pixel_extraction
 from charmeta.images.tagger import result_from_json, to_extraction
@@ -40,6 +41,7 @@ def extract_table(
     failed: dict[str, str] = {}
     note = getattr(pipeline, "unavailable", None)
     tagger_note = getattr(pipeline, "tagger_note", None)
+    captioner_note = getattr(pipeline, "captioner_note", None)
     predictor = getattr(pipeline, "predictor", None)
 
     def predict(table: pa.Table) -> None:
@@ -66,13 +68,14 @@ def extract_table(
         else:
             text_ex = text_extract(r["caption"]) if (text_extract and r["caption"]) else None
             pix = pixel_extraction(pixel_attrs.get(r["id"]), r["pixel_count"], r.get("pixel_colors"))
-            notes = list(r["notes"] or []) + [n for n in (note, tagger_note) if n]
+            notes = list(r["notes"] or []) + [n for n in (note, tagger_note, captioner_note) if n]
             tag_ex, safety = None, None
             tags = result_from_json(r.get("tagger_tags"))
             if tags is not None and text_extract is not None:
                 tag_ex = to_extraction(tags, text_extract)
                 if r["caption"] and tag_ex is not None:
                     safety = text_extract(r["caption"] + ", " + tags.caption())
+            cap_ex = caption_extraction(r.get("vlm_caption"), text_extract) if text_extract is not None else None
             ex = fuse_image(
                 text_ex,
                 tag_ex,
@@ -81,6 +84,7 @@ def extract_table(
                 pixel_backend=r["counter"] or "pixels",
                 notes=notes,
                 safety_check=safety,
+                captioner=cap_ex,
             )
         out.append(ex)
     return extractions_to_table(

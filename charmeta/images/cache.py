@@ -3,7 +3,8 @@
 Why sqlite: one file, atomic commits, safe for several reader processes and a
 writer, no server; vectors are float32 blobs. Re-runs and overlapping datasets
 (the same picture scraped twice under different names) skip the model. Text
-prompt embeddings live in a second table keyed the same way by prompt sha256.
+prompt embeddings live in a second table keyed the same way by prompt sha256,
+and the VLM captioner's captions (text, not vectors) in a third, ``image_caption``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ CREATE TABLE IF NOT EXISTS image_emb (
 CREATE TABLE IF NOT EXISTS text_emb (
   sha256 TEXT NOT NULL, model TEXT NOT NULL, revision TEXT NOT NULL,
   dim INTEGER NOT NULL, vec BLOB NOT NULL,
+  PRIMARY KEY (sha256, model, revision)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS image_caption (
+  sha256 TEXT NOT NULL, model TEXT NOT NULL, revision TEXT NOT NULL,
+  caption TEXT NOT NULL,
   PRIMARY KEY (sha256, model, revision)
 ) WITHOUT ROWID;
 """
@@ -66,6 +72,28 @@ class EmbeddingCache:
         rows = [(k, model, revision, int(v.shape[-1]), np.asarray(v, np.float32).tobytes()) for k, v in items.items()]
         with self._lock, self._conn:
             self._conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?,?,?,?,?)", rows)
+
+    def get_texts(self, keys: Iterable[str], model: str, revision: str) -> dict[str, str]:
+        """Cached captions of these images under (model, revision)."""
+        keys = list(dict.fromkeys(k for k in keys if k))
+        out: dict[str, str] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                q = (
+                    "SELECT sha256, caption FROM image_caption WHERE model=? AND revision=? "
+                    f"AND sha256 IN ({','.join('?' * len(chunk))})"
+                )
+                for sha, text in self._conn.execute(q, [model, revision, *chunk]):
+                    out[sha] = text
+        self.hits += len(out)
+        self.misses += len(keys) - len(out)
+        return out
+
+    def put_texts(self, items: dict[str, str], model: str, revision: str) -> None:
+        rows = [(k, model, revision, str(v)) for k, v in items.items() if k]
+        with self._lock, self._conn:
+            self._conn.executemany("INSERT OR REPLACE INTO image_caption VALUES (?,?,?,?)", rows)
 
     def count(self, table: str = "image_emb") -> int:
         with self._lock:

@@ -16,6 +16,10 @@ Environment variables (all optional):
 * ``CHARMETA_TAGGER_MODEL``   - WD tagger: local folder (``model.onnx`` + ``selected_tags.csv``) or HF id
   (``SmilingWolf/wd-vit-tagger-v3``); unset = no tagger
 * ``CHARMETA_TAGGER_REVISION`` - pinned revision of a hub tagger (default ``main``)
+* ``CHARMETA_CAPTIONER_MODEL`` - VLM captioner: transformers image-text-to-text folder or HF id
+  (``Salesforce/blip-image-captioning-base``, ``microsoft/Florence-2-base``, ...); unset = no captioner
+* ``CHARMETA_CAPTIONER_REVISION`` - pinned revision of a hub captioner (default ``main``)
+* ``CHARMETA_CAPTIONER_PROMPT`` - text prefix / instruction for the captioner (default none)
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ class ImageConfig:
     image_size: int | None = None  # None: the model's own input size
     tagger: str | None = None  # WD tagger folder or HF id; None = no tagger
     tagger_revision: str = "main"
+    captioner: str | None = None  # VLM captioner folder or HF id; None = no captioner
+    captioner_revision: str = "main"
+    captioner_prompt: str = ""
+    captioner_max_tokens: int = 40
 
     @classmethod
     def from_env(cls, **overrides: object) -> ImageConfig:
@@ -68,6 +76,9 @@ class ImageConfig:
             counter=env.get("CHARMETA_COUNTER", "auto"),
             tagger=env.get("CHARMETA_TAGGER_MODEL") or None,
             tagger_revision=env.get("CHARMETA_TAGGER_REVISION", "main"),
+            captioner=env.get("CHARMETA_CAPTIONER_MODEL") or None,
+            captioner_revision=env.get("CHARMETA_CAPTIONER_REVISION", "main"),
+            captioner_prompt=env.get("CHARMETA_CAPTIONER_PROMPT", ""),
         )
         return replace(cfg, **overrides)  # type: ignore[arg-type]
 

@@ -43,6 +43,7 @@ NORMALIZED_SCHEMA = pa.schema(
         pa.field("counter", pa.string()),
         pa.field("pixel_colors", pa.string()),  # JSON: per face, hair / eye colour calls (colors.to_json)
         pa.field("tagger_tags", pa.string()),  # JSON: the WD tagger's tags over threshold (tagger.result_to_json)
+        pa.field("vlm_caption", pa.string()),  # the VLM captioner's caption (images.captioner), read as prose later
         pa.field("pixels", pa.binary()),  # PNG of the letterboxed RGB image, size x size
     ]
 )
@@ -77,7 +78,13 @@ def decode_png(data: bytes) -> Image.Image:
 
 
 def normalize_record(
-    rec: ImageRecord, size: int, limits: dict | None = None, counter: Any = None, tagger: Any = None, cache: Any = None
+    rec: ImageRecord,
+    size: int,
+    limits: dict | None = None,
+    counter: Any = None,
+    tagger: Any = None,
+    cache: Any = None,
+    captioner: Any = None,
 ) -> tuple[dict, DecodedImage | None]:
     """One ``ImageRecord`` to one normalized row (and the decoded image).
 
@@ -103,6 +110,7 @@ def normalize_record(
         "counter": None,
         "pixel_colors": None,
         "tagger_tags": None,
+        "vlm_caption": None,
     }
     if rec.preset_reason:
         return row, None
@@ -126,6 +134,10 @@ def normalize_record(
 
             probs = tag_images(tagger, {row["sha256"]: dec.image}, cache)[row["sha256"]]
             row["tagger_tags"] = result_to_json(tagger.decode(probs))
+        if captioner is not None:  # full-resolution decode too: the processor resizes to its own input
+            from charmeta.images.captioner import caption_images
+
+            row["vlm_caption"] = caption_images(captioner, {row["sha256"]: dec.image}, cache)[row["sha256"]]
     except Exception as exc:  # a decoder bug on one file must not fail the partition
         row["reason"] = f"normalize failed: {type(exc).__name__}: {exc}"
     return row, dec
@@ -138,9 +150,10 @@ def normalize_batch(
     counter: Any = None,
     tagger: Any = None,
     cache: Any = None,
+    captioner: Any = None,
 ) -> pa.Table:
     """Records to a ``NORMALIZED_SCHEMA`` table, same order; bad images are ``invalid`` rows."""
-    rows = [normalize_record(r, size, limits, counter, tagger, cache)[0] for r in records]
+    rows = [normalize_record(r, size, limits, counter, tagger, cache, captioner)[0] for r in records]
     return pa.table({n: [r[n] for r in rows] for n in NORMALIZED_SCHEMA.names}, schema=NORMALIZED_SCHEMA)
 
 

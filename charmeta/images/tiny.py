@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
+from typing import Any
 
 _CHARS = string.ascii_lowercase + string.digits + "-'"
 
@@ -175,3 +176,95 @@ def build_tiny_wd_tagger(folder: str | Path, image_size: int = 64) -> Path:
     lines = ["tag_id,name,category,count"] + [f"{i},{t},{c},100" for i, (t, c) in enumerate(TINY_WD_TAGS)]
     (d / "selected_tags.csv").write_text("\n".join(lines) + "\n")
     return d
+
+
+def build_tiny_blip(
+    folder: str | Path,
+    teach: list[tuple[Any, str]] | None = None,
+    steps: int = 60,
+    image_size: int = 32,
+    seed: int = 0,
+) -> Path:
+    """A small BLIP captioner (``BlipForConditionalGeneration`` + ``BlipProcessor`` over a word-level
+    BERT vocabulary) saved into ``folder``, loadable by ``AutoModelForImageTextToText``.
+
+    ``teach``: (PIL image, caption) pairs the model is fitted to for ``steps`` AdamW steps
+    (about 10 s on one loaded CPU core for two pairs), so that it *reads the pixels*: the text
+    side is the same for every picture (BLIP starts generation from one [DEC] token), so two
+    different captions from two pictures can only come from their pixels. A random BLIP emits
+    the same tokens whatever it is shown; a test on that would pass if the pipeline never
+    handed it the picture. The caption words must be in the vocabulary below.
+    """
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipProcessor
+    from transformers.utils import logging as hf_logging
+
+    try:
+        from transformers import BlipImageProcessorPil as ImageProcessor  # no torchvision needed
+    except ImportError:  # older transformers
+        from transformers import BlipImageProcessor as ImageProcessor  # type: ignore[assignment]
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"] + (
+        "a an the of with and girl boy woman man two three people picture drawing "
+        "red black blue green brown blonde white pink purple silver orange grey "
+        "hair eyes long short dress shirt smiling crying angry sad happy"
+    ).split()
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    tok = BertTokenizer(str(folder / "vocab.txt"), do_lower_case=True, bos_token="[DEC]")
+    proc = BlipProcessor(
+        image_processor=ImageProcessor(size={"height": image_size, "width": image_size}), tokenizer=tok
+    )
+    hidden = 32
+    cfg = BlipConfig(
+        text_config=dict(
+            vocab_size=len(words),
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=48,
+            bos_token_id=words.index("[DEC]"),
+            eos_token_id=words.index("[SEP]"),
+            sep_token_id=words.index("[SEP]"),
+            pad_token_id=0,
+            encoder_hidden_size=hidden,
+        ),
+        vision_config=dict(
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=8,
+        ),
+        projection_dim=16,
+    )
+    torch.manual_seed(seed)
+    model = BlipForConditionalGeneration(cfg)
+    if teach:
+        enc = proc(
+            images=[im.convert("RGB") for im, _ in teach],
+            text=[c for _, c in teach],
+            return_tensors="pt",
+            padding=True,
+        )
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        model.train()
+        for _ in range(steps):
+            out = model(
+                pixel_values=enc["pixel_values"],
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                labels=labels,
+            )
+            out.loss.backward()
+            opt.step()
+            opt.zero_grad()
+    model.eval().save_pretrained(folder)
+    proc.save_pretrained(folder)
+    return folder

@@ -38,7 +38,7 @@ STAGES = (RAW, NORMALIZED, NORMALIZED_IMAGES, EMBEDDINGS, PREDICTIONS, VALIDATED
 #: The stages a record passes through in order (the one-pass chain); the image stages hang off the side.
 LINEAR = (RAW, NORMALIZED, PREDICTIONS, VALIDATED)
 #: Bump a stage's version when its output for the same input changes.
-STAGE_VERSIONS = {RAW: "1", NORMALIZED: "1", NORMALIZED_IMAGES: "2", EMBEDDINGS: "2", PREDICTIONS: "1", VALIDATED: "1"}
+STAGE_VERSIONS = {RAW: "1", NORMALIZED: "1", NORMALIZED_IMAGES: "3", EMBEDDINGS: "2", PREDICTIONS: "1", VALIDATED: "1"}
 UPSTREAM: dict[str, str | None] = {
     RAW: None,
     NORMALIZED: RAW,

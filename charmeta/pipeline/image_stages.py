@@ -58,6 +58,10 @@ _CONFIG_FIELDS = (
     "image_size",
     "tagger",
     "tagger_revision",
+    "captioner",
+    "captioner_revision",
+    "captioner_prompt",
+    "captioner_max_tokens",
 )
 
 
@@ -80,7 +84,7 @@ def parse_spec(spec: str | None) -> dict[str, Any]:
 
 def make_spec(backend: str, **fields: Any) -> str:
     """Canonical spec string (``"none"`` stays a plain word so text-only fingerprints never change)."""
-    if backend == NONE and not fields.get("tagger"):
+    if backend == NONE and not fields.get("tagger") and not fields.get("captioner"):
         return NONE
     d = {"backend": backend, **{k: v for k, v in fields.items() if v not in (None, "")}}
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
@@ -117,7 +121,7 @@ def pipeline(spec: str, root: str) -> Any:  # an ImagePipeline, imported lazily
     cfg = image_config(spec, root)
     if parse_spec(spec)["backend"] != NONE:
         return get_pipeline(cfg)
-    key = (NONE, cfg.counter, cfg.tagger)
+    key = (NONE, cfg.counter, cfg.tagger, cfg.captioner, cfg.captioner_revision, cfg.captioner_prompt)
     if key not in _PIPES:
         pipe = ImagePipeline(cfg)
         try:
@@ -127,6 +131,7 @@ def pipeline(spec: str, root: str) -> Any:  # an ImagePipeline, imported lazily
         except Exception as exc:  # counting is optional evidence
             log.warning("character counter unavailable: %r", exc)
         pipe.load_tagger()
+        pipe.load_captioner()
         _PIPES[key] = pipe
     return _PIPES[key]
 
@@ -185,7 +190,9 @@ def normalized_images_body(store: Any, key: str, spec: Any, out: Any, embedder: 
 
     def flush() -> None:
         nonlocal invalid, preview
-        tbl = normalize_batch(batch, size=size, counter=pipe.counter, tagger=pipe.tagger, cache=pipe.cache)
+        tbl = normalize_batch(
+            batch, size=size, counter=pipe.counter, tagger=pipe.tagger, cache=pipe.cache, captioner=pipe.captioner
+        )
         invalid += tbl.num_rows - (pc.sum(pc.cast(pc.equal(tbl["status"], "ok"), pa.int64())).as_py() or 0)
         if preview is None:
             preview = (

@@ -198,6 +198,10 @@ class ImageEmbedderResource(ConfigurableResource):
     #: WD tagger (folder with model.onnx + selected_tags.csv, or HF id); "" = none
     tagger: str = ""
     tagger_revision: str = ""
+    #: VLM captioner (transformers image-text-to-text folder or HF id); "" = none
+    captioner: str = ""
+    captioner_revision: str = ""
+    captioner_prompt: str = ""
 
     def spec(self) -> str:
         """The embedder spec the Dagster-free stages take (also part of the fingerprints)."""
@@ -212,6 +216,9 @@ class ImageEmbedderResource(ConfigurableResource):
             batch_size=self.batch_size if self.batch_size != 32 else None,
             tagger=self.tagger,
             tagger_revision=self.tagger_revision,
+            captioner=self.captioner,
+            captioner_revision=self.captioner_revision,
+            captioner_prompt=self.captioner_prompt,
         )
 
 
