@@ -65,6 +65,25 @@ class Settings:
     captioner_prompt: str = _setting(
         "CHARMETA_CAPTIONER_PROMPT", "", "captioner text prefix (BLIP) or instruction (chat VLMs); empty: none"
     )
+    llm_reader: str = _setting(
+        "CHARMETA_LLM_READER",
+        "none",
+        "LLM reader of uncertain text entries: none, transformers (local causal LM) or openai (endpoint by URL)",
+    )
+    llm_model: str = _setting(
+        "CHARMETA_LLM_MODEL", "", "LLM reader model: local folder / HF id (transformers) or the endpoint's model name"
+    )
+    llm_url: str = _setting(
+        "CHARMETA_LLM_URL",
+        "",
+        "OpenAI-compatible server base URL, e.g. http://127.0.0.1:8000 (vLLM, llama.cpp, Ollama)",
+    )
+    llm_threshold: float = _setting(
+        "CHARMETA_LLM_THRESHOLD", 0.6, "the LLM reads an entry when a core attribute's rule confidence is below this"
+    )
+    llm_scope: str = _setting(
+        "CHARMETA_LLM_SCOPE", "uncertain", "entries the LLM reads: uncertain, prose (uncertain + all prose) or all"
+    )
     allow_download: bool = _setting(
         "CHARMETA_ALLOW_DOWNLOAD", False, "let a hub model id download (else offline only; read by charmeta.images)"
     )
@@ -159,6 +178,17 @@ class Settings:
             if getattr(self, name):
                 cfg[key] = getattr(self, name)
         return cfg
+
+    def extractor_spec(self) -> str:
+        """The extractor backend string: ``extractor``, or, with an LLM reader configured, a JSON spec of
+        ``extractor`` + the reader (``charmeta.llm.reader.make_spec``) that pool workers rebuild it from."""
+        if self.llm_reader in ("", "none"):
+            return self.extractor
+        from charmeta.llm.reader import make_spec
+
+        return make_spec(
+            self.extractor, self.llm_reader, self.llm_model, self.llm_url, self.llm_threshold, self.llm_scope
+        )
 
     def resolved_workers(self) -> int:
         """``workers``, or the CPUs this process may use when 0."""

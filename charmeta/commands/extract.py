@@ -41,7 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    engine = Engine.default()
+    from charmeta.pipeline.engines import make_engine
+    from charmeta.settings import Settings
+
+    settings = Settings.load()  # the rules, followed by the LLM reader when one is configured (CHARMETA_LLM_*)
+    engine = Engine.default() if settings.llm_reader in ("", "none") else make_engine(settings.extractor_spec())
     if args.text is not None:
         _print_one(to_cli_json(engine.extract_text(args.text), 1))
         return 0

@@ -2,7 +2,9 @@
 
 ``text`` is ``Engine.default()`` (the tag/prose extractor), ``null`` extracts
 nothing (measures platform overhead), ``package.module:factory`` is any object
-that builds an ``Engine`` or an extractor. Built once per process and cached,
+that builds an ``Engine`` or an extractor, and a JSON object
+(``{"extractor": ..., "llm": {...}}``, ``charmeta.llm.reader.make_spec``) is that
+base extractor followed by the LLM reader. Built once per process and cached,
 because a pool worker keeps its compiled engine between partitions.
 """
 
@@ -40,7 +42,15 @@ def make_engine(backend: str) -> Any:
         return _ENGINES[backend]
     from charmeta.engine import Engine
 
-    if backend in ("text", "default"):
+    if backend.lstrip().startswith("{"):  # base extractor + the LLM reader (charmeta.llm.reader.make_spec)
+        import os
+
+        from charmeta.llm.reader import parse_spec, wrap
+
+        base = make_engine(parse_spec(backend)["extractor"]).text_extractor
+        allow = os.environ.get("CHARMETA_ALLOW_DOWNLOAD", "") in ("1", "true", "yes", "on")
+        engine = Engine(text_extractor=wrap(base, backend, allow_download=allow))
+    elif backend in ("text", "default"):
         engine = Engine.default()
     elif backend == "null":
         engine = Engine(text_extractor=NullExtractor())
@@ -64,6 +74,10 @@ def backend_identity(backend: str) -> str:
         from charmeta.extractors.text import TextExtractor
 
         return f"{backend}/{TextExtractor.name}/{TextExtractor.code_version()}"
+    if backend.lstrip().startswith("{"):  # the spec names every setting of the reader; the base's identity too
+        from charmeta.llm.reader import CODE_VERSION, parse_spec
+
+        return f"{backend}/llm{CODE_VERSION}/{backend_identity(parse_spec(backend)['extractor'])}"
     try:
         ex = make_engine(backend).text_extractor
         return f"{backend}/{getattr(ex, 'name', '?')}/{getattr(ex, 'version', '0')}"

@@ -325,7 +325,7 @@ def _run(args: argparse.Namespace) -> int:
     if workers > 1 and planner.worth_a_pool(output, specs):
         from charmeta.pipeline.engines import warm
 
-        pool.warm(warm, settings.extractor)  # workers start while the rest of the set-up runs
+        pool.warm(warm, settings.extractor_spec())  # workers start while the rest of the set-up runs
 
     # What is left to do is known from the files alone (registry, fingerprints, commit markers):
     # the one-pass builds are queued on the pool now, before Dagster loads (~2 s), and each
@@ -334,9 +334,9 @@ def _run(args: argparse.Namespace) -> int:
 
     write_registry(output, specs)
     keys = [s.key for s in specs]
-    backend_id = backend_identity(settings.extractor)
+    backend_id = backend_identity(settings.extractor_spec())
     if "unavailable" in backend_id:
-        make_engine(settings.extractor)  # raises the real error (missing backend, bad factory)
+        make_engine(settings.extractor_spec())  # raises the real error (missing backend, bad factory)
     emb_spec = embedder_spec_of(settings)
     the_plan = planner.plan(output, specs, backend_id, emb_spec, force=args.force)
     fp = the_plan.fingerprints
@@ -346,7 +346,9 @@ def _run(args: argparse.Namespace) -> int:
             store.drop_markers(k)
     from charmeta.pipeline.chain import prefetch_chain
 
-    prefetch_chain(output, the_plan.todo, backend=settings.extractor, embedder=emb_spec, workers=workers, executor=pool)
+    prefetch_chain(
+        output, the_plan.todo, backend=settings.extractor_spec(), embedder=emb_spec, workers=workers, executor=pool
+    )
 
     from dagster import DagsterInstance
 

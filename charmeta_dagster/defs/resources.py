@@ -5,7 +5,8 @@
 * ``OutputStore`` - the output root every stage writes under;
 * ``ExtractorResource`` - the extractor backend: abstract, one subclass per
   backend (``TextExtractor`` = ``Engine.default()``, ``NullExtractor``,
-  ``FactoryExtractor`` = ``package.module:factory``);
+  ``FactoryExtractor`` = ``package.module:factory``, ``LLMReaderExtractor`` = one
+  of those followed by the LLM reader);
 * ``PoolExecutorResource`` - where a step's partition tasks run: abstract, one
   subclass per executor (``LocalPool``: a spawn process pool on this machine);
 * ``ImageEmbedderResource`` - the image model (backend + model + cache).
@@ -113,8 +114,35 @@ class FactoryExtractor(ExtractorResource):
         return self.factory
 
 
-def extractor_resource(name: str) -> ExtractorResource:
-    """The subclass for an ``extractor`` setting."""
+class LLMReaderExtractor(ExtractorResource):
+    """``base`` (text, null or a factory) followed by the LLM reader (``charmeta.llm.reader``) on the
+    entries the rules leave uncertain: ``reader`` = ``transformers`` (``model`` = a causal LM folder or
+    HF id) or ``openai`` (``url`` of an OpenAI-compatible server, ``model`` = its model name)."""
+
+    base: str = "text"
+    reader: str = "openai"
+    model: str = ""
+    url: str = ""
+    threshold: float = 0.6
+    scope: str = "uncertain"  # uncertain | prose | all
+
+    def backend(self) -> str:
+        from charmeta.llm.reader import make_spec
+
+        return make_spec(self.base, self.reader, self.model, self.url, self.threshold, self.scope)
+
+
+def extractor_resource(name: str, settings: Settings | None = None) -> ExtractorResource:
+    """The subclass for an ``extractor`` setting (``LLMReaderExtractor`` when ``settings`` name an LLM reader)."""
+    if settings is not None and settings.llm_reader not in ("", "none"):
+        return LLMReaderExtractor(
+            base=name,
+            reader=settings.llm_reader,
+            model=settings.llm_model,
+            url=settings.llm_url,
+            threshold=settings.llm_threshold,
+            scope=settings.llm_scope,
+        )
     if name in ("text", "default"):
         return TextExtractor()
     if name == "null":
@@ -238,7 +266,7 @@ def resources_for(settings: Settings) -> dict[str, ConfigurableResource]:
             config=settings.source_config,
         ),
         "store": OutputStore(root=default_output(settings)),
-        "extractor": extractor_resource(settings.extractor),
+        "extractor": extractor_resource(settings.extractor, settings),
         "pool": pool_resource(settings),
         "image_embedder": ImageEmbedderResource(**settings.image_config()),  # type: ignore[arg-type]
     }
