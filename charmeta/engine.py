@@ -91,6 +91,22 @@ class Engine:
             log.warning("extractor %s failed on one record: %r", self.text_extractor.name, exc)
             return Extraction.invalid(f"extractor {self.text_extractor.name} failed: {type(exc).__name__}: {exc}")
 
+    def prepare_batches(self) -> None:
+        """Build the backend's columnar path now (``extract_texts`` would on its first block):
+        its tables of the ontology take ~0.3 s, set-up like the ontology itself."""
+        if isinstance(self.text_extractor, ColumnarCapable):
+            self.text_extractor.columnar  # noqa: B018 (built on first access)
+
+    def extract_texts(self, values: Sequence[Any]) -> list[Extraction]:
+        """Many captions at once -> one ``Extraction`` each, in order: ``extract_text`` of each
+        value, with the structured captions read by the backend's columnar path when it has one
+        (``charmeta extract`` reads its input in blocks through here: ~2x the entries/s)."""
+        columnar = self.text_extractor.columnar if isinstance(self.text_extractor, ColumnarCapable) else None
+        with gc_paused():
+            if columnar is not None:
+                return columnar.extractions(values, self.extract_text)
+            return [self.extract_text(v) for v in values]
+
     def process_batch(
         self,
         ids: Sequence[str],

@@ -156,6 +156,7 @@ class ColumnarTagPath:
         self.unit_results = _UnitResults()
         self.results = _Results()
         self.safety_memo: dict[tuple, str | None] = {}
+        self.list_memo: dict[tuple, tuple[str, Decision | None]] = {}
         self.rating_names: list[str | None] = [None]
         self.rating_ids: dict[str, int] = {}
         self.safety_tuples: list[tuple] = [()]
@@ -167,7 +168,12 @@ class ColumnarTagPath:
     def _trim(self) -> None:
         """Between batches: start over once ``MEMO_MAX`` segments are remembered or the item
         table is full, so memory stays bounded whatever the dataset size."""
-        if self.results.n > MEMO_MAX or len(self.safety_memo) > MEMO_MAX or self.items.full():
+        if (
+            self.results.n > MEMO_MAX
+            or len(self.safety_memo) > MEMO_MAX
+            or len(self.list_memo) > MEMO_MAX
+            or self.items.full()
+        ):
             self._reset()
         if len(self.ex._item_cache) > caption_arrays.MAX_ITEMS:  # names are mostly unique: never let it grow
             self.ex._item_cache.clear()
@@ -316,6 +322,111 @@ class ColumnarTagPath:
             return slow_table if slow_table is not None else extractions_to_table([], [], None, [])
         return _merge(self.schema, fast_columns, fast_rows, slow_table, slow_rows)
 
+    def extractions(self, texts: Sequence[Any], extract_one: Callable[[Any], Extraction]) -> list[Extraction]:
+        """One batch -> one ``Extraction`` per text, in input order: what ``extract_one`` (the
+        per-entry path) returns, field for field, with the structured captions read as arrays.
+
+        ``charmeta extract``'s path: it writes ``to_cli_json`` lines, so it needs the records
+        rather than the rich table ``table`` builds. Decisions are the memoised ``Decision``
+        objects themselves (shared between rows: readers must not mutate them, and nothing
+        does after ``_finish``). Measured on 100k synthetic captions (``charmeta synth``), the
+        CLI's per-line work (parse, extract, ``to_cli_json``, JSON) went from ~58 to ~30 us an
+        entry, CPU time, interleaved in one process on the shared 2-core machine."""
+        self._trim()
+        n = len(texts)
+        arrow = pa.array([v if type(v) is str else None for v in texts], pa.string())
+        out: list[Extraction | None] = [None] * n
+        try:
+            units = read_units(arrow, self.items)
+            fast_rows = np.flatnonzero(units.fast)
+            if len(fast_rows):
+                records = self._records(self._resolve(units, units.fast, fast_rows))
+                for i, record in zip(fast_rows.tolist(), records):
+                    out[i] = record
+        except Exception as exc:  # never lose a batch to this path: the per-entry path reads it all
+            log.warning("columnar tag path failed on a batch of %d, using the per-entry path: %r", n, exc)
+            self.fallbacks += 1
+            self._reset()
+            out = [None] * n
+        return [record if record is not None else extract_one(v) for record, v in zip(out, texts)]
+
+    def _records(self, cols: dict[str, Any]) -> list[Extraction]:
+        """The columnar rows as ``Extraction`` records (``extractions``): each attribute's decision
+        by its id, list attributes by ``_list_decisions``."""
+        dids = cols["dids"]
+        count = cols["count"].tolist()
+        per_attr = [
+            (spec.key, self.decisions[a], dids[a].tolist())
+            for a, spec in enumerate(ATTRIBUTES)
+            if not spec.is_list and dids[a].any()
+        ]
+        lists = self._list_decisions(*cols["list_units"], count)
+        characters, copyrights, artists = (c.to_pylist() for c in cols["names"])
+        statuses = ("ok", "multi_character", "excluded")
+        rows = zip(
+            count,
+            cols["status"].tolist(),
+            cols["multi"].tolist(),
+            cols["reason"].to_pylist(),
+            cols["rating"].to_pylist(),
+        )
+        records = []
+        for i, (c, status, multi, reason, rating) in enumerate(rows):
+            attributes = {key: decisions[ids[i]] for key, decisions, ids in per_attr if ids[i]}
+            row_lists = lists.get(i)
+            if row_lists is not None:
+                attributes.update(row_lists)
+            records.append(
+                Extraction(
+                    "tags",
+                    statuses[status],
+                    reason,
+                    None if c < 0 else c,
+                    multi,
+                    characters[i],
+                    copyrights[i],
+                    artists[i],
+                    rating,
+                    attributes,
+                )
+            )
+        return records
+
+    def _list_decisions(
+        self, row: np.ndarray, slot: np.ndarray, unit: np.ndarray, count: list[int]
+    ) -> dict[int, dict[str, Decision]]:
+        """Per row with list units: its list attributes' decisions, by the reference resolver
+        (``ListResolver``) on the row's (value, tag) pairs in caption order, memoised per pairs
+        (``hair ornament`` alone repeats), scaled like every decision when the count is unknown."""
+        arr = self.items.arrays()
+        owner, k = expand_counts(arr["u_vcount"][unit])
+        values = arr["v_val"][arr["u_vstart"][unit][owner] + k].tolist()
+        sources = arr["u_tag"][unit[owner]].tolist()
+        value_names, tag_names = self.items.values, self.items.tags
+        pairs: dict[tuple[int, int], list[tuple[str, str]]] = {}
+        for r, g, v, t in zip(row[owner].tolist(), slot[owner].tolist(), values, sources):
+            items = pairs.get((r, g))
+            if items is None:
+                pairs[(r, g)] = [(value_names[v], tag_names[t])]
+            else:
+                items.append((value_names[v], tag_names[t]))
+        out: dict[int, dict[str, Decision]] = {}
+        memo = self.list_memo
+        for (r, g), items in pairs.items():
+            memo_key = (g, count[r] < 0, tuple(items))
+            decision = memo.get(memo_key)
+            if decision is None:
+                key = self.list_groups[g]
+                ev = Evidence()
+                ev.lists[key] = items
+                d = self.ex.resolvers[key].resolve(ev)
+                if d is not None and count[r] < 0:
+                    d = Decision(d.value, round(d.confidence * UNKNOWN_COUNT_FACTOR, 4), d.evidence, d.conflict)
+                decision = memo[memo_key] = (key, d)
+            if decision[1] is not None:
+                out.setdefault(r, {})[decision[0]] = decision[1]
+        return out
+
     def _resolve(self, u: Units, fast: np.ndarray, fast_rows: np.ndarray) -> dict[str, Any]:
         """Units of the fast rows -> per-row decision ids, count, rating, status, reason, names."""
         n = len(fast_rows)
@@ -334,7 +445,8 @@ class ColumnarTagPath:
         names = self._names(*take_where(is_name, row, slot, tag), n)
         arr = self.items.arrays()
         is_list = self._is_list_slot[slot + 4]
-        lists = self._lists(*take_where(is_list, row, slot, unit), arr, n)
+        list_units = take_where(is_list, row, slot, unit)
+        lists = self._lists(*list_units, arr, n)
 
         # group segments: one per (row, group), tags in caption order; dress ones reduced first
         rest = ~is_name & ~is_list
@@ -415,6 +527,7 @@ class ColumnarTagPath:
             "rating": pa.array(rating_names, pa.string()).take(pa.array(rating)),
             "names": names,
             "lists": lists,
+            "list_units": list_units,
         }
 
     def _new_results(

@@ -97,6 +97,12 @@ def test_output_file_appears_only_when_complete(tmp_path: Path) -> None:
 
             return Extraction()
 
+        def prepare_batches(self):
+            pass
+
+        def extract_texts(self, texts):
+            return [self.extract_text(t) for t in texts]
+
     src = tmp_path / "in.txt"
     src.write_text("1girl\n1boy\n2girls\n")
     dst = tmp_path / "out.jsonl"
@@ -104,3 +110,43 @@ def test_output_file_appears_only_when_complete(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         _run_file(args, Dying())  # type: ignore[arg-type]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_blocks_give_the_per_entry_lines(tmp_path: Path, monkeypatch) -> None:
+    """Read in blocks (``Engine.extract_texts``), every line comes out as ``extract_text`` makes it,
+    in input order, across block boundaries: rating fields, invalid and blank lines included."""
+    import argparse
+
+    import orjson
+
+    from charmeta.commands import extract
+    from charmeta.engine import Engine
+    from charmeta.records import Extraction, to_cli_json
+
+    lines = [
+        b'{"id": "a", "text": "1girl, solo, hatsune miku, vocaloid, ||| general, long hair, hair ornament"}',
+        b'{"id": "b", "text": "long_hair blue_eyes 1girl solo", "rating": "e"}',
+        b"",
+        b"{not json",
+        b"1girl, solo, rating: general, red eyes, twintails, glasses",
+        b'{"id": "c", "text": "2girls, ||| explicit, child, nude"}',
+        b"a tall woman with short red hair in a green kimono",
+        b'{"id": "d", "text": null}',
+        b"1girl, blue eyes, smile, (red dress:1.2)",
+        b"2girls black_hair red_eyes kimono",
+    ] * 3
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    dst = tmp_path / "out.jsonl"
+    monkeypatch.setattr(extract, "BLOCK_LINES", 4)
+    engine = Engine.default()
+    extract._run_file(argparse.Namespace(input=str(src), output=str(dst), progress_every=5), engine)
+    want = []
+    for lineno, raw in enumerate(lines, start=1):
+        if raw.strip():
+            rid, text, rating, reason = extract.parse_line(raw, lineno)
+            ex = Extraction.invalid(reason) if reason else engine.extract_text(text, rating)
+            want.append(orjson.dumps(to_cli_json(ex, rid)))
+    assert dst.read_bytes().splitlines() == want
+    statuses = [json.loads(line)["status"] for line in want]
+    assert {"ok", "multi_character", "excluded", "invalid"} <= set(statuses)

@@ -20,7 +20,7 @@ import pytest
 from charmeta.engine import Engine, gc_paused
 from charmeta.extractors import caption_arrays, columnar
 from charmeta.extractors.caption_arrays import read_units
-from charmeta.records import extractions_to_table
+from charmeta.records import extractions_to_table, to_cli_json
 from charmeta.synth import generate
 
 DEV_SET = Path(__file__).resolve().parents[1] / "data" / "dev_set.jsonl"
@@ -189,6 +189,55 @@ def test_synthetic_identical_with_memo_trimming(engine: Engine, tmp_path: Path, 
     assert len(resets) >= 5
     assert path.results.n <= 300 + 8 * 1_000
     assert _fast_count(engine, texts) > 0.7 * len(texts)
+
+
+def _same_records(engine: Engine, texts: list, batch: int) -> int:
+    """``Engine.extract_texts`` (``charmeta extract``'s path) against ``extract_text`` one by one:
+    the CLI lines must be identical. Returns how many rows took the columnar path."""
+    fallbacks = engine.text_extractor.columnar.fallbacks
+    for start in range(0, len(texts), batch):
+        chunk = texts[start : start + batch]
+        records = engine.extract_texts(chunk)
+        assert len(records) == len(chunk)
+        for i, (value, record) in enumerate(zip(chunk, records)):
+            got, want = to_cli_json(record, i), to_cli_json(engine.extract_text(value), i)
+            assert got == want, f"{value!r}: {got} != {want}"
+    assert engine.text_extractor.columnar.fallbacks == fallbacks
+    return _fast_count(engine, texts)
+
+
+def test_records_identical_to_per_entry(engine: Engine, tmp_path: Path, monkeypatch) -> None:
+    """The records of the columnar path equal the per-entry ones on every corpus the tables are
+    checked on: edge cases, both safety corpora, the dev set, synthetic captions with the memos
+    trimmed between batches (list decisions included: their evidence is not in the rich table)."""
+    assert _same_records(engine, EDGE_CASES, batch=7) >= 10
+    corpora = [
+        json.loads(line)["text"]
+        for name in ("safety_corpus.jsonl", "safety_heldout.jsonl", "dev_set.jsonl")
+        for line in (DEV_SET.parent / name).read_text(encoding="utf-8").splitlines()
+    ]
+    assert _same_records(engine, corpora, batch=2_000) > 500
+    generate(6_000, 1, tmp_path, "parquet", seed=7, workers=1, chunk_rows=6_000, log=lambda _m: None)
+    texts = [t for f in sorted(tmp_path.glob("*.parquet")) for t in pq.read_table(f).column("text").to_pylist()]
+    monkeypatch.setattr(columnar, "MEMO_MAX", 300)
+    assert _same_records(engine, texts, batch=1_000) > 0.7 * len(texts)
+    with_lists = [r for r in engine.extract_texts(texts[:1_000]) if r.attributes.get("Accessories") is not None]
+    assert with_lists and all(r.attributes["Accessories"].evidence for r in with_lists)
+
+
+def test_records_fall_back_whole(engine: Engine, monkeypatch) -> None:
+    """A batch the columnar path raises on is read per entry, record for record."""
+    texts = ["1girl, solo, ||| general, long hair", "1girl, ||| general, red eyes", "long hair, smile", None]
+    want = [to_cli_json(engine.extract_text(t), 0) for t in texts]
+
+    def boom(*_a, **_k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(columnar, "read_units", boom)
+    before = engine.text_extractor.columnar.fallbacks
+    assert [to_cli_json(r, 0) for r in engine.extract_texts(texts)] == want
+    assert engine.text_extractor.columnar.fallbacks == before + 1
+    assert want[0]["attributes"]["Hair Length"] == "Long" and want[3]["status"] == "invalid"
 
 
 def test_arrow_input_identical(engine: Engine) -> None:
