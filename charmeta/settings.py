@@ -11,7 +11,7 @@ them at import time.
 
 Image model settings (``CHARMETA_IMAGE_*``) are also read by
 ``charmeta.images.config`` for the image library used on its own; here they
-feed the pipeline's ``image_embedder`` resource.
+feed the pipeline's ``image_models`` resource.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from charmeta.errors import ConfigError
+
+#: Images per WD tagger call (``charmeta.images.config.ImageConfig.tagger_batch_size``).
+DEFAULT_TAGGER_BATCH = 16
 
 
 def _setting(env: str, default: Any, help: str) -> Any:
@@ -83,6 +86,10 @@ class Settings:
     )
     llm_scope: str = _setting(
         "CHARMETA_LLM_SCOPE", "uncertain", "entries the LLM reads: uncertain, prose (uncertain + all prose) or all"
+    )
+    tagger_revision: str = _setting("CHARMETA_TAGGER_REVISION", "", "WD tagger revision (hub id only; empty: main)")
+    tagger_batch_size: int = _setting(
+        "CHARMETA_TAGGER_BATCH", DEFAULT_TAGGER_BATCH, "images per tagger call (and per tagger-cache lookup)"
     )
     allow_download: bool = _setting(
         "CHARMETA_ALLOW_DOWNLOAD", False, "let a hub model id download (else offline only; read by charmeta.images)"
@@ -156,28 +163,22 @@ class Settings:
         return out
 
     def image_config(self) -> dict[str, object]:
-        """The ``image_embedder`` resource's config (``backend`` and the fields that are set)."""
-        if self.embedder == "none":
-            cfg: dict[str, object] = {"backend": "none"}
-            for name in ("tagger", "captioner", "captioner_prompt"):
-                if getattr(self, name):
-                    cfg[name] = getattr(self, name)
-            return cfg
-        cfg = {"backend": self.embedder}
-        for name, key in (
-            ("image_model", "model"),
-            ("image_revision", "revision"),
-            ("image_device", "device"),
-            ("image_cache", "cache_dir"),
-            ("image_heads", "heads_dir"),
-            ("counter", "counter"),
-            ("tagger", "tagger"),
-            ("captioner", "captioner"),
-            ("captioner_prompt", "captioner_prompt"),
-        ):
-            if getattr(self, name):
-                cfg[key] = getattr(self, name)
-        return cfg
+        """The image spec's fields (``backend`` and the fields that are set): what the code
+        location's ``image_models`` resource built from these settings contributes, field for
+        field (``charmeta run`` needs the spec before Dagster is imported; a test keeps the two equal)."""
+        cfg: dict[str, object] = {"backend": self.embedder}
+        if self.embedder != "none":
+            cfg.update(model=self.image_model, revision=self.image_revision)
+        if self.tagger:
+            cfg.update(tagger=self.tagger, tagger_revision=self.tagger_revision)
+            if self.tagger_batch_size != DEFAULT_TAGGER_BATCH:
+                cfg["tagger_batch_size"] = self.tagger_batch_size
+        if self.captioner:
+            cfg.update(captioner=self.captioner, captioner_prompt=self.captioner_prompt)
+        if self.counter not in ("", "auto"):
+            cfg["counter"] = self.counter
+        cfg.update(device=self.image_device, cache_dir=self.image_cache, heads_dir=self.image_heads)
+        return {k: v for k, v in cfg.items() if v not in (None, "")}
 
     def extractor_spec(self) -> str:
         """The extractor backend string: ``extractor``, or, with an LLM reader configured, a JSON spec of

@@ -20,6 +20,7 @@ Environment variables (all optional):
   (``Salesforce/blip-image-captioning-base``, ``microsoft/Florence-2-base``, ...); unset = no captioner
 * ``CHARMETA_CAPTIONER_REVISION`` - pinned revision of a hub captioner (default ``main``)
 * ``CHARMETA_CAPTIONER_PROMPT`` - text prefix / instruction for the captioner (default none)
+* ``CHARMETA_TAGGER_BATCH``    - images per tagger call (default 16)
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class ImageConfig:
     image_size: int | None = None  # None: the model's own input size
     tagger: str | None = None  # WD tagger folder or HF id; None = no tagger
     tagger_revision: str = "main"
+    tagger_batch_size: int = 16  # images per ONNX call and per cache lookup (see normalize.normalize_batch)
     captioner: str | None = None  # VLM captioner folder or HF id; None = no captioner
     captioner_revision: str = "main"
     captioner_prompt: str = ""
@@ -75,7 +77,8 @@ class ImageConfig:
             heads_dir=env.get("CHARMETA_IMAGE_HEADS") or str(_default_home() / "heads"),
             counter=env.get("CHARMETA_COUNTER", "auto"),
             tagger=env.get("CHARMETA_TAGGER_MODEL") or None,
-            tagger_revision=env.get("CHARMETA_TAGGER_REVISION", "main"),
+            tagger_revision=env.get("CHARMETA_TAGGER_REVISION") or "main",
+            tagger_batch_size=int(env.get("CHARMETA_TAGGER_BATCH") or 16),
             captioner=env.get("CHARMETA_CAPTIONER_MODEL") or None,
             captioner_revision=env.get("CHARMETA_CAPTIONER_REVISION", "main"),
             captioner_prompt=env.get("CHARMETA_CAPTIONER_PROMPT", ""),

@@ -17,10 +17,14 @@ text stages, one Parquet per partition:
   position, so every input row still has exactly one output row.
 * ``attribute_heads``: weakly supervised heads over all partitions.
 
-The embedder is selected by a *spec* string that the ``ImageEmbedder`` resource
-builds: ``"none"``, a backend name (``clip``/``siglip``/``open_clip``/``auto``;
-the rest from ``CHARMETA_IMAGE_*``), or a JSON object of ``ImageConfig`` fields
-with ``backend``. It is part of the stage fingerprints.
+The image models are selected by a *spec* string that the code location's
+``image_models`` resource builds (``charmeta_dagster.backends``: one resource
+subclass per embedder / tagger / counter backend, each contributing spec fields)
+and ``Settings.image_config`` builds the same way for ``charmeta run``: ``"none"``
+(no model, default counter, no tagger), a backend name (``clip``/``siglip``/
+``open_clip``/``auto``; the rest from ``CHARMETA_IMAGE_*``), or a JSON object of
+``ImageConfig`` fields with ``backend`` (fields it leaves out take their defaults,
+not the environment). It is part of the stage fingerprints.
 """
 
 from __future__ import annotations
@@ -62,7 +66,20 @@ _CONFIG_FIELDS = (
     "captioner_revision",
     "captioner_prompt",
     "captioner_max_tokens",
+    "tagger_batch_size",
 )
+#: Spec fields that a JSON spec (what the ``image_models`` resource and ``Settings`` build) states
+#: whole: absent means the default, never the environment, so a backend picked in the launchpad
+#: is the one that runs whatever ``CHARMETA_COUNTER`` / ``CHARMETA_TAGGER_MODEL`` /
+#: ``CHARMETA_CAPTIONER_MODEL`` the process has.
+_SPEC_DEFAULTS: dict[str, Any] = {
+    "counter": "auto",
+    "tagger": None,
+    "tagger_revision": "main",
+    "captioner": None,
+    "captioner_revision": "main",
+    "captioner_prompt": "",
+}
 
 
 # ---------------------------------------------------------------------------
@@ -83,16 +100,29 @@ def parse_spec(spec: str | None) -> dict[str, Any]:
 
 
 def make_spec(backend: str, **fields: Any) -> str:
-    """Canonical spec string (``"none"`` stays a plain word so text-only fingerprints never change)."""
-    if backend == NONE and not fields.get("tagger") and not fields.get("captioner"):
+    """Canonical spec string. ``"none"`` stays a plain word while no model and no non-default
+    counter runs (device, cache and heads mean nothing then), so those fingerprints never change."""
+    if (
+        backend == NONE
+        and not fields.get("tagger")
+        and not fields.get("captioner")
+        and fields.get("counter") in (None, "", "auto")
+    ):
         return NONE
     d = {"backend": backend, **{k: v for k, v in fields.items() if v not in (None, "")}}
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
+def uses_model(spec: str | None) -> bool:
+    """Whether a spec loads a model (an embedder, a tagger, a captioner: a GPU helps); a counter
+    alone does not."""
+    d = parse_spec(spec)
+    return d["backend"] != NONE or bool(d.get("tagger")) or bool(d.get("captioner"))
+
+
 def embedder_spec_of(settings: Any) -> str:
     """The spec of a ``charmeta.settings.Settings`` (``embedder`` + ``image_*``): what the
-    ``image_embedder`` resource configured from the same settings gives (``charmeta run`` needs
+    ``image_models`` resource configured from the same settings gives (``charmeta run`` needs
     it for the fingerprints before Dagster is imported)."""
     cfg = dict(settings.image_config())
     return make_spec(str(cfg.pop("backend")), **cfg)
@@ -104,6 +134,8 @@ def image_config(spec: str, root: str) -> Any:  # an ImageConfig, imported lazil
 
     d = parse_spec(spec)
     overrides = {k: d[k] for k in _CONFIG_FIELDS if d.get(k) not in (None, "")}
+    if (spec or NONE).strip().startswith("{") or d["backend"] == NONE:  # plain words other than none: env
+        overrides = {**_SPEC_DEFAULTS, **overrides}
     backend = d["backend"]
     overrides["backend"] = "auto" if backend == NONE else backend
     if "heads_dir" not in overrides and not os.environ.get("CHARMETA_IMAGE_HEADS"):

@@ -57,7 +57,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--embedder",
         default=None,
         choices=["none", "auto", "clip", "siglip", "open_clip"],
-        help="image embedder backend for image shards (model: CHARMETA_IMAGE_MODEL; default none)",
+        help="image embedder backend for image shards (default none; launchpad: image_models.embedder)",
+    )
+    p.add_argument("--image-model", default=None, help="the embedder's model: Hugging Face id or local folder")
+    p.add_argument(
+        "--tagger",
+        default=None,
+        help="WD tagger: folder with model.onnx + selected_tags.csv, or hub id (default none; image_models.tagger)",
+    )
+    p.add_argument("--tagger-batch", type=int, default=None, help="images per tagger call (default 16)")
+    p.add_argument(
+        "--captioner",
+        default=None,
+        help="VLM captioner: transformers folder or hub id (default none; image_models.captioner)",
+    )
+    p.add_argument(
+        "--counter",
+        default=None,
+        help="character counter: auto (default: animeface, else haar), animeface, haar, animeface+haar, none",
     )
     p.add_argument("--workers", type=int, default=None, help="worker processes per stage (0 = CPU count)")
     p.add_argument("--partitions-per-run", type=int, default=None, help="partitions per Dagster run (default 10)")
@@ -110,6 +127,11 @@ def _settings(args: argparse.Namespace, source_uri: str, output: str) -> Any:
             "source_config": args.config,
             "extractor": args.extractor,
             "embedder": args.embedder,
+            "image_model": args.image_model,
+            "tagger": args.tagger,
+            "tagger_batch_size": args.tagger_batch,
+            "counter": args.counter,
+            "captioner": args.captioner,
             "workers": args.workers,
             "partitions_per_run": args.partitions_per_run,
             "publish": args.publish,

@@ -9,7 +9,13 @@
   of those followed by the LLM reader);
 * ``PoolExecutorResource`` - where a step's partition tasks run: abstract, one
   subclass per executor (``LocalPool``: a spawn process pool on this machine);
-* ``ImageEmbedderResource`` - the image model (backend + model + cache).
+* ``ImageModelsResource`` (key ``image_models``) - the image models, one abstract
+  resource per part with one subclass per backend (``charmeta_dagster.backends``):
+  ``embedder`` (``NoEmbedder``, ``AutoEmbedder``, ``ClipEmbedder``, ``SiglipEmbedder``,
+  ``OpenClipEmbedder``), ``tagger`` (``NoTagger``, ``WDTagger``), ``counter``
+  (``AutoCounter``, ``AnimeFaceCounter``, ``HaarCounter``, ``AnimeFaceHaarCounter``,
+  ``NoCounter``), ``captioner`` (``NoCaptioner``, ``TransformersCaptioner``); each a selector in the launchpad, e.g.
+  ``image_models: {config: {embedder: {clip: {model: ...}}, counter: {animeface: {}}}}``.
 
 Which subclass is bound, and every default, comes from the code location's
 settings (``charmeta.settings.Settings``: ``charmeta run`` flags, or the
@@ -21,15 +27,29 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import dagster as dg
 from dagster import ConfigurableResource
+from pydantic import Field
 
 from charmeta.pipeline.executor import Executor
 from charmeta.pipeline.image_stages import make_spec
 from charmeta.pipeline.layout import Layout
 from charmeta.settings import Settings
 from charmeta.sources import DEFAULT_SHARD_ROWS, Source
+from charmeta_dagster.backends import (
+    CaptionerResource,
+    FaceCounterResource,
+    ImageEmbedderResource,
+    TaggerResource,
+    backend_for,
+    backends_of,
+)
+from charmeta_dagster.backends.captioners import NoCaptioner
+from charmeta_dagster.backends.counters import AutoCounter
+from charmeta_dagster.backends.embedders import NoEmbedder
+from charmeta_dagster.backends.taggers import NoTagger
 from charmeta_dagster.pools import executor_for
 from charmeta_dagster.settings import code_location_settings
 
@@ -201,58 +221,71 @@ def pool_resource(settings: Settings) -> PoolExecutorResource:
 
 
 # ---------------------------------------------------------------------------
-# image embedder
+# image models
 # ---------------------------------------------------------------------------
-class ImageEmbedderResource(ConfigurableResource):
-    """Image embedder backend + model for ``normalized_images`` / ``embeddings`` / ``attribute_heads``.
+def one_of(base: type) -> Any:
+    """``Annotated[Union[<every backend of base>], Field(discriminator="kind")]``: a selector in
+    the launchpad (Dagster maps a discriminated union to a ``Selector`` keyed by ``kind``)."""
+    members = tuple(backends_of(base).values())
+    return Annotated[Union[members], Field(discriminator="kind")]  # noqa: UP007 - built at run time
 
-    ``backend``: ``none`` (default: images are decoded, validated and counted, and
-    image rows get their caption's attributes, but no model is loaded), ``clip``,
-    ``siglip``, ``open_clip`` or ``auto`` (from the model's config.json). ``model``
-    is a Hugging Face id (offline cache unless ``allow_download``) or a local
-    folder. The embedding cache defaults to ``~/.cache/charmeta/embeddings`` and
-    the heads to ``<output>/attribute_heads``. The resource only builds a spec
-    string (part of the fingerprints); nothing here imports torch.
+
+class ImageModelsResource(ConfigurableResource):
+    """The image models of ``normalized_images`` / ``embeddings`` / ``attribute_heads``: one
+    backend per part, each picked in the launchpad (see ``charmeta_dagster.backends``).
+
+    ``embedder`` (default ``none``: images are decoded, validated and counted, and image rows
+    get their caption's attributes, but no model is loaded), ``tagger`` (default ``none``),
+    ``counter`` (default ``auto``: animeface when it loads), ``captioner`` (default ``none``). ``device`` applies to every
+    model; the embedding / tagger cache defaults to ``~/.cache/charmeta/embeddings`` and the
+    heads to ``<output>/attribute_heads``. The resource only builds a spec string (part of
+    the fingerprints); nothing here imports torch or onnxruntime.
     """
 
-    backend: str = "none"
-    model: str = ""
-    revision: str = ""
-    device: str = ""
+    if TYPE_CHECKING:
+        embedder: ImageEmbedderResource
+        tagger: TaggerResource
+        counter: FaceCounterResource
+        captioner: CaptionerResource
+    else:
+        embedder: one_of(ImageEmbedderResource) = Field(default_factory=NoEmbedder)
+        tagger: one_of(TaggerResource) = Field(default_factory=NoTagger)
+        counter: one_of(FaceCounterResource) = Field(default_factory=AutoCounter)
+        captioner: one_of(CaptionerResource) = Field(default_factory=NoCaptioner)
+    device: str = ""  # torch device / ONNX provider choice for every model ("" = auto)
     cache_dir: str = ""
     heads_dir: str = ""
-    counter: str = ""
-    batch_size: int = 32
-    #: WD tagger (folder with model.onnx + selected_tags.csv, or HF id); "" = none
-    tagger: str = ""
-    tagger_revision: str = ""
-    #: VLM captioner (transformers image-text-to-text folder or HF id); "" = none
-    captioner: str = ""
-    captioner_revision: str = ""
-    captioner_prompt: str = ""
 
-    def spec(self) -> str:
-        """The embedder spec the Dagster-free stages take (also part of the fingerprints)."""
-        return make_spec(
-            self.backend,
-            model=self.model,
-            revision=self.revision,
-            device=self.device,
-            cache_dir=self.cache_dir,
-            heads_dir=self.heads_dir,
-            counter=self.counter,
-            batch_size=self.batch_size if self.batch_size != 32 else None,
-            tagger=self.tagger,
-            tagger_revision=self.tagger_revision,
-            captioner=self.captioner,
-            captioner_revision=self.captioner_revision,
-            captioner_prompt=self.captioner_prompt,
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageModelsResource:
+        """The backends and fields ``settings`` name (``--embedder``, ``--tagger``, ``--counter``, ...)."""
+        return cls(
+            embedder=backend_for(ImageEmbedderResource, settings.embedder, settings),
+            tagger=backend_for(TaggerResource, "wd" if settings.tagger else "none", settings),
+            counter=backend_for(FaceCounterResource, settings.counter or "auto", settings),
+            captioner=backend_for(CaptionerResource, "transformers" if settings.captioner else "none", settings),
+            device=settings.image_device,
+            cache_dir=settings.image_cache,
+            heads_dir=settings.image_heads,
         )
 
+    def spec(self) -> str:
+        """The spec the Dagster-free stages take (also part of the fingerprints)."""
+        fields = {
+            **self.embedder.spec_fields(),
+            **self.tagger.spec_fields(),
+            **self.counter.spec_fields(),
+            **self.captioner.spec_fields(),
+            "device": self.device,
+            "cache_dir": self.cache_dir,
+            "heads_dir": self.heads_dir,
+        }
+        return make_spec(self.embedder.backend_name(), **fields)
 
-def embedder_spec(image_embedder: ImageEmbedderResource | None) -> str:
+
+def embedder_spec(image_models: ImageModelsResource | None) -> str:
     """The resource's spec (``none`` when there is no resource)."""
-    return image_embedder.spec() if image_embedder is not None else "none"
+    return image_models.spec() if image_models is not None else "none"
 
 
 def resources_for(settings: Settings) -> dict[str, ConfigurableResource]:
@@ -268,7 +301,7 @@ def resources_for(settings: Settings) -> dict[str, ConfigurableResource]:
         "store": OutputStore(root=default_output(settings)),
         "extractor": extractor_resource(settings.extractor, settings),
         "pool": pool_resource(settings),
-        "image_embedder": ImageEmbedderResource(**settings.image_config()),  # type: ignore[arg-type]
+        "image_models": ImageModelsResource.from_settings(settings),
     }
 
 

@@ -29,9 +29,10 @@ from dagster import (
 
 from charmeta.pipeline import planner, runner
 from charmeta.pipeline.graph import carries_images
+from charmeta.pipeline.image_stages import uses_model
 from charmeta_dagster.defs import jobs
 from charmeta_dagster.defs.assets import PARTITIONS_PER_RUN, SHARDS, shards_partitions
-from charmeta_dagster.defs.resources import ExtractorResource, ImageEmbedderResource, OutputStore, SourceResource
+from charmeta_dagster.defs.resources import ExtractorResource, ImageModelsResource, OutputStore, SourceResource
 from charmeta_dagster.defs.resources import embedder_spec as _embedder_spec
 from charmeta_dagster.settings import code_location_settings
 
@@ -63,7 +64,7 @@ def shard_sensor(
     source: SourceResource,
     store: OutputStore,
     extractor: ExtractorResource,
-    image_embedder: ImageEmbedderResource,
+    image_models: ImageModelsResource,
 ) -> SensorResult | SkipReason:
     root = store.store().root
     specs = runner.discover(root, source.source())
@@ -71,9 +72,9 @@ def shard_sensor(
     new = [s.key for s in specs if s.key not in known]
     if not new:
         return SkipReason(f"no new shards ({len(specs)} known) in {source.uri}")
-    plan = runner.registered_plan(root, new, extractor.backend(), _embedder_spec(image_embedder))
-    embedder = _embedder_spec(image_embedder)
-    image_keys = {s.key for s in specs if carries_images(s)} if embedder != "none" else set()
+    plan = runner.registered_plan(root, new, extractor.backend(), _embedder_spec(image_models))
+    embedder = _embedder_spec(image_models)
+    image_keys = {s.key for s in specs if carries_images(s)} if uses_model(embedder) else set()
     runs = [
         RunRequest(run_key=f"{a}..{b}", tags={RANGE_START: a, RANGE_END: b, **gpu_tag(new, a, b, image_keys)})
         for a, b in plan_ranges(new, PARTITIONS_PER_RUN, plan.todo)

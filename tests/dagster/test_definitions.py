@@ -88,7 +88,7 @@ def test_repo_dagster_yaml_is_the_embedded_default() -> None:
 def test_shard_sensor_registers_partitions_and_requests_ranges(
     dagster_home: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
-    from charmeta_dagster.defs.resources import ImageEmbedderResource, OutputStore, SourceResource, TextExtractor
+    from charmeta_dagster.defs.resources import ImageModelsResource, OutputStore, SourceResource, TextExtractor
     from charmeta_dagster.defs.sensors import shard_sensor
 
     inst = DagsterInstance.get()
@@ -96,7 +96,7 @@ def test_shard_sensor_registers_partitions_and_requests_ranges(
         "source": SourceResource(uri=str(sample_dir), shard_rows=4),
         "store": OutputStore(root=str(tmp_path / "o")),
         "extractor": TextExtractor(),
-        "image_embedder": ImageEmbedderResource(),
+        "image_models": ImageModelsResource(),
     }
     ctx = build_sensor_context(instance=inst, resources=resources)
     result = shard_sensor(ctx)

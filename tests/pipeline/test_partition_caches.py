@@ -146,7 +146,7 @@ def test_embedder_spec_without_dagster_matches_the_resource(backend: str, monkey
     monkeypatch.setenv("CHARMETA_IMAGE_MODEL", "/models/tiny")
     monkeypatch.setenv("CHARMETA_IMAGE_DEVICE", "cpu")
     settings = Settings.load({"embedder": backend})
-    assert embedder_spec_of(settings) == resources_for(settings)["image_embedder"].spec()
+    assert embedder_spec_of(settings) == resources_for(settings)["image_models"].spec()
     if backend != "none":
         assert "/models/tiny" in embedder_spec_of(settings)
 

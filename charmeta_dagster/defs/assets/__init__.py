@@ -53,7 +53,7 @@ from charmeta_dagster.defs.assets.images import GROUP, attribute_heads
 from charmeta_dagster.defs.checks import to_result
 from charmeta_dagster.defs.resources import (
     ExtractorResource,
-    ImageEmbedderResource,
+    ImageModelsResource,
     OutputStore,
     PoolExecutorResource,
     SourceResource,
@@ -170,7 +170,7 @@ def shard_stages(
     context: AssetExecutionContext,
     store: OutputStore,
     extractor: ExtractorResource,
-    image_embedder: ImageEmbedderResource,
+    image_models: ImageModelsResource,
     pool: PoolExecutorResource,
 ) -> Iterator[Any]:
     """The selected stages over the run's partitions: one pass per text partition when the
@@ -185,7 +185,7 @@ def shard_stages(
             root,
             keys,
             backend=extractor.backend(),
-            embedder=embedder_spec(image_embedder),
+            embedder=embedder_spec(image_models),
             workers=pool.n_workers(),
             on_done=_progress(context, keys),
             executor=pool.executor(),
@@ -257,7 +257,7 @@ def dataset_export(
     store: OutputStore,
     source: SourceResource,
     extractor: ExtractorResource,
-    image_embedder: ImageEmbedderResource,
+    image_models: ImageModelsResource,
 ) -> MaterializeResult:
     """The export over every registered partition, its manifest stamped with the input's
     fingerprint (``runner.export``: the same call whoever launched the run)."""
@@ -265,7 +265,7 @@ def dataset_export(
     keys = registered_keys(root)
     t0 = time.perf_counter()
     manifest = runner.export(
-        root, keys, source.uri, source.shard_rows, extractor.backend(), embedder_spec(image_embedder)
+        root, keys, source.uri, source.shard_rows, extractor.backend(), embedder_spec(image_models)
     )
     metadata: dict[str, Any] = {
         "records": MetadataValue.int(manifest["records"]),

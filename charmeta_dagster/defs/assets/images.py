@@ -19,7 +19,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from charmeta.pipeline import graph as G
 from charmeta.pipeline.checks import md_table
 from charmeta.sources import registered_keys
-from charmeta_dagster.defs.resources import ExtractorResource, ImageEmbedderResource, OutputStore, embedder_spec
+from charmeta_dagster.defs.resources import ExtractorResource, ImageModelsResource, OutputStore, embedder_spec
 
 GROUP = "charmeta"
 
@@ -36,13 +36,13 @@ def attribute_heads(
     context: AssetExecutionContext,
     store: OutputStore,
     extractor: ExtractorResource,
-    image_embedder: ImageEmbedderResource,
+    image_models: ImageModelsResource,
 ) -> MaterializeResult:
     from charmeta.pipeline.image_stages import train_heads
 
     root = store.store().root
     t0 = time.perf_counter()
-    res = train_heads(root, registered_keys(root), embedder_spec(image_embedder), extractor.backend())
+    res = train_heads(root, registered_keys(root), embedder_spec(image_models), extractor.backend())
     metadata: dict[str, Any] = {
         "status": MetadataValue.text(str(res["status"])),
         "version": MetadataValue.text(str(res.get("version") or "")),
