@@ -89,7 +89,7 @@ class Settings:
     )
     tagger_revision: str = _setting("CHARMETA_TAGGER_REVISION", "", "WD tagger revision (hub id only; empty: main)")
     tagger_batch_size: int = _setting(
-        "CHARMETA_TAGGER_BATCH", DEFAULT_TAGGER_BATCH, "images per tagger call (and per tagger-cache lookup)"
+        "CHARMETA_TAGGER_BATCH", DEFAULT_TAGGER_BATCH, "images per tagger / captioner call (and per cache lookup)"
     )
     allow_download: bool = _setting(
         "CHARMETA_ALLOW_DOWNLOAD", False, "let a hub model id download (else offline only; read by charmeta.images)"

@@ -143,6 +143,42 @@ def normalize_record(
     return row, dec
 
 
+def _model_rows(pending: list[tuple[dict, Any]], tagger: Any, captioner: Any, cache: Any) -> None:
+    """Tag and caption a batch of normalized rows (row, full-resolution decode): one cache lookup
+    and one model call per model for the misses. A batch that fails is retried row by row, so a
+    bad picture only costs its own tags / caption (its row keeps ``ok`` and says why in
+    ``reason``, as when each picture was its own call)."""
+    if tagger is not None:
+        from charmeta.images.tagger import result_to_json, tag_images
+
+        def tag(batch: list[tuple[dict, Any]]) -> None:
+            probs = tag_images(tagger, {row["sha256"]: img for row, img in batch}, cache)
+            for row, _img in batch:
+                row["tagger_tags"] = result_to_json(tagger.decode(probs[row["sha256"]]))
+
+        _batched(tag, pending)
+    if captioner is not None:  # full-resolution decode too: the processor resizes to its own input
+        from charmeta.images.captioner import caption_images
+
+        def caption(batch: list[tuple[dict, Any]]) -> None:
+            got = caption_images(captioner, {row["sha256"]: img for row, img in batch}, cache)
+            for row, _img in batch:
+                row["vlm_caption"] = got[row["sha256"]]
+
+        _batched(caption, [(row, img) for row, img in pending if row["reason"] is None])
+
+
+def _batched(fn: Any, pending: list[tuple[dict, Any]]) -> None:
+    try:
+        fn(pending)
+    except Exception as exc:  # a model bug on one file must not fail the partition
+        if len(pending) == 1:
+            pending[0][0]["reason"] = f"normalize failed: {type(exc).__name__}: {exc}"
+            return
+        for one in pending:
+            _batched(fn, [one])
+
+
 def normalize_batch(
     records: Iterable[ImageRecord],
     size: int = 224,
@@ -151,9 +187,27 @@ def normalize_batch(
     tagger: Any = None,
     cache: Any = None,
     captioner: Any = None,
+    tagger_batch: int = 16,
 ) -> pa.Table:
-    """Records to a ``NORMALIZED_SCHEMA`` table, same order; bad images are ``invalid`` rows."""
-    rows = [normalize_record(r, size, limits, counter, tagger, cache, captioner)[0] for r in records]
+    """Records to a ``NORMALIZED_SCHEMA`` table, same order; bad images are ``invalid`` rows.
+
+    The tagger and the captioner see ``tagger_batch`` decoded pictures per call (and per cache
+    lookup) instead of one: the model's per-call cost and the cache's per-lookup cost are paid
+    once per batch. Only that many full-resolution decodes are held at a time.
+    """
+    rows: list[dict] = []
+    pending: list[tuple[dict, Any]] = []
+    models = (tagger is not None) or (captioner is not None)
+    for rec in records:
+        row, dec = normalize_record(rec, size, limits, counter, None, cache, None)
+        rows.append(row)
+        if models and row["status"] == "ok" and row["reason"] is None and dec is not None:
+            pending.append((row, dec.image))
+            if len(pending) >= max(1, tagger_batch):
+                _model_rows(pending, tagger, captioner, cache)
+                pending = []
+    if pending:
+        _model_rows(pending, tagger, captioner, cache)
     return pa.table({n: [r[n] for r in rows] for n in NORMALIZED_SCHEMA.names}, schema=NORMALIZED_SCHEMA)
 
 

@@ -223,7 +223,13 @@ def normalized_images_body(store: Any, key: str, spec: Any, out: Any, embedder: 
     def flush() -> None:
         nonlocal invalid, preview
         tbl = normalize_batch(
-            batch, size=size, counter=pipe.counter, tagger=pipe.tagger, cache=pipe.cache, captioner=pipe.captioner
+            batch,
+            size=size,
+            counter=pipe.counter,
+            tagger=pipe.tagger,
+            cache=pipe.cache,
+            captioner=pipe.captioner,
+            tagger_batch=pipe.config.tagger_batch_size,
         )
         invalid += tbl.num_rows - (pc.sum(pc.cast(pc.equal(tbl["status"], "ok"), pa.int64())).as_py() or 0)
         if preview is None:

@@ -226,3 +226,21 @@ def test_charmeta_run_with_the_captioner(
     assert set(rows) == set(TEACH)
     assert rows["eileen-happy"][1] == "Red" and "captioner:red hair" in rows["eileen-happy"][2]
     assert rows["lucy-happy"][1] == "Black" and "captioner:black hair" in rows["lucy-happy"][2]
+
+
+def test_partition_path_captions_in_batches() -> None:
+    """``normalize_batch`` hands the captioner ``tagger_batch`` pictures per call (one call per
+    picture before), with the same captions."""
+    from charmeta.images.ingest import ImageRecord
+    from charmeta.images.normalize import normalize_batch
+
+    files = sorted(DRAWINGS.glob("*.jpg"))[:6]
+    recs = [ImageRecord(str(i), p.read_bytes(), None, "jpg", "s", i) for i, p in enumerate(files)]
+    one_by_one = normalize_batch(recs, size=32, captioner=ColourCaptioner(), tagger_batch=1)["vlm_caption"]
+    sizes: list[int] = []
+    cap = ColourCaptioner()
+    real = cap.caption
+    cap.caption = lambda ims: sizes.append(len(ims)) or real(ims)  # type: ignore[method-assign]
+    got = normalize_batch(recs, size=32, captioner=cap, tagger_batch=4)["vlm_caption"].to_pylist()
+    assert sizes == [4, 2]
+    assert got == one_by_one.to_pylist() and set(got) == {"a girl with red hair", "a girl with black hair"}

@@ -68,3 +68,63 @@ def test_offline_and_bad_folders_fail_clearly(tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"")
     with pytest.raises(ModelLoadError, match="selected_tags.csv"):
         resolve_files(str(tmp_path))
+
+
+def _drawing_records(n: int) -> list:
+    from charmeta.images.ingest import ImageRecord
+
+    files = sorted(DRAWINGS.glob("*.jpg"))[:n]
+    return [ImageRecord(p.stem, p.read_bytes(), None, "jpg") for p in files]
+
+
+def test_normalize_tags_in_batches_with_one_cache_lookup_each(
+    tagger_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``normalize_batch`` hands the tagger ``tagger_batch`` pictures per call (and per cache
+    lookup); the tags are those of one call per picture."""
+    from charmeta.images.normalize import normalize_batch
+
+    tg = WDTagger(str(tagger_dir))
+    recs = _drawing_records(7)
+    one_by_one = normalize_batch(recs, size=32, tagger=tg, tagger_batch=1).column("tagger_tags").to_pylist()
+    calls: list[int] = []
+    real = tg.probabilities
+    monkeypatch.setattr(tg, "probabilities", lambda ims: calls.append(len(ims)) or real(ims))
+    cache = EmbeddingCache()
+    lookups: list[int] = []
+    get_many = cache.get_many
+    monkeypatch.setattr(cache, "get_many", lambda keys, *a: lookups.append(len(keys)) or get_many(keys, *a))
+    batched = normalize_batch(recs, size=32, tagger=tg, cache=cache, tagger_batch=3).column("tagger_tags").to_pylist()
+    assert calls == [3, 3, 1] and lookups == [3, 3, 1]
+    assert batched == one_by_one and all(batched)
+    assert "red_hair" in batched[[r.id for r in recs].index("eileen-happy")]  # the pictures reached the model
+    calls.clear()
+    again = normalize_batch(recs, size=32, tagger=tg, cache=cache, tagger_batch=3).column("tagger_tags").to_pylist()
+    assert again == batched and calls == []  # every picture from the cache
+
+
+def test_a_picture_that_breaks_the_tagger_costs_only_its_own_tags(
+    tagger_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from charmeta.images.normalize import normalize_batch
+
+    tg = WDTagger(str(tagger_dir))
+    recs = _drawing_records(4)
+    real = tg.probabilities
+
+    def thumb(im: Image.Image) -> bytes:
+        return im.convert("RGB").resize((8, 8)).tobytes()
+
+    bad = thumb(Image.open(DRAWINGS / f"{recs[2].id}.jpg"))
+
+    def probabilities(ims: list) -> np.ndarray:
+        if any(thumb(im) == bad for im in ims):
+            raise RuntimeError("boom")
+        return real(ims)
+
+    monkeypatch.setattr(tg, "probabilities", probabilities)
+    tbl = normalize_batch(recs, size=32, tagger=tg, tagger_batch=4).to_pylist()
+    broken = [r for r in tbl if r["tagger_tags"] is None]
+    assert [r["id"] for r in broken] == [recs[2].id]
+    assert broken[0]["status"] == "ok" and "RuntimeError: boom" in broken[0]["reason"]
+    assert all(r["tagger_tags"] and r["reason"] is None for r in tbl if r["id"] != recs[2].id)
