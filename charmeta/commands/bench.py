@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from charmeta.bench.stages import StageResult
@@ -107,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--skip",
         action="append",
         default=[],
-        choices=("floor", "core", "kinds", "extract", "e2e", "containers"),
+        choices=("floor", "core", "kinds", "extract", "e2e", "containers", "image-backends"),
         help="skip a stage (repeatable)",
     )
     p.add_argument("--kinds-rows", type=int, default=20_000, help="entries per prompt-style / prose stage")
@@ -133,6 +133,24 @@ def run_images(args: argparse.Namespace) -> int:
     print("machine:", ", ".join(f"{k}={v}" for k, v in machine.describe().items()))
     print(format_rows(bench_images(tagger=args.tagger)))
     return 0
+
+
+def image_backend_results(tagger: str | None = None, **kw: Any) -> list[Any]:
+    """``charmeta.images.backend_bench`` rows as bench rows (``image: <backend>``): CPU images/s,
+    with images per CPU-second in the note (the figure to compare on a loaded machine)."""
+    from charmeta.bench.stages import StageResult
+    from charmeta.images.backend_bench import run as bench_images
+
+    out = []
+    for r in bench_images(tagger=tagger, **kw):
+        ok = r["seconds"] is not None
+        note = r["note"] + (f"; {r['images_per_cpu_s']} images/CPU-s" if ok and r.get("images_per_cpu_s") else "")
+        out.append(
+            StageResult(
+                f"image: {r['stage']}", ok, r["images"], r["seconds"] or 0.0, r["seconds"] if ok else None, note=note
+            )
+        )
+    return out
 
 
 def _default_report() -> Path:
@@ -278,6 +296,10 @@ def run(args: argparse.Namespace) -> int:
 
         log(f"bench: image containers, {args.images:,} images each (read + decode) ...")
         results.extend(bench_containers(work, args.images, args.seed, args.timeout, log))
+
+    if "image-backends" not in args.skip:
+        log("bench: image backends on samples/drawings (decode, animeface, colours, haar, tagger) ...")
+        results.extend(image_backend_results(args.tagger))
 
     print(report.console_table(results))
     for line in summary:

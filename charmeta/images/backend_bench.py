@@ -3,10 +3,13 @@
 Why real pictures: animeface's cost depends on the picture (its detector scans
 windows over the whole frame), so synthetic gradients would flatter it. Stages:
 decode (guarded decode of the JPEG bytes), animeface (face count on the decode),
-colours (hair / eye naming per face), and a WD-signature tagger - a tiny model
+colours (hair / eye naming per face), haar (OpenCV's cascade), and a WD-signature tagger
+at batch 1 (one call per picture, as ``normalized_images`` ran it before it batched) and at
+the configured batch (``CHARMETA_TAGGER_BATCH``, default 16) - a tiny model
 exported from torch (its speed says what ONNX Runtime's per-call overhead and the
 448-px preprocessing cost, not what a ViT costs; ``bench/gpu.sh`` times real-size
-taggers on a GPU) or ``--tagger DIR`` for a real one. ``charmeta bench --image-backends``.
+taggers on a GPU) or ``--tagger DIR`` for a real one. ``charmeta bench --image-backends``
+alone, and a part of ``charmeta bench`` / ``make bench`` (stage ``image-backends``).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def tiny_tagger_dir(out: Path, size: int = 448, n_tags: int = 64) -> Path:
     return out
 
 
-def run(folder: Path = DRAWINGS, repeats: int = 2, tagger: str | None = None, batch: int = 8) -> list[dict[str, Any]]:
+def run(folder: Path = DRAWINGS, repeats: int = 2, tagger: str | None = None, batch: int = 16) -> list[dict[str, Any]]:
     """One row per stage: images, wall seconds, images/s and images per CPU-second (best of ``repeats``).
 
     Images per CPU-second is the figure to compare on a shared machine: wall time
@@ -94,18 +97,30 @@ def run(folder: Path = DRAWINGS, repeats: int = 2, tagger: str | None = None, ba
             {"stage": "animeface", "images": 0, "seconds": None, "images_per_s": None, "note": f"not available: {exc}"}
         )
     try:
+        from charmeta.images.counter import CharacterCounter
+
+        haar = CharacterCounter("haar")
+        haar.settings["colors"] = False
+        timed("haar", lambda: [haar.count(im) for im in decoded], len(decoded), "OpenCV Haar face count (photos)")
+    except Exception as exc:  # opencv missing
+        rows.append(
+            {"stage": "haar", "images": 0, "seconds": None, "images_per_s": None, "note": f"not available: {exc}"}
+        )
+    try:
         from charmeta.images.tagger import WDTagger
 
         with tempfile.TemporaryDirectory() as tmp:
             model = tagger or str(tiny_tagger_dir(Path(tmp) / "tiny-wd"))
             tg = WDTagger(model)
-            note = f"{'tiny random WD-signature model' if tagger is None else model}, batch {batch}, {tg.providers[0]}"
+            what = "tiny random WD-signature model" if tagger is None else model
+            # batch 1 is how normalized_images called the tagger before it batched (one call per picture)
+            for b in dict.fromkeys((1, batch)):
 
-            def tag_all() -> None:
-                for i in range(0, len(decoded), batch):
-                    tg.probabilities(decoded[i : i + batch])
+                def tag_all(b: int = b) -> None:
+                    for i in range(0, len(decoded), b):
+                        tg.probabilities(decoded[i : i + b])
 
-            timed("tagger", tag_all, len(decoded), note)
+                timed(f"tagger b{b}", tag_all, len(decoded), f"{what}, batch {b}, {tg.providers[0]}")
     except Exception as exc:
         rows.append(
             {"stage": "tagger", "images": 0, "seconds": None, "images_per_s": None, "note": f"not available: {exc}"}
@@ -114,10 +129,10 @@ def run(folder: Path = DRAWINGS, repeats: int = 2, tagger: str | None = None, ba
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'stage':<10} {'images':>6} {'seconds':>8} {'images/s':>9} {'img/cpu-s':>9}  note"]
+    lines = [f"{'stage':<11} {'images':>6} {'seconds':>8} {'images/s':>9} {'img/cpu-s':>9}  note"]
     for r in rows:
         s = "-" if r["seconds"] is None else f"{r['seconds']:.3f}"
         ips = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.1f}"
         cps = "-" if r.get("images_per_cpu_s") is None else f"{r['images_per_cpu_s']:.1f}"
-        lines.append(f"{r['stage']:<10} {r['images']:>6} {s:>8} {ips:>9} {cps:>9}  {r['note']}")
+        lines.append(f"{r['stage']:<11} {r['images']:>6} {s:>8} {ips:>9} {cps:>9}  {r['note']}")
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -135,6 +136,8 @@ def test_bench_cli_tiny(tmp_path: Path, capsys) -> None:
             "240",
             "--images",
             "12",
+            "--skip",
+            "image-backends",  # its own test below, on three pictures
         ]
     )
     assert rc == 0
@@ -152,3 +155,22 @@ def test_bench_cli_tiny(tmp_path: Path, capsys) -> None:
         assert "12/12 decoded" in line, line
     text = md.read_text()
     assert "# Benchmarks" in text and "**cpu**" in text and "**libraries**" in text
+
+
+def test_bench_reports_cpu_images_per_second_per_image_backend(tmp_path: Path) -> None:
+    """``make bench`` rows ``image: <backend>``: decode, animeface, haar, the tiny tagger one
+    picture per call and batched; every available one timed over the pictures it was given."""
+    pytest.importorskip("torch")  # the tiny tagger is exported from torch
+    pytest.importorskip("onnxruntime")
+    from charmeta.commands.bench import image_backend_results
+
+    drawings = Path(__file__).resolve().parents[2] / "samples" / "drawings"
+    for stem in ("eileen-happy", "lucy-happy", "sylvie-portrait"):
+        shutil.copy(drawings / f"{stem}.jpg", tmp_path)
+    rows = {r.name: r for r in image_backend_results(folder=tmp_path, repeats=1, batch=2)}
+    assert {"image: decode", "image: tagger b1", "image: tagger b2"} <= set(rows)
+    for name in ("image: decode", "image: tagger b1", "image: tagger b2"):
+        assert rows[name].available and rows[name].rows == 3 and rows[name].rows_per_s > 0
+    assert "batch 2" in rows["image: tagger b2"].note and "images/CPU-s" in rows["image: tagger b2"].note
+    if rows["image: animeface"].available:  # animeface built here: it timed the same pictures
+        assert rows["image: animeface"].rows == 3
