@@ -258,3 +258,29 @@ def test_only_a_model_makes_a_run_a_gpu_run() -> None:
     assert uses_model(ImageModelsResource(tagger=WDTagger(model="/m")).spec())
     assert uses_model(ImageModelsResource(embedder=ClipEmbedder()).spec())
     assert uses_model(ImageModelsResource(captioner=TransformersCaptioner(model="/m")).spec())
+
+
+def test_charmeta_run_flags_pick_the_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``charmeta run --embedder/--image-model/--tagger/--tagger-batch/--counter/--captioner`` reach
+    the same resource the launchpad edits (flags over the environment)."""
+    import argparse
+
+    from charmeta_dagster.commands.run import _settings, register
+
+    monkeypatch.setenv("CHARMETA_COUNTER", "none")  # a flag given wins over the environment
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["run", "--source", "s", "--output", "o", "--embedder", "siglip", "--image-model", "/m/sig"]
+        + ["--tagger", "/m/wd", "--tagger-batch", "8", "--counter", "animeface+haar", "--captioner", "/m/blip"]
+    )
+    res = ImageModelsResource.from_settings(_settings(args, "s", "o"))
+    assert [type(p).__name__ for p in (res.embedder, res.tagger, res.counter, res.captioner)] == [
+        "SiglipEmbedder",
+        "WDTagger",
+        "AnimeFaceHaarCounter",
+        "TransformersCaptioner",
+    ]
+    cfg = image_config(res.spec(), "/out")
+    assert (cfg.backend, cfg.model, cfg.tagger, cfg.tagger_batch_size) == ("siglip", "/m/sig", "/m/wd", 8)
+    assert (cfg.counter, cfg.captioner) == ("animeface+haar", "/m/blip")
