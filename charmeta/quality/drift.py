@@ -103,9 +103,9 @@ def merge(profiles: Iterable[Profile], source: str) -> Profile:
     """One profile holding the summed counts of ``profiles``."""
     counts: dict[str, dict[str, int]] = {}
     kinds: dict[str, int] = {}
-    stu: dict[str, int] = {}
+    single_tag_unknown: dict[str, int] = {}
     parts: list[str] = []
-    str_rows = 0
+    single_tag_rows = 0
     for p in profiles:
         parts.extend(p.partitions)
         for a, c in p.counts.items():
@@ -115,9 +115,9 @@ def merge(profiles: Iterable[Profile], source: str) -> Profile:
         for k, v in p.input_kinds.items():
             kinds[k] = kinds.get(k, 0) + v
         for k, v in p.single_tag_unknown.items():
-            stu[k] = stu.get(k, 0) + v
-        str_rows += p.single_tag_rows
-    return Profile(counts, tuple(parts), source, kinds, stu, str_rows)
+            single_tag_unknown[k] = single_tag_unknown.get(k, 0) + v
+        single_tag_rows += p.single_tag_rows
+    return Profile(counts, tuple(parts), source, kinds, single_tag_unknown, single_tag_rows)
 
 
 def tvd(a: Mapping[str, float], b: Mapping[str, float]) -> float:
@@ -189,11 +189,13 @@ def compare(partition: str, here: Profile, reference: Profile, attributes: Itera
 
 
 def _appear_vanish(attribute: str) -> bool:
-    return bool(thresholds().get("attributes", {}).get(attribute, {}).get("appear_vanish", True))
+    """Whether values appearing / vanishing are findings for ``attribute`` (``appear_vanish`` in
+    ``drift.json``: the attribute's entry over the default, like every other threshold)."""
+    return bool(_setting("appear_vanish", attribute))
 
 
 def _appeared_vanished(partition: str, a: str, here: Mapping[str, float], ref: Mapping[str, float]) -> list[Finding]:
-    share = thresholds()["min_value_share"]
+    share = _setting("min_value_share", a)
     out = []
     for v, s in here.items():
         if s >= share and ref.get(v, 0.0) == 0.0:

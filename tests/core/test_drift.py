@@ -69,6 +69,27 @@ def test_new_value_appears() -> None:
     assert any(f.kind == "value_appeared" and "Green" in f.message for f in found)
 
 
+def test_appear_vanish_follows_the_per_attribute_setting() -> None:
+    """drift.json turns value appear/vanish findings off for Dress only: the same new value (and the
+    same vanished one) is a finding on Hair Color and none on Dress."""
+    base = {"Dress": _sample(HAIR, 20000, 1), "Hair Color": _sample(HAIR, 20000, 1)}
+    moved = dict(HAIR, Green=0.2, Black=0.0)
+    here = {"Dress": _sample(moved, 20000, 2), "Hair Color": _sample(moved, 20000, 2)}
+    found = compare("part-2", Profile(counts=here), Profile(counts=base), ["Dress", "Hair Color"])
+    kinds = {(f.attribute, f.kind) for f in found}
+    assert ("Hair Color", "value_appeared") in kinds and ("Hair Color", "value_vanished") in kinds
+    assert not {k for a, k in kinds if a == "Dress"} & {"value_appeared", "value_vanished"}
+
+
+def test_merge_adds_counts_and_single_tag_rows() -> None:
+    a, b = _profile(1, n=1000), _profile(2, n=3000)
+    m = merge([a, b], "pinned")
+    assert m.partitions == ("part-1", "part-2") and m.rows == 4000
+    assert m.single_tag_rows == 4000
+    assert m.single_tag_unknown["Gender"] == a.single_tag_unknown["Gender"] + b.single_tag_unknown["Gender"]
+    assert m.counts["Ethnicity"] == {"Unknown": 4000}
+
+
 def test_small_partitions_are_not_compared() -> None:
     ref = _profile(1)
     tiny = _profile(3, n=100, hair={"Black": 1.0})
