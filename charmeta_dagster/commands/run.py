@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from charmeta.errors import CharmetaError, ConfigError
@@ -160,15 +161,29 @@ def _register(instance: Any, keys: list[str], discover_s: float, source_uri: str
     )
 
 
+@dataclass(frozen=True)
+class _Launch:
+    """How this ``charmeta run`` starts its Dagster runs: in process, on its instance, console logs
+    at WARNING, tagged as the CLI's (with this process's id, so a later run can tell it was killed)."""
+
+    instance: Any
+    run_config: dict[str, Any]
+    tags: dict[str, str]
+
+    def execute(self, job: Any, tags: dict[str, str] | None = None) -> Any:
+        """Run ``job`` to its end (``tags``: added to the run's own); its result, failed or not."""
+        return job.execute_in_process(
+            run_config=self.run_config, instance=self.instance, raise_on_error=False, tags={**self.tags, **(tags or {})}
+        )
+
+
 def _execute_ranges(
     shards_job: Any,
     chunks: list[list[str]],
     n_todo: int,
     is_done: Any,
     store: Any,
-    run_config: dict[str, Any],
-    instance: Any,
-    tags: dict[str, str],
+    launch: _Launch,
     progress: Any,
 ) -> tuple[list[str], dict[str, str]]:
     """One Dagster run per range, with a progress line each; returns the failed runs and shards.
@@ -184,12 +199,7 @@ def _execute_ranges(
     t_proc = time.perf_counter()
 
     def execute(keys_: list[str]) -> Any:
-        res = shards_job.execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            raise_on_error=False,
-            tags={**tags, RANGE_START: keys_[0], RANGE_END: keys_[-1]},
-        )
+        res = launch.execute(shards_job, {RANGE_START: keys_[0], RANGE_END: keys_[-1]})
         if not res.success:  # a full disk fails every later run too: stop now, with the path and free space
             from charmeta.errors import DiskFullError, explain
 
@@ -299,7 +309,69 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """The steps of the module docstring, in order; each is a function below."""
     started_at = time.time()
+    output, source_uri, log_file = _open_output(args)
+    from charmeta_dagster.instance import ensure_home, resolve_home
+
+    settings = _settings(args, source_uri, output)
+    home = ensure_home(resolve_home(args.dagster_home, output))
+    from charmeta.pipeline import planner
+    from charmeta.pipeline.layout import Layout
+    from charmeta_dagster.defs.assets import SHARDS
+
+    t_start = time.perf_counter()
+    specs, discover_s = _discover(settings, source_uri)
+    store = Layout(output)
+    the_plan = _plan_and_prefetch(settings, output, specs, force=args.force)
+    defs, instance = _open_instance(settings, the_plan.keys, bool(the_plan.todo), discover_s, source_uri)
+
+    todo = set(the_plan.todo)
+    skipped = len(the_plan.keys) - len(todo)
+    chunks = planner.run_ranges(list(instance.get_dynamic_partitions(SHARDS)), todo, settings.partitions_per_run)
+    launch = _Launch(
+        instance,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        tags={RUNNER_TAG: "cli", PID_TAG: str(os.getpid())},
+    )
+    print(
+        f"charmeta run: {len(the_plan.keys)} shards in {source_uri} ({skipped} already done, {len(todo)} to process "
+        f"in {len(chunks)} Dagster run{'' if len(chunks) == 1 else 's'}); instance {home}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    failed_runs, failed_shards = _process_shards(
+        defs.resolve_job_def("shards_job"), chunks, specs, the_plan, store, launch, started_at
+    )
+    failed_runs += _retrain_heads(defs, output, the_plan.todo, launch)
+    export_ok, export_failed = _export(defs.resolve_job_def("export_job"), output, the_plan, launch)
+    failed_runs += export_failed
+
+    rc = _summary(
+        output,
+        home,
+        the_plan.keys,
+        todo,
+        skipped,
+        time.perf_counter() - t_start,
+        store.export_file("manifest.json"),
+        failed_runs,
+        failed_shards,
+        export_ok,
+        log_file,
+    )
+    if rc == 0 and settings.publish:  # only a complete, successful export is published
+        from charmeta.publish import publish
+
+        sent = publish(output, settings.publish)
+        print(f"  published: {settings.publish} ({sent['sent']} files sent, {sent['unchanged']} unchanged)")
+    return rc
+
+
+def _open_output(args: argparse.Namespace) -> tuple[str, str, str | None]:
+    """``(output root, source URI, log file)``: the paths made absolute, the flags checked, the
+    output root created and this run's log routed to ``<output>/logs/``."""
     for noisy in ("alembic", "great_expectations", "dagster"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     output = os.path.realpath(os.path.expanduser(args.output))
@@ -311,21 +383,13 @@ def _run(args: argparse.Namespace) -> int:
     from charmeta.pipeline.layout import LOGS, Layout
 
     log_file = route_logs(Layout(output).folder(LOGS), "run", verbose=bool(getattr(args, "verbose", False)))
+    return output, source_uri, log_file
 
-    from charmeta_dagster.instance import ensure_home, resolve_home
 
-    settings = _settings(args, source_uri, output)
-    home = ensure_home(resolve_home(args.dagster_home, output))
-
-    from charmeta.pipeline import graph as G
-    from charmeta.pipeline import planner, runner
-    from charmeta.pipeline.engines import backend_identity, make_engine
-    from charmeta.pipeline.image_stages import embedder_spec_of
-    from charmeta.pipeline.layout import Layout
+def _discover(settings: Any, source_uri: str) -> tuple[list[Any], float]:
+    """The source's shards and the seconds discovery took; no readable file is an error."""
     from charmeta.sources import Source
-    from charmeta_dagster.pools import executor_for
 
-    t_start = time.perf_counter()
     source = Source(
         source_uri,
         shard_rows=settings.shard_rows,
@@ -341,45 +405,57 @@ def _run(args: argparse.Namespace) -> int:
             f"no readable files in {source_uri} (json, jsonl, parquet, arrow, csv, txt, tar, tar.gz, zip, images,"
             " imagefolder metadata); `charmeta inspect SOURCE` shows what discovery sees"
         )
+    return specs, discover_s
+
+
+def _plan_and_prefetch(settings: Any, output: str, specs: list[Any], force: bool) -> Any:
+    """What is left to do, known from the files alone (registry, fingerprints, commit markers);
+    its one-pass builds are queued on the pool now, before Dagster loads (~2 s), and each run's
+    step adopts its partitions' futures (``executor.prefetch``). Returns the ``planner.Plan``."""
+    from charmeta.pipeline import planner
+    from charmeta.pipeline.chain import prefetch_chain
+    from charmeta.pipeline.engines import backend_identity, make_engine
+    from charmeta.pipeline.image_stages import embedder_spec_of
+    from charmeta.pipeline.layout import Layout
+    from charmeta.sources import write_registry
+    from charmeta_dagster.pools import executor_for
+
     workers = settings.resolved_workers()
-    store = Layout(output)
     pool = executor_for(settings.executor, workers, settings.ray_address)  # the one the runs' steps use too
     if workers > 1 and planner.worth_a_pool(output, specs):
         from charmeta.pipeline.engines import warm
 
         pool.warm(warm, settings.extractor_spec())  # workers start while the rest of the set-up runs
 
-    # What is left to do is known from the files alone (registry, fingerprints, commit markers):
-    # the one-pass builds are queued on the pool now, before Dagster loads (~2 s), and each
-    # run's step below adopts its partitions' futures (``executor.prefetch``).
-    from charmeta.sources import write_registry
-
     write_registry(output, specs)
-    keys = [s.key for s in specs]
     backend_id = backend_identity(settings.extractor_spec())
     if "unavailable" in backend_id:
         make_engine(settings.extractor_spec())  # raises the real error (missing backend, bad factory)
     emb_spec = embedder_spec_of(settings)
-    the_plan = planner.plan(output, specs, backend_id, emb_spec, force=args.force)
-    fp = the_plan.fingerprints
-    todo = set(the_plan.todo)
-    if args.force:
-        for k in keys:  # drop commit markers so every stage rebuilds
+    the_plan = planner.plan(output, specs, backend_id, emb_spec, force=force)
+    if force:
+        store = Layout(output)
+        for k in the_plan.keys:  # drop commit markers so every stage rebuilds
             store.drop_markers(k)
-    from charmeta.pipeline.chain import prefetch_chain
-
     prefetch_chain(
         output, the_plan.todo, backend=settings.extractor_spec(), embedder=emb_spec, workers=workers, executor=pool
     )
+    return the_plan
 
+
+def _open_instance(
+    settings: Any, keys: list[str], has_work: bool, discover_s: float, source_uri: str
+) -> tuple[Any, Any]:
+    """``(definitions, instance)``: the code location loaded with resources bound from these
+    settings (as the UI's are from its own), runs of a killed ``charmeta run`` marked failed and
+    the shards registered as partitions."""
     from dagster import DagsterInstance
 
-    from charmeta_dagster.defs.assets import SHARDS
     from charmeta_dagster.loader import load_definitions
 
-    defs = load_definitions(settings)  # resources bound from these settings, as the UI's are from its own
+    defs = load_definitions(settings)
     instance = DagsterInstance.get()
-    if todo:
+    if has_work:
         from charmeta.pipeline.checks import preload_great_expectations
 
         preload_great_expectations()  # the run's checks need it; its import overlaps the pool's work
@@ -387,23 +463,25 @@ def _run(args: argparse.Namespace) -> int:
     if orphaned:
         log.info("marked %d runs of a killed charmeta run as failed", orphaned)
     _register(instance, keys, discover_s, source_uri)
+    return defs, instance
 
-    skipped = len(keys) - len(todo)
-    ordered = list(instance.get_dynamic_partitions(SHARDS))
-    chunks = planner.run_ranges(ordered, todo, settings.partitions_per_run)
-    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    tags = {RUNNER_TAG: "cli", PID_TAG: str(os.getpid())}
-    print(
-        f"charmeta run: {len(keys)} shards in {source_uri} ({skipped} already done, {len(todo)} to process "
-        f"in {len(chunks)} Dagster run{'' if len(chunks) == 1 else 's'}); instance {home}",
-        file=sys.stderr,
-        flush=True,
-    )
 
-    shards_job = defs.resolve_job_def("shards_job")
-    export_job = defs.resolve_job_def("export_job")
+def _process_shards(
+    shards_job: Any,
+    chunks: list[list[str]],
+    specs: list[Any],
+    the_plan: Any,
+    store: Any,
+    launch: _Launch,
+    started_at: float,
+) -> tuple[list[str], dict[str, str]]:
+    """``shards_job`` over the run ranges, with a live progress line fed by the commit markers;
+    returns the failed runs and shards (``_execute_ranges``)."""
+    from charmeta.pipeline import graph as G
     from charmeta.progress import MarkerWatcher, Progress
 
+    todo = set(the_plan.todo)
+    fp = the_plan.fingerprints
     rows_of = {s.key: (s.stop - s.start) if s.stop is not None else 0 for s in specs if s.key in todo}
     progress = Progress(len(todo), sum(rows_of.values()), stream=sys.stderr)
     marker = lambda k: store.path(G.VALIDATED, k, ".json")  # noqa: E731 - a partition is done when this exists
@@ -412,54 +490,36 @@ def _run(args: argparse.Namespace) -> int:
         return int((store.stats(G.VALIDATED, k) or {}).get("rows") or 0)
 
     with MarkerWatcher(progress, rows_of, marker, since=started_at, rows_when_done=rows_when_done):
-        failed_runs, failed_shards = _execute_ranges(
+        return _execute_ranges(
             shards_job,
             chunks,
             len(todo),
             lambda k: store.is_done(G.VALIDATED, k, fp[k]),
             store,
-            run_config,
-            instance,
-            tags,
+            launch,
             progress,
         )
 
-    # image attribute heads: (re)trained when this run embedded images; used by later prediction runs
-    if todo and runner.embedded_images(output, the_plan.todo):
-        res = defs.resolve_job_def("heads_job").execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False, tags=tags
-        )
-        if not res.success:
-            failed_runs.append(res.run_id)
 
-    # the export: rebuilt when any partition changed or it is missing (the asset stamps its
-    # manifest with the input's fingerprint, ``runner.export``, whoever launched it)
-    manifest_path = store.export_file("manifest.json")
-    export_ok = True
+def _retrain_heads(defs: Any, output: str, todo: list[str], launch: _Launch) -> list[str]:
+    """Image attribute heads: (re)trained when this run embedded images (later prediction runs use
+    them); returns the failed run, if any."""
+    from charmeta.pipeline import runner
+
+    if not (todo and runner.embedded_images(output, todo)):
+        return []
+    res = launch.execute(defs.resolve_job_def("heads_job"))
+    return [] if res.success else [res.run_id]
+
+
+def _export(export_job: Any, output: str, the_plan: Any, launch: _Launch) -> tuple[bool, list[str]]:
+    """The export, rebuilt when any partition changed or it is missing (the asset stamps its
+    manifest with the input's fingerprint, ``runner.export``, whoever launched it); returns
+    ``(export ok, failed runs)``."""
+    from charmeta.pipeline import runner
+
     if runner.export_is_current(output, the_plan):
         log.info(json.dumps({"event": "export_skipped", "reason": "no shard changed"}))
-    else:
-        res = export_job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False, tags=tags)
-        export_ok = res.success
-        if not res.success:
-            failed_runs.append(res.run_id)
-
-    rc = _summary(
-        output,
-        home,
-        keys,
-        todo,
-        skipped,
-        time.perf_counter() - t_start,
-        manifest_path,
-        failed_runs,
-        failed_shards,
-        export_ok,
-        log_file,
-    )
-    if rc == 0 and settings.publish:  # only a complete, successful export is published
-        from charmeta.publish import publish
-
-        sent = publish(output, settings.publish)
-        print(f"  published: {settings.publish} ({sent['sent']} files sent, {sent['unchanged']} unchanged)")
-    return rc
+        return True, []
+    res = launch.execute(export_job)
+    return res.success, [] if res.success else [res.run_id]
