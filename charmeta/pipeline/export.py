@@ -121,22 +121,15 @@ def _cleaning_views(cat: Any, root: str, keys: list[str]) -> None:
         cat.execute(f"CREATE VIEW identity AS SELECT * FROM {_read(idf)}")
 
 
-def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write ``records.jsonl``, ``catalog.duckdb`` and ``manifest.json`` for ``keys``."""
-    layout = Layout(root)
-    root = layout.root
-    out_dir = layout.folder(EXPORT)
-    os.makedirs(out_dir, exist_ok=True)
-    files = _files(root, VALIDATED, keys)
-    missing = len(keys) - len(files)
-    # 1. each partition's lines and counts (``export_parts``: built by the workers as partitions
-    #    finish; stale or missing parts are built now), then JSONL = the parts in partition order
-    parts = current_parts(root, keys)
-    # 1b. dataset cleaning (charmeta.cleaning): one entry per duplicate cluster, identity fills,
-    #     safety re-check; partitions with decisions export their cleaned lines instead
+def _write_records(layout: Layout, parts: list[dict[str, Any]]) -> tuple[dict[str, Any], str, int]:
+    """``records.jsonl``: the parts' lines in partition order, after the dataset cleaning
+    (``charmeta.cleaning``: one entry per duplicate cluster, identity fills, safety re-check;
+    partitions with decisions export their cleaned lines instead). Returns ``(cleaning state,
+    path, lines written)``."""
     from charmeta.cleaning.config import cleaning_enabled
     from charmeta.cleaning.run import ensure_clean, export_sources
 
+    root = layout.root
     cleaning = ensure_clean(root, [p["key"] for p in parts]) if cleaning_enabled() else {"summary": {"enabled": False}}
     jsonl = layout.export_file(RECORDS)
     tmp = jsonl + f".tmp-{os.getpid()}"
@@ -149,6 +142,53 @@ def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | 
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    return cleaning, jsonl, exported
+
+
+def _write_catalog(
+    layout: Layout, keys: list[str], has_validated: bool, quarantine_path: str, jsonl: str, has_records: bool
+) -> None:
+    """``catalog.duckdb``: one view per stage over exactly the current partitions (absolute paths),
+    plus ``status_counts``, ``quarantine``, the cleaning's views and ``export_records``; built
+    under a temp name and renamed."""
+    root = layout.root
+    catalog = layout.export_file(CATALOG)
+    tmp_cat = catalog + f".tmp-{os.getpid()}"
+    for p in (tmp_cat, tmp_cat + ".wal"):
+        if os.path.exists(p):
+            os.remove(p)
+    cat = duck.connect(tmp_cat)
+    try:
+        for stage in STAGE_VIEWS:
+            sf = _files(root, stage, keys)
+            if sf:
+                cat.execute(f"CREATE VIEW {stage} AS SELECT * FROM {_read(sf)}")
+        if has_validated:
+            cat.execute("CREATE VIEW status_counts AS SELECT status, count(*) AS n FROM validated_records GROUP BY 1")
+        cat.execute(f"CREATE VIEW quarantine AS SELECT * FROM read_parquet({sql_string(quarantine_path)})")
+        _cleaning_views(cat, root, keys)
+        cat.execute(
+            f"CREATE VIEW export_records AS SELECT * FROM read_json_auto({sql_string(jsonl)}, format='newline_delimited')"
+            if has_records
+            else "CREATE VIEW export_records AS SELECT NULL::VARCHAR AS id WHERE false"
+        )
+    finally:
+        cat.close()
+    os.replace(tmp_cat, catalog)
+
+
+def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``records.jsonl``, ``catalog.duckdb`` and ``manifest.json`` for ``keys``."""
+    layout = Layout(root)
+    root = layout.root
+    out_dir = layout.folder(EXPORT)
+    os.makedirs(out_dir, exist_ok=True)
+    files = _files(root, VALIDATED, keys)
+    missing = len(keys) - len(files)
+    # 1. each partition's lines and counts (``export_parts``: built by the workers as partitions
+    #    finish; stale or missing parts are built now), then JSONL = the parts in partition order
+    parts = current_parts(root, keys)
+    cleaning, jsonl, exported = _write_records(layout, parts)
 
     # 2. counts + distributions: the parts' histograms added up
     status_counts = {s: 0 for s in STATUSES}
@@ -166,29 +206,7 @@ def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | 
     records_lost = sum(int(p["records_lost"] or 0) for p in done)
 
     # 3. the catalog: views over exactly the current partitions (absolute paths)
-    catalog = layout.export_file(CATALOG)
-    tmp_cat = catalog + f".tmp-{os.getpid()}"
-    for p in (tmp_cat, tmp_cat + ".wal"):
-        if os.path.exists(p):
-            os.remove(p)
-    cat = duck.connect(tmp_cat)
-    try:
-        for stage in STAGE_VIEWS:
-            sf = _files(root, stage, keys)
-            if sf:
-                cat.execute(f"CREATE VIEW {stage} AS SELECT * FROM {_read(sf)}")
-        if files:
-            cat.execute("CREATE VIEW status_counts AS SELECT status, count(*) AS n FROM validated_records GROUP BY 1")
-        cat.execute(f"CREATE VIEW quarantine AS SELECT * FROM read_parquet({sql_string(quarantine_path)})")
-        _cleaning_views(cat, root, keys)
-        cat.execute(
-            f"CREATE VIEW export_records AS SELECT * FROM read_json_auto({sql_string(jsonl)}, format='newline_delimited')"
-            if exported
-            else "CREATE VIEW export_records AS SELECT NULL::VARCHAR AS id WHERE false"
-        )
-    finally:
-        cat.close()
-    os.replace(tmp_cat, catalog)
+    _write_catalog(layout, keys, bool(files), quarantine_path, jsonl, bool(exported))
 
     manifest = {
         "schema_version": SCHEMA_VERSION,
