@@ -6,13 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from launch import run_cmd
 
 from charmeta.cli import main
 from charmeta.contract import SCHEMA_VERSION, CleanRecord
@@ -103,24 +103,7 @@ def test_kill_midway_and_rerun_completes_without_duplicates(dagster_home: Path, 
     src.mkdir()
     _make_big(src / "big.jsonl", 24_000)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "charmeta.cli",
-        "run",
-        "--source",
-        str(src),
-        "--output",
-        str(out),
-        "--extractor",
-        "null",
-        "--shard-rows",
-        "2000",
-        "--partitions-per-run",
-        "2",
-        "--workers",
-        "1",
-    ]
+    cmd = run_cmd(src, out, "--shard-rows", "2000", "--partitions-per-run", "2")
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home))
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True

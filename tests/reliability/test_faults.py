@@ -8,13 +8,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from chaos_lib import env_with_path, lost, no_tmp_left, quarantine, records, run_pipeline, write_jsonl
+from launch import run_charmeta, run_cmd
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,21 +32,6 @@ def _lines(n: int, prefix: str = "r", poison_every: int = 0) -> list[dict]:
 def _cli(
     src: Path, out: Path, home: Path, extractor: str, *extra: str, env: dict | None = None, timeout: int = 300
 ) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "charmeta.cli",
-        "run",
-        "--source",
-        str(src),
-        "--output",
-        str(out),
-        "--extractor",
-        extractor,
-        "--workers",
-        "1",
-        *extra,
-    ]
     e = env_with_path(
         DAGSTER_HOME=str(home),
         CHARMETA_RETRY_DELAY="0.2",
@@ -54,7 +39,7 @@ def _cli(
         CHARMETA_SENSORS="off",
         **(env or {}),
     )
-    return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=timeout)
+    return run_charmeta(src, out, *extra, extractor=extractor, env=e, timeout=timeout)
 
 
 def _export_ids(out: Path) -> list[str]:
@@ -173,24 +158,7 @@ def test_kill_9_mid_partition_then_rerun(tmp_path: Path, chaos) -> None:  # noqa
     src.mkdir()
     n = 2400
     write_jsonl(src / "big.jsonl", _lines(n))
-    cmd = [
-        sys.executable,
-        "-m",
-        "charmeta.cli",
-        "run",
-        "--source",
-        str(src),
-        "--output",
-        str(out),
-        "--extractor",
-        "chaos_faults:slow",
-        "--shard-rows",
-        "600",
-        "--partitions-per-run",
-        "1",
-        "--workers",
-        "1",
-    ]
+    cmd = run_cmd(src, out, "--shard-rows", "600", "--partitions-per-run", "1", extractor="chaos_faults:slow")
     env = env_with_path(DAGSTER_HOME=str(home), CHAOS_SLEEP="0.004")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     pred = out / "attribute_predictions"

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import ast
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from chaos_lib import env_with_path, run_pipeline, write_jsonl
+from launch import run_charmeta
 
 REPO = Path(__file__).resolve().parents[2]
 CODE_DIRS = [REPO / "charmeta", REPO / "charmeta_dagster"]
@@ -148,26 +147,7 @@ def test_hf_token_never_reaches_outputs_logs_or_dagster(tmp_path: Path, chaos) -
     src.mkdir()
     write_jsonl(src / "a.jsonl", [{"text": "1girl, red hair"}, {"text": None}])
     env = env_with_path(DAGSTER_HOME=str(home), HF_TOKEN=secret, HUGGING_FACE_HUB_TOKEN=secret)
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "charmeta.cli",
-            "run",
-            "--source",
-            str(src),
-            "--output",
-            str(out),
-            "--extractor",
-            "null",
-            "--workers",
-            "1",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = run_charmeta(src, out, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert secret not in res.stdout and secret not in res.stderr
     leaks = [
