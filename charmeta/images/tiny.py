@@ -23,6 +23,25 @@ def _clip_vocab() -> dict[str, int]:
     return vocab
 
 
+def _quiet_transformers() -> None:
+    """No download bars or warnings from transformers while a tiny model is saved."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def _tower_configs(
+    vocab_size: int, hidden: int, layers: int, image_size: int, patch: int, max_positions: int, **token_ids: int
+) -> tuple[dict[str, int], dict[str, int]]:
+    """``(text_config, vision_config)`` of a tiny two-tower model (CLIP and SigLIP alike): both towers
+    ``layers`` deep, ``hidden`` wide, 2 attention heads; ``token_ids``: the text tower's special ids."""
+    shared = dict(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers, num_attention_heads=2)
+    text = dict(vocab_size=vocab_size, **shared, max_position_embeddings=max_positions, **token_ids)
+    vision = dict(**shared, image_size=image_size, patch_size=patch)
+    return text, vision
+
+
 def build_tiny_clip(
     folder: str | Path,
     image_size: int = 32,
@@ -35,32 +54,13 @@ def build_tiny_clip(
     """Save a small CLIP (safetensors) and a character-level CLIPTokenizer into ``folder``."""
     import torch
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-
+    _quiet_transformers()
     folder = Path(folder)
     vocab = _clip_vocab()
     torch.manual_seed(seed)
-    text = dict(
-        vocab_size=len(vocab),
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        max_position_embeddings=64,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
-    vision = dict(
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch,
+    text, vision = _tower_configs(
+        len(vocab), hidden, layers, image_size, patch, max_positions=64, bos_token_id=0, eos_token_id=1, pad_token_id=1
     )
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=proj)).eval().save_pretrained(folder)
     CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
@@ -79,11 +79,8 @@ def build_tiny_siglip(
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-
+    _quiet_transformers()
     folder = Path(folder)
     words = sorted(
         {
@@ -104,23 +101,8 @@ def build_tiny_siglip(
         tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=16
     )
     torch.manual_seed(seed)
-    text = dict(
-        vocab_size=len(vocab),
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        max_position_embeddings=16,
-        pad_token_id=0,
-        eos_token_id=1,
-    )
-    vision = dict(
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch,
+    text, vision = _tower_configs(
+        len(vocab), hidden, layers, image_size, patch, max_positions=16, pad_token_id=0, eos_token_id=1
     )
     SiglipModel(SiglipConfig(text_config=text, vision_config=vision)).eval().save_pretrained(folder)
     fast.save_pretrained(folder)
