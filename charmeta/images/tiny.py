@@ -32,12 +32,13 @@ def _quiet_transformers() -> None:
 
 
 def _tower_configs(
-    vocab_size: int, hidden: int, layers: int, image_size: int, patch: int, max_positions: int, **token_ids: int
+    vocab_size: int, hidden: int, layers: int, image_size: int, patch: int, max_positions: int, **text_extra: int
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """``(text_config, vision_config)`` of a tiny two-tower model (CLIP and SigLIP alike): both towers
-    ``layers`` deep, ``hidden`` wide, 2 attention heads; ``token_ids``: the text tower's special ids."""
+    """``(text_config, vision_config)`` of a tiny two-tower model (CLIP, SigLIP and BLIP alike): both
+    towers ``layers`` deep, ``hidden`` wide, 2 attention heads; ``text_extra``: the text tower's own
+    entries (special token ids, BLIP's ``encoder_hidden_size``)."""
     shared = dict(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers, num_attention_heads=2)
-    text = dict(vocab_size=vocab_size, **shared, max_position_embeddings=max_positions, **token_ids)
+    text = dict(vocab_size=vocab_size, **shared, max_position_embeddings=max_positions, **text_extra)
     vision = dict(**shared, image_size=image_size, patch_size=patch)
     return text, vision
 
@@ -179,15 +180,13 @@ def build_tiny_blip(
     """
     import torch
     from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipProcessor
-    from transformers.utils import logging as hf_logging
 
     try:
         from transformers import BlipImageProcessorPil as ImageProcessor  # no torchvision needed
     except ImportError:  # older transformers
         from transformers import BlipImageProcessor as ImageProcessor  # type: ignore[assignment]
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    _quiet_transformers()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"] + (
@@ -201,30 +200,20 @@ def build_tiny_blip(
         image_processor=ImageProcessor(size={"height": image_size, "width": image_size}), tokenizer=tok
     )
     hidden = 32
-    cfg = BlipConfig(
-        text_config=dict(
-            vocab_size=len(words),
-            hidden_size=hidden,
-            intermediate_size=hidden * 2,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=48,
-            bos_token_id=words.index("[DEC]"),
-            eos_token_id=words.index("[SEP]"),
-            sep_token_id=words.index("[SEP]"),
-            pad_token_id=0,
-            encoder_hidden_size=hidden,
-        ),
-        vision_config=dict(
-            hidden_size=hidden,
-            intermediate_size=hidden * 2,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=image_size,
-            patch_size=8,
-        ),
-        projection_dim=16,
+    text, vision = _tower_configs(
+        len(words),
+        hidden,
+        2,
+        image_size,
+        8,
+        max_positions=48,
+        bos_token_id=words.index("[DEC]"),
+        eos_token_id=words.index("[SEP]"),
+        sep_token_id=words.index("[SEP]"),
+        pad_token_id=0,
+        encoder_hidden_size=hidden,
     )
+    cfg = BlipConfig(text_config=text, vision_config=vision, projection_dim=16)
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(cfg)
     if teach:
