@@ -43,7 +43,9 @@ def _tagged(d: Decision, prefix: str) -> list[str]:
     return [e if e.startswith(("tag:", "pixel:", "tagger:", "captioner:")) else f"{prefix}{e}" for e in d.evidence]
 
 
-def fuse_decision(attribute: str, text: Decision | None, pixel: Decision | None) -> Decision | None:
+def fuse_decision(
+    attribute: str, text: Decision | None, pixel: Decision | None, text_label: str = "tag"
+) -> Decision | None:
     """One attribute: both sides' evidence kept, winner by policy, conflict flagged."""
     if not is_known(text) and not is_known(pixel):
         if text is None and pixel is None:
@@ -56,7 +58,8 @@ def fuse_decision(attribute: str, text: Decision | None, pixel: Decision | None)
         return Decision(text.value, text.confidence, ev, text.conflict)  # type: ignore[union-attr]
     if not is_known(text):
         ev = (_tagged(text, "tag:") if text else []) + _tagged(pixel, "pixel:")  # type: ignore[arg-type]
-        return Decision(pixel.value, pixel.confidence, ev, bool(text and text.conflict))  # type: ignore[union-attr]
+        conflict = bool(text and text.conflict) or pixel.conflict  # type: ignore[union-attr]
+        return Decision(pixel.value, pixel.confidence, ev, conflict)  # type: ignore[union-attr]
     assert text is not None and pixel is not None
     ev = _tagged(text, "tag:") + _tagged(pixel, "pixel:")
     if text.value == pixel.value:
@@ -65,7 +68,7 @@ def fuse_decision(attribute: str, text: Decision | None, pixel: Decision | None)
     pol = _policy(attribute)
     win, lose = (pixel, text) if pol["prefer"] == "pixel" else (text, pixel)
     conf = win.confidence * (1.0 - float(pol["conflict_penalty"]) * lose.confidence)
-    ev.append(f"conflict: tag says {text.value}, pixels say {pixel.value}; kept {win.value}")
+    ev.append(f"conflict: {text_label} says {text.value}, pixels say {pixel.value}; kept {win.value}")
     return Decision(win.value, round(conf, 4), ev, True)
 
 
@@ -111,7 +114,7 @@ def fuse(
             if t is not None:
                 attrs[spec.key] = Decision(t.value, t.confidence, _tagged(t, "tag:"), t.conflict)
             continue
-        d = fuse_decision(spec.key, t, p)
+        d = fuse_decision(spec.key, t, p, "tag" if text_label == "caption" else text_label)
         if d is not None and (spec.is_core or d.value != UNKNOWN):  # optional keys only when evidenced
             attrs[spec.key] = d
     tc = text.character_count if text else None
@@ -165,13 +168,14 @@ def fuse_image(
     rule; ``safety_check`` is the tag engine's reading of caption + tagger tags together
     (a minor in one source and a sexual tag in the other), excluded when it is.
     """
-    raw_pixels, cap_multi = pixels, False
+    raw_pixels, cap_multi, cap_count = pixels, False, None
     if captioner is not None and captioner.status != "invalid":
         cap_side = fuse(captioner, pixels, pixel_count=pixel_count, pixel_backend=pixel_backend, text_label="captioner")
         if cap_side.reason and cap_side.reason != captioner.reason:
             notes = list(notes or []) + [r for r in cap_side.reason.split("; ") if r != captioner.reason]
-        pixels, pixel_count, cap_multi = cap_side, cap_side.character_count, cap_side.multi_character
-        pixel_backend = "captioner" if captioner.character_count is not None else pixel_backend
+        pixels, cap_multi, cap_count = cap_side, cap_side.multi_character, captioner.character_count
+        if pixel_count is None:  # the faces' count stays the one later steps cross-check; else the captioner's
+            pixel_count, pixel_backend = cap_side.character_count, "captioner"
     else:
         captioner = None
     if tagger is None or tagger.status == "invalid":
@@ -189,6 +193,8 @@ def fuse_image(
         if tagger.status == "excluded" and out.status != "excluded":
             out.status = "excluded"
             out.reason = "; ".join(r for r in (f"tagger: {tagger.reason}", out.reason) if r)
+    if cap_count is not None and all(x is None or x.character_count is None for x in (text, tagger)):
+        out.character_count = cap_count  # no person's or tagger's count: the captioner's words, not the faces
     if cap_multi and out.status == "ok":
         out.status, out.multi_character = "multi_character", True
     if captioner is not None:

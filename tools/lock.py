@@ -25,6 +25,8 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 #: Extras installed by the Makefile (keep in step with its install line).
 EXTRAS = ("platform", "dev", "images", "app", "cluster", "lint")
+#: Extras pinned when installed here, skipped otherwise (``llm-server`` compiles llama.cpp).
+OPTIONAL_EXTRAS = ("llm-server",)
 #: Local version labels the registries do not carry (``2.13.0+cpu`` is installed as ``torch==2.13.0``).
 STRIP_LOCAL = True
 
@@ -34,7 +36,19 @@ def _requirements() -> list[Requirement]:
     reqs = [Requirement(r) for r in project["dependencies"]]
     for extra in EXTRAS:
         reqs += [Requirement(r) for r in project["optional-dependencies"].get(extra, [])]
+    for extra in OPTIONAL_EXTRAS:
+        opt = [Requirement(r) for r in project["optional-dependencies"].get(extra, [])]
+        if all(_installed(r.name) for r in opt):
+            reqs += opt
     return reqs
+
+
+def _installed(name: str) -> bool:
+    try:
+        md.distribution(name)
+        return True
+    except md.PackageNotFoundError:
+        return False
 
 
 def _closure(roots: list[Requirement]) -> dict[str, str]:

@@ -5,9 +5,12 @@ per requested key - and both answers go through ``contract.validate_answer`` (th
 pydantic validation, built from the contract, that every record passes).
 
 * ``OpenAIEndpoint``: ``POST <url>/v1/chat/completions`` with ``response_format``
-  ``json_schema`` (strict) = ``contract.answer_schema``, temperature 0 - what vLLM,
-  llama.cpp's server and Ollama implement (servers that ignore the schema still get
-  their answer validated). Standard library HTTP (``urllib``): no client dependency.
+  ``json_schema`` (strict) = ``contract.answer_schema``, temperature 0 - what OpenAI,
+  vLLM, Ollama and llama.cpp's ``llama-server`` implement. llama-cpp-python's server
+  (0.3.36) refuses that form (HTTP 500, "Input should be 'text' or 'json_object'") and takes ``{"type": "json_object",
+  "schema": ...}`` instead (turned into a grammar): on that refusal the endpoint
+  switches form once and keeps it. Servers that ignore the schema still get their
+  answer validated. Standard library HTTP (``urllib``): no client dependency.
   The bearer key, when the server wants one, comes from ``CHARMETA_LLM_API_KEY`` (never
   from settings, so it is never in a fingerprint, a spec or a log).
 * ``LocalCausalLM``: constrained by *scoring*, not by sampling: for each enum key, the
@@ -82,6 +85,9 @@ class OpenAIEndpoint:
         self.max_tokens = int(max_tokens if max_tokens is not None else pol["max_tokens"])
         self.confidence = float(pol["endpoint_confidence"])
         self.name = f"openai:{self.model}"
+        #: ``json_schema`` (OpenAI, vLLM, Ollama, llama.cpp's llama-server); switched to ``json_object`` +
+        #: ``schema`` when the server refuses the first form (llama-cpp-python's server: HTTP 500)
+        self.format = "json_schema"
 
     def request_body(self, text: str, keys: tuple[str, ...]) -> dict[str, Any]:
         return {
@@ -92,36 +98,62 @@ class OpenAIEndpoint:
             ],
             "temperature": 0,
             "max_tokens": self.max_tokens,
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": "character_attributes", "strict": True, "schema": answer_schema(keys)},
-            },
+            "response_format": self.response_format(answer_schema(keys)),
+        }
+
+    def response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if self.format == "json_object":  # llama-cpp-python's server: its own form of a schema constraint
+            return {"type": "json_object", "schema": schema}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "character_attributes", "strict": True, "schema": schema},
         }
 
     def answer(self, text: str, keys: tuple[str, ...]) -> Answer:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get("CHARMETA_LLM_API_KEY")
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        req = urllib.request.Request(
-            self.endpoint, json.dumps(self.request_body(text, keys)).encode("utf-8"), headers, method="POST"
-        )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 (http(s) checked above)
-                payload = json.loads(resp.read().decode("utf-8"))
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:200].decode("utf-8", "replace")
-            raise LLMError(f"{self.endpoint}: HTTP {exc.code} {detail}") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise LLMError(f"{self.endpoint}: {getattr(exc, 'reason', exc)} (is the server running?)") from exc
-        except json.JSONDecodeError as exc:
-            raise LLMError(f"{self.endpoint}: the response is not JSON") from exc
+            payload = self._post(self.request_body(text, keys))
+        except _Refused as exc:
+            if self.format != "json_schema" or not ("response_format" in exc.detail or "json_object" in exc.detail):
+                raise LLMError(f"{self.endpoint}: HTTP {exc.code} {exc.detail[:200]}") from None
+            log.info("%s refuses response_format json_schema; using json_object + schema", self.endpoint)
+            self.format = "json_object"
+            try:
+                payload = self._post(self.request_body(text, keys))
+            except _Refused as again:
+                raise LLMError(f"{self.endpoint}: HTTP {again.code} {again.detail[:200]}") from None
         try:
             content = payload["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
             raise LLMError(f"{self.endpoint}: no choices[0].message.content in the response") from exc
         values = validate_answer(content, keys)
         return Answer(values, {k: self.confidence for k in values})
+
+    def _post(self, body: dict[str, Any]) -> Any:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get("CHARMETA_LLM_API_KEY")
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        req = urllib.request.Request(self.endpoint, json.dumps(body).encode("utf-8"), headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 (http(s) checked above)
+                return json.loads(resp.read().decode("utf-8"))
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:2000].decode("utf-8", "replace")
+            if exc.code in (400, 422, 500):  # llama-cpp-python reports a refused field as HTTP 500
+                raise _Refused(exc.code, detail) from None
+            raise LLMError(f"{self.endpoint}: HTTP {exc.code} {detail[:200]}") from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise LLMError(f"{self.endpoint}: {getattr(exc, 'reason', exc)} (is the server running?)") from exc
+        except json.JSONDecodeError as exc:
+            raise LLMError(f"{self.endpoint}: the response is not JSON") from exc
+
+
+class _Refused(Exception):
+    """HTTP 400 / 422 / 500: the server refused the request (its ``response_format`` form, say)."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(code, detail)
+        self.code, self.detail = code, detail
 
 
 class LocalCausalLM:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from charmeta.contract import ATTRIBUTES
 
@@ -107,3 +108,78 @@ def build_tiny_llama(
             opt.zero_grad()
         model.eval().save_pretrained(folder)
     return folder
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character map (what byte-level BPE vocabularies are written in)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def build_tiny_gguf(path: str | Path, n_embd: int = 32, n_layer: int = 2, n_ff: int = 64, seed: int = 0) -> Path:
+    """A random 2-layer Llama written straight to GGUF (``gguf`` package) for llama.cpp's server:
+    a byte-level BPE vocabulary (the 256 bytes, one merge, ``<s>`` / ``</s>``), a chat template,
+    16k context (the contract prompt is ~9,300 bytes, one token each). Random weights: it tests
+    the server protocol and grammar-constrained JSON, not reading."""
+    import gguf
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    b2u = _bytes_to_unicode()
+    tokens = [b2u[b] for b in range(256)] + [b2u[32] + "a", "<s>", "</s>"]
+    types = [gguf.TokenType.NORMAL] * 257 + [gguf.TokenType.CONTROL] * 2
+    n_vocab, n_head = len(tokens), 2
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(16384)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head)
+    w.add_rope_dimension_count(n_embd // n_head)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges([f"{b2u[32]} a"])
+    w.add_bos_token_id(n_vocab - 2)
+    w.add_eos_token_id(n_vocab - 1)
+    w.add_add_bos_token(False)
+    w.add_chat_template(CHAT_TEMPLATE)
+
+    def t(*shape: int) -> Any:
+        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+
+    w.add_tensor("token_embd.weight", t(n_vocab, n_embd))
+    w.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
+    w.add_tensor("output.weight", t(n_vocab, n_embd))
+    for i in range(n_layer):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, np.float32))
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            w.add_tensor(f"blk.{i}.{name}.weight", t(n_embd, n_embd))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, np.float32))
+        w.add_tensor(f"blk.{i}.ffn_gate.weight", t(n_ff, n_embd))
+        w.add_tensor(f"blk.{i}.ffn_up.weight", t(n_ff, n_embd))
+        w.add_tensor(f"blk.{i}.ffn_down.weight", t(n_embd, n_ff))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

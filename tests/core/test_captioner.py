@@ -136,6 +136,23 @@ def test_captioner_count_is_cross_checked_with_faces(text_extract: Any) -> None:
     out = fuse_image(None, None, None, pixel_count=1, pixel_backend="animeface", captioner=cap)
     assert out.status == "multi_character" and out.character_count == 2
     assert "count disagreement: captioner says 2, pixels say 1 (animeface)" in out.reason
+    # with a caption too, each count is checked against the faces (not against the captioner's count)
+    text = text_extract("2girls, red hair")
+    out = fuse_image(text, None, None, pixel_count=3, pixel_backend="animeface", captioner=cap)
+    assert "count disagreement: caption says 2, pixels say 3 (animeface)" in out.reason
+    assert "count disagreement: captioner says 2, pixels say 3 (animeface)" in out.reason
+    assert out.character_count == 2 and out.status == "multi_character"
+
+
+def test_a_captioner_pixel_conflict_names_the_captioner(text_extract: Any) -> None:
+    from charmeta.fusion import fuse_image
+    from charmeta.records import Decision, Extraction
+
+    cap = to_extraction("a girl with black hair", text_extract)
+    pix = Extraction("image", attributes={"Hair Color": Decision("Orange", 0.6, ["colors:hair:Orange"])})
+    hair = fuse_image(None, None, pix, pixel_count=1, captioner=cap).attributes["Hair Color"]
+    assert hair.value == "Black" and hair.conflict
+    assert any(e.endswith("conflict: captioner says Black, pixels say Orange; kept Black") for e in hair.evidence)
 
 
 def test_offline_hub_id_is_a_note_and_the_caption_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -7,8 +7,13 @@ What these tests prove, and how they avoid "passes if the model saw nothing":
   (``tomato`` -> Red, ``sky`` -> Blue). It checks what the reader sends (the contract
   as the system prompt, ``response_format`` json_schema = the record schema's slice,
   temperature 0, the entry) and that the answer lands in the record; the two entries
-  must come out different, so a reader that never sent the entry fails. A real
-  llama.cpp server is tested separately when ``llama-cpp-python[server]`` is installed.
+  must come out different, so a reader that never sent the entry fails.
+* A real server, llama-cpp-python's ``llama_cpp.server`` (when ``llama-cpp-python[server]``
+  and ``gguf`` are installed; it compiles llama.cpp, so CI skips it), on a random tiny Llama
+  the test writes as GGUF: proves the request is accepted (after the json_object fallback
+  that server needs), the server's grammar keeps the random model's output inside the answer
+  schema, and the answer validates and merges. Random weights: it does not prove reading
+  (the two tests above do).
 * The transformers backend runs on a 2-layer Llama that ``build_tiny_llama`` fits to
   answer Red for one entry and Blue for another *in the reader's own prompt format*; the
   two answers must differ (only the entry differs), and the cached-prefix scoring must
@@ -324,3 +329,68 @@ def test_offline_hub_id_is_a_typed_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ModelLoadError, match=re.escape("CHARMETA_LLM_MODEL")):
         LocalCausalLM("Qwen/Qwen2.5-0.5B-Instruct")
+
+
+# ---------------------------------------------------------------------------
+# a real server: llama-cpp-python's OpenAI-compatible server on a tiny GGUF the test writes
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] not installed (compiles llama.cpp)")
+    pytest.importorskip("gguf")
+    from charmeta.llm.tiny import build_tiny_gguf
+    from charmeta.netutil import free_port
+
+    folder = tmp_path_factory.mktemp("gguf")
+    model = build_tiny_gguf(folder / "tiny.gguf")
+    port = free_port()
+    log = (folder / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", "16384"]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/v1/models", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"llama_cpp.server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_real_llama_cpp_server(llama_cpp_server: str, rules: Any) -> None:
+    keys = ("Age", "Hair Color", "Eye Color")  # enum keys: a random model under a grammar ends in a few bytes
+    endpoint = OpenAIEndpoint(llama_cpp_server, "tiny")
+    reader = LLMReader(endpoint, threshold=0.6, scope="all", keys=keys)
+    ex = LLMReadingExtractor(rules, reader)
+    outs = [ex.extract(t) for t in (TOMATO, SKY, "1girl, solo, red hair, blue hair")]
+    assert endpoint.format == "json_object"  # it refused json_schema (HTTP 500) and took json_object + schema
+    assert reader.calls == 3 and reader.failures == 0, [o.reason for o in outs]  # every answer validated
+    ans = endpoint.answer(TOMATO, keys)
+    assert set(ans.values) == set(keys)
+    for k, v in ans.values.items():
+        assert v in (ATTRIBUTE_BY_KEY[k].values or ())
+    for o in outs:
+        for k in keys:
+            d = o.attributes[k]
+            assert not any(e.startswith("llm:") for e in d.evidence) or d.evidence[-1].startswith("llm:")
