@@ -175,6 +175,8 @@ def make_spec(
         raise ConfigError("CHARMETA_LLM_READER=transformers needs CHARMETA_LLM_MODEL (a folder or HF id)")
     if scope not in SCOPES:
         raise ConfigError(f"CHARMETA_LLM_SCOPE={scope!r}: choose from {', '.join(SCOPES)}")
+    if backend == "transformers":
+        url = ""  # a local model has no URL (a leftover CHARMETA_LLM_URL must not change the fingerprint)
     llm = {"backend": backend, "model": model, "url": url, "threshold": threshold, "scope": scope}
     return json.dumps({"extractor": base, "llm": llm}, sort_keys=True, separators=(",", ":"))
 

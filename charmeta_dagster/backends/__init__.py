@@ -10,9 +10,10 @@ part (abstract class)  module                     backends (``kind``)
 ``TaggerResource``         ``taggers.py``         ``none``, ``wd`` (WD ONNX tagger)
 ``CaptionerResource``      ``captioners.py``      ``none``, ``transformers`` (a VLM)
 ``FaceCounterResource``    ``counters.py``        ``auto``, ``animeface``, ``haar``, ``animeface_haar``, ``none``
+``LLMReaderResource``      ``llm_readers.py``     ``none``, ``openai`` (endpoint by URL), ``transformers``
 =====================  =========================  =================================================
 
-They are fields of the ``image_models`` resource
+The image parts are fields of the ``image_models`` resource
 (``charmeta_dagster.defs.resources.ImageModelsResource``), each a discriminated
 union over the subclasses, so the launchpad picks the backend per run::
 
@@ -39,7 +40,11 @@ How a new backend plugs in (a file and a class):
 2. Teach the core (``charmeta.pipeline.image_stages`` / ``charmeta.images``) to
    read those spec fields; the resource stays thin and never imports a model library.
 
-A new *part* (an LLM reader of the image captions, say) adds an abstract class to ``base.py``, its
+The LLM reader is a field of the ``extractor`` resource
+(``charmeta_dagster.defs.resources.ExtractorResource.llm_reader``):
+``extractor: {config: {llm_reader: {openai: {url: http://127.0.0.1:8000}}}}``.
+
+A new *part* adds an abstract class to ``base.py``, its
 backends in their own module, a field on ``ImageModelsResource`` (union built
 with ``one_of``) and a ``Settings`` entry choosing the default.
 """
@@ -54,6 +59,7 @@ from charmeta_dagster.backends.base import (
     FaceCounterResource,
     ImageBackend,
     ImageEmbedderResource,
+    LLMReaderResource,
     TaggerResource,
     backend_for,
     backends_of,
@@ -67,6 +73,7 @@ __all__ = [
     "FaceCounterResource",
     "ImageBackend",
     "ImageEmbedderResource",
+    "LLMReaderResource",
     "TaggerResource",
     "backend_for",
     "backends_of",

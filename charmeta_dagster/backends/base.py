@@ -65,6 +65,12 @@ class CaptionerResource(ImageBackend, ABC):
     """The VLM captioner run in ``normalized_images``: ``Settings.captioner`` picks it."""
 
 
+class LLMReaderResource(ImageBackend, ABC):
+    """The LLM reader of the text entries the rules leave uncertain (``charmeta.llm``), a field of
+    the ``extractor`` resource: ``Settings.llm_reader`` picks it. Its ``spec_fields`` are the
+    ``llm`` part of the extractor spec (``charmeta.llm.reader.make_spec``); empty = no reader."""
+
+
 class FaceCounterResource(ImageBackend, ABC):
     """The character counter run on the full-resolution decode: ``Settings.counter`` picks it."""
 

@@ -5,8 +5,9 @@
 * ``OutputStore`` - the output root every stage writes under;
 * ``ExtractorResource`` - the extractor backend: abstract, one subclass per
   backend (``TextExtractor`` = ``Engine.default()``, ``NullExtractor``,
-  ``FactoryExtractor`` = ``package.module:factory``, ``LLMReaderExtractor`` = one
-  of those followed by the LLM reader);
+  ``FactoryExtractor`` = ``package.module:factory``), each with an ``llm_reader``
+  field (``NoLLMReader``, ``OpenAIEndpointReader``, ``TransformersLLMReader``:
+  ``charmeta_dagster.backends.llm_readers``) that reads the uncertain entries again;
 * ``PoolExecutorResource`` - where a step's partition tasks run: abstract, one
   subclass per executor (``LocalPool``: a spawn process pool on this machine);
 * ``ImageModelsResource`` (key ``image_models``) - the image models, one abstract
@@ -42,6 +43,7 @@ from charmeta_dagster.backends import (
     CaptionerResource,
     FaceCounterResource,
     ImageEmbedderResource,
+    LLMReaderResource,
     TaggerResource,
     backend_for,
     backends_of,
@@ -49,6 +51,7 @@ from charmeta_dagster.backends import (
 from charmeta_dagster.backends.captioners import NoCaptioner
 from charmeta_dagster.backends.counters import AutoCounter
 from charmeta_dagster.backends.embedders import NoEmbedder
+from charmeta_dagster.backends.llm_readers import NoLLMReader
 from charmeta_dagster.backends.taggers import NoTagger
 from charmeta_dagster.pools import executor_for
 from charmeta_dagster.settings import code_location_settings
@@ -100,15 +103,38 @@ class OutputStore(ConfigurableResource):
         return Layout(self.root)
 
 
+def one_of(base: type) -> Any:
+    """``Annotated[Union[<every backend of base>], Field(discriminator="kind")]``: a selector in
+    the launchpad (Dagster maps a discriminated union to a ``Selector`` keyed by ``kind``)."""
+    members = tuple(backends_of(base).values())
+    return Annotated[Union[members], Field(discriminator="kind")]  # noqa: UP007 - built at run time
+
+
 # ---------------------------------------------------------------------------
 # extractor backends
 # ---------------------------------------------------------------------------
 class ExtractorResource(ConfigurableResource, ABC):
-    """The extractor backend of ``attribute_predictions`` (part of its fingerprint)."""
+    """The extractor backend of ``attribute_predictions`` and, in ``llm_reader``, the LLM reader
+    that follows it (``spec()`` is part of the predictions fingerprint)."""
+
+    if TYPE_CHECKING:
+        llm_reader: LLMReaderResource
+    else:
+        llm_reader: one_of(LLMReaderResource) = Field(default_factory=NoLLMReader)
 
     @abstractmethod
     def backend(self) -> str:
-        """The backend name the Dagster-free runtime takes (``charmeta.pipeline.engines``)."""
+        """The base backend name the Dagster-free runtime takes (``charmeta.pipeline.engines``)."""
+
+    def spec(self) -> str:
+        """``backend()``, or with an LLM reader the JSON spec of both (``charmeta.llm.reader.make_spec``:
+        the same string ``Settings.extractor_spec`` gives ``charmeta run``)."""
+        llm = self.llm_reader.spec_fields()
+        if not llm:
+            return self.backend()
+        from charmeta.llm.reader import make_spec as llm_spec
+
+        return llm_spec(self.backend(), **llm)
 
 
 class TextExtractor(ExtractorResource):
@@ -134,40 +160,14 @@ class FactoryExtractor(ExtractorResource):
         return self.factory
 
 
-class LLMReaderExtractor(ExtractorResource):
-    """``base`` (text, null or a factory) followed by the LLM reader (``charmeta.llm.reader``) on the
-    entries the rules leave uncertain: ``reader`` = ``transformers`` (``model`` = a causal LM folder or
-    HF id) or ``openai`` (``url`` of an OpenAI-compatible server, ``model`` = its model name)."""
-
-    base: str = "text"
-    reader: str = "openai"
-    model: str = ""
-    url: str = ""
-    threshold: float = 0.6
-    scope: str = "uncertain"  # uncertain | prose | all
-
-    def backend(self) -> str:
-        from charmeta.llm.reader import make_spec
-
-        return make_spec(self.base, self.reader, self.model, self.url, self.threshold, self.scope)
-
-
 def extractor_resource(name: str, settings: Settings | None = None) -> ExtractorResource:
-    """The subclass for an ``extractor`` setting (``LLMReaderExtractor`` when ``settings`` name an LLM reader)."""
-    if settings is not None and settings.llm_reader not in ("", "none"):
-        return LLMReaderExtractor(
-            base=name,
-            reader=settings.llm_reader,
-            model=settings.llm_model,
-            url=settings.llm_url,
-            threshold=settings.llm_threshold,
-            scope=settings.llm_scope,
-        )
+    """The subclass for an ``extractor`` setting, with the LLM reader ``settings`` name (none by default)."""
+    llm: Any = backend_for(LLMReaderResource, settings.llm_reader or "none", settings) if settings else NoLLMReader()
     if name in ("text", "default"):
-        return TextExtractor()
+        return TextExtractor(llm_reader=llm)
     if name == "null":
-        return NullExtractor()
-    return FactoryExtractor(factory=name)
+        return NullExtractor(llm_reader=llm)
+    return FactoryExtractor(factory=name, llm_reader=llm)
 
 
 # ---------------------------------------------------------------------------
@@ -223,13 +223,6 @@ def pool_resource(settings: Settings) -> PoolExecutorResource:
 # ---------------------------------------------------------------------------
 # image models
 # ---------------------------------------------------------------------------
-def one_of(base: type) -> Any:
-    """``Annotated[Union[<every backend of base>], Field(discriminator="kind")]``: a selector in
-    the launchpad (Dagster maps a discriminated union to a ``Selector`` keyed by ``kind``)."""
-    members = tuple(backends_of(base).values())
-    return Annotated[Union[members], Field(discriminator="kind")]  # noqa: UP007 - built at run time
-
-
 class ImageModelsResource(ConfigurableResource):
     """The image models of ``normalized_images`` / ``embeddings`` / ``attribute_heads``: one
     backend per part, each picked in the launchpad (see ``charmeta_dagster.backends``).

@@ -72,7 +72,7 @@ def shard_sensor(
     new = [s.key for s in specs if s.key not in known]
     if not new:
         return SkipReason(f"no new shards ({len(specs)} known) in {source.uri}")
-    plan = runner.registered_plan(root, new, extractor.backend(), _embedder_spec(image_models))
+    plan = runner.registered_plan(root, new, extractor.spec(), _embedder_spec(image_models))
     embedder = _embedder_spec(image_models)
     image_keys = {s.key for s in specs if carries_images(s)} if uses_model(embedder) else set()
     runs = [

@@ -184,7 +184,7 @@ def shard_stages(
             selected,
             root,
             keys,
-            backend=extractor.backend(),
+            backend=extractor.spec(),
             embedder=embedder_spec(image_models),
             workers=pool.n_workers(),
             on_done=_progress(context, keys),
@@ -264,9 +264,7 @@ def dataset_export(
     root = store.store().root
     keys = registered_keys(root)
     t0 = time.perf_counter()
-    manifest = runner.export(
-        root, keys, source.uri, source.shard_rows, extractor.backend(), embedder_spec(image_models)
-    )
+    manifest = runner.export(root, keys, source.uri, source.shard_rows, extractor.spec(), embedder_spec(image_models))
     metadata: dict[str, Any] = {
         "records": MetadataValue.int(manifest["records"]),
         "exported_records": MetadataValue.int(manifest["exported_records"]),

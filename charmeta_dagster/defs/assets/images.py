@@ -42,7 +42,7 @@ def attribute_heads(
 
     root = store.store().root
     t0 = time.perf_counter()
-    res = train_heads(root, registered_keys(root), embedder_spec(image_models), extractor.backend())
+    res = train_heads(root, registered_keys(root), embedder_spec(image_models), extractor.spec())
     metadata: dict[str, Any] = {
         "status": MetadataValue.text(str(res["status"])),
         "version": MetadataValue.text(str(res.get("version") or "")),
