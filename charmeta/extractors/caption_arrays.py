@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from charmeta.extractors.base import TagReader
 from charmeta.ontology import EXCLUDE, LIST, MINOR, SEXUAL
 from charmeta.parsing import clean_item, has_prose_hint, is_rating_item, item_terms, uses_prompt_syntax
-
-if TYPE_CHECKING:
-    from charmeta.extractors.columnar import ColumnarTagPath
 
 #: Longer captions (in UTF-8 bytes) take the per-entry path (where ``guard_text`` counts their tags).
 MAX_FAST_CHARS = 2_000
@@ -69,6 +67,26 @@ class Units:
     tag: np.ndarray  # tag id (``ItemTable.tags``)
     unit: np.ndarray  # index into the table's unit arrays (its list values); -1 for header name units
     fast: np.ndarray  # bool per batch row: read here (else: per-entry path)
+
+
+class UnitPlanner(Protocol):
+    """What ``ItemTable`` asks of the columnar path that owns it (``columnar.ColumnarTagPath``):
+    the tag reader, how a tag's hits become units, and the tables built from the ontology.
+    A protocol, so this module never imports the path (which imports this module)."""
+
+    ex: TagReader
+    vocab: Vocabulary
+    scan_regex: str
+    garment_forms: list[frozenset[str]]
+    list_groups: dict[int, str]
+
+    def units_of(self, hits: tuple, t: str) -> tuple[tuple[int, str], ...]:
+        """``(slot, tag)`` per group / name list that applying ``hits`` of ``t`` touches."""
+        ...
+
+    def dress_tag(self, t: str) -> tuple:
+        """(nude?, primary garment entry, colour forms, has a dress style?) of one dress tag."""
+        ...
 
 
 class _Column:
@@ -113,7 +131,7 @@ class ItemTable:
     valid until the next ``begin_batch``.
     """
 
-    def __init__(self, path: ColumnarTagPath) -> None:
+    def __init__(self, path: UnitPlanner) -> None:
         self.path = path
         self.reset()
 
@@ -127,7 +145,7 @@ class ItemTable:
             setattr(self, name, _Column())
         self.values: list[str] = []  # list-attribute values (``v_val`` holds their ids)
         self.value_ids: dict[str, int] = {}
-        # dress: per tag seen in a dress unit, what DressResolver reads of it (``_dress_tag``):
+        # dress: per tag seen in a dress unit, what DressResolver reads of it (``UnitPlanner.dress_tag``):
         # tag id -> (nude, primary garment rank as one int or NO_GARMENT, garment index, style)
         self.dress: dict[int, tuple[int, int, int, int]] = {}
         self.colour_pairs: list[int] = []  # tag * n_garments + garment: the tag's colour names that garment
@@ -185,7 +203,7 @@ class ItemTable:
         """Record what DressResolver reads of a tag seen in a dress unit (once per tag)."""
         if tag in self.dress:
             return
-        nude, best, forms, style = self.path._dress_tag(self.tags[tag])
+        nude, best, forms, style = self.path.dress_tag(self.tags[tag])
         rank, garment = NO_GARMENT, -1
         if best is not None:
             tier, index = best[0]
@@ -211,14 +229,14 @@ class ItemTable:
             flags = EMPTY
         else:
             ex = self.path.ex
-            t, hits, scanned = ex._item_cache.get(item) or ex._cache_item(item)
+            t, hits, scanned = ex.read_item(item)
             if hits is None:
-                hits = scanned  # safety markers in an unknown item's words (``TextExtractor._cache_item``)
+                hits = scanned  # safety markers in an unknown item's words (``TagReader.read_item``)
             units = self.path.units_of(hits, t) if hits else ()
             tag = self.tag_id(t)
             if comma and is_rating_item(item):
                 flags |= RATING
-            if hits is not None and (not hits or t in ex._header_tags):
+            if hits is not None and (not hits or t in ex.header_tags):
                 flags |= FULL  # a count / solo / rating tag: applies in full in a header
                 if any(slot < 0 for slot, _ in units):
                     flags |= FULL_NAMES

@@ -16,7 +16,7 @@ tags that feed it. So:
 3. each segment is hashed and looked up in a sorted index (``SegmentIndex``), or,
    when it is one unit (most are), in a table by unit id (``_UnitResults``); a
    segment never seen replays exactly its tags through the reference reader
-   (``TextExtractor._apply``) and resolver, so the result is the reference result
+   (``TagReader.apply``) and resolver, so the result is the reference result
    by construction;
 4. count, unknown-count scaling, rating, the safety rule, status and reason are
    array operations over the rows; the Arrow table is built per attribute with
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 from charmeta.contract import ATTRIBUTES, UNKNOWN, rich_arrow_schema
 from charmeta.evidence import Evidence
 from charmeta.extractors import caption_arrays
+from charmeta.extractors.base import TagReader
 from charmeta.extractors.caption_arrays import (
     NO_GARMENT,
     ItemTable,
@@ -74,9 +75,6 @@ from charmeta.ontology import (
 from charmeta.records import Decision, Extraction, extractions_to_table
 from charmeta.resolvers import UNKNOWN_COUNT_FACTOR, ListResolver
 
-if TYPE_CHECKING:
-    from charmeta.extractors.text import TextExtractor
-
 log = logging.getLogger("charmeta.columnar")
 
 #: Resolved segments remembered before everything is forgotten (bounded memory at any N).
@@ -104,7 +102,7 @@ _KIND_GROUP = {
 class ColumnarTagPath:
     """Turns a batch of captions into rich-schema Arrow columns (see module docstring)."""
 
-    def __init__(self, extractor: TextExtractor) -> None:
+    def __init__(self, extractor: TagReader) -> None:
         self.ex = extractor
         self.schema = rich_arrow_schema()
         self.attr_index = {spec.key: i for i, spec in enumerate(ATTRIBUTES)}
@@ -175,8 +173,7 @@ class ColumnarTagPath:
             or self.items.full()
         ):
             self._reset()
-        if len(self.ex._item_cache) > caption_arrays.MAX_ITEMS:  # names are mostly unique: never let it grow
-            self.ex._item_cache.clear()
+        self.ex.forget_items(caption_arrays.MAX_ITEMS)  # names are mostly unique: never let it grow
 
     def _register(self, key: str, d: Decision | None) -> tuple:
         """``((attribute index, decision id),)`` for a resolver's decision (none: empty)."""
@@ -198,7 +195,7 @@ class ColumnarTagPath:
 
     def _replay(self, tags: tuple[str, ...]) -> Evidence:
         ev = Evidence()
-        lookup, apply, scanned = self.ex._lookup, self.ex._apply, self.ex.scan_hits
+        lookup, apply, scanned = self.ex.lookup, self.ex.apply, self.ex.scan_hits
         for t in tags:
             hits = lookup(t)
             apply(scanned(t) if hits is None else hits, t, ev)
@@ -217,7 +214,7 @@ class ColumnarTagPath:
                 out += self._register("Dress Style", self.ex.dress.style(ev))
             return out
         if g == G_RATING:
-            severity = self.ex._severity
+            severity = self.ex.rating_severity
             return max(ev.ratings, key=lambda r: severity.get(r, 0)) if ev.ratings else None
         key = self.group_keys[g]
         return self._register(key, res[key].resolve(ev))
@@ -247,7 +244,7 @@ class ColumnarTagPath:
                     a2, d2 = out[1]
         return self.results.append((a1, d1, a2, d2, count, rating, safety))
 
-    def _dress_tag(self, t: str) -> tuple:
+    def dress_tag(self, t: str) -> tuple:
         """What one dress tag contributes, read off the reference reader: (nude?, its primary
         garment entry or None, the garment forms its colour hits name, has a dress-style hit?).
         ``ItemTable`` calls it once per tag and keeps the answer as arrays."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from charmeta.contract import CORE_KEYS, UNKNOWN
 from charmeta.evidence import Evidence
+from charmeta.extractors.base import ColumnarPath
 from charmeta.ontology import (
     ATTR,
     CGARMENT,
@@ -68,7 +69,9 @@ def _unique(items: list[str]) -> list[str]:
 
 
 class TextExtractor:
-    """Danbooru-style tags and prose -> ``Extraction`` (implements ``AttributeExtractor``)."""
+    """Danbooru-style tags and prose -> ``Extraction``: an ``AttributeExtractor``, ``ColumnarCapable``
+    (its ``columnar`` batch path) and the ``TagReader`` that path reads items with
+    (``charmeta.extractors.base``)."""
 
     name = "text"
 
@@ -93,16 +96,16 @@ class TextExtractor:
         assert isinstance(self.dress, DressResolver)
         self.safety = SafetyRule(ontology)
         self.scanner = SafetyScanner(ontology)
-        self._lookup = ontology.frozen.get
+        self.lookup = ontology.frozen.get
         # raw item -> (normalised tag, hits): captions repeat the same few thousand tags.
         self._item_cache: dict[str, tuple[str, tuple | None, tuple | None]] = {}
         # Unknown prompt-list item -> whether it is read as a phrase (``_is_phrase``): "soft light" repeats.
         self._phrase_cache: dict[str, bool] = {}
         # Tags that may stand in the name section of an ordered-tags caption (1girl, solo, rating...).
-        self._header_tags = frozenset(
+        self.header_tags = frozenset(
             t for t, hits in ontology.frozen.items() if any(h.kind in (COUNT, SOLO, GENDER, RATING) for h in hits)
         )
-        self._severity = ontology.meta["rating_severity"]
+        self.rating_severity = ontology.meta["rating_severity"]
         # (first word, number of words) of every tag a prose clause may be read as (``_read_clause_as_tag``).
         self._clause_tag_shapes = frozenset(
             (t.split(" ", 1)[0], t.count(" ") + 1)
@@ -117,12 +120,14 @@ class TextExtractor:
             for w, hits in ((w, ontology.frozen.get(w)) for w in self.prose.lex.persons)
             if hits and len(hits) == 1 and hits[0].kind == NAME
         )
-        self._columnar: Any = None
+        self._columnar: ColumnarPath | None = None
 
     @property
-    def columnar(self) -> Any:
-        """The batch path for structured captions (``charmeta.extractors.columnar``), built on
-        first use: one-entry callers (``charmeta extract``) never import numpy / pyarrow for it."""
+    def columnar(self) -> ColumnarPath:
+        """The batch path for structured captions (``charmeta.extractors.columnar``, the
+        ``ColumnarCapable`` capability), built on first use: one-entry callers (``charmeta
+        extract --text``) never import numpy / pyarrow for it. It reads items through this
+        extractor's ``TagReader`` members (``read_item``, ``apply``, the resolvers)."""
         if self._columnar is None:
             from charmeta.extractors.columnar import ColumnarTagPath
 
@@ -160,10 +165,10 @@ class TextExtractor:
                 parsed.fmt == "tags"
                 and len(parsed.body) == 1
                 and " " in parsed.body[0]
-                and self._lookup(normalize_tag(parsed.body[0])) is None
+                and self.lookup(normalize_tag(parsed.body[0])) is None
             ):
                 words = parsed.body[0].split()
-                if any(self._lookup(normalize_tag(w)) for w in words):
+                if any(self.lookup(normalize_tag(w)) for w in words):
                     parsed.body, parsed.fmt = words, "danbooru"  # "1girl child": two space-separated tags
                 else:
                     # "two people dancing"
@@ -194,7 +199,7 @@ class TextExtractor:
         """Apply the header's units; whether an appearance tag stood in it (``_header_units``)."""
         units, appearance = self._header_units(items)
         for t, hits in units:
-            self._apply(hits, t, ev)
+            self.apply(hits, t, ev)
         return appearance
 
     def _header_units(self, items: list[str]) -> tuple[list[tuple[str, tuple]], bool]:
@@ -213,7 +218,7 @@ class TextExtractor:
         has_character = has_copyright = appearance = False
         for raw in items:
             t, hits, scanned = cache.get(raw) or self._cache_item(raw)
-            if hits is not None and (not hits or t in self._header_tags):
+            if hits is not None and (not hits or t in self.header_tags):
                 if hits:
                     units.append((t, hits))
                     for h in hits:
@@ -253,7 +258,7 @@ class TextExtractor:
         """Greedy longest runs of up to four tokens that the index knows as one tag or name."""
         out: list[str] = []
         i, n = 0, len(tokens)
-        lookup = self._lookup
+        lookup = self.lookup
         while i < n:
             for k in range(min(4, n - i), 1, -1):
                 joined = " ".join(tokens[i : i + k])
@@ -269,7 +274,7 @@ class TextExtractor:
     def is_appearance(self, raw: str) -> bool:
         """An item the index knows as a tag that describes the character (not a name, count or rating)."""
         t, hits, _ = self._item_cache.get(raw) or self._cache_item(raw)
-        if not hits or t in self._header_tags or self.ont.is_character(t) or self.ont.is_copyright(t):
+        if not hits or t in self.header_tags or self.ont.is_character(t) or self.ont.is_copyright(t):
             return False
         return any(h.kind in _APPEARANCE_KINDS for h in hits)
 
@@ -279,13 +284,23 @@ class TextExtractor:
         the garbage collector to walk, measured ~7 us per caption on the per-entry path)."""
         return self.scanner.item_hits(t)
 
+    def read_item(self, raw: str) -> tuple[str, tuple | None, tuple | None]:
+        """``TagReader.read_item``: one raw item's (tag, hits, single hit / safety hits), memoised."""
+        return self._item_cache.get(raw) or self._cache_item(raw)
+
+    def forget_items(self, limit: int) -> None:
+        """``TagReader.forget_items``: clear the item memo once it holds more than ``limit`` items
+        (names are mostly unique: the columnar path never lets it grow between its batches)."""
+        if len(self._item_cache) > limit:
+            self._item_cache.clear()
+
     def _cache_item(self, raw: str) -> tuple[str, tuple | None, tuple | None]:
         """Normalise and look up one raw item once: (tag, hits or None, the hit when it is the only one).
 
         For an item the index does not know (hits None) the third element holds the safety markers
         its words carry (``scan_hits``; None when none): unknown items cost no second lookup."""
         t = normalize_tag(raw)
-        hits = self._lookup(t)
+        hits = self.lookup(t)
         if hits is None:
             entry = self._item_cache[raw] = (t, None, self.scan_hits(t) or None)
         else:
@@ -307,7 +322,7 @@ class TextExtractor:
             t, hits, single = cache.get(raw) or self._cache_item(raw)
             if hits is None:
                 if single is not None:  # safety markers in the words of an unknown item (``_cache_item``)
-                    self._apply(single, t, ev)
+                    self.apply(single, t, ev)
                 if prompt_list and t:
                     is_phrase = phrases.get(t)
                     if is_phrase is None:
@@ -322,8 +337,8 @@ class TextExtractor:
             if prompt_list:
                 extra = self._person_tags.get(t)
                 if extra is not None:
-                    self._apply(extra, t, ev)  # "elderly woman": Female too (``Ontology.person_tag_hits``)
-            if single is not None:  # one hit: the common kinds inlined, the rest via _apply
+                    self.apply(extra, t, ev)  # "elderly woman": Female too (``Ontology.person_tag_hits``)
+            if single is not None:  # one hit: the common kinds inlined, the rest via apply
                 kind, key, value = single
                 if kind is ATTR:
                     obs = attrs.get(key)
@@ -344,9 +359,9 @@ class TextExtractor:
                 elif kind is SOLO:
                     ev.solo = True
                 else:
-                    self._apply(hits, t, ev)
+                    self.apply(hits, t, ev)
             elif hits:
-                self._apply(hits, t, ev)
+                self.apply(hits, t, ev)
         return unknown, known
 
     def _is_phrase(self, t: str) -> bool:
@@ -363,13 +378,13 @@ class TextExtractor:
         if words and (words[0], len(words)) not in self._clause_tag_shapes:
             return False
         clause = " ".join(words)
-        hits = self._lookup(clause)
+        hits = self.lookup(clause)
         if not hits or all(h.kind == NAME for h in hits):
             return False
-        self._apply(hits, clause, ev)
+        self.apply(hits, clause, ev)
         return True
 
-    def _apply(self, hits: tuple, t: str, ev: Evidence) -> None:
+    def apply(self, hits: tuple, t: str, ev: Evidence) -> None:
         for kind, key, value in hits:
             if kind == ATTR:
                 ev.add(key, value[0], value[1], t)
@@ -443,7 +458,7 @@ class TextExtractor:
         return ex
 
     def _severity_of(self, rating: str) -> int:
-        return self._severity.get(rating, 0)
+        return self.rating_severity.get(rating, 0)
 
     def _decide(self, ev: Evidence) -> dict[str, Decision]:
         """One decision per attribute with evidence, in the order the evidence names them
