@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -386,9 +386,54 @@ class Vocabulary:
 
 
 def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
-    """Split and code a batch of captions into units (see module docstring)."""
+    """Split and code a batch of captions into units (see module docstring).
+
+    Steps: which rows may be read here and how (``_row_kinds``); raw Danbooru tag strings
+    as whitespace tokens (``_token_items``); comma captions split at commas
+    (``_comma_items``, coded last: see ``ItemTable.codes``); each comma caption's header /
+    body boundary and the rows the per-entry path must read instead (``_comma_rows``); the
+    units of the items that apply in full, then the header's name units (``_header_names``).
+    """
     n = len(texts)
     items.begin_batch()
+    kinds = _row_kinds(texts)
+    tokens = _token_items(texts, kinds.token_rows, items)
+    comma = _comma_items(kinds.marked, kinds.comma_rows, items)
+    arr = items.arrays()
+    ustart, ucount, u_slot, u_tag = arr["ustart"], arr["ucount"], arr["u_slot"], arr["u_tag"]
+    c_flags = arr["flags"][comma.codes]
+    comma_fast, header = _comma_rows(kinds.comma_rows, comma, c_flags, kinds.n_marks)
+    fast = np.zeros(n, bool)
+    fast[tokens.idx[tokens.danbooru]] = True
+    fast |= comma_fast
+    c_keep = comma_fast[comma.row] & ((c_flags & (EMPTY | IS_MARK)) == 0)
+    # items whose units apply in full: bodies, and count / rating tags of headers
+    full = c_keep & (~header | ((c_flags & FULL) != 0))
+    t_units = take_where(tokens.danbooru[tokens.parent], tokens.codes, tokens.parent, tokens.pos)
+    parts = [
+        _expand(*take_where(full, comma.codes, comma.row, comma.pos), ustart, ucount, u_slot, u_tag),
+        _expand(t_units[0], tokens.idx[t_units[1]], t_units[2], ustart, ucount, u_slot, u_tag),
+    ]
+    named = np.flatnonzero(c_keep & header & ((c_flags & FULL) == 0))
+    if len(named):
+        parts.extend(_header_names(comma, c_flags, arr["item_tag"], named))
+    row, pos, sub, slot, tag, unit = (np.concatenate([p[i] for p in parts]) for i in range(6))
+    return Units(row, pos, sub, slot, tag, unit, fast)
+
+
+class _RowKinds(NamedTuple):
+    """``_row_kinds``: the texts with ``|||`` marked, their ``|||`` counts, and the rows read as
+    comma captions / as raw tag strings (the rest: the per-entry path)."""
+
+    marked: pa.StringArray
+    n_marks: np.ndarray
+    comma_rows: np.ndarray
+    token_rows: np.ndarray
+
+
+def _row_kinds(texts: pa.StringArray) -> _RowKinds:
+    """Rows short enough and free of odd characters, split into comma captions that may hold a
+    header / body boundary and comma-less ASCII rows (raw tag strings)."""
     # bytes <= MAX_FAST_CHARS implies chars <= it (O(1) per row). Blank / whitespace-only rows
     # need no test: without ',' or '|||' they have no tokens, so they are never read here.
     odd, ascii_ = _character_classes(texts)
@@ -397,10 +442,24 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     # a ',' or a '|||'; RE2 finds a one-character literal ~3x faster than match_substring
     has_comma = _bool(pc.match_substring_regex(marked, ","))
     comma_rows = ok & has_comma & _may_have_boundary(texts, ok & has_comma, n_marks)
-    token_rows = ok & ~has_comma & ascii_
-    fast = np.zeros(n, bool)
+    return _RowKinds(marked, n_marks, comma_rows, ok & ~has_comma & ascii_)
 
-    # raw Danbooru tag strings: whitespace tokens, no header
+
+class _TokenItems(NamedTuple):
+    """``_token_items``: the raw-tag-string rows (``idx``), their tokens' codes, parent row (among
+    ``idx``) and position, and which of those rows are read here (``danbooru``)."""
+
+    idx: np.ndarray
+    codes: np.ndarray
+    parent: np.ndarray
+    pos: np.ndarray
+    danbooru: np.ndarray
+
+
+def _token_items(texts: pa.StringArray, token_rows: np.ndarray, items: ItemTable) -> _TokenItems:
+    """Raw Danbooru tag strings: whitespace tokens, no header. Rows of words without
+    underscores are joined into known runs and scanned per entry (``TextExtractor.extract``),
+    so only rows holding an ``_`` are read here."""
     t_idx = np.flatnonzero(token_rows)
     t_text = texts.take(pa.array(t_idx))
     t_lists = pc.ascii_split_whitespace(t_text)
@@ -420,26 +479,40 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
     t_codes = items.codes(t_flat, comma=False)
     t_first = np.concatenate([[0], np.cumsum(n_tokens)[:-1]]) if len(t_idx) else np.zeros(0, np.int64)
     t_pos = np.arange(len(t_codes), dtype=np.int64) - t_first[t_parent] if len(t_codes) else np.zeros(0, np.int64)
-    # runs of words without underscores are joined and scanned per entry (``TextExtractor.extract``)
-    danbooru &= underscore
-    fast[t_idx[danbooru]] = True
-    t_keep = danbooru[t_parent]
+    return _TokenItems(t_idx, t_codes, t_parent, t_pos, danbooru & underscore)
 
-    # comma captions (v3.1 / v3.0): '|||' is an item of its own, then one split. Coded after the
-    # tokens: their plain items get this batch's codes, which follow every remembered one.
-    c_idx = np.flatnonzero(comma_rows)
-    c_twice = n_marks[c_idx] > 1  # a second '|||': per entry
+
+class _CommaItems(NamedTuple):
+    """``_comma_items``: every comma item's code, batch row and position in its caption."""
+
+    codes: np.ndarray
+    row: np.ndarray
+    pos: np.ndarray
+
+
+def _comma_items(marked: pa.StringArray, comma_rows: np.ndarray, items: ItemTable) -> _CommaItems:
+    """Comma captions (v3.1 / v3.0): '|||' is an item of its own (``_mark_sections``), then one
+    split. Coded after the tokens: their plain items get this batch's codes, which follow every
+    remembered one."""
     c_lists = pc.split_pattern(_null_except(marked, comma_rows), ",")
     c_codes = items.codes(pc.list_flatten(c_lists), comma=True)
     c_row = pc.list_parent_indices(c_lists).to_numpy()
-    c_offsets = c_lists.offsets.to_numpy()
-    c_pos = np.arange(len(c_codes), dtype=np.int64) - c_offsets[c_row]
+    c_pos = np.arange(len(c_codes), dtype=np.int64) - c_lists.offsets.to_numpy()[c_row]
+    return _CommaItems(c_codes, c_row, c_pos)
 
-    arr = items.arrays()
-    flags_of, tag_of, ustart, ucount = arr["flags"], arr["item_tag"], arr["ustart"], arr["ucount"]
-    u_slot, u_tag = arr["u_slot"], arr["u_tag"]
-    c_flags = flags_of[c_codes]
-    # header / body boundary per comma row: the '|||' item (v3.1), else the first rating item (v3.0)
+
+def _comma_rows(
+    comma_rows: np.ndarray, comma: _CommaItems, c_flags: np.ndarray, n_marks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which comma captions are read here, and which of their items stand in a header.
+
+    The header / body boundary per row is the '|||' item (v3.1), else the first rating item
+    (v3.0); a row with neither is a prompt list or prose. The per-entry path reads: a second
+    '|||'; headers whose count tags also carry a name hit; several terms in a slot or
+    generation text anywhere; an appearance tag in a header; prompt syntax up to a v3.0
+    caption's rating item (then it is a prompt list)."""
+    n = len(comma_rows)
+    c_row, c_pos = comma.row, comma.pos
     boundary = np.full(n, -1, np.int64)
     marks = np.flatnonzero(c_flags & IS_MARK)
     boundary[c_row[marks]] = c_pos[marks]
@@ -452,55 +525,47 @@ def read_units(texts: pa.StringArray, items: ItemTable) -> Units:
         first_rows = r_rows[first]
         v30 = ~is_v31[first_rows]
         boundary[first_rows[v30]] = c_pos[ratings[first]][v30]
+    c_idx = np.flatnonzero(comma_rows)
     comma_fast = np.zeros(n, bool)
-    comma_fast[c_idx] = (boundary[c_idx] >= 0) & ~c_twice  # no '|||' and no rating item: a prompt list or prose
+    comma_fast[c_idx] = (boundary[c_idx] >= 0) & (n_marks[c_idx] <= 1)
     header = (c_pos < boundary[c_row]) & ((c_flags & (EMPTY | IS_MARK)) == 0)
-    # headers whose count tags also carry a name hit keep the per-entry path
-    odd = np.unique(c_row[header & ((c_flags & FULL_NAMES) != 0)])
-    comma_fast[odd] = False
-    # rows the per-entry path reads differently: several terms in a slot / generation text anywhere; an
-    # appearance tag in a header; prompt syntax up to a v3.0 caption's rating item (then a prompt list)
+    comma_fast[np.unique(c_row[header & ((c_flags & FULL_NAMES) != 0)])] = False
     v30_head = ~is_v31[c_row] & (c_pos <= boundary[c_row])
     entry = ((c_flags & ENTRY) != 0) | (header & ((c_flags & APPEAR) != 0)) | (v30_head & ((c_flags & WEIGHTED) != 0))
     comma_fast[np.unique(c_row[entry])] = False
-    fast |= comma_fast
-    c_keep = comma_fast[c_row] & ((c_flags & (EMPTY | IS_MARK)) == 0)
+    return comma_fast, header
 
-    # items whose units apply in full: bodies, and count / rating tags of headers
-    full = c_keep & (~header | ((c_flags & FULL) != 0))
-    t_units = take_where(t_keep, t_codes, t_parent, t_pos)
-    parts = [
-        _expand(*take_where(full, c_codes, c_row, c_pos), ustart, ucount, u_slot, u_tag),
-        _expand(t_units[0], t_idx[t_units[1]], t_units[2], ustart, ucount, u_slot, u_tag),
+
+def _header_names(
+    comma: _CommaItems, c_flags: np.ndarray, item_tag: np.ndarray, named: np.ndarray
+) -> list[tuple[np.ndarray, ...]]:
+    """Units of the header items that are names (``TextExtractor._header_units``): the first item
+    that is a character or not a copyright is the character, later ones only when known
+    characters; of the rest the first is the copyright, later ones only when known copyrights;
+    everything else is an artist. A name holding safety words also applies those (group safety)."""
+    f = c_flags[named]
+    rows = comma.row[named]
+    pos = comma.pos[named]
+    is_char, is_copy = (f & IS_CHAR) != 0, (f & IS_COPY) != 0
+    character = is_char | first_per_row(rows, is_char | ~is_copy)
+    rest = ~character
+    copyright_ = rest & (is_copy | first_per_row(rows, rest))
+    slot = np.where(character, -1, np.where(copyright_, -2, -3))
+    tags = item_tag[comma.codes[named]]
+    safe = (f & SAFETY) != 0
+    n_safe = int(safe.sum())
+    no_unit = np.full(len(named), -1, np.int64)
+    return [
+        (
+            rows[safe],
+            pos[safe],
+            np.zeros(n_safe, np.int64),
+            np.full(n_safe, _G_SAFETY, np.int64),
+            tags[safe],
+            no_unit[safe],
+        ),
+        (rows, pos, np.ones(len(named), np.int64), slot, tags, no_unit),
     ]
-    # header names (``TextExtractor._header_units``): the first item that is a character or not a
-    # copyright is the character, later ones only when known characters; of the rest the first
-    # is the copyright, later ones only when known copyrights; everything else is an artist.
-    named = np.flatnonzero(c_keep & header & ((c_flags & FULL) == 0))
-    if len(named):
-        f = c_flags[named]
-        rows = c_row[named]
-        is_char, is_copy = (f & IS_CHAR) != 0, (f & IS_COPY) != 0
-        character = is_char | first_per_row(rows, is_char | ~is_copy)
-        rest = ~character
-        copyright_ = rest & (is_copy | first_per_row(rows, rest))
-        slot = np.where(character, -1, np.where(copyright_, -2, -3))
-        tags = tag_of[c_codes[named]]
-        safe = (f & SAFETY) != 0
-        n_safe = int(safe.sum())
-        parts.append(
-            (
-                rows[safe],
-                c_pos[named][safe],
-                np.zeros(n_safe, np.int64),
-                np.full(n_safe, _G_SAFETY, np.int64),
-                tags[safe],
-                np.full(n_safe, -1, np.int64),
-            )
-        )
-        parts.append((rows, c_pos[named], np.ones(len(named), np.int64), slot, tags, np.full(len(named), -1, np.int64)))
-    row, pos, sub, slot, tag, unit = (np.concatenate([p[i] for p in parts]) for i in range(6))
-    return Units(row, pos, sub, slot, tag, unit, fast)
 
 
 def _may_have_boundary(texts: pa.StringArray, rows: np.ndarray, n_marks: np.ndarray) -> np.ndarray:

@@ -425,11 +425,47 @@ class ColumnarTagPath:
         return out
 
     def _resolve(self, u: Units, fast: np.ndarray, fast_rows: np.ndarray) -> dict[str, Any]:
-        """Units of the fast rows -> per-row decision ids, count, rating, status, reason, names."""
+        """Units of the fast rows -> per-row decision ids, count, rating, status, reason, names.
+
+        Steps: order the units (``_ordered_units``); names and list attributes straight from
+        their units; the other units grouped into segments (``_segments``) and each segment's
+        memoised result found or made (``_segment_results``); per-row outcomes from the results
+        (``_row_outcomes``); confidences scaled for unknown counts (``_scale_unknown_counts``);
+        the safety rule, status and reason (``_status``)."""
         n = len(fast_rows)
+        row, slot, tag, key, unit = self._ordered_units(u, fast, fast_rows)
+        is_name = slot < 0
+        names = self._names(*take_where(is_name, row, slot, tag), n)
+        arr = self.items.arrays()
+        is_list = self._is_list_slot[slot + 4]
+        list_units = take_where(is_list, row, slot, unit)
+        lists = self._lists(*list_units, arr, n)
+        tag, starts, ends, seg_row, seg_g, seg_unit = self._segments(
+            *take_where(~is_name & ~is_list, row, slot, tag, key, unit), arr
+        )
+        res = self._segment_results(tag, starts, ends, seg_g, seg_unit)
+        dids, count, rating, safety = self._row_outcomes(res, seg_row, seg_g, n)
+        self._scale_unknown_counts(dids, count)
+        status, reason, rating_column = self._status(dids, count, rating, safety)
+        return {
+            "dids": dids,
+            "count": count,
+            "multi": count >= 2,
+            "status": status,
+            "reason": reason,
+            "rating": rating_column,
+            "names": names,
+            "lists": lists,
+            "list_units": list_units,
+        }
+
+    @staticmethod
+    def _ordered_units(u: Units, fast: np.ndarray, fast_rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The fast rows' units (row renumbered among the fast rows) ordered by row, slot,
+        position and order within the item: (row, slot, tag, sort key, unit)."""
         keep = fast[u.row]
         row_of = np.full(len(fast), -1, np.int64)
-        row_of[fast_rows] = np.arange(n, dtype=np.int64)
+        row_of[fast_rows] = np.arange(len(fast_rows), dtype=np.int64)
         if keep.all():  # every unit's row is fast unless rows were preset invalid: no copies
             row, slot, tag, pos, sub, unit = u.row, u.slot, u.tag, u.pos, u.sub, u.unit
         else:
@@ -437,17 +473,20 @@ class ColumnarTagPath:
         row = row_of[row]
         key = (row << 23) | ((slot + 4) << 17) | (pos << 5) | sub
         order = np.argsort(key, kind="stable")
-        row, slot, tag, key, unit = row[order], slot[order], tag[order], key[order], unit[order]
-        is_name = slot < 0
-        names = self._names(*take_where(is_name, row, slot, tag), n)
-        arr = self.items.arrays()
-        is_list = self._is_list_slot[slot + 4]
-        list_units = take_where(is_list, row, slot, unit)
-        lists = self._lists(*list_units, arr, n)
+        return row[order], slot[order], tag[order], key[order], unit[order]
 
-        # group segments: one per (row, group), tags in caption order; dress ones reduced first
-        rest = ~is_name & ~is_list
-        row, slot, tag, key, unit = take_where(rest, row, slot, tag, key, unit)
+    @staticmethod
+    def _segments(
+        row: np.ndarray,
+        slot: np.ndarray,
+        tag: np.ndarray,
+        key: np.ndarray,
+        unit: np.ndarray,
+        arr: dict[str, np.ndarray],
+    ) -> tuple[np.ndarray, ...]:
+        """Group units into segments, one per (row, group), tags in caption order, dress ones
+        reduced first (``_reduce_dress``): (tag, starts, ends, row, group, and the unit id of
+        each one-unit segment, -1 for longer ones)."""
         dress = slot == G_DRESS
         if dress.any():
             dress_at = np.flatnonzero(dress)
@@ -458,23 +497,35 @@ class ColumnarTagPath:
         seg_id = key >> 17
         starts = run_starts(seg_id)
         ends = np.append(starts[1:], len(seg_id))
-        seg_row, seg_g = row[starts], slot[starts]
-        # Most segments are one unit (one tag of one item in one group): their results are kept
-        # per unit id in a table (one gather). The others, and one-unit segments never seen, are
-        # hashed and searched in the hash index.
         seg_unit = np.where(ends - starts == 1, unit[starts], -1)
+        return tag, starts, ends, row[starts], slot[starts], seg_unit
+
+    def _segment_results(
+        self, tag: np.ndarray, starts: np.ndarray, ends: np.ndarray, seg_g: np.ndarray, seg_unit: np.ndarray
+    ) -> np.ndarray:
+        """Each segment's result id. Most segments are one unit (one tag of one item in one
+        group): their results are kept per unit id in a table (one gather). The others, and
+        one-unit segments never seen, are hashed and searched in the hash index; segments never
+        seen are resolved once per distinct one (``_new_results``) and remembered."""
         res = self.unit_results.get(seg_unit)
         hashed = np.flatnonzero(res < 0)
         h1, h2 = _segment_hashes(*_segments_at(tag, starts[hashed], ends[hashed]), seg_g[hashed])
         res[hashed] = np.where(seg_unit[hashed] < 0, self.index.lookup(h1, h2), -1)
         new = np.flatnonzero(res[hashed] < 0)  # among ``hashed``
-        if len(new):  # segments never seen: each distinct one resolved once, then remembered
+        if len(new):
             rep, inverse = _distinct(h1[new], h2[new])
             ids = self._new_results(hashed[new[rep]], tag, starts, ends, seg_g)
             res[hashed[new]] = ids[inverse]
             self.unit_results.set(seg_unit[hashed[new]], res[hashed[new]])
             rep_many = np.flatnonzero(seg_unit[hashed[new[rep]]] < 0)
             self.index.add(h1[new[rep[rep_many]]], h2[new[rep[rep_many]]], ids[rep_many])
+        return res
+
+    def _row_outcomes(
+        self, res: np.ndarray, seg_row: np.ndarray, seg_g: np.ndarray, n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per row from its segments' results: decision id per attribute, count (-1 unknown),
+        rating id and safety tuple id."""
         r = self.results.columns()
         dids = np.zeros((len(ATTRIBUTES), n), np.int64)
         for aa, dd in ((r.a1[res], r.d1[res]), (r.a2[res], r.d2[res])):
@@ -489,14 +540,23 @@ class ColumnarTagPath:
         safety = np.zeros(n, np.int64)
         s_row, s_res = take_where(seg_g == G_SAFETY, seg_row, res)
         safety[s_row] = r.safety[s_res]
-        # unknown character count: every decision's confidence scaled (its own decision id)
+        return dids, count, rating, safety
+
+    def _scale_unknown_counts(self, dids: np.ndarray, count: np.ndarray) -> None:
+        """Rows with an unknown character count: every decision's confidence scaled, as
+        ``TextExtractor._finish`` does (each scaled decision gets its own id, in place)."""
         unknown = count < 0
         for a in range(len(ATTRIBUTES)):
             sel = unknown & (dids[a] > 0)
             if sel.any():
                 distinct, inv = dense_unique(dids[a][sel], len(self.decisions[a]))
                 dids[a][sel] = np.array([self._scaled(a, int(d)) for d in distinct], np.int64)[inv]
-        # safety rule per distinct (safety tags, age, rating); then status and reason
+
+    def _status(
+        self, dids: np.ndarray, count: np.ndarray, rating: np.ndarray, safety: np.ndarray
+    ) -> tuple[np.ndarray, pa.Array, pa.Array]:
+        """The safety rule once per distinct (safety tags, age, rating); then each row's status
+        (0 ok, 1 multi_character, 2 excluded), reason and rating name."""
         age_ids, age_inv = dense_unique(dids[self._age], len(self.decisions[self._age]))
         rating_ids, rating = dense_unique(rating, len(self.rating_names))
         rating_names = [self.rating_names[i] for i in rating_ids.tolist()]
@@ -515,17 +575,7 @@ class ColumnarTagPath:
         if multi.any() and not excluded.all():
             counts_text = pa.array([f"{c} characters" if c >= 2 else None for c in count.tolist()], pa.string())
             reason_text = pc.if_else(pa.array(excluded), reason_text, counts_text)
-        return {
-            "dids": dids,
-            "count": count,
-            "multi": multi,
-            "status": status,
-            "reason": reason_text,
-            "rating": pa.array(rating_names, pa.string()).take(pa.array(rating)),
-            "names": names,
-            "lists": lists,
-            "list_units": list_units,
-        }
+        return status, reason_text, pa.array(rating_names, pa.string()).take(pa.array(rating))
 
     def _new_results(
         self, segs: np.ndarray, tag: np.ndarray, starts: np.ndarray, ends: np.ndarray, seg_g: np.ndarray
