@@ -58,6 +58,15 @@ _SEXUAL_HIT = Hit(SEXUAL, None, None)
 _AGE_ANCHOR_RE = re.compile(r"years?\b|yrs?\b|(?<![a-z])y\.?o\b|y/o|\bage")
 
 
+def _may_state_age(low: str) -> bool:
+    """``_AGE_ANCHOR_RE.search(low) is not None`` with the common answer, no, from substring tests
+    (each anchor holds one of these strings): the regex tries its alternatives at every position
+    (~3 us on a prose entry, ~0.3 us for the tests)."""
+    if "year" in low or "yr" in low or "yo" in low or "y.o" in low or "y/o" in low or "age" in low:
+        return _AGE_ANCHOR_RE.search(low) is not None
+    return False
+
+
 class SafetyScanner:
     """Safety markers hidden in text the tag index does not know as a whole (module docstring).
 
@@ -139,7 +148,7 @@ class SafetyScanner:
             low = low.replace("_", " ")
         found: list[tuple[Hit, str]] = []
         # a stated age needs one of these anchors: most texts skip the two age regexes (~10 us on prose)
-        if _AGE_ANCHOR_RE.search(low) is not None:
+        if _may_state_age(low):
             self._ages(low, found)
         if low.isascii():  # the words ``_SEPARATORS_RE.split`` gives, by one C-level translate (~4x faster)
             words = low.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()

@@ -75,6 +75,27 @@ _WORD_AGE_RES = (
 #: ``forty-something``, ``thirtyish``: the middle of the decade.
 _DECADE_ISH_RE = re.compile(rf"\b({_TENS})[- ]?(?:something|ish)\b")
 _NUM_WORD_RE = re.compile(rf"\b{_NUM_WORD}\b")
+#: Every word a ``_NUM_WORD_RE`` match starts with, as bytes, and a ``bytes.translate`` table that
+#: keeps ASCII letters and blanks everything else: ``_may_hold_number_word``'s set test.
+_NUM_WORD_BYTES = frozenset(
+    w.encode("ascii")
+    for w in (
+        _TENS.split("|")
+        + "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+        + "one two three four five six seven eight nine".split()
+    )
+)
+_LETTER_BYTES = bytes(b if 65 <= b <= 90 or 97 <= b <= 122 else 32 for b in range(256))
+
+
+def _may_hold_number_word(text: str) -> bool:
+    """Whether ``_NUM_WORD_RE`` may match ``text``: a match is a whole run of letters that is a number
+    word (``\b`` on its left, ``\b`` or ``-`` / space on its right), so in ASCII text a set test on
+    the letter runs says no exactly when the regex finds nothing (~1 us instead of ~3 us a prose
+    entry; most prose states no age). Other texts: the regex."""
+    if text.isascii():
+        return not _NUM_WORD_BYTES.isdisjoint(text.encode("ascii").translate(_LETTER_BYTES).split())
+    return _NUM_WORD_RE.search(text) is not None
 
 
 def _worded_ages(text: str) -> list[tuple[int, str]]:
@@ -520,7 +541,8 @@ class PeopleReader:
                 if any(map(text.__contains__, needles)) and (gate is None or gate.search(text) is not None):
                     for m in rx.finditer(text):
                         ages.append((int(m.group(1)), m.group(0)))
-        if not ages and _NUM_WORD_RE.search(text) is not None:  # "a fifteen-year-old", "a girl of eleven"
+        # "a fifteen-year-old", "a girl of eleven"
+        if not ages and _may_hold_number_word(text) and _NUM_WORD_RE.search(text) is not None:
             ages += _worded_ages(text)
         if "teens" in text or "ties" in text or (digits and "0s" in text):  # "in her forties", "late teens", "mid-30s"
             for m in _DECADE_RE.finditer(text):

@@ -109,3 +109,28 @@ def test_is_meta_matches_its_definition() -> None:
     for tag in tags:
         expected = bool(ont.year_re.match(tag)) or any(s in tag for s in ont.meta_substrings)
         assert ont.is_meta(tag) == expected, tag
+
+
+_AGE_WORDS = ["twenty", "Twenty", "twenty-one", "ninety nine", "eleven", "one", "nine", "fifteen5", "_ten", "tenth"]
+_AGE_WORDS += ["years", "year", "yrs", "yr", "yo", "y.o.", "y/o", "age", "aged", "AGE", "Years", "young", "yonder"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_age_prefilters_never_hide_a_match(seed: int) -> None:
+    """The substring / letter-run tests before the age regexes of the prose reader and the safety
+    scanner answer no only where the regex finds nothing (they may answer yes more often)."""
+    from charmeta.prose.people import _NUM_WORD_RE, _may_hold_number_word
+    from charmeta.safety import _AGE_ANCHOR_RE, _may_state_age
+
+    rnd = random.Random(seed)
+    texts = _CASES + _fuzz(seed, 3000)
+    texts += [" ".join(rnd.choice(_AGE_WORDS + _WORDS) for _ in range(rnd.randint(1, 6))) for _ in range(3000)]
+    texts += [f"{a}{c}{b}" for a in _AGE_WORDS for b in _AGE_WORDS for c in ("-", " ", "", "é", "_", "5")]
+    matched = 0
+    for text in texts:
+        for t in (text, text.lower()):
+            if _NUM_WORD_RE.search(t) is not None:
+                matched += 1
+                assert _may_hold_number_word(t), t
+            assert _may_state_age(t) == (_AGE_ANCHOR_RE.search(t) is not None), t
+    assert matched > 100  # the regexes did match: the test saw both answers
