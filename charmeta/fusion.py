@@ -44,7 +44,7 @@ def _tagged(d: Decision, prefix: str) -> list[str]:
 
 
 def fuse_decision(
-    attribute: str, text: Decision | None, pixel: Decision | None, text_label: str = "tag"
+    attribute: str, text: Decision | None, pixel: Decision | None, text_label: str = "tag", pixel_label: str = "pixels"
 ) -> Decision | None:
     """One attribute: both sides' evidence kept, winner by policy, conflict flagged."""
     if not is_known(text) and not is_known(pixel):
@@ -68,7 +68,8 @@ def fuse_decision(
     pol = _policy(attribute)
     win, lose = (pixel, text) if pol["prefer"] == "pixel" else (text, pixel)
     conf = win.confidence * (1.0 - float(pol["conflict_penalty"]) * lose.confidence)
-    ev.append(f"conflict: {text_label} says {text.value}, pixels say {pixel.value}; kept {win.value}")
+    lower = f"{pixel_label} say" if pixel_label == "pixels" else f"{pixel_label} says"
+    ev.append(f"conflict: {text_label} says {text.value}, {lower} {pixel.value}; kept {win.value}")
     return Decision(win.value, round(conf, 4), ev, True)
 
 
@@ -157,7 +158,9 @@ def fuse_image(
     The captioner's caption was read by the prose reader (evidence ``captioner:<phrase>``);
     it is fused with the pixels first (``fuse(captioner, pixels)``: its count cross-checked
     with the faces, ``count disagreement: captioner says ...``), and that result is the
-    pixel side of the steps below. A captioner reading that the safety rule excludes
+    pixel side of the steps below; the faces' count stays the pixel count (on the 15 shipped
+    drawings with the tiny test captioner, letting its "a girl" win dropped the exact count
+    from 14/15 to 11/15). A captioner reading that the safety rule excludes
     excludes the record, like the tagger's.
 
     The tagger's tags were read by the tag engine (evidence ``tagger:<tag>:<score>``);
@@ -168,13 +171,16 @@ def fuse_image(
     rule; ``safety_check`` is the tag engine's reading of caption + tagger tags together
     (a minor in one source and a sexual tag in the other), excluded when it is.
     """
-    raw_pixels, cap_multi, cap_count = pixels, False, None
+    raw_pixels, cap_multi = pixels, False
     if captioner is not None and captioner.status != "invalid":
         cap_side = fuse(captioner, pixels, pixel_count=pixel_count, pixel_backend=pixel_backend, text_label="captioner")
         if cap_side.reason and cap_side.reason != captioner.reason:
             notes = list(notes or []) + [r for r in cap_side.reason.split("; ") if r != captioner.reason]
-        pixels, cap_multi, cap_count = cap_side, cap_side.multi_character, captioner.character_count
-        if pixel_count is None:  # the faces' count stays the one later steps cross-check; else the captioner's
+        pixels, cap_multi = cap_side, cap_side.multi_character
+        # the faces' count stays the record's count and what later steps cross-check (a generated
+        # "a girl" over a three-face scene must not erase the counter's 3); the captioner's count
+        # is used only when no face counter ran, and a disagreement is noted and flags multi
+        if pixel_count is None:
             pixel_count, pixel_backend = cap_side.character_count, "captioner"
     else:
         captioner = None
@@ -193,8 +199,6 @@ def fuse_image(
         if tagger.status == "excluded" and out.status != "excluded":
             out.status = "excluded"
             out.reason = "; ".join(r for r in (f"tagger: {tagger.reason}", out.reason) if r)
-    if cap_count is not None and all(x is None or x.character_count is None for x in (text, tagger)):
-        out.character_count = cap_count  # no person's or tagger's count: the captioner's words, not the faces
     if cap_multi and out.status == "ok":
         out.status, out.multi_character = "multi_character", True
     if captioner is not None:
@@ -221,11 +225,15 @@ def _reorder(out: Extraction, sources: dict[str, Extraction | None]) -> None:
         if order == DEFAULT_ORDER or spec.is_list:
             continue
         acc: Decision | None = None
+        acc_src = ""
         for src in reversed(order):
             ex = sources.get(src)
             d = ex.attributes.get(spec.key) if ex is not None and ex.status != "invalid" else None
-            if d is not None:
-                d = Decision(d.value, d.confidence, _tagged(d, _PREFIX[src]), d.conflict)
-            acc = d if acc is None else (fuse_decision(spec.key, d, acc) if d is not None else acc)
+            if d is None:
+                continue
+            d = Decision(d.value, d.confidence, _tagged(d, _PREFIX[src]), d.conflict)
+            label = "tag" if src == "caption" else src
+            acc = d if acc is None else fuse_decision(spec.key, d, acc, label, acc_src)
+            acc_src = label if is_known(d) or not acc_src else acc_src
         if acc is not None and (spec.is_core or acc.value != UNKNOWN):
             out.attributes[spec.key] = acc

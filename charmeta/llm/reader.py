@@ -17,8 +17,9 @@ evidence (``llm:<value> (rules kept)``). An answer below ``min_confidence`` coun
 Unknown. When the LLM names a minor Age the safety rule is applied again (the entry's
 rating and the safety scanner's sexual markers in its text), erring on exclusion.
 
-An invalid answer (not JSON, off the schema) or an unreachable backend never fails
-the entry: the rules' values are kept and ``reason`` says ``llm reader: ...``.
+An invalid answer (not JSON, off the schema), an unreachable server or a local model
+that cannot load (offline, no weights) never fails an entry: the rules' values are kept
+and ``reason`` says ``llm reader (...): ...``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from charmeta.contract import CORE_KEYS, UNKNOWN
-from charmeta.errors import CharmetaError, ConfigError
+from charmeta.errors import CharmetaError, ConfigError, ModelLoadError
 from charmeta.llm.backends import Answer, LLMBackend, LLMError
 from charmeta.llm.contract import InvalidAnswer, check_keys, policy
 from charmeta.records import Decision, Extraction
@@ -194,6 +195,19 @@ def parse_spec(spec: str) -> dict[str, Any]:
         raise ConfigError(f"extractor spec {spec[:80]!r} is not an LLM reader spec: {exc}") from exc
 
 
+class Unavailable:
+    """The backend of a reader whose model could not load: each entry it is asked about keeps the
+    rules' values with the load error as its note (the caption's attributes are never lost)."""
+
+    name = "unavailable"
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def answer(self, text: str, keys: tuple[str, ...]) -> Answer:
+        raise LLMError(f"not loaded: {self.why}")
+
+
 def build_reader(llm: dict[str, Any], allow_download: bool = False) -> LLMReader:
     """The reader for a spec's ``llm`` part (loads a local model; an endpoint is only contacted per entry)."""
     backend: LLMBackend
@@ -215,6 +229,10 @@ def wrap(base_extractor: Any, spec: str, allow_download: bool = False) -> LLMRea
     d = parse_spec(spec)
     try:
         reader = build_reader(d["llm"], allow_download)
+    except ModelLoadError as exc:  # offline / missing weights: every entry it would read says so, rules kept
+        log.warning("LLM reader unavailable: %s", exc)
+        llm = d["llm"]
+        reader = LLMReader(Unavailable(str(exc)), float(llm.get("threshold", 0.6)), str(llm.get("scope", "uncertain")))
     except CharmetaError:
         raise
     except Exception as exc:  # an import error of the optional stack, say

@@ -134,7 +134,8 @@ def test_captioner_count_is_cross_checked_with_faces(text_extract: Any) -> None:
 
     cap = to_extraction("two girls with red hair", text_extract)
     out = fuse_image(None, None, None, pixel_count=1, pixel_backend="animeface", captioner=cap)
-    assert out.status == "multi_character" and out.character_count == 2
+    assert out.status == "multi_character" and out.character_count == 1  # the faces' count, flagged
+    assert fuse_image(None, None, None, pixel_count=None, captioner=cap).character_count == 2  # no counter ran
     assert "count disagreement: captioner says 2, pixels say 1 (animeface)" in out.reason
     # with a caption too, each count is checked against the faces (not against the captioner's count)
     text = text_extract("2girls, red hair")
@@ -148,11 +149,25 @@ def test_a_captioner_pixel_conflict_names_the_captioner(text_extract: Any) -> No
     from charmeta.fusion import fuse_image
     from charmeta.records import Decision, Extraction
 
-    cap = to_extraction("a girl with black hair", text_extract)
-    pix = Extraction("image", attributes={"Hair Color": Decision("Orange", 0.6, ["colors:hair:Orange"])})
-    hair = fuse_image(None, None, pix, pixel_count=1, captioner=cap).attributes["Hair Color"]
-    assert hair.value == "Black" and hair.conflict
-    assert any(e.endswith("conflict: captioner says Black, pixels say Orange; kept Black") for e in hair.evidence)
+    cap = to_extraction("a girl with black hair, wearing a red dress", text_extract)
+    pix = Extraction(
+        "image",
+        attributes={
+            "Hair Color": Decision("Orange", 0.6, ["colors:hair:Orange"]),
+            "Dress": Decision("Blue Dress", 0.5, ["model:blue dress"]),
+        },
+    )
+    out = fuse_image(None, None, pix, pixel_count=1, captioner=cap)
+    # default order (caption > tagger > captioner > pixels): the captioner wins, the conflict names it
+    dress = out.attributes["Dress"]
+    assert dress.value == "Red Dress" and dress.conflict
+    assert any(
+        e.endswith("conflict: captioner says Red Dress, pixels say Blue Dress; kept Red Dress") for e in dress.evidence
+    )
+    # Hair / Eye Color (fusion.json): the precision-tuned pixel colours outrank the captioner
+    hair = out.attributes["Hair Color"]
+    assert hair.value == "Orange" and hair.conflict
+    assert hair.evidence[-1] == "conflict: pixels says Orange, captioner says Black; kept Orange"
 
 
 def test_offline_hub_id_is_a_note_and_the_caption_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -322,13 +322,20 @@ def test_cached_prefix_scoring_equals_a_full_forward_pass(tiny_llama: Path) -> N
 
 
 @pytest.mark.slow
-def test_offline_hub_id_is_a_typed_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_offline_hub_id_is_a_typed_error_and_a_note(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rules: Any
+) -> None:
     from charmeta.errors import ModelLoadError
     from charmeta.llm.backends import LocalCausalLM
+    from charmeta.llm.reader import wrap
 
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache, downloads off
     with pytest.raises(ModelLoadError, match=re.escape("CHARMETA_LLM_MODEL")):
         LocalCausalLM("Qwen/Qwen2.5-0.5B-Instruct")
+    ex = wrap(rules, make_spec("text", "transformers", model="Qwen/Qwen2.5-0.5B-Instruct", scope="prose"))
+    out = ex.extract("a woman with long red hair")  # the rules' values kept, the reason says why no LLM
+    assert out.attributes["Hair Color"].value == "Red" and out.status == "ok"
+    assert "llm reader (unavailable): not loaded: LLM reader: " in out.reason and "CHARMETA_LLM_MODEL" in out.reason
 
 
 # ---------------------------------------------------------------------------
