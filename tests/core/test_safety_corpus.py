@@ -7,7 +7,9 @@ not tuned on; ``python tests/data/make_safety_corpus.py --score``) was scored on
 the end: 15 of 732 unsafe entries passed (all one phrasing, ``without any clothes``)
 and 16 of 906 controls were excluded (names split by ``;`` or ``::``). One vocabulary
 fix followed (nudity phrases in ``safety.json``); since then nothing unsafe passes
-there either, which the regression test below holds.
+there either, which the regression test below holds. The over-exclusions went later
+(``TextExtractor``'s ``_run_words``: ``;`` and Midjourney ``::`` weights no longer keep a
+name's words from joining): the held-out corpus is now 100% right too.
 """
 
 from __future__ import annotations
@@ -75,8 +77,8 @@ def test_held_out_corpus_lets_nothing_unsafe_through(extractor: TextExtractor) -
     wrong = _wrong(extractor, rows)
     missed = [r["text"] for r, _, _ in wrong if r["label"] == "excluded"]
     assert missed == []
-    # the known over-exclusions (names split by ';' / '::', e.g. 'kid icarus') do not grow
-    assert len(wrong) <= 16
+    # names in ';' lists and Midjourney '::' weights ('kid icarus', 'kaitou kid') stay names
+    assert wrong == []
 
 
 @pytest.mark.parametrize(
@@ -98,6 +100,9 @@ def test_held_out_corpus_lets_nothing_unsafe_through(extractor: TextExtractor) -
         "mature female, teenage, nude",  # two explicit ages conflict; the minor marker still counts
         "score_9, score_8_up, source_anime, rating_explicit, child",
         "1girl, solo, ||| general, half-naked child, smile",
+        "1girl; kid; nude; smile",  # the same syntaxes with the marker alone
+        "kid::2 nude::1 smile --ar 2:3 --v 6",
+        "loli;nude smile outdoors",
     ],
 )
 def test_unsafe_forms_are_excluded(extractor: TextExtractor, text: str) -> None:
@@ -112,6 +117,8 @@ def test_unsafe_forms_are_excluded(extractor: TextExtractor, text: str) -> None:
         "1girl, solo, foo_loli-gami_bar, ||| explicit, nude, mature female",  # a title holding the letters
         "1girl, kaitou kid, ||| explicit, nude",  # a character name, never evidence
         "1girl, kid icarus nude, mature female",
+        "1girl; kid icarus; nude; smile",  # ';' lists and Midjourney weights: the name's words still join
+        "kaitou kid::2 nude::1 smile --ar 2:3 --v 6",
         "1girl, lolita fashion, nude, mature female",
         "1girl, baby blue eyes, nude, mature female",
         "1girl, red facial markings, child, smile",  # 'facial' alone is not sexual
