@@ -26,7 +26,10 @@ Only structured captions go this way (``v31``, ``v30`` and raw ``danbooru``: no
 prose reading is involved in them); prose, prompt-style lists, invalid rows and
 the edge cases ``caption_arrays`` lists keep the per-entry path, and the two
 tables are merged in input order. ``tests/core/test_columnar.py`` checks both
-paths give identical tables.
+paths give identical tables. ``extractions`` gives the same rows as ``Extraction``
+records instead of a table (``charmeta extract``'s block path), checked record for
+record in the same test file. The path reads the tag extractor only through
+``charmeta.extractors.base.TagReader``.
 """
 
 from __future__ import annotations
