@@ -139,8 +139,12 @@ class LLMReader:
 class LLMReadingExtractor:
     """An extractor (the tag / prose rules) followed by the LLM reader on the entries it wants.
 
-    Not columnar: with the reader on, every batch takes the per-entry path (the rules' own
-    cost per entry rises from ~10 us to ~50 us; the LLM's, where it is called, dominates)."""
+    Batches keep the base's columnar path when it has one (``columnar``): the rules' table is
+    built as before, the rows the reader wants are found on it with Arrow kernels and only those
+    are read again per entry (rules + LLM) and put back in place. Measured with a backend that
+    answers nothing, 12,640 tag captions (the dev set x 40) per round, 3 interleaved rounds on a
+    loaded 2-core machine: rules alone 18-21 us/entry warm (47 cold), rules + this wrapper 23-29;
+    a per-entry-only wrapper cost 68-75. The reader wanted 8% of those rows."""
 
     def __init__(self, base: Any, reader: LLMReader, identity: str = "") -> None:
         self.base = base
@@ -158,6 +162,73 @@ class LLMReadingExtractor:
 
     def extract_batch(self, items: Any) -> list[Extraction]:
         return [self.extract(t) for t in items]
+
+    @property
+    def columnar(self) -> Any:
+        """The base's columnar path with the reader's rows redone (None: the base has none)."""
+        from charmeta.extractors.base import ColumnarCapable
+
+        base = self.base.columnar if isinstance(self.base, ColumnarCapable) else None
+        return _ColumnarWithReader(base, self.reader, self.base) if base is not None else None
+
+
+class _ColumnarWithReader:
+    """``table(...)`` of the base's columnar path, then the rows ``LLMReader.wants`` redone per entry."""
+
+    def __init__(self, base: Any, reader: LLMReader, rules: Any) -> None:
+        self.base, self.reader, self.rules = base, reader, rules
+
+    def wanted(self, table: Any) -> list[int]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from charmeta.contract import ATTRIBUTE_BY_KEY
+
+        ok = pc.equal(table["status"], "ok")
+        if self.reader.scope == "all":
+            want = ok
+        else:
+            unsure = pa.array([False] * table.num_rows)
+            for key in CORE_KEYS:
+                col = ATTRIBUTE_BY_KEY[key].column
+                known = pc.and_(pc.is_valid(table[col]), pc.not_equal(table[col], UNKNOWN))
+                low = pc.and_(known, pc.less(table[f"{col}_confidence"], self.reader.threshold))
+                unsure = pc.or_(unsure, pc.or_(pc.fill_null(table[f"{col}_conflict"], False), pc.fill_null(low, False)))
+            if self.reader.scope == "prose":
+                unsure = pc.or_(unsure, pc.equal(table["input_kind"], "prose"))
+            want = pc.and_(ok, unsure)
+        return [i for i, w in enumerate(pc.fill_null(want, False).to_pylist()) if w]
+
+    def table(
+        self, ids: Any, texts: Any, source_shard: Any, positions: Any, preset_invalid: Any, extract_one: Any
+    ) -> Any:
+        import pyarrow as pa
+
+        from charmeta.engine import Engine
+        from charmeta.records import extractions_to_table
+
+        # rows the columnar path hands back per entry get the rules only (guards included); the reader
+        # then redoes the rows it wants once, through ``extract_one`` (the engine's: rules + reader)
+        rules_one = Engine(text_extractor=self.rules).extract_text
+        table = self.base.table(ids, texts, source_shard, positions, preset_invalid, rules_one)
+        rows = self.wanted(table)
+        if not rows:
+            return table
+
+        def at(values: Any, i: int) -> Any:
+            v = values[i]
+            return v.as_py() if hasattr(v, "as_py") else v
+
+        redone = extractions_to_table(
+            [extract_one(at(texts, i)) for i in rows],  # the engine's guards + rules + this reader
+            [at(ids, i) for i in rows],
+            source_shard,
+            [at(positions, i) for i in rows] if positions is not None else None,
+        ).cast(table.schema)
+        order = list(range(table.num_rows))
+        for k, i in enumerate(rows):
+            order[i] = table.num_rows + k
+        return pa.concat_tables([table, redone]).take(pa.array(order))
 
 
 # ---------------------------------------------------------------------------

@@ -76,6 +76,8 @@ class ProtocolServer:
     @staticmethod
     def reply(entry: str) -> dict[str, Any]:
         ans: dict[str, Any] = {k: "Unknown" for k in KEYS if ATTRIBUTE_BY_KEY[k].is_core}
+        if "red hair, blue hair" in entry:
+            ans["Hair Color"] = "Multicolored"  # agrees with the rules' uncertain call
         if "tomato" in entry:
             ans["Hair Color"] = "Red"
         if "sky" in entry:
@@ -169,6 +171,32 @@ def test_scope_uncertain_reads_only_what_the_rules_leave_uncertain(server: Proto
     hair = unsure.attributes["Hair Color"]
     assert hair.value == "Red" and hair.conflict and hair.evidence[-1] == "llm:Red"
     assert ex.reader.uncertain_keys(rules.extract("1girl, solo, red hair, blue hair")) == ["Hair Color"]
+
+
+def test_batches_keep_the_columnar_path_and_equal_the_per_entry_records(server: ProtocolServer, rules: Any) -> None:
+    import pyarrow as pa
+
+    from charmeta.engine import Engine
+    from charmeta.records import extractions_to_table
+
+    eng = Engine(text_extractor=LLMReadingExtractor(rules, _reader(server.url, scope="uncertain")))
+    assert eng.text_extractor.columnar is not None  # the rules' columnar path stays on
+    texts = [
+        "1girl, red hair, long hair",
+        "1girl, solo, red hair, blue hair",
+        "",
+        TOMATO,
+        "1boy, solo, red hair, blue hair",
+    ]
+    ids = [f"r{i}" for i in range(len(texts))]
+    got = eng.process_batch(ids, pa.array(texts), "shard", list(range(len(texts))))
+    assert len(server.requests) == 2  # only the two uncertain tag captions
+    want = extractions_to_table([eng.extract_text(t) for t in texts], ids, "shard", list(range(len(texts))))
+    assert got.to_pylist() == want.cast(got.schema).to_pylist()
+    row = got.to_pylist()[1]
+    assert row["hair_color"] == "Multicolored" and row["hair_color_evidence"][-1] == "llm:Multicolored"
+    assert row["hair_color_confidence"] == pytest.approx(0.8)  # 0.5 (rules) and 0.6 (LLM) agree
+    assert got["status"].to_pylist()[2] == "invalid"
 
 
 def test_a_confident_rule_is_kept_and_the_disagreement_shown(server: ProtocolServer, rules: Any) -> None:
