@@ -199,6 +199,19 @@ class _ColumnarWithReader:
             want = pc.and_(ok, unsure)
         return [i for i, w in enumerate(pc.fill_null(want, False).to_pylist()) if w]
 
+    def extractions(self, texts: Any, extract_one: Any) -> list[Extraction]:
+        """``charmeta extract``'s block path: the base's records (rules only), then the reader on the
+        ones it wants (each record is the row's own: only its dict entries are replaced)."""
+        from charmeta.engine import Engine
+
+        out: list[Extraction] = self.base.extractions(texts, Engine(text_extractor=self.rules).extract_text)
+        scanner, safety = getattr(self.rules, "scanner", None), getattr(self.rules, "safety", None)
+        for i, ex in enumerate(out):
+            if self.reader.wants(ex):
+                v = texts[i]
+                out[i] = self.reader.read(v.as_py() if hasattr(v, "as_py") else v, ex, scanner, safety)
+        return out
+
     def table(
         self, ids: Any, texts: Any, source_shard: Any, positions: Any, preset_invalid: Any, extract_one: Any
     ) -> Any:

@@ -197,6 +197,13 @@ def test_batches_keep_the_columnar_path_and_equal_the_per_entry_records(server: 
     assert row["hair_color"] == "Multicolored" and row["hair_color_evidence"][-1] == "llm:Multicolored"
     assert row["hair_color_confidence"] == pytest.approx(0.8)  # 0.5 (rules) and 0.6 (LLM) agree
     assert got["status"].to_pylist()[2] == "invalid"
+    # charmeta extract's block path (Engine.extract_texts): the same records, one request per uncertain row
+    before = len(server.requests)
+    blocks = eng.extract_texts(texts)
+    assert len(server.requests) - before == 2
+    assert extractions_to_table(blocks, ids, "shard", list(range(len(texts)))).cast(got.schema).to_pylist() == (
+        got.to_pylist()
+    )
 
 
 def test_a_confident_rule_is_kept_and_the_disagreement_shown(server: ProtocolServer, rules: Any) -> None:
@@ -259,8 +266,8 @@ def test_settings_select_the_reader(server: ProtocolServer, monkeypatch: pytest.
         make_spec("text", "openai", url=server.url, scope="everything")
 
 
-def test_cli_extract_text_with_the_endpoint(
-    server: ProtocolServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_cli_extract_text_and_input_with_the_endpoint(
+    server: ProtocolServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     from charmeta.cli import main
     from charmeta.pipeline import engines
@@ -272,6 +279,14 @@ def test_cli_extract_text_with_the_endpoint(
     assert main(["extract", "--text", SKY]) == 0
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rec["attributes"]["Hair Color"] == "Blue" and rec["evidence"]["Hair Color"] == ["llm:Blue"]
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate([TOMATO, "1girl, red hair", SKY]))
+    )
+    assert main(["extract", "--input", str(src)]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["attributes"]["Hair Color"] for r in recs] == ["Red", "Red", "Blue"]
+    assert recs[0]["evidence"]["Hair Color"] == ["llm:Red"] and recs[1]["evidence"]["Hair Color"] == ["red hair"]
 
 
 @pytest.mark.slow
