@@ -31,6 +31,7 @@ import os
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from charmeta import duck
@@ -45,7 +46,7 @@ from charmeta.file_identity import identity
 _BY_KEY = {a.key: a for a in ATTRIBUTES}
 MINOR_AGES = ("Child", "Teen")
 #: Bump when the decisions or lines change meaning.
-DECISION_VERSION = 1
+DECISION_VERSION = 2
 
 
 def consensus_wide(profiles: pa.Table, policy: CleaningPolicy) -> pa.Table:
@@ -187,13 +188,8 @@ def apply_partition(
     tmp = f".tmp-{os.getpid()}"
     pq.write_table(ident, ipath + tmp, compression="zstd")
     os.replace(ipath + tmp, ipath)
-    counts: dict[str, int] = {}
-    for a in ident.column("action").to_pylist():
-        counts[a] = counts.get(a, 0) + 1
-    fills: dict[str, int] = {}
-    for a, act in zip(ident.column("attribute").to_pylist(), ident.column("action").to_pylist()):
-        if act == "fill":
-            fills[a] = fills.get(a, 0) + 1
+    counts = _value_counts(ident.column("action"))
+    fills = _value_counts(ident.filter(pc.equal(ident["action"], "fill")).column("attribute"))
     result = {"key": key, "counts": counts, "fills": fills, "lines_path": None}
     changed = ident.num_rows > 0 and any(a != "identity_conflict" for a in counts)
     if not changed:
@@ -221,10 +217,20 @@ def _digest(root: str, key: str, ident: pa.Table, policy: CleaningPolicy) -> str
             [DECISION_VERSION, policy.digest, list(identity(os.path.join(root, "validated_records", key + ".parquet")))]
         ).encode()
     )
-    cols = ["source_position", "attribute", "action", "consensus_value"]
-    for row in zip(*(ident.column(c).to_pylist() for c in cols)):
-        h.update(repr(row).encode())
+    # the decisions' columns as one Arrow IPC stream (no Python per row: 2M identity rows at 5M)
+    cols = ident.select(["source_position", "attribute", "action", "consensus_value"]).combine_chunks()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, cols.schema) as w:
+        w.write_table(cols)
+    h.update(memoryview(sink.getvalue()))
     return h.hexdigest()
+
+
+def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
+    vc = pc.value_counts(col.combine_chunks()) if len(col) else None
+    if vc is None:
+        return {}
+    return {str(v): int(n) for v, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())}
 
 
 def _build_lines(
@@ -270,7 +276,5 @@ def load_inputs(root: str, policy: CleaningPolicy | None = None) -> tuple[pa.Tab
 
 def partition_dups(clusters: pa.Table, key: str) -> pa.Table:
     """The cluster rows of one partition that are not kept: ``source_position, duplicate_of``."""
-    import pyarrow.compute as pc
-
     t = clusters.filter(pc.and_(pc.equal(clusters["partition"], key), pc.is_valid(clusters["duplicate_of"])))
     return t.select(["source_position", "duplicate_of"])

@@ -12,8 +12,9 @@ A part is two Parquet files and a marker under ``<root>/cleaning_parts/``:
 * ``<key>.rows.parquet`` - one row per non-invalid entry: position, id, status, folded
   character name (when the entry names exactly one), completeness, mean core confidence,
   ``sexual`` (sexual rating or sexual tag/word, contract section 4), the exact set hash,
-  the tag count, the tags' 32-bit hashes (for the exact Jaccard of candidate pairs: reading
-  them costs a tenth of re-reading and re-splitting the texts), one LSH band key per band
+  the tag count, the tags' 32-bit hashes, ascending within the row (for the exact Jaccard of
+  candidate pairs: reading them costs a tenth of re-reading and re-splitting the texts, and
+  sorted they merge instead of sorting), one LSH band key per band
   (null under ``min_tokens`` tags), image ``sha256`` / ``phash`` for image rows;
 * ``<key>.profile.parquet`` - ``character, attribute, value, n``: the partial aggregate (plus
   one ``(entries)`` row per character: its entries, the denominator of coverage);
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 
 from charmeta import duck
 from charmeta.cleaning.config import CleaningPolicy, load_policy
-from charmeta.cleaning.signatures import as_lists, band_keys, minhash, set_hashes, token_hashes
+from charmeta.cleaning.signatures import band_keys, minhash, set_hashes, sorted_token_lists, token_hashes
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.duck import sql_ident, sql_string
 from charmeta.export_lines import in_position_order
@@ -46,7 +47,7 @@ log = logging.getLogger("charmeta.cleaning")
 
 PART_DIR = "cleaning_parts"
 #: Bump when a part's columns change meaning: parts of another version are rebuilt.
-PART_VERSION = 4
+PART_VERSION = 5
 _SCALARS = [a for a in ATTRIBUTES if not a.is_list]
 _CORE = [a for a in ATTRIBUTES if a.is_core]
 
@@ -182,7 +183,7 @@ def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, A
         """
     ).to_arrow_table()
     n = rows_in.num_rows
-    rows, hashes, dictionary, idx = token_hashes(texts_at(norm, rows_in["pos"].to_numpy()))
+    rows, hashes, dictionary, idx = token_hashes(texts_at(norm, rows_in["pos"].to_numpy()), con)
     sexual_tok = np.asarray(pc.is_in(dictionary, value_set=_sexual_terms()).to_numpy(zero_copy_only=False), bool)
     sexual = np.bincount(rows, weights=sexual_tok[idx], minlength=n) > 0 if len(rows) else np.zeros(n, bool)
     sexual |= np.asarray(rows_in.column("sexual_rating").to_numpy(), dtype=bool)
@@ -200,7 +201,7 @@ def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, A
         "sexual": pa.array(sexual),
         "set_hash": pa.array(set_hashes(rows, hashes, n)),
         "ntok": pa.array(ntok),
-        "tokens": as_lists(rows, (hashes ^ (hashes >> np.uint64(32))).astype(np.uint32), n),
+        "tokens": sorted_token_lists(rows, hashes, n),
         "sha256": rows_in["sha256"],
         "phash": rows_in["phash"],
     }

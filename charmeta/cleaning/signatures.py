@@ -20,6 +20,8 @@ with ``datasketch``'s on the same sets. Bands of ``rows_per_band`` minima are fo
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
@@ -27,7 +29,7 @@ import pyarrow as pa
 SEED = 14
 
 
-def token_hashes(text: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array, np.ndarray]:
+def token_hashes(text: pa.Array, con: Any = None) -> tuple[np.ndarray, np.ndarray, pa.Array, np.ndarray]:
     """Each row's normalized tag set as ``(row, token hash)`` pairs, unique per row and sorted by row.
 
     Arrow kernels over the whole batch, no Python per row: lower case; rows with a comma split
@@ -63,12 +65,14 @@ def token_hashes(text: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array, np.n
     enc = pc.dictionary_encode(flat)
     idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     dictionary = enc.dictionary
-    con = duckdb.connect()
+    own = con is None
+    con = duckdb.connect() if own else con
     try:
         dict_tbl = pa.table({"t": dictionary})  # noqa: F841 - read by DuckDB below
         dh = con.sql("SELECT hash(t) AS h FROM dict_tbl").to_arrow_table().column(0).to_numpy().astype(np.uint64)
     finally:
-        con.close()
+        if own:
+            con.close()
     nonempty = np.asarray(pc.not_equal(dictionary, "").to_numpy(zero_copy_only=False), dtype=bool)
     keep = nonempty[idx]
     d = max(len(dictionary), 1)
@@ -87,6 +91,27 @@ def as_lists(rows: np.ndarray, values: np.ndarray, n: int) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
+def h32(hashes: np.ndarray) -> np.ndarray:
+    """The 32-bit token hashes persisted per row (high xor low word of the 64-bit hash)."""
+    return (hashes ^ (hashes >> np.uint64(32))).astype(np.uint32)
+
+
+def sorted_token_lists(rows: np.ndarray, hashes: np.ndarray, n: int) -> pa.Array:
+    """Each row's distinct 32-bit token hashes in ascending order, as ``list<uint32>``.
+
+    Sorted within the row so that the exact-Jaccard check of candidate pairs
+    (``dedup._jaccard_at_least``) finds the intersection of two rows by merging two sorted
+    runs instead of sorting every candidate pair's tokens (one ``(row << 32 | hash)`` sort of
+    the partition's tokens here, ~0.05 s per 100k rows)."""
+    key = (rows.astype(np.uint64) << np.uint64(32)) | h32(hashes).astype(np.uint64)
+    key.sort()
+    if len(key):
+        first = np.ones(len(key), dtype=bool)
+        first[1:] = key[1:] != key[:-1]
+        key = key[first]
+    return as_lists((key >> np.uint64(32)).astype(np.int64), (key & np.uint64(0xFFFFFFFF)).astype(np.uint32), n)
+
+
 def _params(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(SEED)
     a = (rng.integers(0, 1 << 31, num_perm, dtype=np.uint64) * 2 + 1).astype(np.uint32)
@@ -101,13 +126,13 @@ def minhash(rows: np.ndarray, hashes: np.ndarray, n: int, num_perm: int) -> np.n
     out = np.full((n, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
     if not len(rows):
         return out
-    h32 = (hashes ^ (hashes >> np.uint64(32))).astype(np.uint32)
+    t32 = h32(hashes)
     starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))
     has = rows[starts]
     a, b = _params(num_perm)
-    tmp = np.empty_like(h32)
+    tmp = np.empty_like(t32)
     for i in range(num_perm):
-        np.multiply(h32, a[i], out=tmp)
+        np.multiply(t32, a[i], out=tmp)
         np.bitwise_xor(tmp, b[i], out=tmp)
         out[has, i] = np.minimum.reduceat(tmp, starts)
     return out
