@@ -50,6 +50,8 @@ PART_DIR = "cleaning_parts"
 PART_VERSION = 5
 _SCALARS = [a for a in ATTRIBUTES if not a.is_list]
 _CORE = [a for a in ATTRIBUTES if a.is_core]
+#: Columns of uniformly distributed hashes (plus the ``b<j>`` band keys).
+_HASH_COLS = {"set_hash", "tokens", *(f"b{j}" for j in range(64))}
 
 
 def part_paths(root: str, key: str) -> tuple[str, str, str]:
@@ -213,7 +215,14 @@ def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, A
     os.makedirs(os.path.dirname(rows_path), exist_ok=True)
     tmp = f".tmp-{os.getpid()}"
     try:
-        pq.write_table(rows_tbl, rows_path + tmp, compression="zstd")
+        pq.write_table(
+            rows_tbl,
+            rows_path + tmp,
+            # hashes do not compress and are all distinct: no dictionary / zstd attempt on them
+            # (the part's write took 0.16 of 1.3 s CPU per 100k rows with zstd + dictionary on all)
+            compression={c: ("none" if c in _HASH_COLS else "zstd") for c in rows_tbl.column_names},
+            use_dictionary=[c for c in rows_tbl.column_names if c not in _HASH_COLS],
+        )
         pq.write_table(profile, prof_path + tmp, compression="zstd")
         meta = {
             "version": PART_VERSION,

@@ -32,38 +32,42 @@ SEED = 14
 def token_hashes(text: pa.Array, con: Any = None) -> tuple[np.ndarray, np.ndarray, pa.Array, np.ndarray]:
     """Each row's normalized tag set as ``(row, token hash)`` pairs, unique per row and sorted by row.
 
-    Arrow kernels over the whole batch, no Python per row: lower case; rows with a comma split
-    at commas, the others (raw ``tag_string``) at whitespace; then per tag ``_`` -> space,
-    backslashes removed, spaces and ``|`` trimmed (the v3.1 ``|||`` marker); empty tags
+    Arrow kernels over the whole batch, no Python per row: rows with a comma split at commas,
+    the others (raw ``tag_string``) at whitespace; then per distinct tag: lower case, ``_`` ->
+    space, backslashes removed, spaces and ``|`` trimmed (the v3.1 ``|||`` marker); empty tags
     dropped. Each distinct tag is hashed once (``dictionary_encode``, then DuckDB's 64-bit
     ``hash`` over the dictionary; the DuckDB version is part of the cleaning parts' identity
     so persisted keys never mix two hash functions). Returns ``(rows, hashes, dictionary,
     dictionary index per pair)``. Measured on 100k synthetic rows (this shared machine):
-    0.9 s of CPU through DuckDB list lambdas, ~0.4 s here."""
+    0.9 s of CPU through DuckDB list lambdas, ~0.4 s with Arrow kernels over the whole texts,
+    ~0.25 s normalizing the distinct tags only."""
     import duckdb
     import pyarrow.compute as pc
 
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
-    low = pc.utf8_lower(text.fill_null(""))
-    raw = np.asarray(pc.invert(pc.match_substring(low, ",")).to_numpy(zero_copy_only=False), dtype=bool)
+    text = text.fill_null("")
+    raw = np.asarray(pc.invert(pc.match_substring(text, ",")).to_numpy(zero_copy_only=False), dtype=bool)
     comma_rows, raw_rows = np.flatnonzero(~raw), np.flatnonzero(raw)
-    # comma rows: '_' and backslashes go before the split, over whole texts (one pass over few
-    # long strings is cheaper than over millions of tags); raw rows split at whitespace first
-    c_text = pc.replace_substring(pc.replace_substring(low.take(pa.array(comma_rows)), "_", " "), "\\", "")
-    c_lists = pc.split_pattern(c_text, ",")
-    r_lists = pc.utf8_split_whitespace(low.take(pa.array(raw_rows)))
-    r_flat = pc.replace_substring(pc.replace_substring(pc.list_flatten(r_lists), "_", " "), "\\", "")
-    flat = pa.concat_arrays([pc.list_flatten(c_lists), r_flat])
+    # split first, normalize the distinct raw tags only (lower case, '_', backslashes and trims
+    # touch neither commas nor whitespace, so the split is the same): 10x fewer characters than
+    # the texts (1.7M tags, 95k distinct per 100k synthetic rows)
+    c_lists = pc.split_pattern(text.take(pa.array(comma_rows)), ",")
+    r_lists = pc.utf8_split_whitespace(text.take(pa.array(raw_rows)))
+    flat = pa.concat_arrays([pc.list_flatten(c_lists), pc.list_flatten(r_lists)])
     rows = np.concatenate(
         [
             comma_rows[pc.list_parent_indices(c_lists).to_numpy()],
             raw_rows[pc.list_parent_indices(r_lists).to_numpy()],
         ]
     ).astype(np.int64)
-    flat = pc.utf8_trim(flat, " \t\n\r|")
-    enc = pc.dictionary_encode(flat)
-    idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    raw_enc = pc.dictionary_encode(flat)
+    norm = pc.utf8_lower(raw_enc.dictionary)
+    norm = pc.utf8_trim(pc.replace_substring(pc.replace_substring(norm, "_", " "), "\\", ""), " \t\n\r|")
+    enc = pc.dictionary_encode(norm)
+    idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)[
+        raw_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    ]
     dictionary = enc.dictionary
     own = con is None
     con = duckdb.connect() if own else con
@@ -123,9 +127,11 @@ def minhash(rows: np.ndarray, hashes: np.ndarray, n: int, num_perm: int) -> np.n
     """``(n, num_perm)`` uint32 MinHash signatures from ``(row, token hash)`` pairs sorted by row.
 
     Rows without tokens get all-ones signatures (callers keep them out of the LSH)."""
-    out = np.full((n, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
+    # one contiguous row per permutation (returned transposed, a view): a column per
+    # permutation of an (n, num_perm) array was a strided write, ~40% of this function's time
+    out = np.full((num_perm, n), np.iinfo(np.uint32).max, dtype=np.uint32)
     if not len(rows):
-        return out
+        return out.T
     t32 = h32(hashes)
     starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))
     has = rows[starts]
@@ -134,8 +140,8 @@ def minhash(rows: np.ndarray, hashes: np.ndarray, n: int, num_perm: int) -> np.n
     for i in range(num_perm):
         np.multiply(t32, a[i], out=tmp)
         np.bitwise_xor(tmp, b[i], out=tmp)
-        out[has, i] = np.minimum.reduceat(tmp, starts)
-    return out
+        out[i, has] = np.minimum.reduceat(tmp, starts)
+    return out.T
 
 
 def set_hashes(rows: np.ndarray, hashes: np.ndarray, n: int) -> np.ndarray:
