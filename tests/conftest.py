@@ -15,15 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _cleaning_switch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The dataset cleaning (issue 14) is on in the product. Many fixtures of other features
-    repeat one filler caption (``GOOD``, ``tag{i % 97}``, ...), which the cleaning rightly
-    exports once; tests of those features run with ``CHARMETA_CLEANING=off`` (inherited by the
-    ``charmeta run`` subprocesses they start), the cleaning's own tests are marked ``cleaning``."""
-    if request.node.get_closest_marker("cleaning") is None:
-        monkeypatch.setenv("CHARMETA_CLEANING", "off")
-    else:
-        monkeypatch.delenv("CHARMETA_CLEANING", raising=False)
+def _cleaning_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs the product's default, the dataset cleaning on (issue 14), whatever the
+    calling shell set; a test of the switch itself sets ``CHARMETA_CLEANING=off`` explicitly."""
+    monkeypatch.delenv("CHARMETA_CLEANING", raising=False)
+    monkeypatch.delenv("CHARMETA_CLEANING_POLICY", raising=False)
 
 
 @pytest.fixture

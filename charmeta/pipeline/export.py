@@ -236,7 +236,8 @@ def export_dataset(root: str, keys: list[str], extra_manifest: dict[str, Any] | 
         "quarantine": quarantine,
         "records_lost": records_lost,
         "cleaning": {
-            **cleaning.get("summary", {}),
+            # counts only: the step's seconds would make two runs' manifests differ
+            **{k: v for k, v in cleaning.get("summary", {}).items() if k != "seconds"},
             "report": "consistency_report.md",
             "profiles": "../cleaning/character_profiles.parquet",
             "clusters": "../cleaning/dedup_clusters.parquet",

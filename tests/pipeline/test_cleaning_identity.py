@@ -123,7 +123,7 @@ def _dataset() -> tuple[list[dict], dict]:
 
 
 #: one `charmeta run` through Dagster (~15 s of CPU); tests/core/test_cleaning_rules.py covers the rules fast
-pytestmark = [pytest.mark.slow, pytest.mark.cleaning]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def cleaned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]
     ensure_home(home)
     mp = pytest.MonkeyPatch()
     mp.setenv("DAGSTER_HOME", str(home))
-    mp.delenv("CHARMETA_CLEANING", raising=False)  # module-scoped: set up before the per-test switch
+    mp.delenv("CHARMETA_CLEANING", raising=False)  # module-scoped: the product default, whatever the shell set
     rows, truth = _dataset()
     src = base / "src"
     src.mkdir()

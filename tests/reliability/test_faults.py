@@ -20,10 +20,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _lines(n: int, prefix: str = "r", poison_every: int = 0) -> list[dict]:
+    """``n`` distinct captions (Jaccard 1/2 between any two: the cleaning keeps them all)."""
     return [
         {
             "id": f"{prefix}{i:05d}",
-            "text": ("POISON, " if poison_every and i % poison_every == 0 else "") + f"1girl, solo, tag{i % 31}",
+            "text": ("POISON, " if poison_every and i % poison_every == 0 else "") + f"1girl, solo, {prefix}tag{i}",
         }
         for i in range(n)
     ]
@@ -174,13 +175,17 @@ def test_kill_9_mid_partition_then_rerun(tmp_path: Path, chaos) -> None:  # noqa
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     # nothing partial is visible: every stage file present is complete and committed
+    # (``export`` and ``cleaning`` are the export job's dataset-level outputs, not stage files)
     for stage_dir in out.iterdir():
-        if not stage_dir.is_dir() or stage_dir.name.startswith(("_", ".")) or stage_dir.name == "export":
+        if not stage_dir.is_dir() or stage_dir.name.startswith(("_", ".")) or stage_dir.name in ("export", "cleaning"):
             continue
         for f in stage_dir.glob("*.parquet"):
-            marker = f.with_suffix(".json")
+            # a cleaning part is <key>.rows.parquet + <key>.profile.parquet under one <key>.json
+            base = f.name.removesuffix(".parquet").removesuffix(".rows").removesuffix(".profile")
+            marker = f.with_name(base + ".json")
             assert marker.exists(), f"{f} visible without commit marker"
-            assert pq.ParquetFile(f).metadata.num_rows == json.loads(marker.read_text())["rows"]
+            if not f.name.endswith(".profile.parquet"):
+                assert pq.ParquetFile(f).metadata.num_rows == json.loads(marker.read_text())["rows"]
     in_flight = [p for p in pred.iterdir() if ".tmp-" in p.name]
     assert in_flight  # the killed writer's temp file, never renamed into place
     done_before = len(list((out / "validated_records").glob("*.json")))
