@@ -5,9 +5,11 @@ appearance tags), back to back on the same machine:
 
 1. ``charmeta run`` end to end with ``CHARMETA_CLEANING=off`` (the export as before);
 2. ``charmeta run`` end to end with the cleaning on (fresh output);
-3. the cleaning alone on run 2's output, parts rebuilt from scratch (what a worker adds
-   per partition, here in one process) and the global steps (profiles, clusters, apply,
-   report), in a child process so its peak RSS is its own.
+3. the cleaning alone on run 2's output, in a child process so its peak RSS is its own:
+   ``--alone global`` (default) the global steps (profiles, clusters, apply, report) over
+   the parts the workers built in run 2; ``--alone full`` rebuilds the parts first, in one
+   process (what the workers add per partition; ~1.2 s CPU per 100k rows, a long step at
+   5M on 2 cores); ``--alone none`` skips it.
 
 Wall time and peak RSS (largest process, whole process tree) of each, appended to
 ``docs/benchmarks.md``. The ratio of 2 to 1 is the cost of the cleaning end to end.
@@ -27,17 +29,18 @@ from charmeta.bench.machine import describe
 from charmeta.bench.stages import StageResult, cli_cmd, run_child
 
 
-def _child(root: str) -> None:
-    """The cleaning alone on ``root``: parts from scratch, then the global steps; prints JSON."""
+def _child(root: str, mode: str) -> None:
+    """The cleaning alone on ``root`` (parts from scratch first when ``mode`` is ``full``); prints JSON."""
     import resource
 
     from charmeta.cleaning.run import run_all
     from charmeta.sources import registered_keys
 
-    shutil.rmtree(os.path.join(root, "cleaning_parts"), ignore_errors=True)
+    if mode == "full":
+        shutil.rmtree(os.path.join(root, "cleaning_parts"), ignore_errors=True)
     keys = registered_keys(root)
     t0 = time.perf_counter()
-    out = run_all(root, keys)
+    out = run_all(root, keys)  # parts: rebuilt when missing, else reused
     seconds = time.perf_counter() - t0
     print(
         json.dumps(
@@ -71,13 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, default=0, help="default: one per 100k rows")
     p.add_argument("--work", default="out/bench-cleaning")
     p.add_argument("--zipf", type=float, default=1.0)
-    p.add_argument("--near-dups", type=float, default=0.03)
+    p.add_argument("--near-dups", type=float, default=0.05)
     p.add_argument("--skip-off", action="store_true", help="skip the run without cleaning")
+    p.add_argument("--alone", choices=["global", "full", "none"], default="global", help="step 3 (see above)")
     p.add_argument("--report", default="docs/benchmarks.md")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        _child(args.child)
+        _child(args.child, args.alone)
         return 0
     work = Path(args.work)
     shards = args.shards or max(1, args.rows // 100_000)
@@ -115,17 +119,18 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
         print(_row(r), file=sys.stderr, flush=True)
     on = work / "run-on"
-    r = run_child(
-        "cleaning alone (parts + global)",
-        [sys.executable, "-m", "charmeta.bench.cleaning", "--child", str(on)],
-        args.rows,
-        json_result=True,
-    )
-    if r.available:
-        r.note = (
-            "steps s: " + json.dumps(r.extra.get("steps", {})) + f"; duplicate rate {r.extra.get('duplicate_rate')}"
+    if args.alone != "none":
+        r = run_child(
+            "cleaning alone (parts + global)" if args.alone == "full" else "cleaning alone (global steps)",
+            [sys.executable, "-m", "charmeta.bench.cleaning", "--child", str(on), "--alone", args.alone],
+            args.rows,
+            json_result=True,
         )
-    results.append(r)
+        if r.available:
+            r.note = (
+                "steps s: " + json.dumps(r.extra.get("steps", {})) + f"; duplicate rate {r.extra.get('duplicate_rate')}"
+            )
+        results.append(r)
     m = describe()
     off = next((x for x in results if x.name.endswith("cleaning off")), None)
     onr = next((x for x in results if x.name.endswith("cleaning on")), None)

@@ -30,6 +30,7 @@ import json
 import os
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -40,7 +41,7 @@ from charmeta.cleaning.parts import part_paths
 from charmeta.cleaning.profiles import CLEAN_DIR
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.duck import sql_ident, sql_string
-from charmeta.export_lines import clean_json_sql, write_lines
+from charmeta.export_lines import clean_json_sql, in_position_order, write_lines
 from charmeta.file_identity import identity
 
 _BY_KEY = {a.key: a for a in ATTRIBUTES}
@@ -117,14 +118,14 @@ def _decision_sql(root: str, key: str, policy: CleaningPolicy) -> str:
         LEFT JOIN read_parquet({part}) p ON p.pos = v.source_position
         LEFT JOIN consensus w ON w.character = p.character
         LEFT JOIN dups d ON d.source_position = v.source_position
-        ORDER BY v.source_position
     """
 
 
 def decide_partition(
     root: str, key: str, consensus: pa.Table, dups: pa.Table, policy: CleaningPolicy, con: Any
 ) -> pa.Table:
-    """The partition's per-row decisions (every row; callers keep the ones with an action)."""
+    """The partition's per-row decisions (every row, in no particular order: sorting 58 columns
+    cost ~0.1 s per 100k rows and every consumer orders or aligns by ``pos`` itself)."""
     con.register("consensus", consensus)
     con.register("dups", dups)
     try:
@@ -162,7 +163,7 @@ def identity_rows(decisions: pa.Table, key: str, policy: CleaningPolicy, con: An
         return con.sql(
             f"SELECT {sql_string(key)} AS partition, pos AS source_position, id, character, attribute, action, "
             f"entry_value, consensus_value, support::BIGINT AS support, agreement::DOUBLE AS agreement, "
-            f"'identity' AS source FROM ({' UNION ALL '.join(parts)}) ORDER BY pos, attribute"
+            f"'identity' AS source FROM ({' UNION ALL '.join(parts)}) ORDER BY pos, attribute, action"
         ).to_arrow_table()
     finally:
         con.unregister("decisions")
@@ -236,21 +237,36 @@ def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
 def _build_lines(
     root: str, key: str, decisions: pa.Table, policy: CleaningPolicy, con: Any, out: str
 ) -> tuple[int, int]:
-    """The partition's clean lines with fills applied, dropped / identity-excluded rows out."""
-    src = sql_string(os.path.join(root, "validated_records", key + ".parquet"))
+    """The partition's clean lines with fills applied, dropped / identity-excluded rows out.
+
+    The decisions (one per validated row) sorted by position line up with a validated file in
+    position order: a ``POSITIONAL JOIN`` then needs neither a hash join nor a sort of the wide
+    rows (0.175 -> 0.13 s CPU per 100k rows); otherwise a join on the position, sorted."""
+    path = os.path.join(root, "validated_records", key + ".parquet")
+    src = sql_string(path)
+    fill_cols = ["fill_" + _BY_KEY[k].column for k in policy.fill_attributes]
     replace = ", ".join(
-        f"coalesce(d.{sql_ident('fill_' + _BY_KEY[k].column)}, v.{sql_ident(_BY_KEY[k].column)}) "
-        f"AS {sql_ident(_BY_KEY[k].column)}"
-        for k in policy.fill_attributes
+        f"coalesce(d.{sql_ident(f)}, v.{sql_ident(_BY_KEY[k].column)}) AS {sql_ident(_BY_KEY[k].column)}"
+        for f, k in zip(fill_cols, policy.fill_attributes)
     )
-    inner = (
-        f"SELECT v.* REPLACE ({replace}) FROM read_parquet({src}) v JOIN decisions d ON d.pos = v.source_position "
-        f"WHERE v.status = 'ok' AND d.duplicate_of IS NULL AND NOT d.identity_excluded ORDER BY v.source_position"
-        if replace
-        else f"SELECT v.* FROM read_parquet({src}) v JOIN decisions d ON d.pos = v.source_position "
-        f"WHERE v.status = 'ok' AND d.duplicate_of IS NULL AND NOT d.identity_excluded ORDER BY v.source_position"
+    cols = f"v.* REPLACE ({replace})" if replace else "v.*"
+    keep = "v.status = 'ok' AND d.duplicate_of IS NULL AND NOT d.identity_excluded"
+    slim = decisions.select(["pos", "duplicate_of", "identity_excluded", *fill_cols])
+    slim = slim.take(pc.sort_indices(slim["pos"]))
+    pos = slim["pos"].to_numpy()
+    aligned = (
+        slim.num_rows == pq.ParquetFile(path).metadata.num_rows
+        and bool(np.all(pos[1:] > pos[:-1]))
+        and in_position_order(path)
     )
-    con.register("decisions", decisions)
+    if aligned:
+        inner = f"SELECT {cols} FROM read_parquet({src}) v POSITIONAL JOIN decisions d WHERE {keep}"
+    else:
+        inner = (
+            f"SELECT {cols} FROM read_parquet({src}) v JOIN decisions d ON d.pos = v.source_position "
+            f"WHERE {keep} ORDER BY v.source_position"
+        )
+    con.register("decisions", slim)
     try:
         con.execute("SET preserve_insertion_order = true")
         table = con.sql(f"SELECT {clean_json_sql(newline=True)} AS j FROM ({inner})").to_arrow_table()
