@@ -46,7 +46,8 @@ def token_hashes(text: pa.Array, con: Any = None) -> tuple[np.ndarray, np.ndarra
 
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
-    text = text.fill_null("")
+    if text.null_count:
+        text = text.fill_null("")
     raw = np.asarray(pc.invert(pc.match_substring(text, ",")).to_numpy(zero_copy_only=False), dtype=bool)
     comma_rows, raw_rows = np.flatnonzero(~raw), np.flatnonzero(raw)
     # split first, normalize the distinct raw tags only (lower case, '_', backslashes and trims
@@ -55,19 +56,17 @@ def token_hashes(text: pa.Array, con: Any = None) -> tuple[np.ndarray, np.ndarra
     c_lists = pc.split_pattern(text.take(pa.array(comma_rows)), ",")
     r_lists = pc.utf8_split_whitespace(text.take(pa.array(raw_rows)))
     flat = pa.concat_arrays([pc.list_flatten(c_lists), pc.list_flatten(r_lists)])
-    rows = np.concatenate(
+    rows = np.concatenate(  # each row number repeated by its tag count (cheaper than parent indices + take)
         [
-            comma_rows[pc.list_parent_indices(c_lists).to_numpy()],
-            raw_rows[pc.list_parent_indices(r_lists).to_numpy()],
+            np.repeat(comma_rows, pc.list_value_length(c_lists).to_numpy(zero_copy_only=False)),
+            np.repeat(raw_rows, pc.list_value_length(r_lists).to_numpy(zero_copy_only=False)),
         ]
     ).astype(np.int64)
     raw_enc = pc.dictionary_encode(flat)
     norm = pc.utf8_lower(raw_enc.dictionary)
     norm = pc.utf8_trim(pc.replace_substring(pc.replace_substring(norm, "_", " "), "\\", ""), " \t\n\r|")
     enc = pc.dictionary_encode(norm)
-    idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)[
-        raw_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    ]
+    idx = enc.indices.to_numpy(zero_copy_only=False)[raw_enc.indices.to_numpy(zero_copy_only=False)].astype(np.int64)
     dictionary = enc.dictionary
     own = con is None
     con = duckdb.connect() if own else con
