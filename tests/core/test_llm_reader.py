@@ -233,6 +233,8 @@ def test_an_llm_minor_age_meets_the_safety_rule(server: ProtocolServer, rules: A
     assert "safety: minor (Age Child, LLM reader) with sexual rating (explicit)" in out.reason
     safe = ex.extract("rating:general, 1girl, solo, short stature")
     assert safe.attributes["Age"].value == "Child" and safe.status == "ok"
+    words = ex.extract("1girl, solo, short stature, nude")  # no rating: the scanner's sexual words
+    assert words.status == "excluded" and "with sexual content (nude)" in words.reason
 
 
 def test_merge_agreement_raises_confidence() -> None:
