@@ -66,8 +66,18 @@ def gql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     return body["data"]
 
 
-#: Fields that are timings, file identities or creation times: equal only by chance.
-VOLATILE = {"seconds", "rows_per_second", "identity", "validated", "created_at", "facts_and_export_part_seconds"}
+#: Fields that are timings, file identities or creation times: equal only by chance. ``digest``
+#: (a partition's cleaned lines) and ``fingerprint`` (the cleaning state) hash file identities too.
+VOLATILE = {
+    "seconds",
+    "rows_per_second",
+    "identity",
+    "validated",
+    "created_at",
+    "facts_and_export_part_seconds",
+    "digest",
+    "fingerprint",
+}
 
 
 def _files(root: Path) -> set[str]:
