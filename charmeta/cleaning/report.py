@@ -23,10 +23,9 @@ def report_path(root: str) -> str:
 
 
 def _plots(root: str, out_dir: str) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Figure objects, not pyplot: pyplot would need matplotlib.use("Agg"), which switches the backend
+    # of the whole process (a notebook running the pipeline in its kernel lost its inline plots).
+    from matplotlib.figure import Figure
 
     from charmeta.cleaning.dedup import read_clusters
     from charmeta.cleaning.profiles import read_profiles
@@ -35,7 +34,8 @@ def _plots(root: str, out_dir: str) -> dict[str, str]:
     prof = read_profiles(root)
     agree = prof.column("agreement").to_numpy() if prof.num_rows else np.zeros(0)
     support = prof.column("support").to_numpy() if prof.num_rows else np.zeros(0)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.hist(agree[support >= 3], bins=20, range=(0, 1), color="#4477aa")
     ax.set_xlabel("agreement of the canonical value")
     ax.set_ylabel("character x attribute pairs (support >= 3)")
@@ -43,11 +43,11 @@ def _plots(root: str, out_dir: str) -> dict[str, str]:
     fig.tight_layout()
     files["agreement"] = os.path.join(out_dir, "consistency_agreement.png")
     fig.savefig(files["agreement"], dpi=90)
-    plt.close(fig)
 
     clusters = read_clusters(root)
     sizes = clusters.column("cluster_size").to_numpy() if clusters.num_rows else np.zeros(0, int)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     if len(sizes):
         ax.hist(np.minimum(sizes, 20), bins=np.arange(1.5, 21.5, 1), color="#aa7744")
     ax.set_xlabel("cluster size (20 = 20 or more)")
@@ -56,7 +56,6 @@ def _plots(root: str, out_dir: str) -> dict[str, str]:
     fig.tight_layout()
     files["clusters"] = os.path.join(out_dir, "consistency_clusters.png")
     fig.savefig(files["clusters"], dpi=90)
-    plt.close(fig)
     return files
 
 

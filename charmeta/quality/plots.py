@@ -20,10 +20,8 @@ def drift_plot(
     if reference is None or not findings:
         return None
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        # a Figure, not pyplot: matplotlib.use("Agg") would switch the backend of the whole process
+        from matplotlib.figure import Figure
     except ImportError:
         return None
     pairs: list[tuple[str, str]] = []
@@ -33,7 +31,8 @@ def drift_plot(
     pairs = pairs[:6]
     if not pairs:
         return None
-    fig, axes = plt.subplots(len(pairs), 1, figsize=(8, 2.6 * len(pairs)), squeeze=False)
+    fig = Figure(figsize=(8, 2.6 * len(pairs)))
+    axes = fig.subplots(len(pairs), 1, squeeze=False)
     for ax, (part, attr) in zip(axes[:, 0], pairs, strict=False):
         here, _ = profiles[part].shares(attr, known_only=False)
         ref, _ = reference.shares(attr, known_only=False)
@@ -49,5 +48,4 @@ def drift_plot(
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"label_distribution-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.png")
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path

@@ -122,3 +122,22 @@ def test_unknown_checked_in_profile_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="CHARMETA_QUALITY_REFERENCE=pinned"):
         checked_in_profile("no-such-kind")
+
+
+def test_drift_plot_draws_without_switching_the_process_backend(tmp_path: Path) -> None:
+    """The plot is drawn on a Figure object: a notebook that runs the pipeline in its kernel keeps
+    its inline backend (``matplotlib.use("Agg")`` here once blanked the walkthrough's plots)."""
+    import matplotlib
+
+    from charmeta.quality.plots import drift_plot
+
+    matplotlib.use("svg")  # any non-Agg backend the caller chose
+    try:
+        ref = merge([_profile(1), _profile(2)], "pinned")
+        broken = _profile(7, hair={"Black": 0.85, "Unknown": 0.15})
+        found = compare("part-0007", broken, ref, ATTRS)
+        png = drift_plot(str(tmp_path), found, {"part-0007": broken}, ref)
+        assert png is not None and Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert matplotlib.get_backend().lower() == "svg"
+    finally:
+        matplotlib.use("Agg")
