@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Extras installed by the Makefile (keep in step with its install line).
-EXTRAS = ("platform", "dev", "images", "app", "cluster", "lint")
+EXTRAS = ("platform", "dev", "images", "app", "cluster", "lint", "cleaning")
 #: Extras pinned when installed here, skipped otherwise (``llm-server`` compiles llama.cpp).
 OPTIONAL_EXTRAS = ("llm-server",)
 #: Local version labels the registries do not carry (``2.13.0+cpu`` is installed as ``torch==2.13.0``).
