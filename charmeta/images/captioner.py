@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from typing import Any
 from PIL import Image
 
 from charmeta.errors import CharmetaError, ModelLoadError
+from charmeta.images.embedder_base import LoadedModels
 
 log = logging.getLogger("charmeta.images.captioner")
 
@@ -58,25 +58,11 @@ class Captioner:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     ) -> None:
         import torch
-        import transformers
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from charmeta.images.config import ImageConfig
-        from charmeta.images.embedders import _resolve_source, local_revision, resolve_device
+        from charmeta.images.embedders import local_revision, pretrained_source, resolve_device
 
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        if not allow_download:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a network that is not there
-        try:
-            src = _resolve_source(ImageConfig(model=model, revision=revision, allow_download=allow_download))
-        except ModelLoadError as exc:
-            raise ModelLoadError(
-                f"captioner: {exc}".replace("CHARMETA_IMAGE_MODEL", "CHARMETA_CAPTIONER_MODEL")
-            ) from exc
-        kw: dict[str, Any] = dict(trust_remote_code=False, local_files_only=src.local_only)
-        if src.revision:
-            kw["revision"] = src.revision
+        src, kw = pretrained_source(model, revision, allow_download, "captioner", "CHARMETA_CAPTIONER_MODEL")
         self.device = resolve_device(device)
         try:
             self.processor = AutoProcessor.from_pretrained(src.path, **kw)
@@ -142,8 +128,7 @@ class Captioner:
         return out
 
 
-_CAPTIONERS: dict[tuple, Captioner] = {}
-_LOCK = threading.Lock()
+_CAPTIONERS: LoadedModels[Captioner] = LoadedModels()
 
 
 def get_captioner(
@@ -155,11 +140,10 @@ def get_captioner(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
 ) -> Captioner:
     """The process-wide captioner for these settings (loaded on first use, then shared)."""
-    key = (model, revision, allow_download, device, prompt, max_new_tokens)
-    with _LOCK:
-        if key not in _CAPTIONERS:
-            _CAPTIONERS[key] = Captioner(model, revision, allow_download, device, prompt, max_new_tokens)
-        return _CAPTIONERS[key]
+    return _CAPTIONERS.get(
+        (model, revision, allow_download, device, prompt, max_new_tokens),
+        lambda: Captioner(model, revision, allow_download, device, prompt, max_new_tokens),
+    )
 
 
 def caption_images(captioner: Any, images: dict[str, Image.Image], cache: Any = None) -> dict[str, str]:

@@ -119,6 +119,34 @@ def _resolve_source(cfg: ImageConfig) -> _Source:
     return _Source(repo, False, rev, {})
 
 
+def quiet_transformers() -> None:
+    """No download bars or warnings from transformers (loading here, saving the tiny test models)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def pretrained_source(
+    model: str, revision: str, allow_download: bool, who: str, setting: str
+) -> tuple[_Source, dict[str, Any]]:
+    """Where a transformers model other than an embedder (the captioner, the local LLM reader) loads
+    from, and the ``from_pretrained`` keywords: the embedders' rules (a local folder or the offline hub
+    cache unless downloads are allowed; safetensors only; no remote code). A load error starts with
+    ``who`` and names ``setting``, the variable that chose the model."""
+    quiet_transformers()
+    if not allow_download:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a network that is not there
+    try:
+        src = _resolve_source(ImageConfig(model=model, revision=revision, allow_download=allow_download))
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{who}: {exc}".replace("CHARMETA_IMAGE_MODEL", setting)) from exc
+    kw: dict[str, Any] = dict(trust_remote_code=False, local_files_only=src.local_only)
+    if src.revision:
+        kw["revision"] = src.revision
+    return src, kw
+
+
 def local_revision(folder: Path) -> str:
     """A content revision for a local folder: sha256 over its config and weight files.
 
@@ -142,11 +170,9 @@ class HFDualEncoder:
 
     def __init__(self, cfg: ImageConfig) -> None:
         import torch
-        import transformers
         from transformers import AutoTokenizer
 
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
+        quiet_transformers()
         src = _resolve_source(cfg)
         backend = cfg.backend
         mtype = str(src.config.get("model_type", ""))

@@ -25,7 +25,6 @@ import csv
 import hashlib
 import logging
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from charmeta.errors import ModelLoadError
+from charmeta.images.embedder_base import LoadedModels
 
 log = logging.getLogger("charmeta.images.tagger")
 
@@ -187,16 +187,13 @@ class WDTagger:
         return TagResult(over(GENERAL, float(th["general"])), over(CHARACTER, float(th["character"])), rating)
 
 
-_TAGGERS: dict[tuple, WDTagger] = {}
-_LOCK = threading.Lock()
+_TAGGERS: LoadedModels[WDTagger] = LoadedModels()
 
 
 def get_tagger(model: str, revision: str = "main", allow_download: bool = False, device: str = "auto") -> WDTagger:
-    key = (model, revision, allow_download, device)
-    with _LOCK:
-        if key not in _TAGGERS:
-            _TAGGERS[key] = WDTagger(model, revision, allow_download, device)
-        return _TAGGERS[key]
+    return _TAGGERS.get(
+        (model, revision, allow_download, device), lambda: WDTagger(model, revision, allow_download, device)
+    )
 
 
 def tag_images(tagger: WDTagger, images: dict[str, Image.Image], cache: Any = None) -> dict[str, np.ndarray]:

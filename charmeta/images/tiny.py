@@ -11,6 +11,8 @@ import string
 from pathlib import Path
 from typing import Any
 
+from charmeta.images.embedders import quiet_transformers
+
 _CHARS = string.ascii_lowercase + string.digits + "-'"
 
 
@@ -21,14 +23,6 @@ def _clip_vocab() -> dict[str, int]:
     for c in _CHARS:
         vocab[c + "</w>"] = len(vocab)
     return vocab
-
-
-def _quiet_transformers() -> None:
-    """No download bars or warnings from transformers while a tiny model is saved."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
 
 def _tower_configs(
@@ -56,7 +50,7 @@ def build_tiny_clip(
     import torch
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     folder = Path(folder)
     vocab = _clip_vocab()
     torch.manual_seed(seed)
@@ -81,7 +75,7 @@ def build_tiny_siglip(
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipModel
 
-    _quiet_transformers()
+    quiet_transformers()
     folder = Path(folder)
     words = sorted(
         {
@@ -186,7 +180,7 @@ def build_tiny_blip(
     except ImportError:  # older transformers
         from transformers import BlipImageProcessor as ImageProcessor  # type: ignore[assignment]
 
-    _quiet_transformers()
+    quiet_transformers()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"] + (

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from charmeta.contract import ATTRIBUTE_BY_KEY, UNKNOWN
 from charmeta.errors import CharmetaError, ModelLoadError
+from charmeta.images.embedder_base import LoadedModels
 from charmeta.llm.contract import answer_schema, enum_values, policy, system_prompt, validate_answer
 
 log = logging.getLogger("charmeta.llm")
@@ -161,24 +162,12 @@ class LocalCausalLM:
 
     def __init__(self, model: str, revision: str = "main", allow_download: bool = False, device: str = "auto"):
         import torch
-        import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from charmeta.images.config import ImageConfig
         from charmeta.images.embedder_base import resolve_device
-        from charmeta.images.embedders import _resolve_source, local_revision
+        from charmeta.images.embedders import local_revision, pretrained_source
 
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        if not allow_download:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        try:
-            src = _resolve_source(ImageConfig(model=model, revision=revision, allow_download=allow_download))
-        except ModelLoadError as exc:
-            raise ModelLoadError(f"LLM reader: {exc}".replace("CHARMETA_IMAGE_MODEL", "CHARMETA_LLM_MODEL")) from exc
-        kw: dict[str, Any] = dict(trust_remote_code=False, local_files_only=src.local_only)
-        if src.revision:
-            kw["revision"] = src.revision
+        src, kw = pretrained_source(model, revision, allow_download, "LLM reader", "CHARMETA_LLM_MODEL")
         self.device = resolve_device(device)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(src.path, **kw)
@@ -270,13 +259,10 @@ class LocalCausalLM:
         return Answer(values, conf)
 
 
-_LOCAL: dict[tuple, LocalCausalLM] = {}
-_LOCK = threading.Lock()
+_LOCAL: LoadedModels[LocalCausalLM] = LoadedModels()
 
 
 def get_local(model: str, revision: str = "main", allow_download: bool = False, device: str = "auto") -> LocalCausalLM:
-    key = (model, revision, allow_download, device)
-    with _LOCK:
-        if key not in _LOCAL:
-            _LOCAL[key] = LocalCausalLM(model, revision, allow_download, device)
-        return _LOCAL[key]
+    return _LOCAL.get(
+        (model, revision, allow_download, device), lambda: LocalCausalLM(model, revision, allow_download, device)
+    )

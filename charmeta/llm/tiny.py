@@ -36,10 +36,10 @@ def build_tiny_llama(
     import torch
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    from charmeta.images.embedders import quiet_transformers
+
+    quiet_transformers()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
