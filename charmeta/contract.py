@@ -84,17 +84,20 @@ def _field_type(spec: AttributeSpec) -> Any:
     return str
 
 
+def model_field(spec: Any, ftype: Any) -> tuple[Any, Any]:
+    """``(type, Field)`` of one attribute in a pydantic record model (the clean record here, the LLM
+    reader's answer): the Title Case key as alias, the value pattern, required when core and
+    optional (absent = None) otherwise - so every model built from the contract reads it one way."""
+    extra: dict[str, Any] = {"alias": spec.key}
+    if spec.pattern:
+        extra["pattern"] = spec.pattern
+    if spec.is_core:
+        return (ftype, Field(..., **extra))
+    return (Optional[ftype], Field(None, **extra))  # noqa: UP045 (runtime type object)
+
+
 def _build_clean_model() -> type[BaseModel]:
-    fields: dict[str, Any] = {}
-    for spec in ATTRIBUTES:
-        ftype = _field_type(spec)
-        extra: dict[str, Any] = {"alias": spec.key}
-        if spec.pattern:
-            extra["pattern"] = spec.pattern
-        if spec.is_core:
-            fields[spec.column] = (ftype, Field(..., **extra))
-        else:
-            fields[spec.column] = (Optional[ftype], Field(None, **extra))  # noqa: UP045 (runtime type object)
+    fields = {spec.column: model_field(spec, _field_type(spec)) for spec in ATTRIBUTES}
     return create_model(  # type: ignore[call-overload]
         "CleanRecord",
         __config__=ConfigDict(populate_by_name=True, extra="forbid", frozen=True),

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from charmeta.contract import ATTRIBUTE_BY_KEY, UNKNOWN
+from charmeta.contract import ATTRIBUTE_BY_KEY, UNKNOWN, model_field
 from charmeta.errors import ConfigError
 
 
@@ -81,13 +81,7 @@ def _answer_model(keys: tuple[str, ...]) -> type[BaseModel]:
     for k in check_keys(keys):
         spec = ATTRIBUTE_BY_KEY[k]
         ftype: Any = Literal[spec.values] if spec.values else str  # type: ignore[valid-type]
-        extra: dict[str, Any] = {"alias": k}
-        if spec.pattern:
-            extra["pattern"] = spec.pattern
-        if spec.is_core:
-            fields[spec.column] = (ftype, Field(..., **extra))
-        else:
-            fields[spec.column] = (Optional[ftype], Field(None, **extra))  # noqa: UP045 (runtime type object)
+        fields[spec.column] = model_field(spec, ftype)
     return create_model(  # type: ignore[call-overload, no-any-return]
         "LLMAnswer", __config__=ConfigDict(populate_by_name=True, extra="forbid", frozen=True), **fields
     )
