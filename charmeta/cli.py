@@ -107,11 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    held_sigint = signal.getsignal(signal.SIGINT) if _main_thread() else None
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:
         return 0
     except (KeyboardInterrupt, Interrupted) as exc:
+        _hold_interrupts()
         why = "SIGTERM" if isinstance(exc, Interrupted) else "Ctrl-C"
         if getattr(args, "command", None) in RESUMABLE:
             print(
@@ -141,6 +143,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if held_sigint is not None and _main_thread():
+            signal.signal(signal.SIGINT, held_sigint)
+
+
+def _hold_interrupts() -> None:
+    """Ignore further Ctrl-C while an interrupt is being reported and the command winds down.
+
+    Why: a stopped run must end with its one resume line and exit status 130. In one CI run
+    of ``tests/reliability/test_interrupt.py`` the line was printed and the process then died
+    of SIGINT (-2): a KeyboardInterrupt raised again after the first was handled escaped
+    (where it came from was not found; Dagster's ``capture_interrupts`` records a SIGINT and
+    ``raise_interrupts_as`` raises it again later, one candidate). Ignoring SIGINT from the
+    moment the interrupt is handled closes that window whatever the source. ``main`` restores the caller's handler when it returns (tests call
+    it in-process); ``console`` keeps ignoring until the process exits."""
+    if _main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _main_thread() -> bool:
@@ -161,7 +179,13 @@ def console() -> None:
     collection over every object Dagster, Great Expectations and pandas created (~1 s after
     ``charmeta run``). Nothing needs collecting at that point, so the objects are frozen out
     of the collector first. Only here: tests call ``main`` in a process that lives on."""
-    rc = main()
+    try:
+        rc = main()
+    except KeyboardInterrupt:  # a Ctrl-C before ``main`` installed its handlers (argument parsing, imports)
+        print("charmeta: stopped by Ctrl-C", file=sys.stderr)
+        rc = 130
+    if rc == 130:
+        _hold_interrupts()  # the run was stopped: a second Ctrl-C must not turn exit 130 into a signal death
     sys.stdout.flush()
     sys.stderr.flush()
     gc.freeze()
