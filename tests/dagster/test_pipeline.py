@@ -47,6 +47,8 @@ def test_run_on_sample_exports_a_valid_dataset_and_rerun_skips(
     # same sprite with another expression (samples/drawings), which the cleaning step's dedup drops too
     cleaning = manifest["cleaning"]
     assert cleaning["duplicates_dropped"] == 5 and cleaning["identity_excluded"] == 0
+    # the summary says why the export holds fewer records than the ok count
+    assert "  cleaning: 5 duplicates not exported, 0 moved to excluded" in first, first
     assert (
         len(lines) == manifest["exported_records"] == manifest["status_counts"]["ok"] - cleaning["duplicates_dropped"]
     )
