@@ -13,6 +13,12 @@ appearance tags), back to back on the same machine:
 
 Wall time and peak RSS (largest process, whole process tree) of each, appended to
 ``docs/benchmarks.md``. The ratio of 2 to 1 is the cost of the cleaning end to end.
+
+``--baseline DIR`` (a checkout of an earlier commit, e.g. ``git worktree add /tmp/base
+68e2974``) first runs that code's ``charmeta run`` on the same source (``PYTHONPATH=DIR``),
+and the report gives both runs' ratios to it. Why: the issues' budgets are relative to the
+time "today" (before the work), and this VM's speed drifts by 15-25% within hours, so a
+figure from another day compares the machine, not the code.
 """
 
 from __future__ import annotations
@@ -60,6 +66,19 @@ def _child(root: str, mode: str) -> None:
     )
 
 
+def _commit(checkout: str) -> str:
+    """The short commit of a baseline checkout (its folder name when it is not a git work tree)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return os.path.basename(os.path.abspath(checkout))
+
+
 def _row(r: StageResult) -> str:
     mb = 1024 * 1024
     return (
@@ -78,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-off", action="store_true", help="skip the run without cleaning")
     p.add_argument("--alone", choices=["global", "full", "none"], default="global", help="step 3 (see above)")
     p.add_argument("--report", default="docs/benchmarks.md")
+    p.add_argument("--baseline", help="a checkout of earlier code: its `charmeta run` on the same source first")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -99,16 +119,24 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         results.append(r)
         (src / ".done").write_text("ok")
-    runs = [("end to end, cleaning off", "off")] if not args.skip_off else []
+    runs = [(f"end to end, baseline code {_commit(args.baseline)}", "baseline")] if args.baseline else []
+    if not args.skip_off:
+        runs.append(("end to end, cleaning off", "off"))
     runs.append(("end to end, cleaning on", "on"))
     for name, mode in runs:
         out = work / f"run-{mode}"
         shutil.rmtree(out, ignore_errors=True)
-        os.environ["CHARMETA_CLEANING"] = mode
+        env = {"PYTHONPATH": os.path.abspath(args.baseline)} if mode == "baseline" else {"CHARMETA_CLEANING": mode}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             r = run_child(name, cli_cmd("run", "--source", str(src), "--output", str(out)), args.rows)
         finally:
-            os.environ.pop("CHARMETA_CLEANING", None)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         if mode == "on" and (out / "export" / "manifest.json").exists():
             c = json.loads((out / "export" / "manifest.json").read_text()).get("cleaning", {})
             r.note = (
@@ -149,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if off and onr and off.available and onr.available:
         lines += ["", f"- end to end with cleaning / without: {onr.wall_s / off.wall_s:.2f}x"]
+    base = next((x for x in results if x.name.startswith("end to end, baseline code")), None)
+    if base and base.available:
+        lines += [
+            f"- {r.name} / baseline code: {r.wall_s / base.wall_s:.2f}x"
+            for r in (off, onr)
+            if r is not None and r.available
+        ]
     text = "\n".join(lines) + "\n"
     print(text)
     with open(args.report, "a", encoding="utf-8") as fh:

@@ -174,3 +174,34 @@ def test_bench_reports_cpu_images_per_second_per_image_backend(tmp_path: Path) -
     assert "batch 2" in rows["image: tagger b2"].note and "images/CPU-s" in rows["image: tagger b2"].note
     if rows["image: animeface"].available:  # animeface built here: it timed the same pictures
         assert rows["image: animeface"].rows == 3
+
+
+@pytest.mark.slow
+def test_cleaning_bench_runs_a_baseline_checkout_on_the_same_source(tmp_path: Path) -> None:
+    """``python -m charmeta.bench.cleaning --baseline DIR`` runs DIR's code first and reports the
+    ratios to it. The repository itself stands in for the earlier checkout here: the plumbing
+    (PYTHONPATH, the same synthetic source, three successful runs, the ratio lines) is what
+    is checked, not a speed."""
+    import re
+
+    from charmeta.bench import cleaning
+
+    md = tmp_path / "bench.md"
+    repo = Path(__file__).resolve().parents[2]
+    rc = cleaning.main(
+        ["--rows", "3000", "--work", str(tmp_path / "w"), "--alone", "none", "--report", str(md),
+         "--baseline", str(repo)]
+    )  # fmt: skip
+    assert rc == 0
+    text = md.read_text()
+    rows = {
+        m.group(1): float(m.group(2)) for m in re.finditer(r"^\| (end to end[^|]*) \| 3,000 \| ([\d.]+) \|", text, re.M)
+    }
+    assert len(rows) == 3 and any(k.startswith("end to end, baseline code ") for k in rows), text
+    assert all(v > 0 for v in rows.values())
+    assert (
+        "- end to end, cleaning off / baseline code: " in text and "- end to end, cleaning on / baseline code: " in text
+    )
+    for mode in ("baseline", "off", "on"):  # each run exported the same source
+        manifest = json.loads((tmp_path / "w" / f"run-{mode}" / "export" / "manifest.json").read_text())
+        assert manifest["records"] == 3000
