@@ -311,6 +311,7 @@ def _verify_text(
     try:
         from charmeta.cleaning.jit import jaccard_at_least
     except ImportError:  # numba missing: the numpy merge, one chunk of pairs at a time
+        log.warning("numba is not installed (extra 'cleaning'): exact Jaccard by the slower numpy merge")
         for lo in range(0, len(u), VERIFY_CHUNK):
             hi = lo + VERIFY_CHUNK
             keep[lo:hi] = _jaccard_at_least(lens, starts, values, iu[lo:hi], iv[lo:hi], thr)
