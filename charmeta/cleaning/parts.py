@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from charmeta import duck
 from charmeta.cleaning.config import CleaningPolicy, load_policy
-from charmeta.cleaning.signatures import band_keys, h32, minhash, set_hashes, sorted_token_lists, token_hashes
+from charmeta.cleaning.signatures import part_signatures, tag_codes
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.duck import sql_string
 from charmeta.file_identity import identity
@@ -160,15 +160,11 @@ def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, A
     character = _characters(v.column("characters"), policy, con)
     sha256, phash = _image_hashes(os.path.join(root, "normalized_images", key + ".parquet"), pos)
     norm = os.path.join(root, "normalized_records", key + ".parquet")
-    rows, hashes, dictionary, idx = token_hashes(texts_at(norm, pos), con)
-    sexual_tok = np.asarray(pc.is_in(dictionary, value_set=_sexual_terms()).to_numpy(zero_copy_only=False), bool)
-    sexual = np.bincount(rows, weights=sexual_tok[idx], minlength=n) > 0 if len(rows) else np.zeros(n, bool)
-    sexual |= _is_in(v.column("rating"), _sexual_ratings())
-    ntok = np.bincount(rows, minlength=n).astype(np.int32) if len(rows) else np.zeros(n, np.int32)
-    t32 = h32(hashes)
-    sig = minhash(rows, hashes, n, policy.num_perm, t32=t32)
-    keys = band_keys(sig, policy.bands)
-    near = ntok >= policy.min_tokens
+    codes = tag_codes(texts_at(norm, pos), con)
+    sexual_tag = np.asarray(pc.is_in(codes.dictionary, value_set=_sexual_terms()).to_numpy(zero_copy_only=False), bool)
+    sig = part_signatures(codes, policy.num_perm, policy.bands, sexual_tag)
+    sexual = sig.flagged | _is_in(v.column("rating"), _sexual_ratings())
+    near = sig.ntok >= policy.min_tokens
     status = v.column("status").cast(pa.string())
     cols: dict[str, Any] = {
         "pos": pa.array(pos),
@@ -178,14 +174,14 @@ def _build(root: str, key: str, policy: CleaningPolicy, con: Any) -> dict[str, A
         "completeness": pa.array(_completeness(v)),
         "confidence": pa.array(_confidence(v)),
         "sexual": pa.array(sexual),
-        "set_hash": pa.array(set_hashes(rows, hashes, n)),
-        "ntok": pa.array(ntok),
-        "tokens": sorted_token_lists(rows, hashes, n, t32=t32),
+        "set_hash": pa.array(sig.set_hash),
+        "ntok": pa.array(sig.ntok),
+        "tokens": sig.tokens,
         "sha256": sha256,
         "phash": phash,
     }
     for j in range(policy.bands):
-        cols[f"b{j}"] = pa.array(keys[:, j], mask=~near)
+        cols[f"b{j}"] = pa.array(sig.keys[:, j], mask=~near)
     rows_tbl = pa.table(cols)
     profile = _profile(character, status, v, policy)
     rows_path, prof_path, marker = part_paths(root, key)

@@ -17,10 +17,15 @@ with 24 permutations on this shared 2-core machine, inside the pool worker that 
 partition. ``tests/core/test_cleaning_rules.py`` checks that its Jaccard estimates agree
 with ``datasketch``'s on the same sets. Bands of ``rows_per_band`` minima are folded into one
 64-bit key each (the persisted LSH index: rows sharing any band key are candidates).
+
+The cleaning part computes all of it per row in one compiled pass when numba is installed
+(``part_signatures`` -> ``charmeta.cleaning.jit_parts``); the numpy functions here are the
+fallback and the reference it is tested against.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,19 +35,36 @@ import pyarrow as pa
 SEED = 14
 
 
-def token_hashes(text: pa.Array, con: Any = None) -> tuple[np.ndarray, np.ndarray, pa.Array, np.ndarray]:
-    """Each row's normalized tag set as ``(row, token hash)`` pairs, unique per row, sorted by row and
-    within a row by the 32-bit hash ``h32`` (ties by dictionary index).
+@dataclass
+class TagCodes:
+    """A batch's tags as codes: each raw tag's normalized tag, by *rank* (the normalized tags'
+    order by 32-bit hash ``h32``, ties by first appearance), with the tags of one row contiguous.
+
+    ``groups``/``starts``: row and first tag of each run of tags (a row with a comma or not: two
+    sequences, each in row order; ``starts`` has one more entry, the end); ``ranks``: per raw tag,
+    its rank, -1 for the empty tag; ``dictionary``/``h64``/``t32``: the normalized tags, their
+    64-bit DuckDB hash and ``h32`` of it (ascending), all in rank order."""
+
+    n: int
+    groups: np.ndarray
+    starts: np.ndarray
+    ranks: np.ndarray
+    dictionary: pa.Array
+    h64: np.ndarray
+    t32: np.ndarray
+
+
+def tag_codes(text: pa.Array, con: Any = None) -> TagCodes:
+    """Each row's tags, normalized and hashed per distinct tag (see ``TagCodes``).
 
     Arrow kernels over the whole batch, no Python per row: rows with a comma split at commas,
     the others (raw ``tag_string``) at whitespace; then per distinct tag: lower case, ``_`` ->
     space, backslashes removed, spaces and ``|`` trimmed (the v3.1 ``|||`` marker); empty tags
     dropped. Each distinct tag is hashed once (``dictionary_encode``, then DuckDB's 64-bit
     ``hash`` over the dictionary; the DuckDB version is part of the cleaning parts' identity
-    so persisted keys never mix two hash functions). Returns ``(rows, hashes, dictionary,
-    dictionary index per pair)``. Measured on 100k synthetic rows (this shared machine):
-    0.9 s of CPU through DuckDB list lambdas, ~0.4 s with Arrow kernels over the whole texts,
-    ~0.25 s normalizing the distinct tags only."""
+    so persisted keys never mix two hash functions). Measured on 100k synthetic rows (this
+    shared machine): 0.9 s of CPU through DuckDB list lambdas, ~0.4 s with Arrow kernels over
+    the whole texts, ~0.25 s normalizing the distinct tags only."""
     import duckdb
     import pyarrow.compute as pc
 
@@ -50,6 +72,7 @@ def token_hashes(text: pa.Array, con: Any = None) -> tuple[np.ndarray, np.ndarra
         text = text.combine_chunks()
     if text.null_count:
         text = text.fill_null("")
+    n = len(text)
     raw = np.asarray(pc.invert(pc.match_substring(text, ",")).to_numpy(zero_copy_only=False), dtype=bool)
     comma_rows, raw_rows = np.flatnonzero(~raw), np.flatnonzero(raw)
     # split first, normalize the distinct raw tags only (lower case, '_', backslashes and trims
@@ -58,12 +81,14 @@ def token_hashes(text: pa.Array, con: Any = None) -> tuple[np.ndarray, np.ndarra
     c_lists = pc.split_pattern(text.take(pa.array(comma_rows)) if len(raw_rows) else text, ",")
     r_lists = pc.utf8_split_whitespace(text.take(pa.array(raw_rows)))
     flat = pa.concat_arrays([pc.list_flatten(c_lists), pc.list_flatten(r_lists)])
-    rows = np.concatenate(  # each row number repeated by its tag count (cheaper than parent indices + take)
+    counts = np.concatenate(
         [
-            np.repeat(comma_rows, pc.list_value_length(c_lists).to_numpy(zero_copy_only=False)),
-            np.repeat(raw_rows, pc.list_value_length(r_lists).to_numpy(zero_copy_only=False)),
+            pc.list_value_length(c_lists).fill_null(0).to_numpy(zero_copy_only=False),
+            pc.list_value_length(r_lists).fill_null(0).to_numpy(zero_copy_only=False),
         ]
-    ).astype(np.int64, copy=False)
+    ).astype(np.int64)
+    starts = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
     raw_enc = pc.dictionary_encode(flat)
     norm = pc.utf8_lower(raw_enc.dictionary)
     norm = pc.utf8_trim(pc.replace_substring(pc.replace_substring(norm, "_", " "), "\\", ""), " \t\n\r|")
@@ -77,26 +102,47 @@ def token_hashes(text: pa.Array, con: Any = None) -> tuple[np.ndarray, np.ndarra
     finally:
         if own:
             con.close()
-    # One sort of (row, rank) keys, rank = a distinct tag's place in (32-bit hash, dictionary index)
-    # order: drops a tag repeated in a row and leaves each row's tokens in the ascending order the
-    # part persists (``sorted_token_lists`` then only checks it instead of sorting again). The raw
-    # tags' ranks are composed at the dictionary level, so each of the ~2.3M tags per 100k rows
-    # costs one gather; the empty tag is dropped after the sort (0.31 -> 0.2x s per 100k rows).
-    order = np.lexsort((np.arange(len(dh)), h32(dh)))
+    # rank: a distinct tag's place in (32-bit hash, first appearance) order, so that a row's
+    # sorted ranks are its tokens in the ascending order the part persists
+    d32 = h32(dh)
+    order = np.lexsort((np.arange(len(dh)), d32))
     rank = np.empty(len(dh), np.int64)
     rank[order] = np.arange(len(dh))
-    shift = np.int64(max(int(len(dh) - 1).bit_length(), 1))
-    raw_rank = rank[enc.indices.to_numpy(zero_copy_only=False)]
-    key = (rows << shift) | raw_rank[raw_enc.indices.to_numpy(zero_copy_only=False)]
+    empty = np.flatnonzero(np.asarray(pc.equal(dictionary, "").to_numpy(zero_copy_only=False), dtype=bool))
+    if len(empty):
+        rank[empty[0]] = -1
+    raw_rank = rank[enc.indices.to_numpy(zero_copy_only=False)].astype(np.int32)
+    return TagCodes(
+        n=n,
+        groups=np.concatenate([comma_rows, raw_rows]).astype(np.int64, copy=False),
+        starts=starts,
+        ranks=raw_rank[raw_enc.indices.to_numpy(zero_copy_only=False)],
+        dictionary=dictionary.take(pa.array(order)),
+        h64=dh[order],
+        t32=d32[order],
+    )
+
+
+def token_hashes(text: pa.Array, con: Any = None) -> tuple[np.ndarray, np.ndarray, pa.Array, np.ndarray]:
+    """Each row's normalized tag set as ``(row, token hash)`` pairs, unique per row, sorted by row and
+    within a row by the 32-bit hash ``h32`` (ties by first appearance). Returns ``(rows, hashes,
+    dictionary, dictionary index per pair)``: numpy over ``tag_codes`` (one sort of all pairs)."""
+    codes = tag_codes(text, con)
+    rows, ranks = _sorted_pairs(codes)
+    return rows, codes.h64[ranks], codes.dictionary, ranks
+
+
+def _sorted_pairs(codes: TagCodes) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, rank)`` pairs, unique, sorted: one sort of ``row << bits | rank`` keys."""
+    rows = np.repeat(codes.groups, np.diff(codes.starts))
+    shift = np.int64(max(int(len(codes.h64)).bit_length(), 1))
+    key = (rows << shift) | (codes.ranks.astype(np.int64) + 1)  # the empty tag (-1) sorts first in its row
     key.sort()
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[1:] != key[:-1]
-    empty = np.flatnonzero(np.asarray(pc.equal(dictionary, "").to_numpy(zero_copy_only=False), dtype=bool))
-    low = key & ((np.int64(1) << shift) - 1)
-    if len(empty):
-        first &= low != rank[empty[0]]
-    idx_u = order[low[first]]
-    return key[first] >> shift, dh[idx_u], dictionary, idx_u
+    low = (key & ((np.int64(1) << shift) - 1)) - 1
+    first &= low >= 0
+    return key[first] >> shift, low[first]
 
 
 def as_lists(rows: np.ndarray, values: np.ndarray, n: int) -> pa.Array:
@@ -174,12 +220,9 @@ def set_hashes(rows: np.ndarray, hashes: np.ndarray, n: int) -> np.ndarray:
     out = np.zeros(n, dtype=np.uint64)
     if not len(rows):
         return out
+    z = _splitmix(hashes)
+    starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))
     with np.errstate(over="ignore"):
-        z = hashes + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
-        starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))
         out[rows[starts]] = np.add.reduceat(z, starts)
     return out
 
@@ -200,6 +243,105 @@ def band_keys(sig: np.ndarray, bands: int) -> np.ndarray:
                 acc ^= acc >> np.uint64(29)
             out[:, j] = acc
     return out
+
+
+@dataclass
+class PartSignatures:
+    """Per row of a batch: distinct tag count, exact set hash, whether a flagged tag is among its
+    tags, its ascending distinct 32-bit token hashes (``list<uint32>``) and LSH band keys."""
+
+    ntok: np.ndarray
+    set_hash: np.ndarray
+    flagged: np.ndarray
+    tokens: pa.Array
+    keys: np.ndarray
+
+
+def part_signatures(codes: TagCodes, num_perm: int, bands: int, flag: np.ndarray) -> PartSignatures:
+    """Everything the cleaning part derives from the tags, per row (``flag``: bool per rank).
+
+    Compiled in one pass over the tags when numba is installed (``charmeta.cleaning.jit_parts``:
+    each row's ranks sorted in place, then its MinHash minima, band keys, set hash and flags),
+    else numpy: one sort of all ``(row, rank)`` pairs, ``minhash``'s 30 passes, ``band_keys``,
+    ``set_hashes``, bincounts - ~0.28 s of CPU per 100k rows against ~0.05 s compiled (this
+    shared machine, realistic 100k-row partition). Both give the same arrays, bit for bit
+    (``tests/core/test_cleaning_parts.py``)."""
+    kernel = _kernel()
+    n = codes.n
+    if kernel is None:
+        rows, ranks = _sorted_pairs(codes)
+        hashes, t32 = codes.h64[ranks], codes.t32[ranks]
+        return PartSignatures(
+            ntok=np.bincount(rows, minlength=n).astype(np.int32),
+            set_hash=set_hashes(rows, hashes, n),
+            flagged=np.bincount(rows, weights=flag[ranks], minlength=n) > 0 if len(rows) else np.zeros(n, bool),
+            tokens=sorted_token_lists(rows, hashes, n, t32=t32),
+            keys=band_keys(minhash(rows, hashes, n, num_perm, t32=t32), bands),
+        )
+    signatures, gather = kernel
+    a, b = _params(num_perm)
+    ntok = np.zeros(n, np.int32)
+    set_hash = np.zeros(n, np.uint64)
+    flagged = np.zeros(n, np.bool_)
+    keys = np.empty((n, bands), dtype=np.uint64)
+    # rows without tokens: the keys of an all-ones signature, as minhash leaves them
+    keys[:] = band_keys(np.full((1, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32), bands)[0]
+    lens = np.diff(codes.starts)
+    tmp = np.empty(len(codes.ranks), np.uint32)
+    n32 = np.zeros(len(codes.groups), np.int64)
+    scratch = np.empty(int(lens.max()) if len(lens) else 0, np.int32)
+    signatures(
+        codes.groups,
+        codes.starts,
+        codes.ranks,
+        codes.t32,
+        _splitmix(codes.h64),
+        flag.astype(np.uint8),
+        a,
+        b,
+        _MIX,
+        bands,
+        scratch,
+        ntok,
+        set_hash,
+        flagged,
+        keys,
+        tmp,
+        n32,
+    )
+    per_row = np.zeros(n, np.int64)
+    per_row[codes.groups] = n32
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(per_row, out=offsets[1:])
+    values = np.empty(int(offsets[-1]), np.uint32)
+    gather(codes.groups, codes.starts, n32, tmp, offsets, values)
+    tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    return PartSignatures(ntok=ntok, set_hash=set_hash, flagged=flagged, tokens=tokens, keys=keys)
+
+
+def _splitmix(hashes: np.ndarray) -> np.ndarray:
+    """splitmix64 finalizer of each 64-bit hash (``set_hashes`` sums these per row)."""
+    with np.errstate(over="ignore"):
+        z = hashes + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return z
+
+
+_KERNEL: list[Any] = []
+
+
+def _kernel() -> Any:
+    """The compiled part loops, or None without numba (imported once per process)."""
+    if not _KERNEL:
+        try:
+            from charmeta.cleaning.jit_parts import gather_runs, row_signatures
+        except ImportError:  # numba missing (extra 'cleaning'): numpy
+            _KERNEL.append(None)
+        else:
+            _KERNEL.append((row_signatures, gather_runs))
+    return _KERNEL[0]
 
 
 def jaccard_sorted(a: np.ndarray, b: np.ndarray) -> float:

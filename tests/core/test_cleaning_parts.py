@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from charmeta.cleaning import parts as cparts
 from charmeta.cleaning.config import load_policy
@@ -190,3 +191,24 @@ def test_token_lists_sort_unordered_input_and_minhash_takes_precomputed_hashes()
     t32 = h32(hashes)
     assert np.array_equal(minhash(rows, hashes, 4, 12), minhash(rows, hashes, 4, 12, t32=t32))
     assert pc.all(pc.equal(pc.list_value_length(lists), pa.array([4, 5, 5, 5], pa.int32()))).as_py()
+
+
+def test_compiled_signatures_equal_the_numpy_ones(monkeypatch) -> None:
+    pytest.importorskip("numba")
+    from charmeta.cleaning import signatures
+
+    rng = np.random.default_rng(5)
+    vocab = [f"tag {i}" for i in range(300)] + ["Tag_1", "TAG 2", "|||", "kaga \\(kancolle\\)", " "]
+    texts = [", ".join(rng.choice(vocab, int(rng.integers(0, 40)))) for _ in range(400)]
+    texts += [", ".join(rng.choice(vocab, 150)), "", None, "a b  c a", "x, x, x"]  # > 64 tags, none, repeats
+    texts += [" ".join(t.replace(" ", "_") for t in rng.choice(vocab[:300], 20)) for _ in range(50)]  # raw strings
+    codes = signatures.tag_codes(pa.array(texts, pa.string()))
+    flag = np.zeros(len(codes.h64), bool)
+    flag[::7] = True
+    compiled = signatures.part_signatures(codes, 30, 6, flag)
+    monkeypatch.setattr(signatures, "_KERNEL", [None])
+    reference = signatures.part_signatures(codes, 30, 6, flag)
+    for field in ("ntok", "set_hash", "flagged", "keys"):
+        assert np.array_equal(getattr(compiled, field), getattr(reference, field)), field
+    assert compiled.tokens.equals(reference.tokens)
+    assert compiled.ntok.max() > 64 and compiled.ntok.min() == 0 and compiled.flagged.any()
