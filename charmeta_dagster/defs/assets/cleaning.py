@@ -157,6 +157,7 @@ def identity_consistency(context: AssetExecutionContext, store: OutputStore) -> 
     from charmeta.cleaning.profiles import profile_stats, read_profiles
     from charmeta.cleaning.report import write_report
     from charmeta.cleaning.run import apply
+    from charmeta.pipeline.export_parts import current_part_lines
 
     if not cleaning_enabled():
         yield from _disabled("identity_conflicts", "identity_consistency")
@@ -164,7 +165,7 @@ def identity_consistency(context: AssetExecutionContext, store: OutputStore) -> 
     root = store.store().root
     keys = _keys(root)
     t0 = time.perf_counter()
-    summary = apply(root, keys, load_policy())
+    summary = apply(root, keys, load_policy(), part_lines=lambda k: current_part_lines(root, k))
     report = write_report(root, {"apply": summary, "profiles": profile_stats(read_profiles(root))})
     passed, meta = verdicts.conflict_verdict(summary, verdicts.named_entries(root, keys))
     with open(report, encoding="utf-8") as fh:
