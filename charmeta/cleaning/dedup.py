@@ -88,11 +88,13 @@ def stable_order(keys: np.ndarray) -> np.ndarray:
     if n < 2:
         return np.arange(n, dtype=np.int64)
     nb = np.uint64(max(1, (n - 1).bit_length()))
-    packed = ((keys.astype(np.uint64, copy=False) >> nb) << nb) | np.arange(n, dtype=np.uint64)
+    packed = keys.astype(np.uint64, copy=False) >> nb  # in place from here: ~24 bytes a row at the peak
+    packed <<= nb
+    packed |= np.arange(n, dtype=np.uint64)
     packed.sort()
-    order = (packed & ((np.uint64(1) << nb) - np.uint64(1))).astype(np.int64)
-    hi = packed >> nb
-    del packed
+    order = (packed & ((np.uint64(1) << nb) - np.uint64(1))).view(np.int64)
+    hi = packed
+    hi >>= nb
     k = keys[order]
     same_hi = hi[1:] == hi[:-1]
     bad = same_hi & (k[1:] != k[:-1])
@@ -321,8 +323,10 @@ def _verify_text(
         return keep
     rows = _uniq(np.concatenate([u, v]))
     lens, starts, values = _rows_tokens(files, offsets, rows, int(ntok[rows].sum()))
-    iu, iv = np.searchsorted(rows, u), np.searchsorted(rows, v)
-    del rows
+    remap = np.zeros(int(offsets[-1]), np.int64)  # global row -> its place in ``rows`` (a binary search
+    remap[rows] = np.arange(len(rows))  # per pair end was 0.6 s at 3M rows; this is a gather)
+    iu, iv = remap[u], remap[v]
+    del rows, remap
     try:
         from charmeta.cleaning.jit import jaccard_at_least
     except ImportError:  # numba missing: the numpy merge, one chunk of pairs at a time
