@@ -105,13 +105,13 @@ def tag_codes(text: pa.Array, con: Any = None) -> TagCodes:
     # rank: a distinct tag's place in (32-bit hash, first appearance) order, so that a row's
     # sorted ranks are its tokens in the ascending order the part persists
     d32 = h32(dh)
-    order = np.lexsort((np.arange(len(dh)), d32))
-    rank = np.empty(len(dh), np.int64)
-    rank[order] = np.arange(len(dh))
+    order = np.argsort((d32.astype(np.uint64) << np.uint64(32)) | np.arange(len(dh), dtype=np.uint64))  # = lexsort
+    rank = np.empty(len(dh), np.int32)
+    rank[order] = np.arange(len(dh), dtype=np.int32)
     empty = np.flatnonzero(np.asarray(pc.equal(dictionary, "").to_numpy(zero_copy_only=False), dtype=bool))
     if len(empty):
         rank[empty[0]] = -1
-    raw_rank = rank[enc.indices.to_numpy(zero_copy_only=False)].astype(np.int32)
+    raw_rank = rank[enc.indices.to_numpy(zero_copy_only=False)]
     return TagCodes(
         n=n,
         groups=np.concatenate([comma_rows, raw_rows]).astype(np.int64, copy=False),
@@ -266,7 +266,7 @@ def part_signatures(codes: TagCodes, num_perm: int, bands: int, flag: np.ndarray
     ``set_hashes``, bincounts - ~0.28 s of CPU per 100k rows against ~0.05 s compiled (this
     shared machine, realistic 100k-row partition). Both give the same arrays, bit for bit
     (``tests/core/test_cleaning_parts.py``)."""
-    kernel = _kernel()
+    kernel = _kernel(len(codes.ranks))
     n = codes.n
     if kernel is None:
         rows, ranks = _sorted_pairs(codes)
@@ -330,10 +330,17 @@ def _splitmix(hashes: np.ndarray) -> np.ndarray:
 
 
 _KERNEL: list[Any] = []
+#: Tags under which a process that has not loaded the compiled loops yet takes the numpy path:
+#: importing numba and loading the cached loops costs ~0.2-0.3 s once per process, what the
+#: numpy path spends on ~1-2M tags (a 100k-row partition has ~2.3M; a test partition a few hundred).
+JIT_MIN_TAGS = 1_000_000
 
 
-def _kernel() -> Any:
-    """The compiled part loops, or None without numba (imported once per process)."""
+def _kernel(n_tags: int) -> Any:
+    """The compiled part loops, or None without numba (imported once per process) or for a small
+    batch in a process that has not imported them yet."""
+    if not _KERNEL and n_tags < JIT_MIN_TAGS:
+        return None
     if not _KERNEL:
         try:
             from charmeta.cleaning.jit_parts import gather_runs, row_signatures

@@ -205,10 +205,21 @@ def test_compiled_signatures_equal_the_numpy_ones(monkeypatch) -> None:
     codes = signatures.tag_codes(pa.array(texts, pa.string()))
     flag = np.zeros(len(codes.h64), bool)
     flag[::7] = True
+    monkeypatch.setattr(signatures, "JIT_MIN_TAGS", 0)
     compiled = signatures.part_signatures(codes, 30, 6, flag)
+    assert signatures._KERNEL[0] is not None  # the compiled loops ran
     monkeypatch.setattr(signatures, "_KERNEL", [None])
     reference = signatures.part_signatures(codes, 30, 6, flag)
     for field in ("ntok", "set_hash", "flagged", "keys"):
         assert np.array_equal(getattr(compiled, field), getattr(reference, field)), field
     assert compiled.tokens.equals(reference.tokens)
     assert compiled.ntok.max() > 64 and compiled.ntok.min() == 0 and compiled.flagged.any()
+
+
+def test_profile_pair_counts_by_bincount_or_sort_agree_with_unique() -> None:
+    rng = np.random.default_rng(2)
+    keys = rng.integers(0, 5000, 20_000)
+    want = np.unique(keys, return_counts=True)
+    for space in (5000, 1 << 40):  # a bincount over the key space; a sort past the size limit
+        got = cparts._count_pairs(keys, space)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
