@@ -116,3 +116,18 @@ def test_docker_compose_config_validates(tmp_path: Path) -> None:
     (p,) = ports["proxy"]
     assert (p["host_ip"], p["published"], p["target"]) == ("127.0.0.1", "8443", 443)
     assert model["services"]["ray-worker"]["environment"]["CHARMETA_RAY_ADDRESS"] == "ray-head:6379"
+
+
+def test_image_installs_every_extra_the_default_job_needs() -> None:
+    """The container runs `charmeta run` with its defaults, the cleaning included (scipy's connected
+    components, numba, the report's matplotlib): an image without the `cleaning` extra would fail
+    at the clusters step. Every extra named must exist in pyproject."""
+    import tomllib
+
+    text = (DOCKER / "Dockerfile").read_text()
+    m = re.search(r"^ARG EXTRAS=(\S+)$", text, re.M)
+    assert m, "Dockerfile has no ARG EXTRAS default"
+    extras = set(m.group(1).split(","))
+    assert {"platform", "images", "cleaning"} <= extras, extras
+    declared = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    assert extras <= declared, extras - declared
