@@ -75,18 +75,23 @@ def _uniq(x: np.ndarray) -> np.ndarray:
 
 
 def stable_order(keys: np.ndarray) -> np.ndarray:
-    """``np.argsort(keys, kind="stable")`` of uint64 ``keys`` (sorted by key, ties by index), by
-    one ``np.sort`` of ``(key's high bits | index)`` words instead of a merge sort of indices.
+    """``np.argsort(keys, kind="stable")`` of uint64 ``keys`` (sorted by key, ties by index)."""
+    return _sorted(keys)[0]
+
+
+def _sorted(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, keys[order])`` with ``order`` = ``np.argsort(keys, kind="stable")``, by one
+    ``np.sort`` of ``(key's high bits | index)`` words instead of a merge sort of indices.
 
     Why: the band loop and the exact groups sort every row's 64-bit key (7 sorts of ~5M at
     5M rows); numpy's stable argsort took 0.59-0.71 s per 5M random keys here, the packed
     sort 0.16-0.27 s (numpy's SIMD sort of plain words). The key's low ``bits(n)`` bits make room
     for the index, so two different keys can share the high part (~6 pairs per 5M 64-bit
-    hashes): the runs where that happened are re-sorted by the full key (``np.lexsort``), so
-    the order is exactly the stable argsort's, whatever the keys."""
+    hashes): those runs (found by binary search in the sorted high parts) are re-sorted by the
+    full key, so the order is exactly the stable argsort's, whatever the keys."""
     n = len(keys)
     if n < 2:
-        return np.arange(n, dtype=np.int64)
+        return np.arange(n, dtype=np.int64), keys.copy()
     nb = np.uint64(max(1, (n - 1).bit_length()))
     packed = keys.astype(np.uint64, copy=False) >> nb  # in place from here: ~24 bytes a row at the peak
     packed <<= nb
@@ -96,21 +101,23 @@ def stable_order(keys: np.ndarray) -> np.ndarray:
     hi = packed
     hi >>= nb
     k = keys[order]
-    same_hi = hi[1:] == hi[:-1]
-    bad = same_hi & (k[1:] != k[:-1])
+    bad = (hi[1:] == hi[:-1]) & (k[1:] != k[:-1])
     if bad.any():  # distinct keys with the same high bits: re-sort their runs by the full key
-        run = np.concatenate([[0], np.cumsum(~same_hi)])
-        sel = np.isin(run, run[1:][bad])
-        sub = order[sel]
-        order[sel] = sub[np.lexsort((sub, keys[sub]))]  # runs are ordered by high bits, so by key
-    return order
+        shared = _uniq(hi[1:][bad])
+        if len(shared) > 1000:  # not hashes (a test's small integers): the plain stable sort
+            order = np.argsort(keys, kind="stable")
+            return order, keys[order]
+        for a, b in zip(np.searchsorted(hi, shared, "left"), np.searchsorted(hi, shared, "right")):
+            seg = order[a:b]
+            order[a:b] = seg[np.lexsort((seg, keys[seg]))]  # runs are ordered by high bits, so by key
+            k[a:b] = keys[order[a:b]]
+    return order, k
 
 
 def _groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(first row of each distinct value, group index per row)`` by one stable sort
     (``np.unique(..., return_inverse=True)`` measured ~2 us a row here, 20x a sort)."""
-    order = stable_order(values)
-    v = values[order]
+    order, v = _sorted(values)
     new = np.ones(len(v), dtype=bool)
     new[1:] = v[1:] != v[:-1]
     gid_sorted = np.cumsum(new) - 1
@@ -124,13 +131,14 @@ def _star_edges(keys: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.nda
     head is the bucket's first node in ``nodes`` order."""
     if len(keys) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = stable_order(keys)
-    k, nd = keys[order], nodes[order]
+    order, k = _sorted(keys)
+    nd = nodes[order]
     new = np.ones(len(k), dtype=bool)
     new[1:] = k[1:] != k[:-1]
-    head = nd[np.maximum.accumulate(np.where(new, np.arange(len(k)), 0))]
-    m = ~new
-    return nd[m], head[m]
+    del k
+    starts = np.flatnonzero(new)
+    size = np.diff(np.append(starts, len(nd)))
+    return nd[~new], np.repeat(nd[starts], size - 1)  # each bucket's members after its head, the head
 
 
 def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = None) -> dict[str, Any]:

@@ -10,8 +10,8 @@ import pytest
 from charmeta.cleaning import dedup
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 5_000])
-@pytest.mark.parametrize("kind", ["hashes", "few_values", "repeats", "same_high_bits"])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 5_000, 100_000])
+@pytest.mark.parametrize("kind", ["hashes", "few_values", "repeats", "same_high_bits", "dense"])
 def test_stable_order_is_the_stable_argsort(n: int, kind: str) -> None:
     rng = np.random.default_rng(n)
     if kind == "hashes":
@@ -21,12 +21,27 @@ def test_stable_order_is_the_stable_argsort(n: int, kind: str) -> None:
     elif kind == "repeats":  # exact duplicates: equal keys keep index order
         pool = rng.integers(0, 2**64 - 1, max(n // 4, 1), dtype=np.uint64)
         keys = pool[rng.integers(0, len(pool), n)]
+    elif kind == "dense":  # many distinct keys per high part: the plain stable sort takes over
+        keys = rng.integers(0, 1 << 30, n).astype(np.uint64)
     else:  # distinct keys sharing their high bits: the re-sorted runs
         keys = (rng.integers(0, 3, n).astype(np.uint64) << np.uint64(61)) | rng.integers(0, 1 << 16, n).astype(
             np.uint64
         )
     got = dedup.stable_order(keys)
     assert np.array_equal(got, np.argsort(keys, kind="stable"))
+
+
+def test_star_edges_link_each_bucket_member_to_its_first_node() -> None:
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 300, 4_000).astype(np.uint64)
+    nodes = np.sort(rng.choice(40_000, 4_000, replace=False))
+    member, head = dedup._star_edges(keys, nodes)
+    expected = {}
+    for key, node in zip(keys, nodes):
+        expected.setdefault(int(key), []).append(int(node))
+    want = sorted((m, b[0]) for b in expected.values() for m in b[1:])
+    assert sorted(zip(member.tolist(), head.tolist())) == want
+    assert len(want) == 4_000 - len(expected)
 
 
 def _lists(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[set[int]]]:
