@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -82,11 +83,25 @@ def _identity_counts(root: str) -> tuple[dict[str, dict[str, int]], list[tuple[s
     return by, [(str(c), int(n)) for c, n in top]
 
 
-def write_report(root: str, summary: dict[str, Any]) -> str:
-    """Write the Markdown report (+ plots) under ``<root>/export``; returns its path."""
+def start_plots(root: str) -> Future[dict[str, str]]:
+    """Draw the plots in a thread (they read the profiles and the clusters only), for
+    ``write_report(..., plots=)``: the callers start them before the apply step, whose
+    DuckDB / Arrow work releases the GIL, instead of spending ~0.5-1 s after it."""
     out_dir = os.path.join(root, "export")
     os.makedirs(out_dir, exist_ok=True)
-    plots = _plots(root, out_dir)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="charmeta-report")
+    try:
+        return pool.submit(_plots, root, out_dir)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def write_report(root: str, summary: dict[str, Any], plots: Future[dict[str, str]] | None = None) -> str:
+    """Write the Markdown report (+ plots, drawn now unless ``plots`` = ``start_plots(root)``)
+    under ``<root>/export``; returns its path."""
+    out_dir = os.path.join(root, "export")
+    os.makedirs(out_dir, exist_ok=True)
+    drawn = plots.result() if plots is not None else _plots(root, out_dir)
     by_attr, top = _identity_counts(root)
     cl, pr, ap = summary.get("clusters"), summary.get("profiles", {}), summary.get("apply", {})
     if cl is None:  # the Dagster step of the report: the clusters' stats as dedup_clusters wrote them
@@ -107,7 +122,7 @@ def write_report(root: str, summary: dict[str, Any]) -> str:
         f"image links {cl.get('image_links', 0)}",
         f"- ok entries left out of the export as duplicates: {ap.get('duplicates_dropped', 0)}",
         "",
-        f"![cluster sizes]({os.path.basename(plots['clusters'])})",
+        f"![cluster sizes]({os.path.basename(drawn['clusters'])})",
         "",
         "## Character profiles",
         "",
@@ -115,7 +130,7 @@ def write_report(root: str, summary: dict[str, Any]) -> str:
         f"with a consensus: {pr.get('consensus_pairs', 0)}",
         f"- agreement deciles (pairs with support >= 3): {pr.get('agreement_deciles', [])}",
         "",
-        f"![agreement]({os.path.basename(plots['agreement'])})",
+        f"![agreement]({os.path.basename(drawn['agreement'])})",
         "",
         "## Identity",
         "",

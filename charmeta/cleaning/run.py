@@ -166,7 +166,7 @@ def run_all(
     part_lines: Callable[[str], str | None] | None = None,
 ) -> dict[str, Any]:
     """Parts, profiles, clusters, apply, report: the whole cleaning with timings."""
-    from charmeta.cleaning.report import write_report
+    from charmeta.cleaning.report import start_plots, write_report
 
     policy = policy or load_policy()
     out: dict[str, Any] = {}
@@ -179,9 +179,10 @@ def run_all(
     t2 = time.perf_counter()
     out["clusters"] = dedup.build_clusters(root, keys, policy)
     t3 = time.perf_counter()
+    plots = start_plots(root)  # beside the apply step (the plots read profiles and clusters only)
     out["apply"] = apply(root, keys, policy, part_lines)
     t4 = time.perf_counter()
-    out["report"] = write_report(root, out)
+    out["report"] = write_report(root, out, plots)
     out["seconds"] = {
         "parts": round(t1 - t, 3),
         "profiles": round(t2 - t1, 3),

@@ -155,7 +155,7 @@ def character_profiles(context: AssetExecutionContext, store: OutputStore) -> It
 )
 def identity_consistency(context: AssetExecutionContext, store: OutputStore) -> Iterator[Any]:
     from charmeta.cleaning.profiles import profile_stats, read_profiles
-    from charmeta.cleaning.report import write_report
+    from charmeta.cleaning.report import start_plots, write_report
     from charmeta.cleaning.run import apply
     from charmeta.pipeline.export_parts import current_part_lines
 
@@ -165,8 +165,9 @@ def identity_consistency(context: AssetExecutionContext, store: OutputStore) -> 
     root = store.store().root
     keys = _keys(root)
     t0 = time.perf_counter()
+    plots = start_plots(root)  # drawn beside the apply step
     summary = apply(root, keys, load_policy(), part_lines=lambda k: current_part_lines(root, k))
-    report = write_report(root, {"apply": summary, "profiles": profile_stats(read_profiles(root))})
+    report = write_report(root, {"apply": summary, "profiles": profile_stats(read_profiles(root))}, plots)
     passed, meta = verdicts.conflict_verdict(summary, verdicts.named_entries(root, keys))
     with open(report, encoding="utf-8") as fh:
         report_md = fh.read()
