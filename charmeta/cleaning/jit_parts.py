@@ -20,6 +20,7 @@ import numpy as np
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def row_signatures(
     groups: np.ndarray,
+    gorder: np.ndarray,
     starts: np.ndarray,
     ranks: np.ndarray,
     t32: np.ndarray,
@@ -34,15 +35,15 @@ def row_signatures(
     set_hash: np.ndarray,
     flagged: np.ndarray,
     keys: np.ndarray,
-    tmp: np.ndarray,
-    n32: np.ndarray,
-) -> None:  # pragma: no cover - compiled (coverage does not see inside); tests compare it with numpy's
+    offsets: np.ndarray,
+    values: np.ndarray,
+) -> int:  # pragma: no cover - compiled (coverage does not see inside); tests compare it with numpy's
     """For each run ``g`` of tags (row ``groups[g]``, tags ``ranks[starts[g]:starts[g + 1]]``, -1 =
-    empty tag): the row's distinct ranks -> ``ntok``, ``set_hash`` (wrapping sum of ``zmix``),
-    ``flagged`` (any ``flag``), ``keys`` (per permutation ``i`` the minimum of
-    ``(t * a[i] mod 2^32) ^ b[i]`` over the distinct ``t32``, folded per band as ``band_keys``
-    does) and the distinct ascending ``t32`` values written to ``tmp[starts[g]:]`` (``n32[g]`` of
-    them; ``gather_runs`` puts them in row order)."""
+    empty tag), taken in row order (``gorder``): the row's distinct ranks -> ``ntok``, ``set_hash``
+    (wrapping sum of ``zmix``), ``flagged`` (any ``flag``), ``keys`` (per permutation ``i`` the
+    minimum of ``(t * a[i] mod 2^32) ^ b[i]`` over the distinct ``t32``, folded per band as
+    ``band_keys`` does) and its distinct ascending ``t32`` values appended to ``values`` (list
+    ``offsets`` of all ``len(offsets) - 1`` rows filled). Returns the values written."""
     k = a.shape[0]
     r = k // bands
     nmix = mix.shape[0]
@@ -52,7 +53,15 @@ def row_signatures(
     b64 = b.astype(np.uint64)
     mins = np.empty(k, np.uint64)
     ordered = np.empty(64, scratch.dtype)
-    for g in range(groups.shape[0]):
+    n = offsets.shape[0] - 1
+    cursor = 0
+    next_row = 0
+    for gi in range(gorder.shape[0]):
+        g = gorder[gi]
+        row = groups[g]
+        while next_row <= row:
+            offsets[next_row] = cursor
+            next_row += 1
         lo = starts[g]
         hi = starts[g + 1]
         m = 0
@@ -75,7 +84,6 @@ def row_signatures(
                 scratch[i] = ordered[i]
         else:
             scratch[:m].sort()
-        row = groups[g]
         for i in range(k):
             mins[i] = m32
         acc_set = np.uint64(0)
@@ -95,7 +103,7 @@ def row_signatures(
                 any_flag = True
             t = np.uint64(t32[x])
             if written == 0 or t != prev32:
-                tmp[lo + written] = t32[x]
+                values[cursor + written] = t32[x]
                 written += 1
                 prev32 = t
             for i in range(k):
@@ -105,22 +113,14 @@ def row_signatures(
         ntok[row] = distinct
         set_hash[row] = acc_set
         flagged[row] = any_flag
-        n32[g] = written
+        cursor += written
         for jb in range(bands):
             acc = np.uint64(jb + 1) * mix[0]
             for i in range(r):
                 acc = (acc ^ mins[jb * r + i]) * mix[(i + 1) % nmix]
                 acc ^= acc >> s29
             keys[row, jb] = acc
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def gather_runs(
-    groups: np.ndarray, starts: np.ndarray, n32: np.ndarray, tmp: np.ndarray, offsets: np.ndarray, out: np.ndarray
-) -> None:  # pragma: no cover - compiled
-    """Copy each run's ``n32[g]`` values from ``tmp[starts[g]:]`` to ``out[offsets[groups[g]]:]``."""
-    for g in range(groups.shape[0]):
-        src = starts[g]
-        dst = offsets[groups[g]]
-        for q in range(n32[g]):
-            out[dst + q] = tmp[src + q]
+    while next_row <= n:
+        offsets[next_row] = cursor
+        next_row += 1
+    return cursor

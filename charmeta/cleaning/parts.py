@@ -375,7 +375,12 @@ def _profile(character: pa.Array, status: pa.Array, v: pa.Table, policy: Cleanin
     enc = pc.dictionary_encode(character.filter(pa.array(counted)))
     names = enc.dictionary
     ch = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    pieces: list[pa.Table] = []
+    # rows as (character, attribute, value, n) codes, sorted by (character, attribute, value) ranks:
+    # one take per column at the end instead of a table per attribute and a sort of strings
+    labels = sorted([a.key for a in attrs] + ["(entries)"])  # str order = UTF-8 byte order
+    values: list[pa.Array] = [pa.array([""], pa.string())]  # the (entries) rows' value
+    cols: dict[str, list[np.ndarray]] = {"ch": [], "attr": [], "val": [], "rank": [], "n": []}
+    base = 1
     for a in attrs:
         codes, d = _codes(v.column(a.column))
         codes = codes[counted]
@@ -384,29 +389,32 @@ def _profile(character: pa.Array, status: pa.Array, v: pa.Table, policy: Cleanin
         )
         sel = known[codes]
         pair, n = _count_pairs(ch[sel] * (len(d) + 1) + codes[sel], len(names) * (len(d) + 1))
-        pieces.append(
-            pa.table(
-                {
-                    "character": names.take(pa.array(pair // (len(d) + 1))),
-                    "attribute": pa.array([a.key] * len(pair), pa.string()),
-                    "value": d.take(pa.array(pair % (len(d) + 1))).cast(pa.string()),
-                    "n": pa.array(n.astype(np.int64)),
-                }
-            )
-        )
+        code = pair % (len(d) + 1)
+        rank = np.empty(len(d), np.int64)
+        rank[pc.sort_indices(d).to_numpy()] = np.arange(len(d))
+        cols["ch"].append(pair // (len(d) + 1))
+        cols["attr"].append(np.full(len(pair), labels.index(a.key)))
+        cols["val"].append(base + code)
+        cols["rank"].append(rank[code])
+        cols["n"].append(n)
+        values.append(d.cast(pa.string()))
+        base += len(d)
     per = np.bincount(ch, minlength=len(names))
     has = np.flatnonzero(per)
-    pieces.append(
-        pa.table(
-            {
-                "character": names.take(pa.array(has)),
-                "attribute": pa.array(["(entries)"] * len(has), pa.string()),
-                "value": pa.array([""] * len(has), pa.string()),
-                "n": pa.array(per[has].astype(np.int64)),
-            }
-        )
-    )
-    out = pa.concat_tables(pieces)
-    return out.sort_by(
-        [("character", "ascending"), ("attribute", "ascending"), ("value", "ascending"), ("n", "ascending")]
+    cols["ch"].append(has)
+    cols["attr"].append(np.full(len(has), labels.index("(entries)")))
+    cols["val"].append(np.zeros(len(has), np.int64))
+    cols["rank"].append(np.zeros(len(has), np.int64))
+    cols["n"].append(per[has])
+    c, at, va, vr, n = (np.concatenate(cols[k]).astype(np.int64) for k in ("ch", "attr", "val", "rank", "n"))
+    name_rank = np.empty(len(names), np.int64)
+    name_rank[pc.sort_indices(names).to_numpy()] = np.arange(len(names))
+    order = np.lexsort((vr, at, name_rank[c]))  # (character, attribute, value) unique: n never decides
+    return pa.table(
+        {
+            "character": names.take(pa.array(c[order])),
+            "attribute": pa.array(labels, pa.string()).take(pa.array(at[order])),
+            "value": pa.concat_arrays(values).take(pa.array(va[order])),
+            "n": pa.array(n[order]),
+        }
     )

@@ -278,7 +278,6 @@ def part_signatures(codes: TagCodes, num_perm: int, bands: int, flag: np.ndarray
             tokens=sorted_token_lists(rows, hashes, n, t32=t32),
             keys=band_keys(minhash(rows, hashes, n, num_perm, t32=t32), bands),
         )
-    signatures, gather = kernel
     a, b = _params(num_perm)
     ntok = np.zeros(n, np.int32)
     set_hash = np.zeros(n, np.uint64)
@@ -287,11 +286,11 @@ def part_signatures(codes: TagCodes, num_perm: int, bands: int, flag: np.ndarray
     # rows without tokens: the keys of an all-ones signature, as minhash leaves them
     keys[:] = band_keys(np.full((1, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32), bands)[0]
     lens = np.diff(codes.starts)
-    tmp = np.empty(len(codes.ranks), np.uint32)
-    n32 = np.zeros(len(codes.groups), np.int64)
-    scratch = np.empty(int(lens.max()) if len(lens) else 0, np.int32)
-    signatures(
+    offsets = np.empty(n + 1, np.int32)
+    values = np.empty(len(codes.ranks), np.uint32)
+    written = kernel(
         codes.groups,
+        np.argsort(codes.groups, kind="stable"),  # two ascending runs (rows with / without a comma)
         codes.starts,
         codes.ranks,
         codes.t32,
@@ -301,21 +300,15 @@ def part_signatures(codes: TagCodes, num_perm: int, bands: int, flag: np.ndarray
         b,
         _MIX,
         bands,
-        scratch,
+        np.empty(int(lens.max()) if len(lens) else 0, np.int32),
         ntok,
         set_hash,
         flagged,
         keys,
-        tmp,
-        n32,
+        offsets,
+        values,
     )
-    per_row = np.zeros(n, np.int64)
-    per_row[codes.groups] = n32
-    offsets = np.zeros(n + 1, np.int32)
-    np.cumsum(per_row, out=offsets[1:])
-    values = np.empty(int(offsets[-1]), np.uint32)
-    gather(codes.groups, codes.starts, n32, tmp, offsets, values)
-    tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values[:written]))
     return PartSignatures(ntok=ntok, set_hash=set_hash, flagged=flagged, tokens=tokens, keys=keys)
 
 
@@ -343,11 +336,11 @@ def _kernel(n_tags: int) -> Any:
         return None
     if not _KERNEL:
         try:
-            from charmeta.cleaning.jit_parts import gather_runs, row_signatures
+            from charmeta.cleaning.jit_parts import row_signatures
         except ImportError:  # numba missing (extra 'cleaning'): numpy
             _KERNEL.append(None)
         else:
-            _KERNEL.append((row_signatures, gather_runs))
+            _KERNEL.append(row_signatures)
     return _KERNEL[0]
 
 
