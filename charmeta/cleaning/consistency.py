@@ -139,7 +139,6 @@ def decide_partition(root: str, key: str, consensus: pa.Table, dups: pa.Table, p
     )
     out: dict[str, Any] = {
         "pos": v.column("source_position"),
-        "ok": ok,
         "duplicate_of": duplicate_of,
         "identity_excluded": excluded,
     }
@@ -244,13 +243,7 @@ def export_dir(root: str) -> str:
 
 
 def apply_partition(
-    root: str,
-    key: str,
-    consensus: pa.Table,
-    dups: pa.Table,
-    policy: CleaningPolicy,
-    con: Any,
-    part_lines: str | None = None,
+    root: str, key: str, consensus: pa.Table, dups: pa.Table, policy: CleaningPolicy, con: Any
 ) -> dict[str, Any]:
     """Decide one partition, write its identity table, (re)build its cleaned lines when its
     decisions changed. Returns counts and the lines file to export."""
@@ -276,7 +269,7 @@ def apply_partition(
             return {**result, "lines_path": lines, "lines": meta["lines"], "bytes": meta["bytes"]}
     except (OSError, ValueError):
         pass
-    n, size = _build_lines(root, key, decisions.rows, policy, con, lines, part_lines)
+    n, size = _build_lines(root, key, decisions.rows, policy, con, lines)
     with open(marker + tmp, "w", encoding="utf-8") as fh:
         json.dump({"version": DECISION_VERSION, "digest": digest, "lines": n, "bytes": size}, fh)
     os.replace(marker + tmp, marker)
@@ -307,22 +300,16 @@ def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
 
 
 def _build_lines(
-    root: str,
-    key: str,
-    decisions: pa.Table,
-    policy: CleaningPolicy,
-    con: Any,
-    out: str,
-    part_lines: str | None = None,
+    root: str, key: str, decisions: pa.Table, policy: CleaningPolicy, con: Any, out: str
 ) -> tuple[int, int]:
     """The partition's clean lines with fills applied, dropped / identity-excluded rows out.
 
     The decisions (one per validated row) line up with a validated file in position order:
     a ``POSITIONAL JOIN`` then needs neither a hash join nor a sort of the wide rows (0.175 ->
-    0.13 s CPU per 100k rows); otherwise a join on the position, sorted. ``part_lines``: the
-    partition's current ``export_parts`` lines (every ok row's line, in position order, by the
-    same ``clean_json_sql``): then only the rows with a fill are turned into JSON again and
-    every other kept line is copied from it (``_splice``)."""
+    0.13 s CPU per 100k rows); otherwise a join on the position, sorted. (Copying the unchanged
+    lines from the partition's export part and rebuilding only the ~24% rows with a fill was
+    tried: 10-15% less CPU for these lines, +220 MB peak RSS for the apply step at 3M rows -
+    the part's bytes, its line index and the merged lines per thread - so not kept.)"""
     path = os.path.join(root, "validated_records", key + ".parquet")
     src = sql_string(path)
     fill_cols = ["fill_" + _BY_KEY[k].column for k in policy.fill_attributes]
@@ -332,7 +319,7 @@ def _build_lines(
     )
     cols = f"v.* REPLACE ({replace})" if replace else "v.*"
     keep = "v.status = 'ok' AND d.duplicate_of IS NULL AND NOT d.identity_excluded"
-    slim = decisions.select(["pos", "ok", "duplicate_of", "identity_excluded", *fill_cols])
+    slim = decisions.select(["pos", "duplicate_of", "identity_excluded", *fill_cols])
     pos = slim["pos"].to_numpy()
     if not bool(np.all(pos[1:] > pos[:-1])):
         slim = slim.take(pc.sort_indices(slim["pos"]))
@@ -342,16 +329,19 @@ def _build_lines(
         and bool(np.all(pos[1:] > pos[:-1]))
         and in_position_order(path)
     )
-    table = _splice(slim, fill_cols, part_lines, src, cols, con) if (aligned and part_lines) else None
-    if table is None:
-        if aligned:
-            inner = f"SELECT {cols} FROM read_parquet({src}) v POSITIONAL JOIN decisions d WHERE {keep}"
-        else:
-            inner = (
-                f"SELECT {cols} FROM read_parquet({src}) v JOIN decisions d ON d.pos = v.source_position "
-                f"WHERE {keep} ORDER BY v.source_position"
-            )
-        table = _json_lines(con, slim, inner)
+    if aligned:
+        inner = f"SELECT {cols} FROM read_parquet({src}) v POSITIONAL JOIN decisions d WHERE {keep}"
+    else:
+        inner = (
+            f"SELECT {cols} FROM read_parquet({src}) v JOIN decisions d ON d.pos = v.source_position "
+            f"WHERE {keep} ORDER BY v.source_position"
+        )
+    con.register("decisions", slim)
+    try:
+        con.execute("SET preserve_insertion_order = true")
+        table = con.sql(f"SELECT {clean_json_sql(newline=True)} AS j FROM ({inner})").to_arrow_table()
+    finally:
+        con.unregister("decisions")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     tmp = out + f".tmp-{os.getpid()}"
     with open(tmp, "wb") as fh:
@@ -359,57 +349,6 @@ def _build_lines(
     size = os.path.getsize(tmp)
     os.replace(tmp, out)
     return n, size
-
-
-def _json_lines(con: Any, decisions: pa.Table, inner: str) -> pa.Table:
-    con.register("decisions", decisions)
-    try:
-        con.execute("SET preserve_insertion_order = true")
-        return con.sql(f"SELECT {clean_json_sql(newline=True)} AS j FROM ({inner})").to_arrow_table()
-    finally:
-        con.unregister("decisions")
-
-
-def _splice(slim: pa.Table, fill_cols: list[str], part_lines: str, src: str, cols: str, con: Any) -> pa.Table | None:
-    """The kept lines: the export part's line of each kept row without a fill (bytes copied),
-    DuckDB's new line of each row with one, in position order. None when the part's lines do
-    not match the ok rows one to one (then the caller rebuilds every line).
-
-    Why: on 1M synthetic rows ~24% of the exported rows get a fill; rebuilding every kept
-    line's JSON was most of a partition's apply (0.13-0.15 s of ~0.3 s per 100k rows)."""
-    ok = np.asarray(pc.fill_null(slim["ok"], False).to_numpy(zero_copy_only=False), bool)
-    kept = pc.and_kleene(
-        pc.and_kleene(slim["ok"], pc.is_null(slim["duplicate_of"])), pc.invert(slim["identity_excluded"])
-    )
-    keep = np.asarray(pc.fill_null(kept, False).to_numpy(zero_copy_only=False), bool)
-    filled = np.zeros(len(keep), bool)
-    for c in fill_cols:
-        filled |= np.asarray(pc.is_valid(slim[c]).to_numpy(zero_copy_only=False), bool)
-    new = keep & filled
-    try:
-        buf = np.fromfile(part_lines, dtype=np.uint8)
-    except OSError:
-        return None
-    ends = np.flatnonzero(buf == 10)
-    n_ok = int(ok.sum())
-    if len(ends) != n_ok or (len(buf) and buf[-1] != 10) or len(buf) >= 2**31:
-        return None
-    offsets = np.zeros(n_ok + 1, np.int32)
-    offsets[1:] = ends + 1
-    old = pa.StringArray.from_buffers(n_ok, pa.py_buffer(offsets), pa.py_buffer(buf))
-    copied = old.filter(pa.array((keep & ~new)[ok]))
-    fresh = _json_lines(
-        con,
-        slim.append_column("new", pa.array(new)),
-        f"SELECT {cols} FROM read_parquet({src}) v POSITIONAL JOIN decisions d WHERE d.new",
-    )
-    fresh_lines = fresh.column(0).combine_chunks().cast(pa.string())
-    is_new = new[keep]
-    at = np.empty(len(is_new), np.int64)
-    at[~is_new] = np.arange(len(copied))
-    at[is_new] = len(copied) + np.arange(len(fresh_lines))
-    merged = pa.concat_arrays([copied, fresh_lines]).take(pa.array(at))
-    return pa.table({"j": merged})
 
 
 def load_inputs(root: str, policy: CleaningPolicy | None = None) -> tuple[pa.Table, pa.Table]:

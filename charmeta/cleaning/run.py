@@ -74,17 +74,8 @@ def fingerprint(root: str, keys: list[str], policy: CleaningPolicy) -> str:
     return h.hexdigest()
 
 
-def apply(
-    root: str,
-    keys: list[str],
-    policy: CleaningPolicy | None = None,
-    part_lines: Callable[[str], str | None] | None = None,
-) -> dict[str, Any]:
-    """Identity fills / conflicts / exclusions and duplicate drops for every partition.
-
-    ``part_lines(key)``: the partition's current ``export_parts`` lines file, or None (the
-    caller knows the layout; the cleaning never imports the pipeline): a partition's cleaned
-    lines then copy its unchanged lines from there instead of rebuilding every line."""
+def apply(root: str, keys: list[str], policy: CleaningPolicy | None = None) -> dict[str, Any]:
+    """Identity fills / conflicts / exclusions and duplicate drops for every partition."""
     policy = policy or load_policy()
     t0 = time.perf_counter()
     wide, clusters = consistency.load_inputs(root, policy)
@@ -95,9 +86,7 @@ def apply(
         cur = con.cursor()  # one cursor per thread: DuckDB releases the GIL while it works
         try:
             cur.execute("SET threads = 1")
-            dups = consistency.partition_dups(clusters, k)
-            lines = part_lines(k) if part_lines else None
-            return consistency.apply_partition(root, k, wide, dups, policy, cur, lines)
+            return consistency.apply_partition(root, k, wide, consistency.partition_dups(clusters, k), policy, cur)
         finally:
             cur.close()
 
@@ -135,14 +124,8 @@ def apply(
     return summary
 
 
-def ensure_clean(
-    root: str,
-    keys: list[str],
-    policy: CleaningPolicy | None = None,
-    part_lines: Callable[[str], str | None] | None = None,
-) -> dict[str, Any]:
-    """Run the cleaning steps unless their state matches the current parts; returns the state
-    (``part_lines``: see ``apply``)."""
+def ensure_clean(root: str, keys: list[str], policy: CleaningPolicy | None = None) -> dict[str, Any]:
+    """Run the cleaning steps unless their state matches the current parts; returns the state."""
     policy = policy or load_policy()
     build_parts(root, keys, policy)
     fp = fingerprint(root, keys, policy)
@@ -153,17 +136,13 @@ def ensure_clean(
             return state
     except (OSError, ValueError):
         pass
-    run_all(root, keys, policy, skip_parts=True, part_lines=part_lines)
+    run_all(root, keys, policy, skip_parts=True)
     with open(_state_path(root), encoding="utf-8") as fh:
         return json.load(fh)
 
 
 def run_all(
-    root: str,
-    keys: list[str],
-    policy: CleaningPolicy | None = None,
-    skip_parts: bool = False,
-    part_lines: Callable[[str], str | None] | None = None,
+    root: str, keys: list[str], policy: CleaningPolicy | None = None, skip_parts: bool = False
 ) -> dict[str, Any]:
     """Parts, profiles, clusters, apply, report: the whole cleaning with timings."""
     from charmeta.cleaning.report import start_plots, write_report
@@ -180,7 +159,7 @@ def run_all(
     out["clusters"] = dedup.build_clusters(root, keys, policy)
     t3 = time.perf_counter()
     plots = start_plots(root)  # beside the apply step (the plots read profiles and clusters only)
-    out["apply"] = apply(root, keys, policy, part_lines)
+    out["apply"] = apply(root, keys, policy)
     t4 = time.perf_counter()
     out["report"] = write_report(root, out, plots)
     out["seconds"] = {

@@ -130,15 +130,7 @@ def _write_records(layout: Layout, parts: list[dict[str, Any]]) -> tuple[dict[st
     from charmeta.cleaning.run import ensure_clean, export_sources
 
     root = layout.root
-    current = {p["key"] for p in parts}  # ``current_parts``: every one current for its validated file
-
-    def part_lines(key: str) -> str | None:
-        return layout.part_paths(key)[0] if key in current else None
-
-    keys = [p["key"] for p in parts]
-    cleaning = (
-        ensure_clean(root, keys, part_lines=part_lines) if cleaning_enabled() else {"summary": {"enabled": False}}
-    )
+    cleaning = ensure_clean(root, [p["key"] for p in parts]) if cleaning_enabled() else {"summary": {"enabled": False}}
     jsonl = layout.export_file(RECORDS)
     tmp = jsonl + f".tmp-{os.getpid()}"
     try:

@@ -69,12 +69,6 @@ def read_part(root: str, key: str) -> dict[str, Any] | None:
     return meta
 
 
-def current_part_lines(root: str, key: str) -> str | None:
-    """The part's lines file when the part is current for the partition's validated file, else None
-    (what the dataset cleaning copies unchanged lines from)."""
-    return part_paths(root, key)[0] if read_part(root, key) is not None else None
-
-
 def build_part(root: str, key: str, con: Any = None) -> dict[str, Any]:
     """Build (or rebuild) the part of ``key`` from its validated file; returns its marker.
 

@@ -157,7 +157,6 @@ def identity_consistency(context: AssetExecutionContext, store: OutputStore) -> 
     from charmeta.cleaning.profiles import profile_stats, read_profiles
     from charmeta.cleaning.report import start_plots, write_report
     from charmeta.cleaning.run import apply
-    from charmeta.pipeline.export_parts import current_part_lines
 
     if not cleaning_enabled():
         yield from _disabled("identity_conflicts", "identity_consistency")
@@ -166,7 +165,7 @@ def identity_consistency(context: AssetExecutionContext, store: OutputStore) -> 
     keys = _keys(root)
     t0 = time.perf_counter()
     plots = start_plots(root)  # drawn beside the apply step
-    summary = apply(root, keys, load_policy(), part_lines=lambda k: current_part_lines(root, k))
+    summary = apply(root, keys, load_policy())
     report = write_report(root, {"apply": summary, "profiles": profile_stats(read_profiles(root))}, plots)
     passed, meta = verdicts.conflict_verdict(summary, verdicts.named_entries(root, keys))
     with open(report, encoding="utf-8") as fh:
