@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from charmeta.pipeline import check_facts, export_parts
@@ -77,12 +78,15 @@ def process_chain(
     embedder: str = "none",
     force: bool = False,
     stages: tuple[str, ...] = STAGES,
+    hot: list[tuple[pa.Array, pa.Array]] | None = None,
 ) -> dict[str, Any]:
     """Build every stage of ``stages`` for one partition (skipping finished ones).
 
     Returns ``{"key", "stages": {stage: stats}, "row_problems": [...] | None}``: the row
     guard's findings (``None`` when it did not run); a partition with problems has no
-    ``validated_records`` stats (it was not built)."""
+    ``validated_records`` stats (it was not built). ``hot``: a list that receives the
+    ``(source_position, text)`` columns of each normalized batch when this pass writes
+    ``normalized_records`` (the cleaning part's texts, without reading the file back)."""
     store = Layout(root)
     spec = read_registry(store.root, key)
     fps = {st: partition_fingerprint(st, spec, backend, embedder) for st in stages}
@@ -94,7 +98,14 @@ def process_chain(
     problems: list[str] | None = None
     if start in (RAW, NORMALIZED, PREDICTIONS):
         built, problems = _stream(
-            store, spec, start, fps, backend, with_embeddings=EMBEDDINGS in todo, copy_validated=VALIDATED in todo
+            store,
+            spec,
+            start,
+            fps,
+            backend,
+            with_embeddings=EMBEDDINGS in todo,
+            copy_validated=VALIDATED in todo,
+            hot=hot,
         )
         stats.update(built)
     for st in (NORMALIZED_IMAGES, EMBEDDINGS):  # side stages the stream did not write
@@ -160,13 +171,23 @@ class _Stream:
 
 
 def _stream(
-    store: Layout, spec: Any, start: str, fps: dict[str, str], backend: str, with_embeddings: bool, copy_validated: bool
+    store: Layout,
+    spec: Any,
+    start: str,
+    fps: dict[str, str],
+    backend: str,
+    with_embeddings: bool,
+    copy_validated: bool,
+    hot: list[tuple[pa.Array, pa.Array]] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Stream the partition from ``start`` through predictions; commit every stage built
     and, when the contract and the row guard hold, validated as a copy of predictions.
-    Returns the stats of the stages committed and the guard's problems."""
+    Returns the stats of the stages committed and the guard's problems (``hot``: see
+    ``process_chain``; left empty unless normalized_records is written and committed)."""
     s = _Stream(store, spec, start, backend, with_embeddings)
     timed = _Timed()
+    texts: list[tuple[pa.Array, pa.Array]] = []
+    keep = hot is not None and NORMALIZED in s.outs
     try:
         for batch in s.source():
             timed.lap(start)
@@ -176,11 +197,15 @@ def _stream(
                 if EMBEDDINGS in s.outs:
                     s.through(EMBEDDINGS, batch, timed)
                 batch = s.through(NORMALIZED, batch, timed)
+                if keep:
+                    texts.append((batch.column("source_position"), batch.column("text")))
             table = s.through(PREDICTIONS, batch, timed)
             for b in table.to_batches():
                 s.through(VALIDATED, b, timed)
         for st in s.builds:
             s.outs[st].commit()
+        if keep and hot is not None:
+            hot.extend(texts)
     except BaseException:
         for out in s.outs.values():
             out.abort()
@@ -224,17 +249,31 @@ def _validated_copy(
 def _chain_worker(args: tuple) -> dict[str, Any]:
     """A pool task: the partition's pass, then - while the file is hot in the page cache - what the
     run's checks (``check_facts``) and the export (``export_parts``) read from it."""
-    result = process_chain(*args)
-    root, key = args[0], args[1]
+    from charmeta.cleaning.config import cleaning_enabled
+
+    hot: list[tuple[pa.Array, pa.Array]] | None = [] if cleaning_enabled() else None
+    root, key, backend, embedder, force, stages = args  # _chain_jobs
+    result = process_chain(root, key, backend, embedder, force, stages, hot=hot)
     if VALIDATED in result["stages"]:
         t0 = time.perf_counter()
         try:
             check_facts.partition_facts(Layout(root).path(VALIDATED, key))  # stored for the run's checks
-            export_parts.ensure_part(root, key)
+            # the normalized texts this pass wrote, still in memory: the cleaning part's tags
+            # without reading normalized_records back (~0.04 s of CPU per 100k rows)
+            export_parts.ensure_part(root, key, texts=_hot_texts(hot))
         except Exception as exc:  # noqa: BLE001 - ahead-of-time work only: the checks and the export redo it
             log.warning("%s: check facts / export part not built ahead: %r", key, exc)
         result["facts_and_export_part_seconds"] = round(time.perf_counter() - t0, 3)
     return result
+
+
+def _hot_texts(hot: list[tuple[Any, Any]] | None) -> tuple[np.ndarray, pa.ChunkedArray] | None:
+    """The ``(source_position, text)`` columns ``_stream`` kept, as one array and one chunked array."""
+    if not hot:
+        return None
+    pos = np.concatenate([np.asarray(p.to_numpy()) for p, _ in hot])
+    chunks = [c for _, t in hot for c in (t.chunks if isinstance(t, pa.ChunkedArray) else [t])]
+    return pos, pa.chunked_array(chunks, type=hot[0][1].type)
 
 
 def run_chain(

@@ -127,8 +127,10 @@ def _worker_connection() -> Any:
     return con
 
 
-def ensure_part(root: str, key: str) -> bool:
-    """Build the part of ``key`` unless it is current; True when it was built."""
+def ensure_part(root: str, key: str, texts: tuple[Any, Any] | None = None) -> bool:
+    """Build the part of ``key`` unless it is current; True when it was built. ``texts``: the
+    partition's normalized ``(source_position, text)`` when the caller still holds them (the
+    cleaning part then does not read normalized_records back)."""
     built = read_part(root, key) is None
     if built:
         build_part(root, key)
@@ -138,7 +140,7 @@ def ensure_part(root: str, key: str) -> bool:
     if cleaning_enabled():
         # the dataset cleaning's share, while the file is hot (charmeta.cleaning), on this process's
         # connection (a connection per partition was ~12 ms)
-        ensure_cleaning_part(root, key, con=_worker_connection())
+        ensure_cleaning_part(root, key, con=_worker_connection(), texts=texts)
     return built
 
 

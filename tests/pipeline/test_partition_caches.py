@@ -207,3 +207,25 @@ def test_a_failing_part_build_does_not_fail_the_partition(
     assert export_parts.read_part(str(root), key) is None
     export_dataset(str(root), [key])
     assert export_parts.read_part(str(root), key) is not None
+
+
+def test_the_pool_task_hands_its_normalized_texts_to_the_cleaning_part(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker that has just written normalized_records builds the cleaning part from the
+    texts it holds (no read back), and that part equals one built from the file."""
+    from charmeta.cleaning import parts as cparts
+
+    def no_read(*_args: object) -> None:
+        raise AssertionError("normalized_records read back")
+
+    monkeypatch.setattr(cparts, "texts_at", no_read)
+    root = tmp_path / "out"
+    key, result = _one_pool_task(sample_dir, root)
+    assert S.VALIDATED in result["stages"] and cparts.read_part(str(root), key) is not None
+    rows_path, prof_path, _ = cparts.part_paths(str(root), key)
+    from_stream = pq.read_table(rows_path), pq.read_table(prof_path)
+    monkeypatch.undo()
+    cparts.build_part(str(root), key)
+    assert from_stream[0].equals(pq.read_table(rows_path)) and from_stream[1].equals(pq.read_table(prof_path))
+    assert from_stream[0].num_rows > 0 and pc.sum(from_stream[0]["ntok"]).as_py() > 0
