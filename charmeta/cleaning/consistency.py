@@ -1,8 +1,8 @@
 """One consistent identity per character in the export, and one entry per duplicate cluster.
 
-Per partition, one DuckDB query joins the validated rows with the partition's cleaning
-part (folded character, ``sexual``), the character consensus (``character_profiles``,
-one wide row per character) and the duplicate clusters, and decides per row:
+Per partition, Arrow kernels line the validated rows up with the partition's cleaning part
+(folded character, ``sexual``, by position), the character consensus (``character_profiles``,
+one wide row per character) and the duplicate clusters, and decide per row:
 
 * **fill** - an ``ok`` entry's ``Unknown`` (or absent optional) stable trait (policy
   ``traits: fill``) takes its character's consensus value;
