@@ -88,7 +88,7 @@ def _sexual_ratings() -> list[str]:
     return list(raw.get("sexual_ratings", ["questionable", "explicit"]))
 
 
-def texts_at(norm_path: str, positions: np.ndarray) -> pa.Array:
+def texts_at(norm_path: str, positions: np.ndarray) -> pa.Array | pa.ChunkedArray:
     """The normalized texts of a partition at ``positions`` (null where the file or row is missing)."""
     if not os.path.exists(norm_path):
         return pa.nulls(len(positions), pa.string())
@@ -96,12 +96,12 @@ def texts_at(norm_path: str, positions: np.ndarray) -> pa.Array:
     return align_texts(t.column("source_position").to_numpy(), t.column("text"), positions)
 
 
-def align_texts(pos: np.ndarray, text: pa.Array | pa.ChunkedArray, positions: np.ndarray) -> pa.Array:
+def align_texts(pos: np.ndarray, text: pa.Array | pa.ChunkedArray, positions: np.ndarray) -> pa.Array | pa.ChunkedArray:
     """``text`` (one per ``pos``) at ``positions``, null where a position has no text. The stage
     files are in position order, so this is a searchsorted + take, no join."""
-    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
     if len(pos) == len(positions) and np.array_equal(pos, positions):
-        return text  # the usual case: no invalid row left out
+        return text  # the usual case: no invalid row left out (chunks kept: tag_codes takes from them)
+    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
     order = None
     if len(pos) > 1 and not bool(np.all(pos[1:] >= pos[:-1])):
         order = np.argsort(pos, kind="stable")

@@ -163,6 +163,9 @@ def test_part_tag_sets_match_a_per_row_split(tmp_path: Path) -> None:
     text_at = dict(zip(norm["source_position"], norm["text"]))
     texts = pa.array([text_at.get(p) for p in part.column("pos").to_pylist()], pa.string())
     rows, hashes, dictionary, idx = token_hashes(texts)
+    with_null = pa.concat_arrays([texts, pa.array([None], pa.string())])  # a row without a text: no tags
+    chunked = token_hashes(pa.chunked_array([with_null.slice(0, 7), with_null.slice(7)]))  # as the pool task holds them
+    assert all(np.array_equal(a, b) for a, b in zip((rows, hashes, idx), (chunked[0], chunked[1], chunked[3])))
     # pairs ordered by (row, 32-bit hash): the order the part persists, without a second sort
     key = rows.astype(np.uint64) << np.uint64(32) | h32(hashes).astype(np.uint64)
     assert bool(np.all(key[1:] >= key[:-1]))
