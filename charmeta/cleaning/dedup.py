@@ -151,17 +151,15 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
     policy = policy or load_policy()
     keys = [k for k in keys if os.path.exists(part_paths(root, k)[0])]
     files = [part_paths(root, k)[0] for k in keys]
-    base_cols = ["pos", "status", "completeness", "confidence", "set_hash", "ntok", "sha256", "phash"]
-    part_idx, pos, ok, comp, conf, set_hash, img, phash, ntok = [], [], [], [], [], [], [], [], []
-    for i, f in enumerate(files):
+    # what every row needs; position, status, completeness and confidence are read in ``_keepers``
+    # for the rows of multi-member clusters only (~18 bytes a row less at the step's peak)
+    base_cols = ["set_hash", "ntok", "sha256", "phash"]
+    sizes, set_hash, img, phash, ntok = [], [], [], [], []
+    for f in files:
         t = pq.read_table(f, columns=base_cols)
         n = t.num_rows
-        part_idx.append(np.full(n, i, np.int32))
-        pos.append(t["pos"].to_numpy())
-        ok.append(pc.equal(t["status"], "ok").to_numpy(zero_copy_only=False))
-        comp.append(t["completeness"].to_numpy())
+        sizes.append(n)
         ntok.append(t["ntok"].to_numpy())
-        conf.append(t["confidence"].to_numpy())
         sh = t["set_hash"].to_numpy().astype(np.uint64)
         sha = t["sha256"].combine_chunks()
         is_img = pc.is_valid(sha).to_numpy(zero_copy_only=False)
@@ -174,7 +172,7 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
             img.append(np.zeros(n, bool))
             phash.append(None)
         set_hash.append(sh)
-    n = int(sum(len(p) for p in pos))
+    n = int(sum(sizes))
     stats: dict[str, Any] = {"entries": n, "partitions": len(files)}
     if n == 0:
         _write(root, _empty())
@@ -182,12 +180,10 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
         with open(os.path.join(root, CLEAN_DIR, STATS_FILE), "w", encoding="utf-8") as fh:
             json.dump(stats, fh)
         return stats
-    part_idx_a, pos_a = np.concatenate(part_idx), np.concatenate(pos)
-    ok_a, comp_a, conf_a = np.concatenate(ok), np.concatenate(comp), np.concatenate(conf)
     img_a, sh_a = np.concatenate(img), np.concatenate(set_hash)
     ntok_a = np.concatenate(ntok)
-    offsets = np.concatenate([[0], np.cumsum([len(p) for p in pos])])
-    del part_idx, pos, ok, comp, conf, img, set_hash, ntok
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    del img, set_hash, ntok
 
     # 1. exact groups: one node per distinct set hash
     first, group = _groups(sh_a)
@@ -198,6 +194,7 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
     rep_mask = np.zeros(n, bool)
     rep_mask[rep] = True
     rep_mask &= ~img_a
+    del first, rep
     cand_u, cand_v = [], []
     if policy.dedup_enabled and rep_mask.any():
 
@@ -255,7 +252,7 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
         duplicates=int(n - len(sizes)),
         duplicate_rate=round(float(n - len(sizes)) / n, 6),
     )
-    table = _keepers(files, keys, offsets, multi, cluster, part_idx_a, pos_a, ok_a, comp_a, conf_a, sh_a, group, policy)
+    table = _keepers(files, keys, offsets, multi, cluster, sh_a, group, policy)
     _write(root, table)
     dup_ok = pc.sum(pc.and_(pc.is_valid(table["duplicate_of"]), pc.equal(table["status"], "ok"))).as_py() or 0
     stats["ok_duplicates_dropped"] = int(dup_ok)
@@ -474,11 +471,6 @@ def _keepers(
     offsets: np.ndarray,
     multi: np.ndarray,
     cluster: np.ndarray,
-    part_idx: np.ndarray,
-    pos: np.ndarray,
-    ok: np.ndarray,
-    comp: np.ndarray,
-    conf: np.ndarray,
     sh: np.ndarray,
     group: np.ndarray,
     policy: CleaningPolicy,
@@ -486,26 +478,35 @@ def _keepers(
     """The rows of multi-member clusters with ``cluster_id``, ``duplicate_of`` and ``kind``."""
     if not len(multi):
         return _empty()
-    part = part_idx[multi]
+    part = np.searchsorted(offsets, multi, side="right") - 1
     bounds = np.searchsorted(part, np.arange(len(files) + 1))  # ``multi`` is ascending, so is ``part``
+    cols_read = ["id", "status", "pos", "completeness", "confidence"]
     got = [
-        pq.read_table(files[p], columns=["id", "status"]).take(pa.array(multi[bounds[p] : bounds[p + 1]] - offsets[p]))
+        pq.read_table(files[p], columns=cols_read).take(pa.array(multi[bounds[p] : bounds[p + 1]] - offsets[p]))
         for p in range(len(files))
         if bounds[p + 1] > bounds[p]
     ]
-    id_arr = pa.concat_arrays([t["id"].combine_chunks() for t in got]).cast(pa.string())
-    status_arr = pa.concat_arrays([t["status"].combine_chunks() for t in got]).cast(pa.string())
+
+    def column(name: str) -> pa.Array:
+        return pa.concat_arrays([t[name].combine_chunks() for t in got])
+
+    id_arr = column("id").cast(pa.string())
+    status_arr = column("status").cast(pa.string())
+    ok = pa.array(np.asarray(pc.equal(status_arr, "ok").to_numpy(zero_copy_only=False), bool))
+    comp = pa.array(column("completeness").to_numpy(zero_copy_only=False))
+    conf = pa.array(column("confidence").to_numpy(zero_copy_only=False))
+    pos = column("pos").to_numpy(zero_copy_only=False)
     sort_keys: list[tuple[str, str]] = [("cluster", "ascending")]
     cols: dict[str, Any] = {"cluster": pa.array(cluster[multi])}
     for rule in policy.keep_rule:
         if rule == "ok_first":
-            cols["ok"] = pa.array(ok[multi])
+            cols["ok"] = ok
             sort_keys.append(("ok", "descending"))
         elif rule == "completeness":
-            cols["completeness"] = pa.array(comp[multi])
+            cols["completeness"] = comp
             sort_keys.append(("completeness", "descending"))
         elif rule == "confidence":
-            cols["confidence"] = pa.array(conf[multi])
+            cols["confidence"] = conf
             sort_keys.append(("confidence", "descending"))
     cols["id"] = id_arr
     sort_keys.append(("id", "ascending"))
@@ -532,10 +533,10 @@ def _keepers(
     kind = np.where(head, "kept", np.where(exact, "exact", "near"))
     return pa.table(
         {
-            "partition": pa.DictionaryArray.from_arrays(pa.array(part_idx[g_rows]), pa.array(keys, pa.string())).cast(
-                pa.string()
-            ),
-            "source_position": pa.array(pos[g_rows]),
+            "partition": pa.DictionaryArray.from_arrays(
+                pa.array(part[order].astype(np.int32)), pa.array(keys, pa.string())
+            ).cast(pa.string()),
+            "source_position": pa.array(pos[order]),
             "id": ids_sorted,
             "status": status_arr.take(pa.array(order)),
             "cluster_id": cluster_id,
