@@ -82,7 +82,9 @@ def tag_codes(text: pa.Array | pa.ChunkedArray, con: Any = None) -> TagCodes:
     whole = len(comma_rows) == n and isinstance(text, pa.Array)
     c_lists = pc.split_pattern(text if whole else _one(text.take(pa.array(comma_rows))), ",")
     r_lists = pc.utf8_split_whitespace(_one(text.take(pa.array(raw_rows))))
-    flat = pa.concat_arrays([pc.list_flatten(c_lists), pc.list_flatten(r_lists)])
+    # one dictionary over both sets of tags without concatenating them (a chunked encode shares
+    # its dictionary across chunks, in first-appearance order as over the concatenation)
+    flat = pa.chunked_array([pc.list_flatten(c_lists), pc.list_flatten(r_lists)], type=pa.string())
     counts = np.concatenate(
         [
             pc.list_value_length(c_lists).fill_null(0).to_numpy(zero_copy_only=False),
@@ -92,7 +94,12 @@ def tag_codes(text: pa.Array | pa.ChunkedArray, con: Any = None) -> TagCodes:
     starts = np.zeros(len(counts) + 1, np.int64)
     np.cumsum(counts, out=starts[1:])
     raw_enc = pc.dictionary_encode(flat)
-    norm = pc.utf8_lower(raw_enc.dictionary)
+    raw_codes = np.concatenate(
+        [np.zeros(0, np.int32)] + [c.indices.to_numpy(zero_copy_only=False) for c in raw_enc.chunks]
+    )
+    raw_dict = raw_enc.chunk(0).dictionary if raw_enc.num_chunks else pa.array([], pa.string())
+    del flat, raw_enc, c_lists, r_lists
+    norm = pc.utf8_lower(raw_dict)
     norm = pc.utf8_trim(pc.replace_substring(pc.replace_substring(norm, "_", " "), "\\", ""), " \t\n\r|")
     enc = pc.dictionary_encode(norm)
     dictionary = enc.dictionary
@@ -118,7 +125,7 @@ def tag_codes(text: pa.Array | pa.ChunkedArray, con: Any = None) -> TagCodes:
         n=n,
         groups=np.concatenate([comma_rows, raw_rows]).astype(np.int64, copy=False),
         starts=starts,
-        ranks=raw_rank[raw_enc.indices.to_numpy(zero_copy_only=False)],
+        ranks=raw_rank[raw_codes],
         dictionary=dictionary.take(pa.array(order)),
         h64=dh[order],
         t32=d32[order],

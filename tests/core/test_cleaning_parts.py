@@ -217,6 +217,8 @@ def test_compiled_signatures_equal_the_numpy_ones(monkeypatch) -> None:
         assert np.array_equal(getattr(compiled, field), getattr(reference, field)), field
     assert compiled.tokens.equals(reference.tokens)
     assert compiled.ntok.max() > 64 and compiled.ntok.min() == 0 and compiled.flagged.any()
+    empty = signatures.part_signatures(signatures.tag_codes(pa.array([], pa.string())), 30, 6, np.zeros(0, bool))
+    assert len(empty.ntok) == 0 and len(empty.tokens) == 0 and empty.keys.shape == (0, 6)
 
 
 def test_profile_pair_counts_by_bincount_or_sort_agree_with_unique() -> None:
