@@ -8,7 +8,7 @@ appearance tags), back to back on the same machine:
 3. the cleaning alone on run 2's output, in a child process so its peak RSS is its own:
    ``--alone global`` (default) the global steps (profiles, clusters, apply, report) over
    the parts the workers built in run 2; ``--alone full`` rebuilds the parts first, in one
-   process (what the workers add per partition; ~1.2 s CPU per 100k rows, a long step at
+   process (what the workers add per partition; ~0.5 s CPU per 100k rows, a long step at
    5M on 2 cores); ``--alone none`` skips it.
 
 Wall time and peak RSS (largest process, whole process tree) of each, appended to
