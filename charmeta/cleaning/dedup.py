@@ -264,13 +264,26 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
     return stats
 
 
+_JACCARD: list[Any] = []
+
+
+def _jaccard_kernel() -> Any:
+    """The compiled exact-Jaccard merge, or None (loaded once per process; the warning once)."""
+    if not _JACCARD:
+        from charmeta.cleaning import compiled
+
+        _JACCARD.append(
+            compiled.load("charmeta.cleaning.jit", "jaccard_at_least", "exact Jaccard by the slower numpy merge")
+        )
+    return _JACCARD[0]
+
+
 def _warm_kernel() -> None:
     """Import and load (or compile) the exact-Jaccard kernel for the argument types
     ``_verify_text`` passes: numba's import and the load of its cached machine code took
     ~1.3 s of the clusters step on the loaded machine, now spent while the main thread reads."""
-    try:
-        from charmeta.cleaning.jit import jaccard_at_least
-    except ImportError:
+    jaccard_at_least = _jaccard_kernel()
+    if jaccard_at_least is None:
         return
     one = np.zeros(1, np.int64)
     jaccard_at_least(one, one, np.zeros(1, np.uint32), one, one, 0.5, np.zeros(1, bool), np.int64(0), np.int64(1))
@@ -336,10 +349,8 @@ def _verify_text(
     del remap  # before the token lists: not both at the step's peak
     lens, starts, values = _rows_tokens(files, offsets, rows, int(ntok[rows].sum()))
     del rows
-    try:
-        from charmeta.cleaning.jit import jaccard_at_least
-    except ImportError:  # numba missing: the numpy merge, one chunk of pairs at a time
-        log.warning("numba is not installed (extra 'cleaning'): exact Jaccard by the slower numpy merge")
+    jaccard_at_least = _jaccard_kernel()
+    if jaccard_at_least is None:  # numba missing or unusable: the numpy merge, one chunk of pairs at a time
         for lo in range(0, len(u), VERIFY_CHUNK):
             hi = lo + VERIFY_CHUNK
             keep[lo:hi] = _jaccard_at_least(lens, starts, values, iu[lo:hi], iv[lo:hi], thr)
