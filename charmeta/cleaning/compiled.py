@@ -17,6 +17,7 @@ import importlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -43,9 +44,27 @@ def cache_dir() -> str | None:
     return None
 
 
+#: ``(module, name)`` -> the loaded loop or None: each is tried once per process (one warning).
+_LOADED: dict[tuple[str, str], Callable[..., Any] | None] = {}
+_LOCK = threading.Lock()
+
+
+def loaded(module: str, name: str) -> bool:
+    """Whether ``load(module, name, ...)`` was already tried in this process."""
+    return (module, name) in _LOADED
+
+
 def load(module: str, name: str, why_numpy: str) -> Callable[..., Any] | None:
     """``module.name`` compiled, or None when numba is missing or cannot load it (the caller then
-    takes its numpy path; ``why_numpy`` says what that costs, for the warning)."""
+    takes its numpy path; ``why_numpy`` says what that costs, for the warning). Tried once per
+    process, whichever thread asks first (the clusters step warms its loop in a thread)."""
+    with _LOCK:
+        if (module, name) not in _LOADED:
+            _LOADED[(module, name)] = _import(module, name, why_numpy)
+        return _LOADED[(module, name)]
+
+
+def _import(module: str, name: str, why_numpy: str) -> Callable[..., Any] | None:
     cache_dir()
     try:
         return getattr(importlib.import_module(module), name)

@@ -264,18 +264,11 @@ def build_clusters(root: str, keys: list[str], policy: CleaningPolicy | None = N
     return stats
 
 
-_JACCARD: list[Any] = []
-
-
 def _jaccard_kernel() -> Any:
-    """The compiled exact-Jaccard merge, or None (loaded once per process; the warning once)."""
-    if not _JACCARD:
-        from charmeta.cleaning import compiled
+    """The compiled exact-Jaccard merge, or None (``compiled.load``: tried once per process)."""
+    from charmeta.cleaning import compiled
 
-        _JACCARD.append(
-            compiled.load("charmeta.cleaning.jit", "jaccard_at_least", "exact Jaccard by the slower numpy merge")
-        )
-    return _JACCARD[0]
+    return compiled.load("charmeta.cleaning.jit", "jaccard_at_least", "exact Jaccard by the slower numpy merge")
 
 
 def _warm_kernel() -> None:

@@ -336,29 +336,21 @@ def _splitmix(hashes: np.ndarray) -> np.ndarray:
     return z
 
 
-_KERNEL: list[Any] = []
 #: Tags under which a process that has not loaded the compiled loops yet takes the numpy path:
 #: importing numba and loading the cached loops costs ~0.2-0.3 s once per process, what the
 #: numpy path spends on ~1-2M tags (a 100k-row partition has ~2.3M; a test partition a few hundred).
 JIT_MIN_TAGS = 1_000_000
+_JIT = ("charmeta.cleaning.jit_parts", "row_signatures")
 
 
 def _kernel(n_tags: int) -> Any:
-    """The compiled part loops, or None without numba (imported once per process) or for a small
-    batch in a process that has not imported them yet."""
-    if not _KERNEL and n_tags < JIT_MIN_TAGS:
-        return None
-    if not _KERNEL:
-        from charmeta.cleaning import compiled
+    """The compiled part loops, or None without numba (``compiled.load``: tried once per process)
+    or for a small batch in a process that has not tried them yet."""
+    from charmeta.cleaning import compiled
 
-        _KERNEL.append(
-            compiled.load(
-                "charmeta.cleaning.jit_parts",
-                "row_signatures",
-                "part signatures by numpy (~0.2-0.3 s more per 100k rows)",
-            )
-        )
-    return _KERNEL[0]
+    if n_tags < JIT_MIN_TAGS and not compiled.loaded(*_JIT):
+        return None
+    return compiled.load(*_JIT, "part signatures by numpy (~0.2-0.3 s more per 100k rows)")
 
 
 def jaccard_sorted(a: np.ndarray, b: np.ndarray) -> float:

@@ -32,11 +32,15 @@ def _raising(exc: BaseException):
         (ImportError("No module named 'numba'"), "numba is not installed"),
     ],
 )
-def test_unloadable_kernel_is_none_with_a_warning(monkeypatch, caplog, exc, said) -> None:
+def test_unloadable_kernel_is_none_with_one_warning(monkeypatch, caplog, exc, said) -> None:
+    monkeypatch.setattr(compiled, "_LOADED", {})
     monkeypatch.setattr(compiled.importlib, "import_module", _raising(exc))
     with caplog.at_level(logging.WARNING, logger="charmeta.cleaning"):
         assert compiled.load("charmeta.cleaning.jit", "jaccard_at_least", "numpy merge") is None
+        assert compiled.loaded("charmeta.cleaning.jit", "jaccard_at_least")
+        assert compiled.load("charmeta.cleaning.jit", "jaccard_at_least", "numpy merge") is None  # not tried again
     assert said in caplog.text and "numpy merge" in caplog.text
+    assert len([r for r in caplog.records if "numpy merge" in r.getMessage()]) == 1
 
 
 def test_clusters_check_falls_back_to_numpy_when_numba_cannot_load(monkeypatch) -> None:
@@ -49,7 +53,7 @@ def test_clusters_check_falls_back_to_numpy_when_numba_cannot_load(monkeypatch) 
     assert expected.tolist() == [True, True]
     assert dedup._jaccard_at_least(lens, starts, values, iu, iv, 0.6).tolist() == [False, True]
     monkeypatch.setattr(compiled.importlib, "import_module", _raising(RuntimeError("no locator available")))
-    monkeypatch.setattr(dedup, "_JACCARD", [])
+    monkeypatch.setattr(compiled, "_LOADED", {})
     assert dedup._jaccard_kernel() is None
 
 

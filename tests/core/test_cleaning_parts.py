@@ -198,6 +198,7 @@ def test_token_lists_sort_unordered_input_and_minhash_takes_precomputed_hashes()
 
 def test_compiled_signatures_equal_the_numpy_ones(monkeypatch) -> None:
     pytest.importorskip("numba")
+    from charmeta.cleaning import compiled as loader
     from charmeta.cleaning import signatures
 
     rng = np.random.default_rng(5)
@@ -210,8 +211,8 @@ def test_compiled_signatures_equal_the_numpy_ones(monkeypatch) -> None:
     flag[::7] = True
     monkeypatch.setattr(signatures, "JIT_MIN_TAGS", 0)
     compiled = signatures.part_signatures(codes, 30, 6, flag)
-    assert signatures._KERNEL[0] is not None  # the compiled loops ran
-    monkeypatch.setattr(signatures, "_KERNEL", [None])
+    assert loader._LOADED[signatures._JIT] is not None  # the compiled loops ran
+    monkeypatch.setitem(loader._LOADED, signatures._JIT, None)  # as without numba: the numpy path
     reference = signatures.part_signatures(codes, 30, 6, flag)
     for field in ("ntok", "set_hash", "flagged", "keys"):
         assert np.array_equal(getattr(compiled, field), getattr(reference, field)), field
