@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from charmeta import duck
 from charmeta.cleaning.config import CleaningPolicy, load_policy
-from charmeta.cleaning.parts import part_paths
+from charmeta.cleaning.parts import index_of, part_paths, take_found
 from charmeta.cleaning.profiles import CLEAN_DIR
 from charmeta.contract import ATTRIBUTES, UNKNOWN
 from charmeta.duck import sql_ident, sql_string
@@ -79,26 +79,6 @@ def consensus_wide(profiles: pa.Table, policy: CleaningPolicy) -> pa.Table:
         con.close()
 
 
-def _aligned(keys: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(index into keys, found)`` of each value of ``at`` in the distinct ``keys`` (any order)."""
-    if not len(keys):
-        return np.zeros(len(at), np.int64), np.zeros(len(at), bool)
-    order = None
-    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
-        order = np.argsort(keys, kind="stable")
-        keys = keys[order]
-    i = np.minimum(np.searchsorted(keys, at), len(keys) - 1)
-    found = keys[i] == at
-    return (i if order is None else order[i]), found
-
-
-def _take(values: pa.Array | pa.ChunkedArray, idx: np.ndarray, valid: np.ndarray) -> pa.Array:
-    """``values[idx]`` where ``valid``, null elsewhere."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    return values.take(pa.array(idx, mask=~valid)) if len(values) else pa.nulls(len(idx), values.type)
-
-
 def decide_partition(root: str, key: str, consensus: pa.Table, dups: pa.Table, policy: CleaningPolicy) -> Decisions:
     """The partition's per-row decisions (in the validated file's row order) and its identity rows.
 
@@ -119,14 +99,14 @@ def decide_partition(root: str, key: str, consensus: pa.Table, dups: pa.Table, p
     v = pq.read_table(path, columns=["source_position", "id", *coded], read_dictionary=coded)
     part = pq.read_table(part_paths(root, key)[0], columns=["pos", "character", "sexual"])
     pos = v.column("source_position").to_numpy()
-    at, found = _aligned(part.column("pos").to_numpy(), pos)
-    character = _take(part.column("character"), at, found)
-    sexual = pc.fill_null(_take(part.column("sexual"), at, found), False)
+    at, found = index_of(part.column("pos").to_numpy(), pos)
+    character = take_found(part.column("character"), at, found)
+    sexual = pc.fill_null(take_found(part.column("sexual"), at, found), False)
     ci = pc.index_in(character, value_set=consensus.column("character").combine_chunks(), skip_nulls=True)
     has = np.asarray(pc.is_valid(ci).to_numpy(zero_copy_only=False), bool)
     ci_np = np.asarray(ci.fill_null(0).to_numpy(zero_copy_only=False), np.int64)
-    di, dfound = _aligned(dups.column("source_position").to_numpy(), pos)
-    duplicate_of = _take(dups.column("duplicate_of"), di, dfound)
+    di, dfound = index_of(dups.column("source_position").to_numpy(), pos)
+    duplicate_of = take_found(dups.column("duplicate_of"), di, dfound)
     ok = pc.equal(v.column("status").combine_chunks(), "ok")
 
     def per_row(per_character: np.ndarray, missing: Any) -> np.ndarray:

@@ -97,22 +97,32 @@ def texts_at(norm_path: str, positions: np.ndarray) -> pa.Array | pa.ChunkedArra
 
 
 def align_texts(pos: np.ndarray, text: pa.Array | pa.ChunkedArray, positions: np.ndarray) -> pa.Array | pa.ChunkedArray:
-    """``text`` (one per ``pos``) at ``positions``, null where a position has no text. The stage
-    files are in position order, so this is a searchsorted + take, no join."""
+    """``text`` (one per ``pos``) at ``positions``, null where a position has no text."""
     if len(pos) == len(positions) and np.array_equal(pos, positions):
         return text  # the usual case: no invalid row left out (chunks kept: tag_codes takes from them)
-    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    return take_found(text, *index_of(pos, positions))
+
+
+def index_of(keys: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(index into keys, found)`` of each value of ``at`` among ``keys`` (the first of equal keys;
+    any order). Why not a join: the stage files are in position order, so this is usually one
+    searchsorted, no sort."""
+    if not len(keys):
+        return np.zeros(len(at), np.int64), np.zeros(len(at), bool)
     order = None
-    if len(pos) > 1 and not bool(np.all(pos[1:] >= pos[:-1])):
-        order = np.argsort(pos, kind="stable")
-        pos = pos[order]
-    if not len(pos):
-        return pa.nulls(len(positions), pa.string())
-    at = np.searchsorted(pos, positions)
-    found = (at < len(pos)) & (pos[np.minimum(at, len(pos) - 1)] == positions)
-    idx = at if order is None else order[np.minimum(at, len(order) - 1)]
-    texts = text.take(pa.array(np.where(found, np.minimum(idx, len(text) - 1), 0)))
-    return pc.if_else(pa.array(found), texts, pa.scalar(None, pa.string()))
+    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+    i = np.minimum(np.searchsorted(keys, at), len(keys) - 1)
+    found = keys[i] == at
+    return (i if order is None else order[i]), found
+
+
+def take_found(values: pa.Array | pa.ChunkedArray, idx: np.ndarray, found: np.ndarray) -> pa.Array:
+    """``values[idx]`` where ``found``, null elsewhere (``index_of``'s answer)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.take(pa.array(idx, mask=~found)) if len(values) else pa.nulls(len(idx), values.type)
 
 
 def read_part(root: str, key: str, policy: CleaningPolicy | None = None) -> dict[str, Any] | None:
@@ -287,8 +297,13 @@ def _is_in(col: pa.ChunkedArray, values: list[str]) -> np.ndarray:
 def _known(col: pa.ChunkedArray) -> np.ndarray:
     """Per row: a scalar attribute carries a value (not null, not ``Unknown``)."""
     codes, d = _codes(col)
-    known = np.asarray(pc.not_equal(d, UNKNOWN).fill_null(False).to_numpy(zero_copy_only=False), bool)
-    return np.append(known, False)[codes]
+    return _known_values(d)[codes]
+
+
+def _known_values(dictionary: pa.Array) -> np.ndarray:
+    """Per ``_codes`` code: the value is known (not ``Unknown``); the null code last, False."""
+    known = np.asarray(pc.not_equal(dictionary, UNKNOWN).fill_null(False).to_numpy(zero_copy_only=False), bool)
+    return np.append(known, False)
 
 
 def _completeness(v: pa.Table) -> np.ndarray:
@@ -346,21 +361,11 @@ def _image_hashes(imgs: str, pos: np.ndarray) -> tuple[pa.Array, pa.Array]:
         return pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
     t = pq.read_table(imgs, columns=["source_position", "sha256", "phash", "status"], use_threads=False)
     t = t.filter(pc.equal(t.column("status"), "ok"))
-    ipos = t.column("source_position").to_numpy()
-    order = np.argsort(ipos, kind="stable")
-    ipos = ipos[order]
-    at = np.searchsorted(ipos, pos)
-    at_c = np.minimum(at, max(len(ipos) - 1, 0))
-    found = (at < len(ipos)) & (ipos[at_c] == pos) if len(ipos) else np.zeros(n, bool)
-    take = pa.array(order[at_c] if len(ipos) else np.zeros(n, np.int64))
-    mask = pa.array(found)
-    out = []
-    for c in ("sha256", "phash"):
-        col = t.column(c).combine_chunks().cast(pa.string())
-        out.append(
-            pc.if_else(mask, col.take(take), pa.scalar(None, pa.string())) if len(ipos) else pa.nulls(n, pa.string())
-        )
-    return out[0], out[1]
+    idx, found = index_of(t.column("source_position").to_numpy(), pos)
+    return (
+        take_found(t.column("sha256").cast(pa.string()), idx, found),
+        take_found(t.column("phash").cast(pa.string()), idx, found),
+    )
 
 
 def _count_pairs(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
@@ -401,10 +406,7 @@ def _profile(character: pa.Array, status: pa.Array, v: pa.Table, policy: Cleanin
     for a in attrs:
         codes, d = _codes(v.column(a.column))
         codes = codes[counted]
-        known = np.append(
-            np.asarray(pc.not_equal(d, UNKNOWN).fill_null(False).to_numpy(zero_copy_only=False), bool), False
-        )
-        sel = known[codes]
+        sel = _known_values(d)[codes]
         pair, n = _count_pairs(ch[sel] * (len(d) + 1) + codes[sel], len(names) * (len(d) + 1))
         code = pair % (len(d) + 1)
         rank = np.empty(len(d), np.int64)
