@@ -159,13 +159,11 @@ _EXIT_AFTER_INTERRUPT = False
 def _hold_interrupts() -> None:
     """Ignore further Ctrl-C while an interrupt is being reported and the command winds down.
 
-    Why: a stopped run must end with its one resume line and exit status 130. In one CI run
-    of ``tests/reliability/test_interrupt.py`` the line was printed and the process then died
-    of SIGINT (-2): a KeyboardInterrupt raised again after the first was handled escaped
-    (where it came from was not found; Dagster's ``capture_interrupts`` records a SIGINT and
-    ``raise_interrupts_as`` raises it again later, one candidate). Ignoring SIGINT from the
-    moment the interrupt is handled closes that window whatever the source. ``main`` restores the caller's handler when it returns (tests call
-    it in-process); ``console`` keeps ignoring until the process exits."""
+    Why: a stopped run must end with its one resume line and exit status 130; a second
+    KeyboardInterrupt while the first is reported would escape ``main``
+    (``tests/reliability/test_interrupt_window.py``). ``main`` restores the caller's handler
+    when it returns (tests call it in-process), unless ``console`` will leave the process
+    right after it (see ``console``)."""
     if _main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
